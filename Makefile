@@ -1,0 +1,65 @@
+# Liaison — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODE_TOOLS := .tools/node
+export LIAISON_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+
+.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node-tools clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq python3-venv; \
+	  else echo "python3-venv is missing: run 'sudo apt-get install python3-venv'"; exit 1; fi; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install Liaison with its dev tools
+
+$(NODE_TOOLS)/.installed: deploy/node-tools/package.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq nodejs npm; \
+	  else echo "npm is missing: run 'sudo apt-get install nodejs npm'"; exit 1; fi; }
+	mkdir -p $(NODE_TOOLS)
+	cp deploy/node-tools/package.json $(NODE_TOOLS)/package.json
+	cd $(NODE_TOOLS) && npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node-tools: $(NODE_TOOLS)/.installed ## install the AsyncAPI parser and the partner-example client (npm)
+
+broker: ## make sure a RabbitMQ is reachable, with the plugins Liaison needs
+	@bash deploy/broker.sh
+
+lint: install ## ruff
+	$(BIN)/ruff check services schemas tests bench
+	$(BIN)/ruff format --check services schemas tests bench
+
+typecheck: install ## mypy --strict on services/ and schemas/
+	$(BIN)/mypy
+
+pytest: install node-tools broker
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: install node-tools broker lint typecheck pytest ## lint, type checks and the whole test suite
+
+schemas: install ## regenerate the JSON Schemas, the AsyncAPI document and the examples
+	$(BIN)/python -m schemas.generate
+
+run: install broker ## bring the system up and play the demo scenario (Ctrl-C stops it)
+	$(BIN)/liaison demo
+
+bench: install broker ## throughput and latency: shovel vs plain aio-pika vs FastStream vs the hub
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m bench
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Liaison services: the routing hub, partner directory and provisioning, SDK and command line."""

@@ -1,0 +1,1 @@
+"""The ``liaison`` command line: one entry point for operators and partners."""

@@ -1,0 +1,1 @@
+"""What every Liaison service shares: logging, configuration parsing, broker access, health."""

@@ -1,0 +1,134 @@
+"""The broker objects Liaison needs, as data.
+
+One description, applied two ways: ``liaison provision`` through the management HTTP API, and
+test fixtures over AMQP. The names partners depend on come from ``schemas.wire``.
+
+    partner --(routing key = own org, user_id = own account)--> liaison.ingress (topic)
+      --'#'--> liaison.ingress.shards (x-consistent-hash on the routing key, internal)
+      --> liaison.hub.<n> (quorum, single active consumer): one sender always lands in one
+          shard, so its order is kept whichever hub process owns the shard
+    hub --(one publish, BCC = other recipients)--> liaison.delivery (topic)
+      --> inbox.<org> / inbox.<org>.flash (quorum), and liaison.audit ('#')
+    refusals and poison --> liaison.dead (fanout) --> liaison.dead-letters
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from schemas.wire import (
+    AUDIT_QUEUE,
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_QUEUE,
+    DELIVERY_EXCHANGE,
+    INGRESS_EXCHANGE,
+    delivery_key,
+    flash_inbox_queue,
+    inbox_queue,
+)
+
+SHARD_EXCHANGE: Final = "liaison.ingress.shards"
+HUB_QUEUE_PREFIX: Final = "liaison.hub."
+DEFAULT_SHARDS: Final = 4
+#: Deliveries of one message to the hub before the broker dead-letters it as poison.
+HUB_DELIVERY_LIMIT: Final = 5
+INBOX_DELIVERY_LIMIT: Final = 20
+HUB_QUEUE_MAX_LENGTH: Final = 1_000_000
+AUDIT_MAX_LENGTH: Final = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeSpec:
+    """An exchange to declare."""
+
+    name: str
+    type: str
+    internal: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A durable quorum queue to declare; ``owner`` is the organisation that reads it."""
+
+    name: str
+    arguments: dict[str, Any]
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BindingSpec:
+    """A binding from ``source`` exchange to a queue or exchange ``destination``."""
+
+    source: str
+    destination: str
+    routing_key: str
+    destination_type: str = "queue"
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Everything to declare, in dependency order."""
+
+    exchanges: tuple[ExchangeSpec, ...]
+    queues: tuple[QueueSpec, ...]
+    bindings: tuple[BindingSpec, ...]
+
+
+def hub_queue(shard: int) -> str:
+    """Name of the hub's ingress shard queue ``shard``."""
+    return f"{HUB_QUEUE_PREFIX}{shard}"
+
+
+def _quorum(
+    *, max_length: int | None, delivery_limit: int | None, overflow: str = "reject-publish"
+) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": overflow,
+    }
+    if overflow != "reject-publish":
+        # at-least-once dead-lettering is only allowed with reject-publish.
+        args["x-dead-letter-strategy"] = "at-most-once"
+    if max_length is not None:
+        args["x-max-length"] = max_length
+    if delivery_limit is not None:
+        args["x-delivery-limit"] = delivery_limit
+    return args
+
+
+def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> Topology:
+    """The topology for organisations ``inboxes`` (org id -> inbox max length)."""
+    exchanges = (
+        ExchangeSpec(INGRESS_EXCHANGE, "topic"),
+        ExchangeSpec(SHARD_EXCHANGE, "x-consistent-hash", internal=True),
+        ExchangeSpec(DELIVERY_EXCHANGE, "topic"),
+        ExchangeSpec(DEAD_LETTER_EXCHANGE, "fanout"),
+    )
+    queues: list[QueueSpec] = [
+        QueueSpec(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
+        # Audit is a copy: when nobody drains it, drop its oldest rather than block deliveries.
+        QueueSpec(
+            AUDIT_QUEUE,
+            {"x-queue-type": "quorum", "x-max-length": AUDIT_MAX_LENGTH, "x-overflow": "drop-head"},
+        ),
+    ]
+    bindings: list[BindingSpec] = [
+        BindingSpec(INGRESS_EXCHANGE, SHARD_EXCHANGE, "#", destination_type="exchange"),
+        BindingSpec(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, ""),
+        BindingSpec(DELIVERY_EXCHANGE, AUDIT_QUEUE, "#"),
+    ]
+    for shard in range(shards):
+        args = _quorum(max_length=HUB_QUEUE_MAX_LENGTH, delivery_limit=HUB_DELIVERY_LIMIT)
+        args["x-single-active-consumer"] = True
+        queues.append(QueueSpec(hub_queue(shard), args))
+        # The consistent-hash exchange reads the binding key as the shard's weight.
+        bindings.append(BindingSpec(SHARD_EXCHANGE, hub_queue(shard), "1"))
+    for org, max_length in sorted(inboxes.items()):
+        for flash in (False, True):
+            name = flash_inbox_queue(org) if flash else inbox_queue(org)
+            args = _quorum(max_length=max_length, delivery_limit=INBOX_DELIVERY_LIMIT)
+            queues.append(QueueSpec(name, args, owner=org))
+            bindings.append(BindingSpec(DELIVERY_EXCHANGE, name, delivery_key(org, flash=flash)))
+    return Topology(tuple(exchanges), tuple(queues), tuple(bindings))

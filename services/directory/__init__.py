@@ -1,0 +1,1 @@
+"""The directory of organisations: who exists, what they may send to whom, and provisioning it."""

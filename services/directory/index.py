@@ -1,0 +1,173 @@
+"""The directory compiled into the tables the hub consults for every message.
+
+Compiling once at load time turns every per-message question (who is behind this account, who
+is in that group, may this sender send that type to whom, who is cleared for it) into a dict
+lookup and a set intersection.
+"""
+
+import fnmatch
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from schemas.catalogue import MESSAGE_TYPES
+from schemas.types import CLASSIFICATION_RANK, Classification
+from services.common.errors import DirectoryError
+from services.directory.model import Directory, Group, Organisation, Selector
+
+#: Types only the hub may originate; no rule can grant them to a partner.
+HUB_ONLY_TYPES = frozenset({"error.report"})
+#: Types routed by their own rule (back to the sender of the referenced message), not by policy.
+REPLY_TYPES = frozenset({"ack"})
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryIndex:
+    """Read-only lookups over one version of the directory."""
+
+    directory: Directory
+    organisations: Mapping[str, Organisation]
+    by_account: Mapping[str, str]
+    addresses: Mapping[str, frozenset[str]]
+    permitted: Mapping[tuple[str, str], frozenset[str]]
+    cleared: Mapping[Classification, frozenset[str]]
+
+    def org_for_account(self, account: str) -> str | None:
+        """The organisation id behind a broker account, or None."""
+        return self.by_account.get(account)
+
+    def resolve(self, address: str) -> frozenset[str] | None:
+        """Organisations an address (``org:``, ``group:``, ``role:``, ``mission:``) names."""
+        return self.addresses.get(address)
+
+    def permitted_recipients(self, sender: str, message_type: str) -> frozenset[str]:
+        """Organisations ``sender`` may send ``message_type`` to."""
+        return self.permitted.get((sender, message_type), frozenset())
+
+    def cleared_for(self, classification: Classification) -> frozenset[str]:
+        """Organisations whose clearance is at least ``classification``."""
+        return self.cleared[classification]
+
+
+def load_directory(path: Path) -> DirectoryIndex:
+    """Read, validate and compile a directory file; any problem is a DirectoryError naming it."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DirectoryError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DirectoryError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        directory = msgspec.convert(raw, Directory)
+    except msgspec.ValidationError as exc:
+        raise DirectoryError(f"{path}: {exc}") from None
+    return compile_directory(directory, source=str(path))
+
+
+def compile_directory(directory: Directory, *, source: str = "directory") -> DirectoryIndex:
+    """Check cross-references and build the lookup tables."""
+    orgs = _unique({o.id: o for o in directory.organisations}, directory.organisations, "id", source)
+    by_account: dict[str, str] = {}
+    for org in directory.organisations:
+        account = org.broker_account
+        if account in by_account or account == directory.hub_account:
+            raise DirectoryError(f"{source}: broker account {account!r} is used twice")
+        by_account[account] = org.id
+    groups = _unique({g.id: g for g in directory.groups}, directory.groups, "id", source)
+
+    group_members: dict[str, frozenset[str]] = {}
+    for group in directory.groups:
+        group_members[group.id] = _select(group.members, orgs, group_members, groups, source)
+
+    addresses: dict[str, frozenset[str]] = {}
+    for org in orgs.values():
+        addresses[f"org:{org.id}"] = frozenset({org.id})
+        for role in org.roles:
+            addresses[f"role:{role}"] = addresses.get(f"role:{role}", frozenset()) | {org.id}
+        for mission in org.missions:
+            key = f"mission:{mission}"
+            addresses[key] = addresses.get(key, frozenset()) | {org.id}
+    for gid, members in group_members.items():
+        addresses[f"group:{gid}"] = members
+
+    permitted: dict[tuple[str, str], set[str]] = {}
+    for number, rule in enumerate(directory.rules, start=1):
+        types = _expand_types(rule.types, f"{source}: rule {number} ({rule.description})")
+        senders = _select(rule.senders, orgs, group_members, groups, source)
+        recipients = _select(rule.recipients, orgs, group_members, groups, source)
+        for sender in senders:
+            for message_type in types:
+                permitted.setdefault((sender, message_type), set()).update(recipients)
+
+    cleared = {
+        level: frozenset(
+            o.id for o in orgs.values() if CLASSIFICATION_RANK[o.clearance] >= rank
+        )
+        for level, rank in CLASSIFICATION_RANK.items()
+    }
+    return DirectoryIndex(
+        directory=directory,
+        organisations=orgs,
+        by_account=by_account,
+        addresses=addresses,
+        permitted={key: frozenset(value) for key, value in permitted.items()},
+        cleared=cleared,
+    )
+
+
+def _unique[T](
+    table: dict[str, T], items: list[T], what: str, source: str
+) -> dict[str, T]:
+    if len(table) != len(items):
+        seen: set[str] = set()
+        for item in items:
+            key = getattr(item, what)
+            if key in seen:
+                raise DirectoryError(f"{source}: {type(item).__name__.lower()} {key!r} is twice")
+            seen.add(key)
+    return table
+
+
+def _expand_types(patterns: Iterable[str], where: str) -> set[str]:
+    types: set[str] = set()
+    for pattern in patterns:
+        matched = {
+            t
+            for t in MESSAGE_TYPES
+            if fnmatch.fnmatchcase(t, pattern) and t not in HUB_ONLY_TYPES | REPLY_TYPES
+        }
+        if not matched:
+            raise DirectoryError(f"{where}: type {pattern!r} matches no partner message type")
+        types |= matched
+    return types
+
+
+def _select(
+    selector: Selector,
+    orgs: Mapping[str, Organisation],
+    group_members: Mapping[str, frozenset[str]],
+    groups: Mapping[str, Group],
+    source: str,
+) -> frozenset[str]:
+    if selector.any:
+        return frozenset(orgs)
+    for oid in selector.organisations:
+        if oid not in orgs:
+            raise DirectoryError(f"{source}: unknown organisation {oid!r} in a selector")
+    picked = set(selector.organisations)
+    for gid in selector.groups:
+        if gid not in groups:
+            raise DirectoryError(f"{source}: unknown group {gid!r} in a selector")
+        if gid not in group_members:
+            raise DirectoryError(f"{source}: group {gid!r} is used before it is defined")
+        picked |= group_members[gid]
+    kinds, roles, missions = set(selector.kinds), set(selector.roles), set(selector.missions)
+    for org in orgs.values():
+        if org.kind in kinds or roles.intersection(org.roles) or missions.intersection(
+            org.missions
+        ):
+            picked.add(org.id)
+    return frozenset(picked)
