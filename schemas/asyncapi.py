@@ -1,0 +1,231 @@
+"""The AsyncAPI 3.0.0 document: channels, operations and messages partners use over AMQP 0-9-1."""
+
+from typing import Any, Final
+
+import msgspec
+
+from schemas import wire
+from schemas.catalogue import MESSAGE_TYPES
+from schemas.envelope import SCHEMA_VERSION, Envelope
+
+__all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
+
+ASYNCAPI_VERSION: Final = "3.0.0"
+_REF: Final = "#/components/schemas/{name}"
+_AMQP_BINDING_VERSION: Final = "0.3.0"
+
+_DESCRIPTION: Final = """\
+Liaison carries typed coordination messages between UN peacekeeping partners (DPKO, missions,
+UN agencies, governments, NGOs). Partners publish one JSON envelope per message to the ingress
+exchange, with `user_id` set to their broker account and the routing key set to their
+organisation id; the hub validates, authorises and delivers to each recipient's inbox, and
+answers every refused message with an `error.report` in the sender's inbox."""
+
+
+def _components_schemas() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components([Envelope], ref_template=_REF)
+    return {name: _asyncapi_schema(schema) for name, schema in sorted(components.items())}
+
+
+def _asyncapi_schema(node: Any) -> Any:
+    """Adapt msgspec's output to the AsyncAPI Schema Object, whose `discriminator` is a string."""
+    if isinstance(node, dict):
+        adapted = {key: _asyncapi_schema(value) for key, value in node.items()}
+        if isinstance(adapted.get("discriminator"), dict):
+            adapted["discriminator"] = adapted["discriminator"]["propertyName"]
+        return adapted
+    if isinstance(node, list):
+        return [_asyncapi_schema(item) for item in node]
+    return node
+
+
+def _message_id(type_name: str) -> str:
+    return type_name.replace(".", "_")
+
+
+def _message(type_name: str) -> dict[str, Any]:
+    cls = MESSAGE_TYPES[type_name]
+    summary = (cls.__doc__ or type_name).strip().splitlines()[0]
+    return {
+        "name": type_name,
+        "title": type_name,
+        "summary": summary,
+        "contentType": wire.CONTENT_TYPE,
+        "payload": {
+            "allOf": [
+                {"$ref": _REF.format(name="Envelope")},
+                {
+                    "type": "object",
+                    "properties": {"body": {"$ref": _REF.format(name=cls.__name__)}},
+                    "required": ["body"],
+                },
+            ]
+        },
+        "bindings": {
+            "amqp": {
+                "bindingVersion": _AMQP_BINDING_VERSION,
+                "contentEncoding": "utf-8",
+                "messageType": type_name,
+            }
+        },
+        "traits": [{"$ref": "#/components/messageTraits/amqpProperties"}],
+    }
+
+
+_MESSAGE_TRAIT: Final = {
+    "description": (
+        "AMQP properties. On publish: `user_id` MUST be your broker account (the broker refuses "
+        "any other; the hub refuses a missing one with code 200); `content_type` MUST be "
+        f"`{wire.CONTENT_TYPE}`; `message_id` is optional; routing key = your organisation id; "
+        "delivery_mode 2 (persistent). On delivery the hub sets `message_id` to "
+        "`<sender>/<distribution_id>` (the same on every redelivery, for deduplication) and "
+        f"headers `{wire.HEADER_SENDER}`, `{wire.HEADER_TYPE}`, `{wire.HEADER_PRECEDENCE}`."
+    ),
+    "headers": {
+        "type": "object",
+        "properties": {
+            wire.HEADER_SENDER: {"type": "string", "description": "Envelope sender."},
+            wire.HEADER_TYPE: {"type": "string", "description": "Body type."},
+            wire.HEADER_PRECEDENCE: {"type": "string", "description": "Envelope precedence."},
+        },
+    },
+    "bindings": {"amqp": {"bindingVersion": _AMQP_BINDING_VERSION, "messageType": "liaison"}},
+}
+
+
+def _exchange_channel(address: str, description: str) -> dict[str, Any]:
+    return {
+        "address": address,
+        "description": description,
+        "bindings": {
+            "amqp": {
+                "bindingVersion": _AMQP_BINDING_VERSION,
+                "is": "routingKey",
+                "exchange": {
+                    "name": address,
+                    "type": "topic",
+                    "durable": True,
+                    "autoDelete": False,
+                    "vhost": "/",
+                },
+            }
+        },
+    }
+
+
+def _queue_channel(address: str, description: str) -> dict[str, Any]:
+    return {
+        "address": address,
+        "description": description,
+        "parameters": {"organisation": {"description": "Your organisation id, e.g. `unmas`."}},
+        "bindings": {
+            "amqp": {
+                "bindingVersion": _AMQP_BINDING_VERSION,
+                "is": "queue",
+                "queue": {
+                    "name": address,
+                    "durable": True,
+                    "exclusive": False,
+                    "autoDelete": False,
+                    "vhost": "/",
+                },
+            }
+        },
+    }
+
+
+def asyncapi_document() -> dict[str, Any]:
+    """The whole AsyncAPI document, self-contained (every schema under components)."""
+    type_names = list(MESSAGE_TYPES)
+    channel_messages = {
+        _message_id(t): {"$ref": f"#/components/messages/{_message_id(t)}"} for t in type_names
+    }
+
+    def refs(channel: str) -> list[dict[str, str]]:
+        return [{"$ref": f"#/channels/{channel}/messages/{_message_id(t)}"} for t in type_names]
+
+    inbox = wire.inbox_queue("{organisation}")
+    flash_inbox = wire.flash_inbox_queue("{organisation}")
+    server_common = {"pathname": "/", "protocolVersion": "0-9-1"}
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "id": "urn:liaison:contract",
+        "info": {
+            "title": "Liaison inter-agency coordination messaging",
+            "version": SCHEMA_VERSION,
+            "description": _DESCRIPTION,
+            "license": {"name": "Apache-2.0"},
+        },
+        "defaultContentType": wire.CONTENT_TYPE,
+        "servers": {
+            "amqps": {
+                "host": "liaison.example.org:5671",
+                "protocol": "amqps",
+                **server_common,
+                "description": "TLS endpoint partners use.",
+            },
+            "amqp": {
+                "host": "liaison.example.org:5672",
+                "protocol": "amqp",
+                **server_common,
+                "description": "Plain AMQP, inside the mission network only.",
+            },
+        },
+        "channels": {
+            "ingress": {
+                **_exchange_channel(
+                    wire.INGRESS_EXCHANGE,
+                    "Where partners publish; routing key = your organisation id.",
+                ),
+                "messages": channel_messages,
+            },
+            "inbox": {
+                **_queue_channel(
+                    inbox,
+                    "Your inbox: routine, priority and immediate messages, and error reports.",
+                ),
+                "messages": channel_messages,
+            },
+            "flashInbox": {
+                **_queue_channel(
+                    flash_inbox, "Your flash inbox: flash messages, ahead of any backlog."
+                ),
+                "messages": channel_messages,
+            },
+        },
+        "operations": {
+            "publish": {
+                "action": "send",
+                "summary": "Publish a message to the hub.",
+                "channel": {"$ref": "#/channels/ingress"},
+                "messages": refs("ingress"),
+                "bindings": {
+                    "amqp": {
+                        "bindingVersion": _AMQP_BINDING_VERSION,
+                        "deliveryMode": 2,
+                        "mandatory": True,
+                        "userId": "your broker account",
+                    }
+                },
+            },
+            "consumeInbox": {
+                "action": "receive",
+                "summary": "Consume your inbox; ack after processing.",
+                "channel": {"$ref": "#/channels/inbox"},
+                "messages": refs("inbox"),
+                "bindings": {"amqp": {"bindingVersion": _AMQP_BINDING_VERSION, "ack": True}},
+            },
+            "consumeFlashInbox": {
+                "action": "receive",
+                "summary": "Consume your flash inbox first; ack after processing.",
+                "channel": {"$ref": "#/channels/flashInbox"},
+                "messages": refs("flashInbox"),
+                "bindings": {"amqp": {"bindingVersion": _AMQP_BINDING_VERSION, "ack": True}},
+            },
+        },
+        "components": {
+            "schemas": _components_schemas(),
+            "messages": {_message_id(t): _message(t) for t in type_names},
+            "messageTraits": {"amqpProperties": _MESSAGE_TRAIT},
+        },
+    }

@@ -1,0 +1,127 @@
+"""The envelope around every message: routing, handling and correlation, then a typed body.
+
+Shape borrowed from EDXL-DE 2.0. The body is a tagged union keyed by its `type` field; one
+decoder for the whole document is built at import and reused.
+"""
+
+from typing import Annotated, Any, Final, TypeAlias
+
+import msgspec
+from msgspec import Meta
+
+from schemas.messages.coordination import (
+    DdrReport,
+    InformationRequest,
+    InformationResponse,
+    MeetingNotice,
+)
+from schemas.messages.hazards import (
+    AccessRestriction,
+    AreaReport,
+    ClearanceReport,
+    EoSpotReport,
+    HazardAlert,
+    IncidentReport,
+)
+from schemas.messages.operations import (
+    GuidanceNotice,
+    MandateUpdate,
+    Sitrep,
+    TaskingOrder,
+    TaskingStatus,
+)
+from schemas.messages.resources import (
+    ResourceDeploymentStatus,
+    ResourceRelease,
+    ResourceRequest,
+    ResourceResponse,
+)
+from schemas.messages.system import Ack, ErrorReport
+from schemas.types import (
+    Address,
+    AwareDatetime,
+    Classification,
+    DistributionId,
+    OrgId,
+    Precedence,
+    Reference,
+    Status,
+)
+
+__all__ = [
+    "ENCODER",
+    "ENVELOPE_DECODER",
+    "SCHEMA_VERSION",
+    "Body",
+    "Envelope",
+    "SchemaVersion",
+    "decode_envelope",
+    "encode",
+]
+
+#: The version this code writes. Minor bumps are additive; see `schemas/EVOLUTION.md`.
+SCHEMA_VERSION: Final = "1.0"
+
+SchemaVersion = Annotated[
+    str, Meta(pattern=r"^1\.[0-9]+$", description="Contract version `1.<minor>`.")
+]
+
+Body: TypeAlias = (
+    HazardAlert
+    | EoSpotReport
+    | AreaReport
+    | ClearanceReport
+    | IncidentReport
+    | AccessRestriction
+    | MandateUpdate
+    | TaskingOrder
+    | TaskingStatus
+    | Sitrep
+    | GuidanceNotice
+    | ResourceRequest
+    | ResourceResponse
+    | ResourceDeploymentStatus
+    | ResourceRelease
+    | MeetingNotice
+    | InformationRequest
+    | InformationResponse
+    | DdrReport
+    | Ack
+    | ErrorReport
+)
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """One Liaison message: who sends it to whom, how to handle it, and the typed body."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    distribution_id: DistributionId
+    sender: OrgId
+    sent_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+    status: Status = Status.ACTUAL
+    recipients: Annotated[list[Address], Meta(min_length=1, max_length=64)]
+    precedence: Precedence = Precedence.ROUTINE
+    classification: Classification = Classification.UNCLASSIFIED
+    incident_id: Reference | None = None
+    in_reply_to: DistributionId | None = None
+    body: Body
+
+
+ENVELOPE_DECODER: Final = msgspec.json.Decoder(Envelope)
+ENCODER: Final = msgspec.json.Encoder()
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Decode and validate one message.
+
+    Raises `msgspec.DecodeError` for bytes that are not JSON, and its subclass
+    `msgspec.ValidationError` for JSON that breaks the contract; the message names the path,
+    e.g. ``Expected `str` of length <= 200 - at `$.body.headline```.
+    """
+    return ENVELOPE_DECODER.decode(data)
+
+
+def encode(obj: Any) -> bytes:
+    """Encode an envelope, a body or any msgspec-encodable value as compact JSON."""
+    return ENCODER.encode(obj)

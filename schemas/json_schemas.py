@@ -1,0 +1,43 @@
+"""JSON Schema (2020-12) documents for the envelope and every message body, from the Structs."""
+
+from typing import Any, Final
+
+import msgspec
+
+from schemas.catalogue import MESSAGE_TYPES
+from schemas.envelope import SCHEMA_VERSION, Envelope
+from schemas.messages.base import BodyBase
+
+__all__ = ["BASE_ID", "DIALECT", "body_schema", "envelope_schema", "schema_id"]
+
+DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
+#: Neutral namespace for `$id`s; the documents are published with the partner guide.
+BASE_ID: Final = f"https://liaison.example.org/schemas/{SCHEMA_VERSION}/"
+
+
+def schema_id(name: str) -> str:
+    """The `$id` of a schema file: `envelope` or a wire type name."""
+    return f"{BASE_ID}{name}.schema.json"
+
+
+def _document(name: str, struct: type[msgspec.Struct], title: str) -> dict[str, Any]:
+    generated = msgspec.json.schema(struct)
+    root = generated["$defs"][struct.__name__]
+    return {
+        "$schema": DIALECT,
+        "$id": schema_id(name),
+        "title": title,
+        "description": root.get("description", ""),
+        **generated,
+    }
+
+
+def envelope_schema() -> dict[str, Any]:
+    """The whole message: envelope fields and the tagged union of every body."""
+    return _document("envelope", Envelope, "Liaison envelope")
+
+
+def body_schema(type_name: str) -> dict[str, Any]:
+    """The body of one message type (the `body` member of an envelope)."""
+    cls: type[BodyBase] = MESSAGE_TYPES[type_name]
+    return _document(type_name, cls, type_name)
