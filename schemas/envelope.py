@@ -4,6 +4,7 @@ Shape borrowed from EDXL-DE 2.0. The body is a tagged union keyed by its `type` 
 decoder for the whole document is built at import and reused.
 """
 
+import re
 from typing import Annotated, Any, Final, TypeAlias
 
 import msgspec
@@ -57,6 +58,7 @@ __all__ = [
     "SchemaVersion",
     "decode_envelope",
     "encode",
+    "error_path",
 ]
 
 #: The version this code writes. Minor bumps are additive; see `schemas/EVOLUTION.md`.
@@ -125,3 +127,20 @@ def decode_envelope(data: bytes) -> Envelope:
 def encode(obj: Any) -> bytes:
     """Encode an envelope, a body or any msgspec-encodable value as compact JSON."""
     return ENCODER.encode(obj)
+
+
+_AT: Final = re.compile(r" - at `(\$[^`]*)`$")
+_MISSING: Final = re.compile(r"^Object missing required field `([^`]+)`")
+
+
+def error_path(exc: msgspec.ValidationError) -> str:
+    """The JSON path of the offending field, e.g. `$.body.severity`, or `$` for the document.
+
+    msgspec names the path in the message except at the root; for a missing field the path
+    names the missing field itself, so it can go straight into `error.report.field_path`.
+    """
+    message = str(exc)
+    at = _AT.search(message)
+    path = at.group(1) if at else "$"
+    missing = _MISSING.match(message)
+    return f"{path}.{missing.group(1)}" if missing else path
