@@ -121,7 +121,11 @@ def decode_envelope(data: bytes) -> Envelope:
     `msgspec.ValidationError` for JSON that breaks the contract; the message names the path,
     e.g. ``Expected `str` of length <= 200 - at `$.body.headline```.
     """
-    return ENVELOPE_DECODER.decode(data)
+    try:
+        return ENVELOPE_DECODER.decode(data)
+    except UnicodeDecodeError as exc:
+        # msgspec lets invalid UTF-8 inside a JSON string escape as UnicodeDecodeError.
+        raise msgspec.DecodeError(f"Invalid UTF-8 at byte {exc.start}") from exc
 
 
 def encode(obj: Any) -> bytes:
