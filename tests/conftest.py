@@ -12,9 +12,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 import pytest
 
-ADMIN_AMQP_URL = os.environ.get(
-    "LIAISON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
-)
+ADMIN_AMQP_URL = os.environ.get("LIAISON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("LIAISON_TEST_MANAGEMENT_URL", "http://127.0.0.1:15672")
 
 
@@ -36,7 +34,9 @@ async def management(method: str, path: str, json: object | None = None) -> obje
     """Call the management HTTP API as the admin; raise on a non-2xx answer."""
     user, password = _admin_credentials()
     async with (
-        aiohttp.ClientSession(auth=aiohttp.BasicAuth(user, password)) as session,
+        aiohttp.ClientSession(
+            headers={"Authorization": aiohttp.encode_basic_auth(user, password)}
+        ) as session,
         session.request(method, f"{MANAGEMENT_URL}/api{path}", json=json) as response,
     ):
         if response.status >= 300:

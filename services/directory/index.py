@@ -10,6 +10,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -22,6 +23,8 @@ from services.directory.model import Directory, Group, Organisation, Selector
 HUB_ONLY_TYPES = frozenset({"error.report"})
 #: Types routed by their own rule (back to the sender of the referenced message), not by policy.
 REPLY_TYPES = frozenset({"ack"})
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,9 @@ def load_directory(path: Path) -> DirectoryIndex:
 
 def compile_directory(directory: Directory, *, source: str = "directory") -> DirectoryIndex:
     """Check cross-references and build the lookup tables."""
-    orgs = _unique({o.id: o for o in directory.organisations}, directory.organisations, "id", source)
+    orgs = _unique(
+        {o.id: o for o in directory.organisations}, directory.organisations, "id", source
+    )
     by_account: dict[str, str] = {}
     for org in directory.organisations:
         account = org.broker_account
@@ -103,9 +108,7 @@ def compile_directory(directory: Directory, *, source: str = "directory") -> Dir
                 permitted.setdefault((sender, message_type), set()).update(recipients)
 
     cleared = {
-        level: frozenset(
-            o.id for o in orgs.values() if CLASSIFICATION_RANK[o.clearance] >= rank
-        )
+        level: frozenset(o.id for o in orgs.values() if CLASSIFICATION_RANK[o.clearance] >= rank)
         for level, rank in CLASSIFICATION_RANK.items()
     }
     return DirectoryIndex(
@@ -118,9 +121,7 @@ def compile_directory(directory: Directory, *, source: str = "directory") -> Dir
     )
 
 
-def _unique[T](
-    table: dict[str, T], items: list[T], what: str, source: str
-) -> dict[str, T]:
+def _unique(table: dict[str, _T], items: list[_T], what: str, source: str) -> dict[str, _T]:
     if len(table) != len(items):
         seen: set[str] = set()
         for item in items:
@@ -166,8 +167,10 @@ def _select(
         picked |= group_members[gid]
     kinds, roles, missions = set(selector.kinds), set(selector.roles), set(selector.missions)
     for org in orgs.values():
-        if org.kind in kinds or roles.intersection(org.roles) or missions.intersection(
-            org.missions
+        if (
+            org.kind in kinds
+            or roles.intersection(org.roles)
+            or missions.intersection(org.missions)
         ):
             picked.add(org.id)
     return frozenset(picked)

@@ -1,0 +1,1 @@
+"""The routing hub: validates, authenticates, authorises and routes every ingress message."""

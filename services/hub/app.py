@@ -1,0 +1,95 @@
+"""Wiring: the hub's aiohttp app, whose lifecycle owns the directory, router and consumer."""
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from services.common.errors import DirectoryError
+from services.common.health import add_health_routes
+from services.directory.index import load_directory
+from services.hub.consumer import HubConsumer
+from services.hub.dedupe import DedupeWindow
+from services.hub.metrics import HubMetrics
+from services.hub.router import Router
+from services.hub.settings import HubSettings
+
+log = structlog.get_logger("liaison.hub")
+
+SETTINGS = web.AppKey("settings", HubSettings)
+METRICS = web.AppKey("metrics", HubMetrics)
+ROUTER = web.AppKey("router", Router)
+CONSUMER = web.AppKey("consumer", HubConsumer)
+
+
+def reload_directory(app: web.Application) -> str:
+    """Load the directory file again; a bad file raises DirectoryError and the old one stays."""
+    settings, router, metrics = app[SETTINGS], app[ROUTER], app[METRICS]
+    try:
+        index = load_directory(settings.directory)
+    except DirectoryError as exc:
+        metrics.directory_reloads.labels("refused").inc()
+        log.error("directory_refused", error=str(exc), kept="previous version")
+        raise
+    router.directory = index
+    metrics.directory_reloads.labels("loaded").inc()
+    log.info(
+        "directory_loaded", organisations=len(index.organisations), path=str(settings.directory)
+    )
+    return f"loaded {len(index.organisations)} organisations from {settings.directory}"
+
+
+async def _reload(request: web.Request) -> web.Response:
+    try:
+        message = reload_directory(request.app)
+    except DirectoryError as exc:
+        return web.json_response({"status": "refused", "error": str(exc)}, status=422)
+    return web.json_response({"status": "loaded", "message": message})
+
+
+async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
+    consumer = app[CONSUMER]
+    task = asyncio.create_task(consumer.run(), name="hub-consumer")
+    loop = asyncio.get_running_loop()
+    # Not the main thread, or no signals on this platform: reload stays on /admin/reload.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, _on_sighup, app)
+    yield
+    # Shutdown order: stop consuming, finish in-flight messages, close the connection.
+    await consumer.stop()
+    try:
+        await asyncio.wait_for(task, app[SETTINGS].shutdown_grace_seconds + 5)
+    except TimeoutError:
+        task.cancel()
+    log.info("stopped")
+
+
+def _on_sighup(app: web.Application) -> None:
+    # A refused file is already logged; the previous directory stays in force.
+    with contextlib.suppress(DirectoryError):
+        reload_directory(app)
+
+
+def create_app(settings: HubSettings, *, metrics: HubMetrics | None = None) -> web.Application:
+    """The hub application; starting it connects to the broker and starts consuming."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[METRICS] = metrics or HubMetrics()
+    index = load_directory(settings.directory)
+    dedupe = DedupeWindow(
+        seconds=settings.dedupe_window_seconds, max_entries=settings.dedupe_max_entries
+    )
+    app[ROUTER] = Router(index, dedupe, max_message_bytes=settings.max_message_bytes)
+    app[CONSUMER] = HubConsumer(settings, app[ROUTER], app[METRICS])
+    consumer = app[CONSUMER]
+    add_health_routes(
+        app,
+        ready=lambda: {"broker_connected": consumer.connected, "consuming": consumer.consuming},
+        registry=app[METRICS].registry,
+    )
+    app.router.add_post("/admin/reload", _reload)
+    app.cleanup_ctx.append(_consumer_ctx)
+    return app

@@ -1,0 +1,52 @@
+"""The hub's Prometheus metrics, in a registry of its own so tests can run several hubs."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class HubMetrics:
+    """Messages by type and outcome, decision latency, in-flight work, dedupe window size."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.messages = Counter(
+            "liaison_hub_messages",
+            "Ingress messages decided, by message type and outcome.",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.decision_seconds = Histogram(
+            "liaison_hub_decision_seconds",
+            "Time from receiving a message to the broker confirming what it caused.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "liaison_hub_in_flight",
+            "Messages received and not yet acknowledged to the broker.",
+            registry=self.registry,
+        )
+        self.dedupe_entries = Gauge(
+            "liaison_hub_dedupe_window_entries",
+            "Deliveries remembered for duplicate suppression.",
+            registry=self.registry,
+        )
+        self.reconnects = Counter(
+            "liaison_hub_reconnects",
+            "Times the hub reconnected to the broker.",
+            registry=self.registry,
+        )
+        self.directory_reloads = Counter(
+            "liaison_hub_directory_reloads",
+            "Directory reload attempts, by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, str], Counter] = {}
+
+    def count(self, message_type: str, outcome: str) -> None:
+        """Count one decision; label children are cached since this runs per message."""
+        key = (message_type, outcome)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.messages.labels(message_type, outcome)
+        child.inc()

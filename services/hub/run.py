@@ -1,0 +1,27 @@
+"""Running the hub app under uvloop until SIGINT or SIGTERM."""
+
+import structlog
+import uvloop
+from aiohttp import web
+
+from services.common.logging import configure_logging
+from services.hub.app import create_app
+from services.hub.settings import HubSettings
+
+
+def run_hub(settings: HubSettings) -> None:
+    """Serve the hub's HTTP endpoints and consume until a stop signal."""
+    configure_logging(level=settings.log_level)
+    app = create_app(settings)
+    structlog.get_logger("liaison.hub").info(
+        "starting", http=f"http://{settings.http_host}:{settings.http_port}"
+    )
+    web.run_app(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
+        shutdown_timeout=settings.shutdown_grace_seconds,
+    )

@@ -1,0 +1,69 @@
+"""The hub's configuration, read once from ``LIAISON_*`` variables."""
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from schemas.wire import MAX_MESSAGE_BYTES
+from services.common.config import amqp_url, env_float, env_int, env_str
+from services.common.errors import ConfigError
+from services.common.topology import DEFAULT_SHARDS
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/liaison"
+
+
+class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the hub reads from its environment."""
+
+    amqp_url: str = DEFAULT_AMQP_URL
+    directory: Path = Path("deploy/directory.toml")
+    shard_count: int = DEFAULT_SHARDS
+    #: Shards this process consumes; several processes split the shards between them.
+    shards: tuple[int, ...] = tuple(range(DEFAULT_SHARDS))
+    prefetch: int = 1024
+    dedupe_window_seconds: float = 3600.0
+    dedupe_max_entries: int = 200_000
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    log_level: str = "info"
+    shutdown_grace_seconds: float = 15.0
+    reconnect_max_seconds: float = 10.0
+    confirm_timeout_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "HubSettings":
+        """Parse the environment; a bad value raises ConfigError naming the variable."""
+        shard_count = env_int("LIAISON_SHARD_COUNT", DEFAULT_SHARDS, env, minimum=1)
+        return cls(
+            amqp_url=amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env),
+            directory=Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml", env)),
+            shard_count=shard_count,
+            shards=parse_shards(env_str("LIAISON_HUB_SHARDS", "all", env), shard_count),
+            prefetch=env_int("LIAISON_PREFETCH", 1024, env, minimum=1),
+            dedupe_window_seconds=env_float("LIAISON_DEDUPE_WINDOW_SECONDS", 3600.0, env),
+            dedupe_max_entries=env_int("LIAISON_DEDUPE_MAX_ENTRIES", 200_000, env, minimum=1),
+            max_message_bytes=env_int(
+                "LIAISON_MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES, env, minimum=1024
+            ),
+            http_host=env_str("LIAISON_HTTP_HOST", "127.0.0.1", env),
+            http_port=env_int("LIAISON_HTTP_PORT", 8080, env),
+            log_level=env_str("LIAISON_LOG_LEVEL", "info", env),
+            shutdown_grace_seconds=env_float("LIAISON_SHUTDOWN_GRACE_SECONDS", 15.0, env),
+        )
+
+
+def parse_shards(raw: str, shard_count: int) -> tuple[int, ...]:
+    """``all`` or a comma list such as ``0,2``; each shard below ``shard_count``."""
+    if raw.strip() == "all":
+        return tuple(range(shard_count))
+    try:
+        shards = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+    except ValueError:
+        raise ConfigError(
+            f"LIAISON_HUB_SHARDS must be 'all' or a list like 0,2; got {raw!r}"
+        ) from None
+    if not shards or any(s < 0 or s >= shard_count for s in shards):
+        raise ConfigError(f"LIAISON_HUB_SHARDS must name shards 0..{shard_count - 1}; got {raw!r}")
+    return shards

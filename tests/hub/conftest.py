@@ -1,0 +1,179 @@
+"""Hub fixtures: a test directory with run-unique broker accounts, its topology, and a hub.
+
+Broker users are global, so each run's partner accounts carry the run id; they are deleted at
+the end. Topology is declared over AMQP from the same description provisioning applies.
+"""
+
+import asyncio
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aio_pika
+import pytest
+import tomli_w
+
+from services.common.topology import build_topology
+from services.directory.index import DirectoryIndex, load_directory
+from services.hub.consumer import HubConsumer
+from services.hub.dedupe import DedupeWindow
+from services.hub.metrics import HubMetrics
+from services.hub.router import Router
+from services.hub.settings import HubSettings
+from tests.conftest import amqp_url_for, management
+from tests.hub.support import PASSWORD, Partner
+
+SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
+
+
+def account_for(run_id: str, org: str) -> str:
+    """The run-unique broker account of ``org``."""
+    return f"t-{run_id}-{org}"
+
+
+@pytest.fixture(scope="session")
+def directory_file(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Path:
+    """The sample directory with run-unique accounts."""
+    raw: dict[str, Any] = tomllib.loads(SAMPLE.read_text())
+    for org in raw["organisations"]:
+        org["account"] = account_for(run_id, org["id"])
+    raw["hub_account"] = f"t-{run_id}-hub"
+    path = tmp_path_factory.mktemp("directory") / "directory.toml"
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
+@pytest.fixture(scope="session")
+def directory(directory_file: Path) -> DirectoryIndex:
+    """The compiled test directory."""
+    return load_directory(directory_file)
+
+
+@pytest.fixture(scope="session")
+async def partner_accounts(vhost: str, directory: DirectoryIndex) -> AsyncIterator[dict[str, str]]:
+    """A broker user per organisation (org -> account), with full rights on the test vhost."""
+    accounts = {org.id: org.broker_account for org in directory.organisations.values()}
+    for account in accounts.values():
+        await management("PUT", f"/users/{quote(account)}", {"password": PASSWORD, "tags": ""})
+        await management(
+            "PUT",
+            f"/permissions/{quote(vhost, safe='')}/{quote(account)}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+    yield accounts
+    for account in accounts.values():
+        await management("DELETE", f"/users/{quote(account)}")
+
+
+@pytest.fixture(scope="session")
+async def topology(admin_url: str, directory: DirectoryIndex) -> str:
+    """Declare every exchange, queue and binding of the test directory; returns the URL."""
+    spec = build_topology(
+        {org.id: org.inbox_max_length for org in directory.organisations.values()}
+    )
+    connection = await aio_pika.connect(admin_url)
+    channel = await connection.channel()
+    for ex in spec.exchanges:
+        await channel.declare_exchange(
+            ex.name, ex.type, durable=True, internal=ex.internal, arguments=ex.arguments
+        )
+    for q in spec.queues:
+        await channel.declare_queue(q.name, durable=True, arguments=q.arguments)
+    for b in spec.bindings:
+        if b.destination_type == "exchange":
+            dest = await channel.get_exchange(b.destination, ensure=False)
+            source = await channel.get_exchange(b.source, ensure=False)
+            await dest.bind(source, routing_key=b.routing_key)
+        else:
+            queue = await channel.get_queue(b.destination, ensure=False)
+            await queue.bind(b.source, routing_key=b.routing_key)
+    await connection.close()
+    return admin_url
+
+
+@pytest.fixture(scope="session")
+async def admin(topology: str) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
+    """An admin connection on the test vhost, for reading inboxes and dead letters."""
+    connection = await aio_pika.connect(topology)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture(scope="session")
+async def partners(
+    vhost: str, partner_accounts: dict[str, str], topology: str
+) -> AsyncIterator[dict[str, Partner]]:
+    """A connected Partner per organisation id."""
+    out: dict[str, Partner] = {}
+    for org, account in partner_accounts.items():
+        connection = await aio_pika.connect(amqp_url_for(vhost, account, PASSWORD))
+        out[org] = Partner(org, account, connection)
+    yield out
+    for partner in out.values():
+        await partner.connection.close()
+
+
+async def purge_all(admin: aio_pika.abc.AbstractConnection, directory: DirectoryIndex) -> None:
+    """Empty every queue of the topology so each test starts clean."""
+    spec = build_topology(dict.fromkeys(directory.organisations, 100))
+    channel = await admin.channel()
+    for q in spec.queues:
+        queue = await channel.get_queue(q.name, ensure=False)
+        await queue.purge()
+    await channel.close()
+
+
+def hub_settings(admin_url: str, directory_file: Path, **overrides: Any) -> HubSettings:
+    """Settings for a hub on the test vhost."""
+    base: dict[str, Any] = {
+        "amqp_url": admin_url,
+        "directory": directory_file,
+        "http_port": 0,
+        "shutdown_grace_seconds": 5.0,
+        "reconnect_max_seconds": 1.0,
+    }
+    base.update(overrides)
+    return HubSettings(**base)
+
+
+class RunningHub:
+    """An in-process hub consumer for a test."""
+
+    def __init__(self, consumer: HubConsumer, task: asyncio.Task[None]):
+        self.consumer = consumer
+        self.task = task
+
+    @property
+    def router(self) -> Router:
+        """The hub's router (for swapping the directory or injecting faults)."""
+        return self.consumer.router
+
+
+@pytest.fixture
+async def hub(
+    admin: aio_pika.abc.AbstractConnection,
+    partners: dict[str, Partner],
+    directory: DirectoryIndex,
+    directory_file: Path,
+    topology: str,
+) -> AsyncIterator[RunningHub]:
+    """A hub consuming every shard of the test vhost, on clean queues."""
+    await purge_all(admin, directory)
+    settings = hub_settings(topology, directory_file)
+    router = Router(
+        directory,
+        DedupeWindow(seconds=600, max_entries=10_000),
+        max_message_bytes=settings.max_message_bytes,
+    )
+    consumer = HubConsumer(settings, router, HubMetrics())
+    task = asyncio.create_task(consumer.run())
+    for _ in range(200):
+        if consumer.ready:
+            break
+        await asyncio.sleep(0.05)
+    assert consumer.ready, "hub did not start consuming"
+    yield RunningHub(consumer, task)
+    await consumer.stop()
+    await asyncio.wait_for(task, 10)
