@@ -76,4 +76,4 @@ def admin_url(vhost: str) -> str:
 @pytest.fixture
 def anyio_backend() -> Iterator[str]:
     """Only asyncio is used."""
-    yield "asyncio"
+    return "asyncio"

@@ -70,7 +70,7 @@ class Partner:
         self,
         doc: dict[str, Any] | bytes,
         *,
-        user_id: str | None | bool = True,
+        user_id: str | bool | None = True,
         content_type: str | None = "application/json",
         routing_key: str | None = None,
     ) -> None:
