@@ -82,8 +82,7 @@ class HubConsumer:
     async def run(self) -> None:
         """Consume until ``stop``; reconnect with backoff whenever the broker goes away."""
         backoff = 0.2
-        first = True
-        while not self._stop_requested:
+        while True:
             try:
                 await self._session()
                 backoff = 0.2
@@ -103,13 +102,11 @@ class HubConsumer:
                 self.metrics.in_flight.set(0)
                 self._idle.set()
             if self._stop_requested:
-                break
-            if not first:
-                self.metrics.reconnects.inc()
-            first = False
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), backoff)
             backoff = min(backoff * 2, self.settings.reconnect_max_seconds)
+            self.metrics.reconnects.inc()
 
     async def stop(self) -> None:
         """Stop consuming, let in-flight messages finish (bounded), then close."""

@@ -66,12 +66,6 @@ class Duplicate:
 Decision = Delivery | Refusal | Duplicate
 
 
-def field_path(error: msgspec.DecodeError) -> str | None:
-    """The ``$.…`` path msgspec puts at the end of a validation error, if any."""
-    match = _PATH.search(str(error))
-    return match.group(1) if match else None
-
-
 def error_message(error: msgspec.DecodeError) -> str:
     """The validation message without its path suffix, which travels in its own field."""
     return _PATH.sub("", str(error))

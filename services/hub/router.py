@@ -13,7 +13,7 @@ import msgspec
 
 from schemas.catalogue import MESSAGE_TYPES
 from schemas.codes import ErrorCode
-from schemas.envelope import Envelope, decode_envelope
+from schemas.envelope import Envelope, decode_envelope, error_path
 from schemas.messages.system import Ack
 from schemas.types import Precedence
 from schemas.wire import CONTENT_TYPE, delivered_message_id
@@ -25,7 +25,6 @@ from services.hub.refusal import (
     Duplicate,
     Refusal,
     error_message,
-    field_path,
 )
 
 _TAGS = {cls: tag for tag, cls in MESSAGE_TYPES.items()}
@@ -275,20 +274,18 @@ def _refuse_probed(
 
 
 def _refuse_invalid(body: bytes, error: msgspec.ValidationError, sender: str) -> Refusal:
-    path = field_path(error)
-    message = error_message(error)
-    if path is None:
+    path = error_path(error)
+    if path == "$":
         code = ErrorCode.INVALID_ENVELOPE
-        path = "$"
     elif path == "$.schema_version":
         code = ErrorCode.UNSUPPORTED_SCHEMA_VERSION
-    elif path == "$.body.type" or (path == "$.body" and "`type`" in message):
+    elif path == "$.body.type":
         code = ErrorCode.UNKNOWN_MESSAGE_TYPE
     elif path.startswith("$.body"):
         code = ErrorCode.INVALID_BODY
     else:
         code = ErrorCode.INVALID_ENVELOPE
-    return _refuse_probed(body, code, message, path, sender)
+    return _refuse_probed(body, code, error_message(error), path, sender)
 
 
 def utc_now(clock: Callable[[], float] = time.time) -> datetime:
