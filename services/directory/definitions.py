@@ -1,0 +1,199 @@
+"""What the broker should hold for a directory: users, permissions, topology — as data.
+
+``desired_state`` is the one place that turns the directory into broker objects; provisioning
+compares it with what the broker has, and ``export_definitions`` writes it as a RabbitMQ
+definitions file that a broker can load at boot (``load_definitions`` in rabbitmq.conf).
+
+Who may do what (configure / write / read regexes on the vhost):
+
+- a partner: configure nothing; write only ``liaison.ingress``, and there (topic permission)
+  only with its own organisation id as routing key; read only ``inbox.<org>`` and
+  ``inbox.<org>.flash``. The broker also checks that ``user_id`` equals the login.
+- the hub: configure nothing; write ``liaison.delivery`` (deliveries and error reports into
+  inboxes) and ``liaison.dead`` (refused originals); read only its ``liaison.hub.<n>`` shard
+  queues. It does not read the dead-letter queue: replay is an operator's act, done with the
+  operator's account, so a compromised hub cannot consume the evidence of what it refused.
+
+No policies are declared: every queue property Liaison relies on (quorum type, dead-lettering,
+delivery limit, length limit with reject-publish) is a declaration argument, which a policy could
+only duplicate — and arguments cannot be lifted by someone editing policies later.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.wire import DEAD_LETTER_EXCHANGE, DELIVERY_EXCHANGE, INGRESS_EXCHANGE, inbox_queue
+from services.common.topology import HUB_QUEUE_PREFIX, Topology, build_topology
+from services.directory.credentials import HASHING_ALGORITHM
+from services.directory.index import DirectoryIndex
+from services.directory.management import Binding, Exchange, Permission, Queue, TopicPermission
+
+#: Regex that matches no resource name: "no configure right at all".
+NOTHING = "^$"
+#: Shown instead of a password hash in definitions exported without secrets.
+PLACEHOLDER_HASH = "<set-by-liaison-provision>"
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    """Everything ``liaison provision`` makes the broker hold for one vhost."""
+
+    vhost: str
+    #: Broker account -> organisation id (None for the hub).
+    accounts: dict[str, str | None]
+    permissions: dict[str, Permission]
+    topic_permissions: dict[str, TopicPermission]
+    exchanges: tuple[Exchange, ...]
+    queues: tuple[Queue, ...]
+    bindings: tuple[Binding, ...]
+
+
+def partner_permission(account: str, org: str, vhost: str) -> Permission:
+    """A partner's vhost permissions: publish to ingress, read its own inboxes, nothing else."""
+    return Permission(
+        user=account,
+        vhost=vhost,
+        configure=NOTHING,
+        write=f"^{re.escape(INGRESS_EXCHANGE)}$",
+        read=f"^{re.escape(inbox_queue(org))}(\\.flash)?$",
+    )
+
+
+def partner_topic_permission(account: str, org: str, vhost: str) -> TopicPermission:
+    """A partner may publish to the ingress exchange only with its own org id as routing key."""
+    return TopicPermission(
+        user=account,
+        vhost=vhost,
+        exchange=INGRESS_EXCHANGE,
+        write=f"^{re.escape(org)}$",
+        read=NOTHING,
+    )
+
+
+def hub_permission(account: str, vhost: str) -> Permission:
+    """The hub's vhost permissions: consume its shards, publish deliveries and dead letters."""
+    writes = "|".join(re.escape(name) for name in (DELIVERY_EXCHANGE, DEAD_LETTER_EXCHANGE))
+    return Permission(
+        user=account,
+        vhost=vhost,
+        configure=NOTHING,
+        write=f"^({writes})$",
+        read=f"^{re.escape(HUB_QUEUE_PREFIX)}[0-9]+$",
+    )
+
+
+def topology_for(index: DirectoryIndex) -> Topology:
+    """The exchanges, queues and bindings of ``index``'s organisations."""
+    return build_topology({o.id: o.inbox_max_length for o in index.organisations.values()})
+
+
+def desired_state(index: DirectoryIndex, vhost: str) -> DesiredState:
+    """The broker objects and rights for ``index`` on ``vhost``."""
+    hub = index.directory.hub_account
+    accounts: dict[str, str | None] = {hub: None}
+    permissions = {hub: hub_permission(hub, vhost)}
+    topic_permissions: dict[str, TopicPermission] = {}
+    for org in index.organisations.values():
+        account = org.broker_account
+        accounts[account] = org.id
+        permissions[account] = partner_permission(account, org.id, vhost)
+        topic_permissions[account] = partner_topic_permission(account, org.id, vhost)
+    topology = topology_for(index)
+    return DesiredState(
+        vhost=vhost,
+        accounts=accounts,
+        permissions=permissions,
+        topic_permissions=topic_permissions,
+        exchanges=tuple(
+            Exchange(name=e.name, type=e.type, internal=e.internal, arguments=dict(e.arguments))
+            for e in topology.exchanges
+        ),
+        queues=tuple(Queue(name=q.name, arguments=dict(q.arguments)) for q in topology.queues),
+        bindings=tuple(
+            Binding(
+                source=b.source,
+                destination=b.destination,
+                destination_type=b.destination_type,
+                routing_key=b.routing_key,
+            )
+            for b in topology.bindings
+        ),
+    )
+
+
+def export_definitions(
+    state: DesiredState, password_hashes: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """RabbitMQ definitions for ``state``; users without a known hash get PLACEHOLDER_HASH."""
+    hashes = password_hashes or {}
+    vhost = state.vhost
+    return {
+        "rabbit_version": "3.10.8",
+        "vhosts": [{"name": vhost}],
+        "users": [
+            {
+                "name": account,
+                "password_hash": hashes.get(account, PLACEHOLDER_HASH),
+                "hashing_algorithm": HASHING_ALGORITHM,
+                "tags": [],
+            }
+            for account in sorted(state.accounts)
+        ],
+        "permissions": [
+            {
+                "user": p.user,
+                "vhost": vhost,
+                "configure": p.configure,
+                "write": p.write,
+                "read": p.read,
+            }
+            for _, p in sorted(state.permissions.items())
+        ],
+        "topic_permissions": [
+            {
+                "user": t.user,
+                "vhost": vhost,
+                "exchange": t.exchange,
+                "write": t.write,
+                "read": t.read,
+            }
+            for _, t in sorted(state.topic_permissions.items())
+        ],
+        "exchanges": [
+            {
+                "name": e.name,
+                "vhost": vhost,
+                "type": e.type,
+                "durable": True,
+                "auto_delete": False,
+                "internal": e.internal,
+                "arguments": e.arguments,
+            }
+            for e in state.exchanges
+        ],
+        "queues": [
+            {
+                "name": q.name,
+                "vhost": vhost,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": q.arguments,
+            }
+            for q in state.queues
+        ],
+        "bindings": [
+            {
+                "source": b.source,
+                "vhost": vhost,
+                "destination": b.destination,
+                "destination_type": b.destination_type,
+                "routing_key": b.routing_key,
+                "arguments": {},
+            }
+            for b in state.bindings
+        ],
+        "policies": [],
+        "parameters": [],
+        "global_parameters": [],
+    }

@@ -1,0 +1,320 @@
+"""A small typed client for the RabbitMQ management HTTP API (the parts provisioning uses).
+
+Answers are decoded into frozen Structs; every failure — the API unreachable, credentials
+refused, an object the broker will not accept — becomes a BrokerError whose message says what
+was attempted and what the broker answered. A GET of something absent returns None or an empty
+list rather than raising, because "absent" is an ordinary state when comparing.
+"""
+
+import base64
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+
+from services.common.errors import BrokerError
+from services.directory.settings import Secret
+
+
+class User(msgspec.Struct, frozen=True):
+    """A broker user."""
+
+    name: str
+    password_hash: str = ""
+    hashing_algorithm: str = ""
+    tags: list[str] | str = []
+
+    @property
+    def tag_list(self) -> list[str]:
+        """Tags as a list (older brokers answer a comma-separated string)."""
+        if isinstance(self.tags, str):
+            return [t for t in self.tags.split(",") if t]
+        return self.tags
+
+
+class Permission(msgspec.Struct, frozen=True):
+    """A user's configure/write/read regexes on one vhost."""
+
+    user: str
+    vhost: str
+    configure: str
+    write: str
+    read: str
+
+
+class TopicPermission(msgspec.Struct, frozen=True):
+    """A user's routing-key regexes on one topic exchange of one vhost."""
+
+    user: str
+    vhost: str
+    exchange: str
+    write: str
+    read: str
+
+
+class Exchange(msgspec.Struct, frozen=True):
+    """An exchange as the broker reports it."""
+
+    name: str
+    type: str
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+    arguments: dict[str, Any] = {}
+
+
+class Queue(msgspec.Struct, frozen=True):
+    """A queue as the broker reports it; ``messages`` lags by a statistics interval."""
+
+    name: str
+    durable: bool = True
+    auto_delete: bool = False
+    arguments: dict[str, Any] = {}
+    messages: int | None = None
+
+
+class Binding(msgspec.Struct, frozen=True):
+    """A binding as the broker reports it."""
+
+    source: str
+    destination: str
+    destination_type: str
+    routing_key: str
+    properties_key: str = ""
+    arguments: dict[str, Any] = {}
+
+
+class Connection(msgspec.Struct, frozen=True):
+    """An open client connection."""
+
+    name: str
+    user: str = ""
+    vhost: str = ""
+
+
+T = TypeVar("T")
+
+_USERS = msgspec.json.Decoder(list[User])
+_USER = msgspec.json.Decoder(User | None)
+_PERMISSIONS = msgspec.json.Decoder(list[Permission])
+_TOPIC_PERMISSIONS = msgspec.json.Decoder(list[TopicPermission])
+_EXCHANGES = msgspec.json.Decoder(list[Exchange])
+_QUEUES = msgspec.json.Decoder(list[Queue])
+_QUEUE = msgspec.json.Decoder(Queue | None)
+_BINDINGS = msgspec.json.Decoder(list[Binding])
+_CONNECTIONS = msgspec.json.Decoder(list[Connection])
+
+
+def _q(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+class ManagementClient:
+    """Async client for ``/api``; use as ``async with ManagementClient(...) as api``."""
+
+    def __init__(self, url: str, user: str, password: Secret, *, timeout: float = 15.0) -> None:
+        self.url = url.rstrip("/")
+        token = base64.b64encode(f"{user}:{password.reveal()}".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {token}"}
+        self._user = user
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object | None = None,
+        headers: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+    ) -> bytes | None:
+        if self._session is None:
+            raise RuntimeError("ManagementClient used outside 'async with'")
+        what = f"{method} {path}"
+        try:
+            async with self._session.request(
+                method,
+                f"{self.url}/api{path}",
+                data=None if body is None else msgspec.json.encode(body),
+                headers={"content-type": "application/json", **(headers or {})},
+            ) as response:
+                payload = await response.read()
+                status = response.status
+        except aiohttp.ClientConnectorError as exc:
+            raise BrokerError(
+                f"cannot reach the management API at {self.url} "
+                f"(LIAISON_MANAGEMENT_URL): {exc.os_error.strerror or exc}"
+            ) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BrokerError(
+                f"{what}: no answer from {self.url}: {exc or type(exc).__name__}"
+            ) from None
+        if status == 404 and missing_ok:
+            return None
+        if status == 401:
+            raise BrokerError(
+                f"the management API at {self.url} refused user {self._user!r} "
+                "(check LIAISON_ADMIN_USER and LIAISON_ADMIN_PASSWORD)"
+            )
+        if status >= 300:
+            raise BrokerError(f"{what}: broker answered {status}: {_reason(payload)}")
+        return payload
+
+    async def _get(self, path: str, decoder: msgspec.json.Decoder[T], default: T) -> T:
+        payload = await self._call("GET", path, missing_ok=True)
+        if payload is None:
+            return default
+        try:
+            return decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            raise BrokerError(f"GET {path}: unexpected answer: {exc}") from None
+
+    # -- vhosts ------------------------------------------------------------------------------
+    async def vhost_exists(self, vhost: str) -> bool:
+        """Whether ``vhost`` exists."""
+        return await self._call("GET", f"/vhosts/{_q(vhost)}", missing_ok=True) is not None
+
+    async def put_vhost(self, vhost: str) -> None:
+        """Create ``vhost`` (the acting admin gets full permissions on it)."""
+        await self._call("PUT", f"/vhosts/{_q(vhost)}", body={})
+
+    async def delete_vhost(self, vhost: str) -> None:
+        """Delete ``vhost`` with everything in it."""
+        await self._call("DELETE", f"/vhosts/{_q(vhost)}", missing_ok=True)
+
+    # -- users and permissions ---------------------------------------------------------------
+    async def users(self) -> list[User]:
+        """Every broker user."""
+        return await self._get("/users", _USERS, [])
+
+    async def user(self, name: str) -> User | None:
+        """One user, or None."""
+        return await self._get(f"/users/{_q(name)}", _USER, None)
+
+    async def put_user(self, name: str, password_hash: str, algorithm: str) -> None:
+        """Create or update a user with no tags (no management access) from a password hash."""
+        body = {"password_hash": password_hash, "hashing_algorithm": algorithm, "tags": ""}
+        await self._call("PUT", f"/users/{_q(name)}", body=body)
+
+    async def delete_user(self, name: str) -> None:
+        """Delete a user (absent is fine)."""
+        await self._call("DELETE", f"/users/{_q(name)}", missing_ok=True)
+
+    async def permissions(self, vhost: str) -> list[Permission]:
+        """Permissions on ``vhost``."""
+        return await self._get(f"/vhosts/{_q(vhost)}/permissions", _PERMISSIONS, [])
+
+    async def user_permissions(self, user: str) -> list[Permission]:
+        """Permissions of ``user`` on every vhost."""
+        return await self._get(f"/users/{_q(user)}/permissions", _PERMISSIONS, [])
+
+    async def put_permission(self, p: Permission) -> None:
+        """Set a user's permissions on a vhost."""
+        body = {"configure": p.configure, "write": p.write, "read": p.read}
+        await self._call("PUT", f"/permissions/{_q(p.vhost)}/{_q(p.user)}", body=body)
+
+    async def delete_permission(self, vhost: str, user: str) -> None:
+        """Remove a user's permissions on a vhost."""
+        await self._call("DELETE", f"/permissions/{_q(vhost)}/{_q(user)}", missing_ok=True)
+
+    async def topic_permissions(self, vhost: str) -> list[TopicPermission]:
+        """Topic permissions on ``vhost``."""
+        path = f"/vhosts/{_q(vhost)}/topic-permissions"
+        return await self._get(path, _TOPIC_PERMISSIONS, [])
+
+    async def put_topic_permission(self, p: TopicPermission) -> None:
+        """Set a user's routing-key permissions on one exchange."""
+        body = {"exchange": p.exchange, "write": p.write, "read": p.read}
+        await self._call("PUT", f"/topic-permissions/{_q(p.vhost)}/{_q(p.user)}", body=body)
+
+    async def delete_topic_permission(self, vhost: str, user: str) -> None:
+        """Remove a user's topic permissions on a vhost."""
+        path = f"/topic-permissions/{_q(vhost)}/{_q(user)}"
+        await self._call("DELETE", path, missing_ok=True)
+
+    # -- topology ----------------------------------------------------------------------------
+    async def exchanges(self, vhost: str) -> list[Exchange]:
+        """Exchanges on ``vhost``."""
+        return await self._get(f"/exchanges/{_q(vhost)}", _EXCHANGES, [])
+
+    async def put_exchange(self, vhost: str, e: Exchange) -> None:
+        """Declare a durable exchange."""
+        body = {
+            "type": e.type,
+            "durable": True,
+            "auto_delete": False,
+            "internal": e.internal,
+            "arguments": e.arguments,
+        }
+        await self._call("PUT", f"/exchanges/{_q(vhost)}/{_q(e.name)}", body=body)
+
+    async def queues(self, vhost: str) -> list[Queue]:
+        """Queues on ``vhost``."""
+        return await self._get(f"/queues/{_q(vhost)}", _QUEUES, [])
+
+    async def queue(self, vhost: str, name: str) -> Queue | None:
+        """One queue, or None."""
+        return await self._get(f"/queues/{_q(vhost)}/{_q(name)}", _QUEUE, None)
+
+    async def put_queue(self, vhost: str, q: Queue) -> None:
+        """Declare a durable queue."""
+        body = {"durable": True, "auto_delete": False, "arguments": q.arguments}
+        await self._call("PUT", f"/queues/{_q(vhost)}/{_q(q.name)}", body=body)
+
+    async def delete_queue(self, vhost: str, name: str) -> None:
+        """Delete a queue, messages and all: callers check it is empty first."""
+        await self._call("DELETE", f"/queues/{_q(vhost)}/{_q(name)}", missing_ok=True)
+
+    async def bindings(self, vhost: str) -> list[Binding]:
+        """Bindings on ``vhost``."""
+        return await self._get(f"/bindings/{_q(vhost)}", _BINDINGS, [])
+
+    async def post_binding(self, vhost: str, b: Binding) -> None:
+        """Bind ``b.destination`` to ``b.source``."""
+        kind = "q" if b.destination_type == "queue" else "e"
+        path = f"/bindings/{_q(vhost)}/e/{_q(b.source)}/{kind}/{_q(b.destination)}"
+        await self._call("POST", path, body={"routing_key": b.routing_key, "arguments": {}})
+
+    async def delete_binding(self, vhost: str, b: Binding) -> None:
+        """Remove one binding."""
+        kind = "q" if b.destination_type == "queue" else "e"
+        path = (
+            f"/bindings/{_q(vhost)}/e/{_q(b.source)}/{kind}/{_q(b.destination)}"
+            f"/{_q(b.properties_key)}"
+        )
+        await self._call("DELETE", path, missing_ok=True)
+
+    # -- connections -------------------------------------------------------------------------
+    async def connections(self, vhost: str) -> list[Connection]:
+        """Open connections to ``vhost``."""
+        return await self._get(f"/vhosts/{_q(vhost)}/connections", _CONNECTIONS, [])
+
+    async def close_connection(self, name: str, reason: str) -> None:
+        """Close a client connection, telling the client ``reason``."""
+        path = f"/connections/{_q(name)}"
+        await self._call("DELETE", path, headers={"X-Reason": reason}, missing_ok=True)
+
+
+def _reason(payload: bytes) -> str:
+    try:
+        answer = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return payload.decode("utf-8", "replace")[:200] or "(no reason given)"
+    if isinstance(answer, dict):
+        return str(answer.get("reason") or answer.get("error") or answer)
+    return str(answer)

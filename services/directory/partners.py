@@ -1,0 +1,252 @@
+"""Onboarding and offboarding partners: ``liaison partner add/remove/rotate-credentials/list``.
+
+Each operation edits the directory file first (it is the source of truth: a failed broker call
+is finished by the next ``liaison provision``), then changes the broker through the same plan
+that provisioning uses, narrowed to the one account. The directory file is edited as text so
+its comments survive: a new organisation is appended as one ``[[organisations]]`` table
+(rendered by tomli-w), a removed one is cut out; either way the result is parsed and compiled
+before it replaces the file, so the file on disk is never left invalid.
+"""
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import msgspec
+import tomli_w
+
+from schemas.wire import flash_inbox_queue, inbox_queue
+from services.common.errors import BrokerError, DirectoryError
+from services.directory.credentials import (
+    HASHING_ALGORITHM,
+    CredentialStore,
+    generate_password,
+    password_hash,
+)
+from services.directory.definitions import desired_state
+from services.directory.index import DirectoryIndex, compile_directory, load_directory
+from services.directory.management import Binding
+from services.directory.model import Directory, Organisation
+from services.directory.plan import Plan, plan_changes
+from services.directory.provision import (
+    ProvisionResult,
+    amqp_depth_probe,
+    apply_plan,
+    close_connections,
+    management_client,
+    provision,
+    read_broker_state,
+)
+from services.directory.settings import ProvisionSettings, Secret
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCredentials:
+    """A password just issued to an account, to be shown once."""
+
+    org: str
+    account: str
+    password: Secret
+    stored_at: Path
+    amqp_url: str
+
+    def announcement(self) -> list[str]:
+        """What the operator hands to the partner, printed once: URL and SDK snippet."""
+        secret = self.password.reveal()
+        return [
+            f"Credentials for {self.org} (shown once; stored in {self.stored_at}, mode 0600):",
+            f"  user:     {self.account}",
+            f"  password: {secret}",
+            f"  AMQP URL: {self.amqp_url}",
+            "Connect from Python (aio-pika, as the Liaison SDK does):",
+            "  import aio_pika",
+            f'  connection = await aio_pika.connect_robust("{self.amqp_url}")',
+            f'  # publish to "liaison.ingress" with routing_key="{self.org}" and '
+            f'user_id="{self.account}";',
+            f'  # consume "{inbox_queue(self.org)}" and "{flash_inbox_queue(self.org)}".',
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerRow:
+    """One line of ``partner list``."""
+
+    org: str
+    kind: str
+    account: str
+    roles: tuple[str, ...]
+    #: Messages waiting in its inboxes (management statistics), None when the broker is away.
+    inbox_depth: int | None
+
+
+def partner_url(settings: ProvisionSettings, vhost: str, account: str, password: str) -> str:
+    """The AMQP URL a partner connects with (scheme, host and port from LIAISON_AMQP_URL)."""
+    parts = urlsplit(settings.amqp_url)
+    netloc = f"{quote(account, safe='')}:{quote(password, safe='')}@{parts.hostname}"
+    netloc += f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), "", ""))
+
+
+async def add_partner(
+    settings: ProvisionSettings, path: Path, org: Organisation, *, vhost: str | None = None
+) -> tuple[ProvisionResult, IssuedCredentials | None]:
+    """Append ``org`` to the directory file, provision it, and issue its credentials."""
+    index = load_directory(path)
+    if org.id in index.organisations:
+        raise DirectoryError(f"{path}: organisation {org.id!r} is already in the directory")
+    _append_organisation(path, org)
+    index = load_directory(path)
+    store = CredentialStore(settings.credentials_dir)
+    fresh = store.get(org.broker_account) is None
+    result = await provision(settings, index, vhost=vhost)
+    if not fresh or (password := store.get(org.broker_account)) is None:
+        return result, None  # a credential already existed: it is kept and not shown again
+    vhost = vhost or settings.vhost
+    issued = IssuedCredentials(
+        org.id,
+        org.broker_account,
+        Secret(password),
+        store.path(org.broker_account),
+        partner_url(settings, vhost, org.broker_account, password),
+    )
+    return result, issued
+
+
+async def remove_partner(
+    settings: ProvisionSettings, path: Path, org_id: str, *, vhost: str | None = None
+) -> list[str]:
+    """Cut ``org_id`` from the directory; revoke, disconnect and delete its broker user.
+
+    Its inboxes go only when empty; otherwise they are kept and reported for an operator.
+    """
+    index = load_directory(path)
+    org = _known(index, org_id, path)
+    remaining = [o for o in index.directory.organisations if o.id != org_id]
+    try:
+        shrunk = compile_directory(
+            msgspec.structs.replace(index.directory, organisations=remaining)
+        )
+    except DirectoryError as exc:
+        raise DirectoryError(f"cannot remove {org_id!r}: {exc}") from None
+    _remove_organisation(path, org_id)
+    vhost = vhost or settings.vhost
+    desired = desired_state(shrunk, vhost)
+    store = CredentialStore(settings.credentials_dir)
+    async with management_client(settings) as api:
+        actual = await read_broker_state(api, vhost, frozenset(desired.accounts))
+        plan = plan_changes(desired, actual, {}, prune=True, admin_user=settings.admin_user)
+        plan = _narrowed(plan, org.broker_account, org.id)
+        lines = await apply_plan(api, plan, store, amqp_depth_probe(settings, vhost))
+    store.delete(org.broker_account)
+    return lines or [f"{org_id}: nothing left on the broker"]
+
+
+async def rotate_credentials(
+    settings: ProvisionSettings, path: Path, name: str, *, vhost: str | None = None
+) -> IssuedCredentials:
+    """Issue a new password to an organisation (or the hub account) and close old sessions."""
+    index = load_directory(path)
+    hub = index.directory.hub_account
+    org_id, account = (
+        (hub, hub) if name == hub else (name, _known(index, name, path).broker_account)
+    )
+    vhost = vhost or settings.vhost
+    store = CredentialStore(settings.credentials_dir)
+    async with management_client(settings) as api:
+        if await api.user(account) is None:
+            raise BrokerError(f"broker user {account!r} does not exist; run `liaison provision`")
+        password = generate_password()
+        stored_at = store.put(account, password)
+        await api.put_user(account, password_hash(password), HASHING_ALGORITHM)
+        await close_connections(api, vhost, account, "credentials rotated")
+    url = partner_url(settings, vhost, account, password)
+    return IssuedCredentials(org_id, account, Secret(password), stored_at, url)
+
+
+async def list_partners(
+    settings: ProvisionSettings, index: DirectoryIndex, *, vhost: str | None = None
+) -> list[PartnerRow]:
+    """The directory's organisations with their inbox depth when the broker answers."""
+    depths: dict[str, int] = {}
+    reachable = True
+    try:
+        async with management_client(settings) as api:
+            for queue in await api.queues(vhost or settings.vhost):
+                depths[queue.name] = queue.messages or 0
+    except BrokerError:
+        reachable = False
+    return [
+        PartnerRow(
+            org.id,
+            org.kind.value,
+            org.broker_account,
+            tuple(org.roles),
+            depths.get(inbox_queue(org.id), 0) + depths.get(flash_inbox_queue(org.id), 0)
+            if reachable
+            else None,
+        )
+        for org in index.organisations.values()
+    ]
+
+
+def _known(index: DirectoryIndex, org_id: str, path: Path) -> Organisation:
+    org = index.organisations.get(org_id)
+    if org is None:
+        raise DirectoryError(f"{path}: no organisation {org_id!r} in the directory")
+    return org
+
+
+def _narrowed(plan: Plan, account: str, org: str) -> Plan:
+    inboxes = {inbox_queue(org), flash_inbox_queue(org)}
+
+    def concerns(name: str, payload: object) -> bool:
+        if isinstance(payload, Binding):
+            return payload.destination in inboxes
+        return name == account or name in inboxes
+
+    steps = tuple(s for s in plan.changes if concerns(s.name, s.payload))
+    return Plan(plan.vhost, steps)
+
+
+def _append_organisation(path: Path, org: Organisation) -> None:
+    fields = {k: v for k, v in msgspec.to_builtins(org).items() if v not in (None, [])}
+    table = tomli_w.dumps({"organisations": [fields]})
+    text = path.read_text(encoding="utf-8")
+    _write_checked(path, text.rstrip("\n") + "\n\n" + table)
+
+
+def _remove_organisation(path: Path, org_id: str) -> None:
+    _write_checked(path, _without_organisation(path.read_text(encoding="utf-8"), org_id))
+
+
+def _without_organisation(text: str, org_id: str) -> str:
+    """``text`` minus the ``[[organisations]]`` table whose id is ``org_id``."""
+    lines = text.splitlines(keepends=True)
+    headers = [i for i, line in enumerate(lines) if line.lstrip().startswith("[")]
+    for number, start in enumerate(headers):
+        end = headers[number + 1] if number + 1 < len(headers) else len(lines)
+        if lines[start].strip() != "[[organisations]]":
+            continue
+        block = "".join(lines[start:end])
+        if tomllib.loads(block.replace("[[organisations]]", "", 1)).get("id") != org_id:
+            continue
+        # Comments and blank lines just above the next header introduce that header.
+        while end > start + 1 and end < len(lines) and lines[end - 1].lstrip()[:1] in ("#", ""):
+            end -= 1
+        return "".join(lines[:start] + lines[end:])
+    raise DirectoryError(f"organisation {org_id!r} is not written as an [[organisations]] table")
+
+
+def _write_checked(path: Path, text: str) -> None:
+    """Replace the directory file with ``text`` once it parses and compiles."""
+    try:
+        raw: dict[str, Any] = tomllib.loads(text)
+        compile_directory(msgspec.convert(raw, Directory), source=str(path))
+    except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise DirectoryError(f"{path}: the edit would make the file invalid: {exc}") from None
+    temporary = path.with_name(f".{path.name}.new")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
