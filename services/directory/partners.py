@@ -147,20 +147,31 @@ async def remove_partner(
 async def rotate_credentials(
     settings: ProvisionSettings, path: Path, name: str, *, vhost: str | None = None
 ) -> IssuedCredentials:
-    """Issue a new password to an organisation (or the hub account) and close old sessions."""
+    """Issue a new password to an organisation (or the hub account) and end old sessions.
+
+    The user is deleted and re-created rather than updated: RabbitMQ closes every connection
+    of a deleted user itself, at once, whereas the management API lists a new connection only
+    after a statistics interval — a connection opened just before rotation could be missed.
+    Its rights on this vhost are put back from the directory straight away.
+    """
     index = load_directory(path)
     hub = index.directory.hub_account
     org_id, account = (
         (hub, hub) if name == hub else (name, _known(index, name, path).broker_account)
     )
     vhost = vhost or settings.vhost
+    desired = desired_state(index, vhost)
     store = CredentialStore(settings.credentials_dir)
     async with management_client(settings) as api:
         if await api.user(account) is None:
             raise BrokerError(f"broker user {account!r} does not exist; run `liaison provision`")
         password = generate_password()
         stored_at = store.put(account, password)
+        await api.delete_user(account)
         await api.put_user(account, password_hash(password), HASHING_ALGORITHM)
+        await api.put_permission(desired.permissions[account])
+        if account in desired.topic_permissions:
+            await api.put_topic_permission(desired.topic_permissions[account])
         await close_connections(api, vhost, account, "credentials rotated")
     url = partner_url(settings, vhost, account, password)
     return IssuedCredentials(org_id, account, Secret(password), stored_at, url)

@@ -7,6 +7,8 @@ carries the module's random tag, and the module's teardown deletes those users w
 import secrets
 from collections.abc import AsyncIterator, Callable
 
+import aiormq
+import aiormq.exceptions
 import pytest
 
 from services.directory.management import ManagementClient
@@ -80,3 +82,17 @@ def make_settings(
 def settings(make_settings: Callable[..., ProvisionSettings]) -> ProvisionSettings:
     """Settings for the module's vhost."""
     return make_settings()
+
+
+async def login_refused(url: str) -> bool:
+    """Whether the broker refuses to log in with ``url``'s credentials.
+
+    Uses aiormq directly: a failed ``aio_pika.connect`` leaves an un-awaited close coroutine
+    behind, which pytest reports as an unraisable exception in some later test.
+    """
+    try:
+        connection = await aiormq.connect(url)
+    except aiormq.exceptions.ProbableAuthenticationError:
+        return True
+    await connection.close()
+    return False

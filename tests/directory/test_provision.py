@@ -1,0 +1,133 @@
+"""``provision`` against the real broker: idempotence, dry runs, conflicts and pruning."""
+
+import asyncio
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from schemas.wire import DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
+from services.directory.credentials import load_credential
+from services.directory.index import load_directory
+from services.directory.provision import provision, read_broker_state
+from services.directory.settings import ProvisionSettings
+from tests.conftest import amqp_url_for
+from tests.directory.conftest import admin_client, directory_text, login_refused
+
+pytestmark = pytest.mark.broker
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "directory.toml"
+    path.write_text(text)
+    return path
+
+
+async def _snapshot(vhost: str) -> object:
+    async with admin_client() as api:
+        state = await read_broker_state(api, vhost, frozenset())
+    queues = {name: q.arguments for name, q in state.queues.items()}
+    return (
+        state.vhost_exists,
+        state.permissions,
+        state.topic_permissions,
+        state.exchanges,
+        queues,
+        sorted(state.bindings, key=repr),
+        {n: u.password_hash for n, u in state.users.items()},
+    )
+
+
+async def test_second_run_changes_nothing(
+    settings: ProvisionSettings, tag: str, tmp_path: Path
+) -> None:
+    """Provisioning the same directory twice: the second run plans nothing and says so."""
+    index = load_directory(_write(tmp_path, directory_text(tag, ["alpha", "bravo", "charlie"])))
+    await provision(settings, index)
+    again = await provision(settings, index)
+    assert again.plan.changes == ()
+    assert again.applied == ()
+    assert again.report()[-1] == f"vhost {settings.vhost}: nothing to change"
+
+
+async def test_dry_run_changes_nothing(
+    settings: ProvisionSettings, tag: str, tmp_path: Path
+) -> None:
+    """--dry-run plans the new organisation's objects but leaves the broker as it was."""
+    await provision(settings, load_directory(_write(tmp_path, directory_text(tag, ["alpha"]))))
+    before = await _snapshot(settings.vhost)
+    index = load_directory(_write(tmp_path, directory_text(tag, ["alpha", "echo"])))
+    result = await provision(settings, index, dry_run=True, prune=True)
+    assert any(s.name == f"echo-{tag}" for s in result.plan.changes)
+    assert "dry run" in result.report()[-1]
+    assert await _snapshot(settings.vhost) == before
+
+
+async def test_dry_run_on_a_missing_vhost_creates_nothing(
+    make_settings: object, tag: str, tmp_path: Path
+) -> None:
+    """A dry run against a vhost that does not exist plans it and does not create it."""
+    settings = make_settings(LIAISON_VHOST=f"liaison-test-dir-{tag}-absent")  # type: ignore[operator]
+    index = load_directory(_write(tmp_path, directory_text(tag, ["alpha"])))
+    result = await provision(settings, index, dry_run=True)
+    assert result.plan.steps[0].describe() == f" + vhost {settings.vhost}"
+    async with admin_client() as api:
+        assert not await api.vhost_exists(settings.vhost)
+
+
+async def test_changed_inbox_limit_is_a_conflict_not_a_recreate(
+    settings: ProvisionSettings, tag: str, tmp_path: Path
+) -> None:
+    """A queue argument change is reported as a conflict, and the queue is left untouched."""
+    await provision(settings, load_directory(_write(tmp_path, directory_text(tag, ["alpha"]))))
+    text = directory_text(tag, ["alpha"]).replace(
+        'roles = ["demining"]', 'roles = ["demining"]\ninbox_max_length = 500'
+    )
+    result = await provision(settings, load_directory(_write(tmp_path, text)))
+    conflicts = {s.name: s.detail for s in result.plan.conflicts}
+    assert "x-max-length" in conflicts[inbox_queue(f"alpha-{tag}")]
+    assert "cannot change in place" in conflicts[inbox_queue(f"alpha-{tag}")]
+    async with admin_client() as api:
+        queue = await api.queue(settings.vhost, inbox_queue(f"alpha-{tag}"))
+    assert queue is not None
+    assert queue.arguments["x-max-length"] == 100_000
+
+
+async def test_prune_keeps_a_removed_partners_messages(
+    settings: ProvisionSettings, tag: str, tmp_path: Path
+) -> None:
+    """--prune deletes the user and closes its connection but keeps its non-empty inbox."""
+    vhost = settings.vhost
+    await provision(
+        settings, load_directory(_write(tmp_path, directory_text(tag, ["alpha", "foxtrot"])))
+    )
+    account = f"foxtrot-{tag}"
+    password = load_credential(account, {"LIAISON_CREDENTIALS_DIR": str(settings.credentials_dir)})
+    partner = await aio_pika.connect(amqp_url_for(vhost, account, password))
+    async with await aio_pika.connect(amqp_url_for(vhost)) as admin:
+        delivery = await (await admin.channel()).get_exchange(DELIVERY_EXCHANGE, ensure=False)
+        await delivery.publish(aio_pika.Message(b"undelivered"), routing_key=account)
+
+    stale = await provision(
+        settings, load_directory(_write(tmp_path, directory_text(tag, ["alpha"])))
+    )
+    assert any(s.name == account and "--prune" in s.detail for s in stale.plan.steps)
+    result = await provision(settings, load_directory(tmp_path / "directory.toml"), prune=True)
+
+    report = "\n".join(result.report())
+    assert f"kept {inbox_queue(account)} with 1 messages for an operator" in report
+    assert f"- queue {flash_inbox_queue(account)}: was empty" in report
+    for _ in range(50):
+        if not partner.connected.is_set():
+            break
+        await asyncio.sleep(0.1)
+    assert not partner.connected.is_set()
+    await partner.close()
+    async with admin_client() as api:
+        assert await api.user(account) is None
+        kept = await api.queue(vhost, inbox_queue(account))
+        assert kept is not None
+        assert await api.queue(vhost, flash_inbox_queue(account)) is None
+    assert await login_refused(amqp_url_for(vhost, account, password))
+    again = await provision(settings, load_directory(tmp_path / "directory.toml"), prune=True)
+    assert any(f"kept {inbox_queue(account)}" in line for line in again.report())
