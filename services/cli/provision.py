@@ -75,4 +75,4 @@ def write_definitions(path: Path, document: bytes) -> None:
         path.write_bytes(document)
     except OSError as exc:
         raise ConfigError(f"cannot write definitions to {path}: {exc.strerror}") from None
-    print(f"definitions for vhost written to {path}", file=sys.stderr)
+    print(f"definitions written to {path}", file=sys.stderr)

@@ -31,8 +31,10 @@ from services.directory.management import Binding, Exchange, Permission, Queue, 
 
 #: Regex that matches no resource name: "no configure right at all".
 NOTHING = "^$"
-#: Shown instead of a password hash in definitions exported without secrets.
-PLACEHOLDER_HASH = "<set-by-liaison-provision>"
+#: The hash of users exported without secrets: the broker accepts it (a non-base64 marker would
+#: stop it from booting) and no password matches it, so the user cannot log in until
+#: ``liaison provision`` sets the password from the credential store.
+PLACEHOLDER_HASH = ""
 
 
 @dataclass(frozen=True, slots=True)
