@@ -38,14 +38,19 @@ class AckTracker:
             done.discard(last)
         return last
 
-    def forget(self, tag: int) -> None:
-        """Drop a tag that was rejected or nacked individually, so it never blocks the prefix."""
+    def forget(self, tag: int) -> int | None:
+        """Drop a tag settled individually (rejected); return a now-finished prefix to ack."""
+        self._done.discard(tag)
         try:
             self._order.remove(tag)
         except ValueError:
-            self._done.discard(tag)
-            return
-        self._done.discard(tag)
+            return None
+        order, done = self._order, self._done
+        last: int | None = None
+        while order and order[0] in done:
+            last = order.popleft()
+            done.discard(last)
+        return last
 
     def reset(self) -> None:
         """Forget everything (the channel closed; the broker redelivers what was unacked)."""

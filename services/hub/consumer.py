@@ -71,6 +71,13 @@ class HubConsumer:
         self._stop_requested = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # Acks go out from one task only: frames written from many tasks could reach the broker
+        # out of order, and a multiple-ack overtaken by a lower one is a channel error.
+        self._ack_upto = 0
+        self._ack_sent = 0
+        self._ack_wanted = asyncio.Event()
+        self._acks_flushed = asyncio.Event()
+        self._acks_flushed.set()
         self.connected = False
         self.consuming = False
 
@@ -121,6 +128,7 @@ class HubConsumer:
             self.consuming = False
             try:
                 await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_seconds)
+                await asyncio.wait_for(self._acks_flushed.wait(), 5)
             except TimeoutError:
                 log.warning("shutdown_grace_expired", in_flight=len(self._acks))
         # Only now let the session close the connection: acks of finished work have been sent.
@@ -128,10 +136,14 @@ class HubConsumer:
 
     async def _session(self) -> None:
         connection = await aiormq.connect(self.settings.amqp_url)
+        ack_sender: asyncio.Task[None] | None = None
         try:
             channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
             await channel.basic_qos(prefetch_count=self.settings.prefetch)
             self._channel = channel
+            self._ack_upto = self._ack_sent = 0
+            self._acks_flushed.set()
+            ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
             self.connected = True
             self._consumer_tags = []
             for shard in self.settings.shards:
@@ -156,6 +168,10 @@ class HubConsumer:
                 raise ConnectionError(f"broker connection lost: {reason or 'closed'}")
         finally:
             self.connected = self.consuming = False
+            if ack_sender is not None:
+                ack_sender.cancel()
+                with contextlib.suppress(BaseException):
+                    await ack_sender
             if not connection.is_closed:
                 await connection.close()
 
@@ -220,8 +236,8 @@ class HubConsumer:
             await self._requeue(channel, tag)
             return
         last = acks.finish(tag)
-        if last is not None and not channel.is_closed:
-            await channel.basic_ack(last, multiple=True, wait=False)
+        if last is not None:
+            self._ack(last)
         self._settled()
         elapsed = time.perf_counter() - started
         self.metrics.decision_seconds.observe(elapsed)
@@ -348,12 +364,32 @@ class HubConsumer:
         )
 
     async def _requeue(self, channel: aiormq.Channel, tag: int) -> None:
-        self._acks.forget(tag)
         try:
             if not channel.is_closed:
                 await channel.basic_reject(tag, requeue=True)
+                last = self._acks.forget(tag)
+                if last is not None:
+                    self._ack(last)
         finally:
             self._settled()
+
+    def _ack(self, tag: int) -> None:
+        if tag > self._ack_upto:
+            self._ack_upto = tag
+            self._acks_flushed.clear()
+            self._ack_wanted.set()
+
+    async def _send_acks(self, channel: aiormq.Channel) -> None:
+        # Under load many finishes land between two wake-ups: one frame acks them all.
+        while True:
+            await self._ack_wanted.wait()
+            self._ack_wanted.clear()
+            upto = self._ack_upto
+            if upto > self._ack_sent:
+                await channel.basic_ack(upto, multiple=True, wait=False)
+                self._ack_sent = upto
+            if self._ack_sent == self._ack_upto:
+                self._acks_flushed.set()
 
     def _settled(self) -> None:
         self.metrics.in_flight.dec()

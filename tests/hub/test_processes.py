@@ -1,0 +1,201 @@
+"""Hub processes as operators run them: killed mid-stream, and two sharing the work."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+import pytest
+
+from schemas.wire import inbox_queue
+from services.common.topology import hub_queue
+from tests.hub.conftest import purge_all
+from tests.hub.support import Partner, decode, drain, envelope
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+Admin = aio_pika.abc.AbstractConnection
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HubProcess:
+    """``python -m services.hub`` in a subprocess, as an operator would run it."""
+
+    def __init__(self, url: str, directory: Path, log: Path, shards: str = "all") -> None:
+        self.port = free_port()
+        env = dict(os.environ)
+        env.update(
+            LIAISON_AMQP_URL=url,
+            LIAISON_DIRECTORY=str(directory),
+            LIAISON_HUB_SHARDS=shards,
+            LIAISON_HTTP_PORT=str(self.port),
+            LIAISON_LOG_LEVEL="warning",
+        )
+        self.log = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.hub"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_ready(self, timeout: float = 20.0) -> None:
+        """Poll /readyz until the hub consumes."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                assert self.process.poll() is None, "hub exited"
+                try:
+                    async with session.get(f"http://127.0.0.1:{self.port}/readyz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError("hub never became ready")
+
+    async def metric(self, name: str) -> float:
+        """Sum of a metric's samples from /metrics."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.port}/metrics") as r,
+        ):
+            text = await r.text()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the hub and wait for it to exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def hubs(tmp_path: Path) -> Iterator[list[HubProcess]]:
+    """Hub processes started by a test; any left running are killed afterwards."""
+    started: list[HubProcess] = []
+    yield started
+    for hub in started:
+        if hub.process.poll() is None:
+            hub.process.kill()
+            hub.process.wait()
+
+
+async def queue_depth(admin: Admin, name: str) -> int:
+    """Messages ready in a queue."""
+    channel = await admin.channel()
+    queue = await channel.declare_queue(name, passive=True)
+    await channel.close()
+    return int(queue.declaration_result.message_count or 0)
+
+
+async def wait_for(predicate: object, timeout: float, what: str) -> None:
+    """Poll an async predicate until true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_sigkill_mid_stream_loses_nothing(
+    hubs: list[HubProcess],
+    partners: dict[str, Partner],
+    admin: Admin,
+    directory_file: Path,
+    topology: str,
+    tmp_path: Path,
+    directory: object,
+) -> None:
+    """Killing the hub with SIGKILL mid-stream and restarting it delivers every message."""
+    await purge_all(admin, directory)  # type: ignore[arg-type]
+    sent = []
+    for _ in range(3000):
+        doc = envelope("mag", ["org:unmas"])
+        sent.append(doc["distribution_id"])
+        await partners["mag"].send(doc)
+    first = HubProcess(topology, directory_file, tmp_path / "hub1.log")
+    hubs.append(first)
+
+    async def some_delivered() -> bool:
+        return await queue_depth(admin, inbox_queue("unmas")) >= 500
+
+    await wait_for(some_delivered, 20, "the first deliveries")
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    second = HubProcess(topology, directory_file, tmp_path / "hub2.log")
+    hubs.append(second)
+
+    async def all_processed() -> bool:
+        depths = [await queue_depth(admin, hub_queue(s)) for s in range(4)]
+        return sum(depths) == 0 and await queue_depth(admin, inbox_queue("unmas")) >= len(sent)
+
+    await wait_for(all_processed, 120, "every message to be processed")
+    assert second.stop() == 0
+    got = await drain(admin, inbox_queue("unmas"), expect=len(sent), timeout=30)
+    ids = [decode(m)["distribution_id"] for m in got]
+    assert set(ids) == set(sent)
+    # A redelivery after the crash may repeat a message, always under its own message id.
+    for message in got:
+        assert message.message_id == f"mag/{decode(message)['distribution_id']}"
+    assert await drain(admin, inbox_queue("mag"), expect=0) == []
+
+
+async def test_two_hubs_share_the_work_and_keep_sender_order(
+    hubs: list[HubProcess],
+    partners: dict[str, Partner],
+    admin: Admin,
+    directory_file: Path,
+    topology: str,
+    tmp_path: Path,
+    directory: object,
+) -> None:
+    """Two hub processes on disjoint shards deliver everything, each sender in order."""
+    await purge_all(admin, directory)  # type: ignore[arg-type]
+    senders = ["mag", "unmas", "ocha", "wfp", "unhcr", "undp", "unicef", "nrc"]
+    a = HubProcess(topology, directory_file, tmp_path / "a.log", shards="0,1")
+    b = HubProcess(topology, directory_file, tmp_path / "b.log", shards="2,3")
+    hubs.extend([a, b])
+    await asyncio.gather(a.wait_ready(), b.wait_ready())
+    sent: dict[str, list[str]] = {s: [] for s in senders}
+    for n in range(150):
+        for sender in senders:
+            doc = envelope(sender, ["org:minusca"], incident_id=f"SEQ-{n}")
+            sent[sender].append(doc["distribution_id"])
+            await partners[sender].send(doc)
+    total = 150 * len(senders)
+    got = await drain(admin, inbox_queue("minusca"), expect=total, timeout=60)
+    assert len(got) == total
+    received: dict[str, list[str]] = {s: [] for s in senders}
+    for message in got:
+        doc = decode(message)
+        received[doc["sender"]].append(doc["distribution_id"])
+    assert received == sent
+    done_a = await a.metric("liaison_hub_messages_total")
+    done_b = await b.metric("liaison_hub_messages_total")
+    assert done_a > 0
+    assert done_b > 0
+    assert done_a + done_b == total
+    assert a.stop() == 0
+    assert b.stop() == 0

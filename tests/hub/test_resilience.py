@@ -1,0 +1,83 @@
+"""Bad input at volume and code that fails: the hub answers everything and keeps going."""
+
+import random
+from typing import Any
+
+import aio_pika
+import msgspec
+import pytest
+
+from schemas.wire import DEAD_LETTER_QUEUE, HEADER_ERROR_CODE, inbox_queue
+from services.hub.refusal import Decision
+from tests.hub.conftest import RunningHub
+from tests.hub.support import Partner, decode, drain, envelope
+
+pytestmark = pytest.mark.broker
+
+Admin = aio_pika.abc.AbstractConnection
+
+
+def fuzz_payloads(count: int, seed: int) -> list[bytes]:
+    """Random bytes, random JSON, and envelopes with one field replaced by junk."""
+    rng = random.Random(seed)
+    junk: list[Any] = [None, 0, -1, 1e308, "", "x" * 300, [], {}, [1, "a"], {"a": {"b": []}}, True]
+    out: list[bytes] = []
+    for n in range(count):
+        kind = n % 3
+        if kind == 0:
+            out.append(rng.randbytes(rng.randint(0, 200)))
+        elif kind == 1:
+            out.append(msgspec.json.encode(rng.choice([*junk, [rng.random()] * 3])))
+        else:
+            doc = envelope("mag", ["org:unmas"])
+            field = rng.choice([*doc.keys(), "body"])
+            target = doc["body"] if field == "body" else doc
+            key = rng.choice(list(target.keys())) if field == "body" else field
+            target[key] = rng.choice(junk)
+            out.append(msgspec.json.encode(doc))
+    return out
+
+
+async def test_fuzz_every_message_is_delivered_or_answered(
+    hub: RunningHub, partners: dict[str, Partner], admin: Admin
+) -> None:
+    """Random bytes and broken JSON: the hub never stops and answers each one."""
+    payloads = fuzz_payloads(240, seed=20261123)
+    for payload in payloads:
+        await partners["mag"].send(payload)
+    reports = await drain(admin, inbox_queue("mag"), expect=1, timeout=5, settle=2.0)
+    delivered = await drain(admin, inbox_queue("unmas"), expect=0, settle=0.5)
+    assert len(reports) + len(delivered) == len(payloads)
+    assert all(decode(r)["body"]["type"] == "error.report" for r in reports)
+    dead = await drain(admin, DEAD_LETTER_QUEUE, expect=len(reports))
+    assert len(dead) == len(reports)
+    assert hub.consumer.ready
+
+
+async def test_poison_message_is_dead_lettered_and_the_hub_goes_on(
+    hub: RunningHub,
+    partners: dict[str, Partner],
+    admin: Admin,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message that makes the hub fail every time is dead-lettered as 503; others flow."""
+    real = hub.router.decide
+
+    def failing(body: bytes, **kwargs: Any) -> Decision:
+        if b"POISON-PILL" in body:
+            raise RuntimeError("simulated hub bug")
+        return real(body, **kwargs)
+
+    monkeypatch.setattr(hub.router, "decide", failing)
+    poison = envelope("mag", ["org:unmas"], incident_id="POISON-PILL")
+    healthy = envelope("mag", ["org:unmas"])
+    await partners["mag"].send(poison)
+    await partners["mag"].send(healthy)
+    (report,) = await drain(admin, inbox_queue("mag"), expect=1, timeout=20)
+    assert decode(report)["body"]["code"] == 503
+    (dead,) = await drain(admin, DEAD_LETTER_QUEUE, expect=1)
+    assert dead.headers[HEADER_ERROR_CODE] == 503
+    assert b"POISON-PILL" in dead.body
+    delivered = await drain(admin, inbox_queue("unmas"), expect=1)
+    assert [decode(m)["distribution_id"] for m in delivered] == [healthy["distribution_id"]]
+    assert hub.consumer.ready

@@ -1,0 +1,167 @@
+"""The router as pure logic: every rule without a broker, and no input that makes it raise."""
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.codes import ErrorCode
+from services.directory.index import DirectoryIndex, load_directory
+from services.hub.dedupe import DedupeWindow
+from services.hub.refusal import Delivery, Duplicate, Refusal
+from services.hub.router import Router
+from tests.hub.support import envelope, now_iso, sample_body
+
+SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
+
+
+@pytest.fixture(scope="module")
+def sample() -> DirectoryIndex:
+    """The sample directory, where each account is the organisation id."""
+    return load_directory(SAMPLE)
+
+
+def make_router(directory: DirectoryIndex) -> Router:
+    """A router with a fresh dedupe window."""
+    return Router(directory, DedupeWindow(seconds=60, max_entries=100), max_message_bytes=4096)
+
+
+def decide(router: Router, doc: dict[str, Any] | bytes, user: str | None = "mag") -> Any:
+    """Decide one document as if ``user`` published it with routing key ``mag``."""
+    raw = doc if isinstance(doc, bytes) else msgspec.json.encode(doc)
+    return router.decide(raw, user_id=user, routing_key="mag", content_type="application/json")
+
+
+def test_delivery_excludes_the_sender_and_resolves_groups(sample: DirectoryIndex) -> None:
+    """Group addressing expands to members, minus the sender, sorted."""
+    router = make_router(sample)
+    decision = decide(router, envelope("mag", ["group:mine-action-operators"]))
+    assert isinstance(decision, Delivery)
+    assert decision.recipients == ["halo-trust", "unmas"]
+    assert decision.message_id.startswith("mag/")
+
+
+def test_duplicate_only_after_delivery_is_recorded(sample: DirectoryIndex) -> None:
+    """The dedupe window answers Duplicate for an id it has recorded, not before."""
+    router = make_router(sample)
+    doc = envelope("mag", ["org:unmas"])
+    first = decide(router, doc)
+    assert isinstance(first, Delivery)
+    assert isinstance(decide(router, doc), Delivery)
+    router.dedupe.add(first.message_id)
+    assert isinstance(decide(router, doc), Duplicate)
+
+
+@pytest.mark.parametrize(
+    ("doc", "code", "path"),
+    [
+        (
+            envelope("mag", ["org:unmas"], schema_version="3.1"),
+            ErrorCode.UNSUPPORTED_SCHEMA_VERSION,
+            "$.schema_version",
+        ),
+        (envelope("mag", []), ErrorCode.INVALID_ENVELOPE, "$.recipients"),
+        (envelope("mag", ["org:mag"]), ErrorCode.NO_RECIPIENTS, "$.recipients"),
+        (
+            envelope("mag", ["org:unmas"], sent_at="2026-01-01T00:00:00"),
+            ErrorCode.INVALID_ENVELOPE,
+            "$.sent_at",
+        ),
+        (
+            envelope("mag", ["org:unmas"], expires_at=now_iso(-10), sent_at=now_iso(0)),
+            ErrorCode.INCONSISTENT,
+            "$.expires_at",
+        ),
+        (
+            envelope("mag", ["org:unmas"], body={"quantity": 1}),
+            ErrorCode.UNKNOWN_MESSAGE_TYPE,
+            "$.body.type",
+        ),
+        (envelope("mag", ["role:nobody"]), ErrorCode.UNKNOWN_RECIPIENT, "$.recipients[0]"),
+        (
+            envelope("mag", ["org:unmas"], body=sample_body("guidance.notice")),
+            ErrorCode.TYPE_NOT_PERMITTED,
+            "$.body.type",
+        ),
+    ],
+)
+def test_refusal_codes_and_paths(
+    sample: DirectoryIndex, doc: dict[str, Any], code: ErrorCode, path: str
+) -> None:
+    """Each kind of bad envelope gets its code and names the offending field."""
+    decision = decide(make_router(sample), doc)
+    assert isinstance(decision, Refusal), decision
+    assert (decision.code, decision.field_path) == (code, path)
+    assert decision.reply_to == "mag"
+
+
+def test_unknown_account_cannot_be_answered(sample: DirectoryIndex) -> None:
+    """A broker account outside the directory is refused with nobody to tell."""
+    decision = decide(make_router(sample), envelope("mag", ["org:unmas"]), user="stranger")
+    assert isinstance(decision, Refusal)
+    assert decision.code is ErrorCode.UNKNOWN_ACCOUNT
+    assert decision.reply_to is None
+
+
+def test_strictly_confidential_reaches_only_cleared(sample: DirectoryIndex) -> None:
+    """Only strictly-confidential-cleared organisations receive such a message."""
+    doc = envelope("dpko", ["mission:minusca"], classification="strictly_confidential")
+    decision = decide(make_router(sample), doc, user="dpko")
+    assert isinstance(decision, Delivery)
+    assert decision.recipients == ["minusca"]
+    assert decision.partial is not None
+    assert decision.partial.code is ErrorCode.INSUFFICIENT_CLEARANCE
+    assert "unmas" in decision.partial.refused_recipients
+
+
+def test_invalid_utf8_is_malformed(sample: DirectoryIndex) -> None:
+    """Bytes that are not UTF-8 are refused as malformed, not as a crash."""
+    decision = decide(make_router(sample), b'{"sender": "\xff\xfe"}')
+    assert isinstance(decision, Refusal)
+    assert decision.code is ErrorCode.MALFORMED
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=512), user=st.none() | st.sampled_from(["mag", "unmas", "x"]))
+def test_any_bytes_get_a_decision(sample: DirectoryIndex, data: bytes, user: str | None) -> None:
+    """Arbitrary bytes never raise: they are refused (or, improbably, routed)."""
+    decision = decide(make_router(sample), data, user=user)
+    assert isinstance(decision, Refusal | Delivery | Duplicate)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    field=st.sampled_from(
+        [
+            "distribution_id",
+            "sender",
+            "sent_at",
+            "recipients",
+            "body",
+            "precedence",
+            "classification",
+            "expires_at",
+        ]
+    ),
+    value=json_values,
+)
+def test_any_field_value_gets_a_decision(sample: DirectoryIndex, field: str, value: object) -> None:
+    """Replacing any envelope field by any JSON value yields a decision, never an exception."""
+    doc = envelope("mag", ["org:unmas"])
+    doc[field] = value
+    decision = decide(make_router(sample), doc)
+    if isinstance(decision, Refusal):
+        assert decision.field_path is None or decision.field_path.startswith("$")
+        assert decision.reply_to == "mag"
