@@ -27,6 +27,7 @@ from services.directory.management import (
 from services.directory.settings import Secret
 
 INBOX_PREFIX = "inbox."
+EXCHANGE_FIELDS = ("type", "durable", "auto_delete", "internal", "arguments")
 
 
 class Verb(enum.StrEnum):
@@ -134,12 +135,7 @@ def _topology_steps(desired: DesiredState, actual: BrokerState) -> list[Step]:
         found = actual.exchanges.get(exchange.name)
         if found is None:
             steps.append(Step(Verb.CREATE, "exchange", exchange.name, exchange.type, exchange))
-        elif _differences(
-            exchange, found, ("type", "durable", "auto_delete", "internal", "arguments")
-        ):
-            diff = _differences(
-                exchange, found, ("type", "durable", "auto_delete", "internal", "arguments")
-            )
+        elif diff := _differences(exchange, found, EXCHANGE_FIELDS):
             steps.append(
                 Step(
                     Verb.CONFLICT,
