@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install Liaison with its dev tools
 
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	@touch $@
+
 $(NODE_TOOLS)/.installed: deploy/node-tools/package.json
 	@command -v npm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq nodejs npm; \
@@ -45,7 +49,7 @@ lint: install ## ruff
 typecheck: install ## mypy --strict on services/ and schemas/
 	$(BIN)/mypy
 
-pytest: install node-tools broker
+pytest: install $(VENV)/.bench-installed node-tools broker
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: install node-tools broker lint typecheck pytest ## lint, type checks and the whole test suite
@@ -56,8 +60,7 @@ schemas: install ## regenerate the JSON Schemas, the AsyncAPI document and the e
 run: install broker ## bring the system up and play the demo scenario (Ctrl-C stops it)
 	$(BIN)/liaison demo
 
-bench: install broker ## throughput and latency: shovel vs plain aio-pika vs FastStream vs the hub
-	$(BIN)/python -m pip install -q -e '.[bench]'
+bench: install $(VENV)/.bench-installed broker ## throughput and latency: shovel vs plain aio-pika vs FastStream vs the hub
 	$(BIN)/python -m bench
 
 clean: ## remove the virtual environment and caches
