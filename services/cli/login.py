@@ -1,0 +1,83 @@
+"""Who the command line connects as: a partner organisation, or the operator.
+
+A partner (``--as ORG``) logs in with its broker account (from the directory, else the org id)
+and the password ``liaison provision`` stored (``LIAISON_PASSWORD_<ACCOUNT>`` or a file under
+``LIAISON_CREDENTIALS_DIR``) — unless ``--url`` already carries credentials. The broker and
+vhost come from ``--url``, else ``LIAISON_AMQP_URL``; a URL without a vhost gets
+``LIAISON_VHOST`` (default ``liaison``).
+"""
+
+import argparse
+import os
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from services.common.config import amqp_url, env_str
+from services.common.errors import ConfigError, DirectoryError
+from services.directory.credentials import load_credential
+from services.directory.index import load_directory
+
+DEFAULT_URL = "amqp://127.0.0.1:5672/"
+DEFAULT_VHOST = "liaison"
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--url``, shared by every command that talks AMQP."""
+    parser.add_argument(
+        "--url",
+        help="broker URL, amqp:// or amqps://, optionally with credentials and vhost "
+        "(default: LIAISON_AMQP_URL, vhost LIAISON_VHOST)",
+    )
+
+
+def broker_url(url: str | None) -> str:
+    """The URL to use, with the configured vhost filled in when it names none."""
+    base = url or amqp_url("LIAISON_AMQP_URL", DEFAULT_URL)
+    parts = urlsplit(base)
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise ConfigError(f"--url must be an amqp:// or amqps:// URL, got {parts.scheme}://…")
+    if parts.path in ("", "/"):
+        vhost = env_str("LIAISON_VHOST", DEFAULT_VHOST)
+        parts = parts._replace(path="/" + quote(vhost, safe=""))
+    return urlunsplit(parts)
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """``url`` logging in as ``user``."""
+    parts = urlsplit(url)
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def partner_login(org: str, url: str | None) -> tuple[str, str]:
+    """(URL with credentials, broker account) for acting as ``org``."""
+    resolved = broker_url(url)
+    parts = urlsplit(resolved)
+    if url is not None and parts.username and parts.password:
+        return resolved, unquote(parts.username)
+    account = account_of(org)
+    return with_credentials(resolved, account, load_credential(account)), account
+
+
+def account_of(org: str) -> str:
+    """The broker account of ``org`` per the directory; an org not in it is an error."""
+    path = Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml"))
+    if not path.is_file():
+        return org
+    index = load_directory(path)
+    organisation = index.organisations.get(org)
+    if organisation is None:
+        raise DirectoryError(f"unknown partner {org!r}: not in the directory {path}")
+    return organisation.broker_account
+
+
+def operator_url(url: str | None) -> str:
+    """The operator's URL: ``--url``, else LIAISON_OPERATOR_URL, else the admin on the vhost."""
+    explicit = url or os.environ.get("LIAISON_OPERATOR_URL")
+    resolved = broker_url(explicit)
+    if urlsplit(resolved).username:
+        return resolved
+    user = env_str("LIAISON_ADMIN_USER", "guest")
+    return with_credentials(resolved, user, env_str("LIAISON_ADMIN_PASSWORD", "guest"))

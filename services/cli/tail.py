@@ -1,0 +1,63 @@
+"""``liaison tail``: a live, readable view of a partner's inbox (flash first)."""
+
+import argparse
+import asyncio
+import sys
+
+from services.cli.login import add_broker_arguments, partner_login
+from services.cli.render import dim, message_line, use_colour
+from services.sdk import Client
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register ``liaison tail``."""
+    parser = sub.add_parser(
+        "tail",
+        help="watch a partner's inbox",
+        description="Print each message arriving in ORG's inbox and flash inbox: time, "
+        "precedence, sender → type, and a one-line summary; the hub's error reports are "
+        "highlighted with their code and field path. Without --ack messages are only looked "
+        "at and stay in the inbox.",
+    )
+    parser.add_argument("--as", dest="org", required=True, metavar="ORG", help="read ORG's inbox")
+    add_broker_arguments(parser)
+    parser.add_argument("--count", type=_positive, metavar="N", help="stop after N messages")
+    parser.add_argument("--ack", action="store_true", help="acknowledge (remove) what is shown")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="stop when nothing arrives for SECONDS (default: wait forever)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Print deliveries until --count, --wait or Ctrl-C."""
+    url, account = partner_login(args.org, args.url)
+    colour = use_colour()
+    shown = 0
+    async with Client.connect(args.org, url, account=account) as client:
+        inbox = await client.inbox()
+        print(dim(f"watching inbox.{args.org} and inbox.{args.org}.flash", colour=colour))
+        sys.stdout.flush()
+        while args.count is None or shown < args.count:
+            try:
+                delivery = await asyncio.wait_for(inbox.__anext__(), args.wait)
+            except TimeoutError:
+                print(dim(f"(nothing more within {args.wait:g}s)", colour=colour))
+                break
+            again = " (redelivered)" if delivery.redelivered else ""
+            print(message_line(delivery.envelope, colour=colour) + again)
+            sys.stdout.flush()
+            if args.ack:
+                await delivery.ack()
+            shown += 1
+    return 0

@@ -1,0 +1,42 @@
+"""SDK fixtures: the hub fixtures (accounts, topology, an in-process hub), and SDK clients."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from services.sdk import Client
+from tests.conftest import amqp_url_for
+from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
+    admin,
+    directory,
+    directory_file,
+    hub,
+    partner_accounts,
+    partners,
+    topology,
+)
+from tests.hub.support import PASSWORD
+
+Connect = Callable[[str], Awaitable[Client]]
+
+
+@pytest.fixture
+async def connect(vhost: str, partner_accounts: dict[str, str]) -> AsyncIterator[Connect]:
+    """Open an SDK client as an organisation of the test directory; all closed afterwards."""
+    opened: list[Client] = []
+
+    async def open_client(org: str) -> Client:
+        client = await Client.connect(
+            org,
+            amqp_url_for(vhost),
+            account=partner_accounts[org],
+            password=PASSWORD,
+            confirm_timeout=10.0,
+            reconnect_interval=0.5,
+        )
+        opened.append(client)
+        return client
+
+    yield open_client
+    for client in opened:
+        await client.close()
