@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
-export LIAISON_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 .PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node-tools clean
 

@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from services.common.errors import ConfigError
 
@@ -53,6 +53,15 @@ def amqp_url(name: str, default: str, env: Mapping[str, str] | None = None) -> s
     if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
         raise ConfigError(f"{name} must be an amqp:// or amqps:// URL, got {redact_url(url)!r}")
     return url
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` set for its user (percent-encoded)."""
+    parts = urlsplit(url)
+    netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def redact_url(url: str) -> str:

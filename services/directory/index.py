@@ -23,6 +23,8 @@ from services.directory.model import Directory, Group, Organisation, Selector
 HUB_ONLY_TYPES = frozenset({"error.report"})
 #: Types routed by their own rule (back to the sender of the referenced message), not by policy.
 REPLY_TYPES = frozenset({"ack"})
+#: The sender id of the hub's own messages; no organisation may take it.
+HUB_SENDER_ID = "liaison"
 
 _T = TypeVar("_T")
 
@@ -72,6 +74,8 @@ def load_directory(path: Path) -> DirectoryIndex:
 
 def compile_directory(directory: Directory, *, source: str = "directory") -> DirectoryIndex:
     """Check cross-references and build the lookup tables."""
+    if any(o.id == HUB_SENDER_ID for o in directory.organisations):
+        raise DirectoryError(f"{source}: organisation id {HUB_SENDER_ID!r} is reserved for the hub")
     orgs = _unique(
         {o.id: o for o in directory.organisations}, directory.organisations, "id", source
     )

@@ -135,7 +135,12 @@ class HubConsumer:
         self._stopping.set()
 
     async def _session(self) -> None:
-        connection = await aiormq.connect(self.settings.amqp_url)
+        # Named, so operators (and tests) can find the hub's connection in the management UI.
+        shards = ",".join(map(str, self.settings.shards))
+        connection = await aiormq.connect(
+            self.settings.amqp_url,
+            client_properties={"connection_name": f"liaison-hub shards={shards}"},
+        )
         ack_sender: asyncio.Task[None] | None = None
         try:
             channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))

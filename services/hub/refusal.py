@@ -16,9 +16,10 @@ import msgspec
 from schemas.codes import ErrorCode, info
 from schemas.envelope import Envelope, encode
 from schemas.messages.system import ErrorReport
+from services.directory.index import HUB_SENDER_ID
 
-#: The sender id the hub signs its own messages with; no partner may register it.
-HUB_SENDER = "liaison"
+#: The sender id the hub signs its own messages with; the directory refuses it for partners.
+HUB_SENDER = HUB_SENDER_ID
 
 _PATH = re.compile(r" - at `(\$[^`]*)`$")
 

@@ -2,15 +2,17 @@
 
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
 from schemas.wire import MAX_MESSAGE_BYTES
-from services.common.config import amqp_url, env_float, env_int, env_str
+from services.common.config import amqp_url, env_float, env_int, env_str, with_password
 from services.common.errors import ConfigError
 from services.common.topology import DEFAULT_SHARDS
+from services.directory.credentials import load_credential
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/liaison"
+DEFAULT_AMQP_URL = "amqp://liaison-hub@127.0.0.1:5672/liaison"
 
 
 class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,7 +39,7 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
         """Parse the environment; a bad value raises ConfigError naming the variable."""
         shard_count = env_int("LIAISON_SHARD_COUNT", DEFAULT_SHARDS, env, minimum=1)
         return cls(
-            amqp_url=amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env),
+            amqp_url=_with_credential(amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env), env),
             directory=Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml", env)),
             shard_count=shard_count,
             shards=parse_shards(env_str("LIAISON_HUB_SHARDS", "all", env), shard_count),
@@ -52,6 +54,15 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
             log_level=env_str("LIAISON_LOG_LEVEL", "info", env),
             shutdown_grace_seconds=env_float("LIAISON_SHUTDOWN_GRACE_SECONDS", 15.0, env),
         )
+
+
+def _with_credential(url: str, env: Mapping[str, str] | None) -> str:
+    # A URL without a password takes the account's provisioned credential, so the secret
+    # never has to sit in an environment variable or a process listing.
+    parts = urlsplit(url)
+    if parts.password is not None or not parts.username:
+        return url
+    return with_password(url, load_credential(unquote(parts.username), env))
 
 
 def parse_shards(raw: str, shard_count: int) -> tuple[int, ...]:

@@ -199,3 +199,35 @@ async def test_two_hubs_share_the_work_and_keep_sender_order(
     assert done_a + done_b == total
     assert a.stop() == 0
     assert b.stop() == 0
+
+
+async def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
+    hubs: list[HubProcess],
+    partners: dict[str, Partner],
+    admin: Admin,
+    directory_file: Path,
+    topology: str,
+    tmp_path: Path,
+    directory: object,
+) -> None:
+    """SIGTERM mid-stream: exit 0, every message delivered exactly once after a restart."""
+    await purge_all(admin, directory)  # type: ignore[arg-type]
+    sent = []
+    for _ in range(2000):
+        doc = envelope("unmas", ["org:mag"])
+        sent.append(doc["distribution_id"])
+        await partners["unmas"].send(doc)
+    first = HubProcess(topology, directory_file, tmp_path / "hub1.log")
+    hubs.append(first)
+
+    async def some_delivered() -> bool:
+        return await queue_depth(admin, inbox_queue("mag")) >= 300
+
+    await wait_for(some_delivered, 30, "the first deliveries")
+    assert first.stop(signal.SIGTERM) == 0
+    second = HubProcess(topology, directory_file, tmp_path / "hub2.log")
+    hubs.append(second)
+    got = await drain(admin, inbox_queue("mag"), expect=len(sent), timeout=60, settle=1.0)
+    assert second.stop() == 0
+    ids = [decode(m)["distribution_id"] for m in got]
+    assert sorted(ids) == sorted(sent), "graceful stop must neither lose nor repeat"

@@ -1,7 +1,9 @@
 """Bad input at volume and code that fails: the hub answers everything and keeps going."""
 
+import asyncio
 import random
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 import msgspec
@@ -9,6 +11,7 @@ import pytest
 
 from schemas.wire import DEAD_LETTER_QUEUE, HEADER_ERROR_CODE, inbox_queue
 from services.hub.refusal import Decision
+from tests.conftest import management
 from tests.hub.conftest import RunningHub
 from tests.hub.support import Partner, decode, drain, envelope
 
@@ -80,4 +83,28 @@ async def test_poison_message_is_dead_lettered_and_the_hub_goes_on(
     assert b"POISON-PILL" in dead.body
     delivered = await drain(admin, inbox_queue("unmas"), expect=1)
     assert [decode(m)["distribution_id"] for m in delivered] == [healthy["distribution_id"]]
+    assert hub.consumer.ready
+
+
+async def test_hub_reconnects_after_its_connection_is_closed(
+    hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str
+) -> None:
+    """When the broker drops the hub's connection, the hub reconnects and delivers again."""
+    for _ in range(100):
+        connections = await management("GET", f"/vhosts/{quote(vhost, safe='')}/connections")
+        names = [
+            c["name"]
+            for c in connections  # type: ignore[attr-defined]
+            if c.get("client_properties", {}).get("connection_name", "").startswith("liaison-hub")
+        ]
+        if names:
+            break
+        await asyncio.sleep(0.2)
+    assert names, "the hub's connection never showed up in the management API"
+    await management("DELETE", f"/connections/{quote(names[0], safe='')}")
+    doc = envelope("mag", ["org:unmas"])
+    await partners["mag"].send(doc)
+    (got,) = await drain(admin, inbox_queue("unmas"), expect=1, timeout=20)
+    assert decode(got)["distribution_id"] == doc["distribution_id"]
+    assert hub.consumer.metrics.reconnects._value.get() >= 1
     assert hub.consumer.ready

@@ -1,0 +1,201 @@
+"""Reading the dead-letter queue without losing anything, and removing one entry when told.
+
+The hub keeps every refused original in ``liaison.dead-letters`` with the refusal in headers
+(code, reason, field path, the sender's broker account, when). Browsing consumes with manual
+acks and never acks: closing the channel hands every message back to the queue. ``remove``
+acks one browsed message, which is how a confirmed replay takes it out.
+
+A dead letter's id is a short hash of what identifies that one refusal (routing key, account,
+refusal time, body), so it stays the same from one listing to the next.
+"""
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import aio_pika
+import aio_pika.abc
+import aiormq.exceptions
+import msgspec
+
+from schemas.wire import (
+    DEAD_LETTER_QUEUE,
+    HEADER_ERROR_CODE,
+    HEADER_ERROR_FIELD,
+    HEADER_ERROR_REASON,
+    HEADER_ORIGINAL_USER,
+    HEADER_REFUSED_AT,
+)
+from services.common.config import redact_url
+from services.common.errors import BrokerError
+
+#: Headers the replay adds; a dead letter carrying them was refused again after a replay.
+HEADER_REPLAYED_AT = "x-liaison-replayed-at"
+HEADER_REPLAYED_BY = "x-liaison-replayed-by"
+HEADER_REPLAY_OF = "x-liaison-replay-of"
+
+
+class _Probe(msgspec.Struct):
+    distribution_id: object = None
+    sender: object = None
+    body: object = None
+
+
+_probe = msgspec.json.Decoder(_Probe)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One refused original, as the hub kept it."""
+
+    id: str
+    routing_key: str
+    original_user: str
+    refused_at: str
+    code: int | None
+    reason: str
+    field_path: str | None
+    message_type: str | None
+    distribution_id: str | None
+    sender: str | None
+    content_type: str | None
+    message_id: str | None
+    headers: dict[str, Any]
+    body: bytes
+    message: aio_pika.abc.AbstractIncomingMessage
+
+    @property
+    def message_key(self) -> str:
+        """``<sender>/<distribution_id>`` when readable, else the dead letter's own id."""
+        if self.sender and self.distribution_id:
+            return f"{self.sender}/{self.distribution_id}"
+        return f"dead-letter/{self.id}"
+
+    @property
+    def when(self) -> str:
+        """The refusal time, short and local."""
+        try:
+            return datetime.fromisoformat(self.refused_at).astimezone().strftime("%d %b %H:%M:%S")
+        except ValueError:
+            return self.refused_at or "-"
+
+
+def dead_letter_id(routing_key: str, user: str, refused_at: str, body: bytes) -> str:
+    """The stable short id of one refusal."""
+    digest = hashlib.blake2b(digest_size=6)
+    for part in (routing_key, user, refused_at):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def read(message: aio_pika.abc.AbstractIncomingMessage) -> DeadLetter:
+    """The dead letter a consumed message carries."""
+    headers = dict(message.headers or {})
+    user = _text(headers.get(HEADER_ORIGINAL_USER)) or ""
+    refused_at = _text(headers.get(HEADER_REFUSED_AT)) or ""
+    routing_key = message.routing_key or ""
+    code = headers.get(HEADER_ERROR_CODE)
+    try:
+        probe = _probe.decode(message.body)
+    except msgspec.DecodeError:
+        probe = _Probe()
+    body_type = probe.body.get("type") if isinstance(probe.body, dict) else None
+    return DeadLetter(
+        id=dead_letter_id(routing_key, user, refused_at, message.body),
+        routing_key=routing_key,
+        original_user=user,
+        refused_at=refused_at,
+        code=code if isinstance(code, int) else None,
+        reason=_text(headers.get(HEADER_ERROR_REASON)) or "",
+        field_path=_text(headers.get(HEADER_ERROR_FIELD)),
+        message_type=message.type or (body_type if isinstance(body_type, str) else None),
+        distribution_id=probe.distribution_id if isinstance(probe.distribution_id, str) else None,
+        sender=probe.sender if isinstance(probe.sender, str) else None,
+        content_type=message.content_type,
+        message_id=message.message_id,
+        headers=headers,
+        body=message.body,
+        message=message,
+    )
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+class DeadLetterQueue:
+    """A browsing session on the dead-letter queue: ``async with DeadLetterQueue(url) as q``."""
+
+    def __init__(self, url: str, *, idle_seconds: float = 1.0) -> None:
+        self._url = url
+        self._idle = idle_seconds
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self.channel: aio_pika.abc.AbstractChannel | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            self._connection = await aio_pika.connect(self._url, timeout=15)
+        except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
+            raise BrokerError(f"cannot connect to {redact_url(self._url)}: {exc}") from None
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None and not self._connection.is_closed:
+            await self._connection.close()  # unacked dead letters go back to the queue
+
+    @property
+    def connection(self) -> aio_pika.abc.AbstractConnection:
+        """The operator's connection, for publishing replays on."""
+        assert self._connection is not None, "use DeadLetterQueue as an async context manager"
+        return self._connection
+
+    async def browse(self, limit: int | None = None) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters (all when None), oldest first, held unacknowledged."""
+        try:
+            self.channel = await self.connection.channel()
+            queue = await self.channel.declare_queue(DEAD_LETTER_QUEUE, passive=True)
+        except aiormq.exceptions.AMQPError as exc:
+            raise BrokerError(f"cannot read {DEAD_LETTER_QUEUE}: {exc}") from None
+        waiting = queue.declaration_result.message_count or 0
+        wanted = waiting if limit is None else min(limit, waiting)
+        if wanted == 0:
+            return []
+        await self.channel.set_qos(prefetch_count=min(wanted, 10_000))
+        got: list[DeadLetter] = []
+        done = asyncio.Event()
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            if len(got) < wanted:
+                got.append(read(message))
+            if len(got) >= wanted:
+                done.set()
+
+        tag = await queue.consume(on_message, no_ack=False)
+        while not done.is_set():
+            before = len(got)
+            try:
+                await asyncio.wait_for(done.wait(), self._idle)
+            except TimeoutError:
+                if len(got) == before:
+                    break  # fewer than counted: another operator took some meanwhile
+        await queue.cancel(tag)
+        return got
+
+    async def remove(self, dead_letter: DeadLetter) -> None:
+        """Take one browsed dead letter out of the queue for good."""
+        try:
+            await dead_letter.message.ack()
+        except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
+            raise BrokerError(f"cannot remove dead letter {dead_letter.id}: {exc}") from None

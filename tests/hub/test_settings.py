@@ -1,0 +1,46 @@
+"""The hub's settings: parsed once from the environment, failing fast with the variable name."""
+
+import pytest
+
+from services.common.errors import ConfigError
+from services.hub.settings import HubSettings, parse_shards
+
+HUB_PASSWORD = {"LIAISON_PASSWORD_LIAISON_HUB": "x"}
+
+
+def test_defaults_take_the_provisioned_credential() -> None:
+    """A URL without a password gets the hub account's credential from the environment."""
+    settings = HubSettings.from_env({"LIAISON_PASSWORD_LIAISON_HUB": "p@ss/word"})
+    assert settings.amqp_url == "amqp://liaison-hub:p%40ss%2Fword@127.0.0.1:5672/liaison"
+    assert settings.shards == (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({**HUB_PASSWORD, "LIAISON_PREFETCH": "lots"}, "LIAISON_PREFETCH"),
+        ({**HUB_PASSWORD, "LIAISON_PREFETCH": "0"}, "LIAISON_PREFETCH"),
+        ({"LIAISON_AMQP_URL": "http://x"}, "LIAISON_AMQP_URL"),
+        ({**HUB_PASSWORD, "LIAISON_HUB_SHARDS": "0,9"}, "LIAISON_HUB_SHARDS"),
+        ({**HUB_PASSWORD, "LIAISON_HUB_SHARDS": "one"}, "LIAISON_HUB_SHARDS"),
+        ({"LIAISON_CREDENTIALS_DIR": "/nonexistent"}, "LIAISON_PASSWORD_LIAISON_HUB"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    """Each malformed setting is a ConfigError that names what to fix."""
+    with pytest.raises(ConfigError, match=variable):
+        HubSettings.from_env(
+            {"LIAISON_PASSWORD_LIAISON_HUB": "x", **env} if "CREDENTIALS" not in str(env) else env
+        )
+
+
+def test_password_never_appears_in_config_errors() -> None:
+    """A malformed URL's error message does not repeat its password."""
+    with pytest.raises(ConfigError) as error:
+        HubSettings.from_env({"LIAISON_AMQP_URL": "http://user:hunter2@host/"})
+    assert "hunter2" not in str(error.value)
+
+
+def test_shards_list() -> None:
+    """Shard lists are deduplicated and sorted."""
+    assert parse_shards("3, 1,1", 4) == (1, 3)
