@@ -1,0 +1,1 @@
+"""``make bench``: Liaison's hub measured against RabbitMQ's shovel and two Python peers."""

@@ -1,0 +1,368 @@
+"""``python -m bench``: the hub against RabbitMQ's shovel and two Python peers, one broker.
+
+    python -m bench [--messages N] [--quick] [--out bench/results]
+
+Every mover moves the same N preloaded persistent messages between quorum queues with
+publisher confirms; throughput runs from the moment the source first shrinks to the moment the
+source is empty and the destination holds everything (queue counts by passive declare, every
+10 ms). See ``bench/README.md`` for what each figure means.
+"""
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench import latency, report
+from bench.broker import Counter, Management, amqp_url, declare_topology, wait_until
+from bench.processes import CpuMeter, RssSampler, start_hub, start_peer, stop, wait_ready
+from bench.publish import preload_ingress, preload_queue
+from bench.workload import INBOX_MAX_LENGTH, Message, build_messages, write_directory
+from schemas.wire import AUDIT_QUEUE, DEAD_LETTER_QUEUE
+from services.common.topology import build_topology, hub_queue
+from services.directory.index import DirectoryIndex
+
+MB = 1024 * 1024
+
+
+class Run:
+    """One bench run's broker objects, workload and scratch directory."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.run_id = secrets.token_hex(4)
+        self.vhost = f"liaison-bench-{self.run_id}"
+        self.url = amqp_url(self.vhost)
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"liaison-bench-{self.run_id}-"))
+        self.directory_file = self.scratch / "directory.toml"
+        self.mgmt = Management()
+        self.counter = Counter(self.url)
+        self.index: DirectoryIndex
+        self.inboxes: list[str] = []
+        self.shards = [hub_queue(n) for n in range(4)]
+
+    def log(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    async def setup(self) -> None:
+        await self.mgmt.create_vhost(self.vhost)
+        self.index = write_directory(self.run_id, self.directory_file)
+        for org in self.index.organisations.values():
+            await self.mgmt.create_partner(self.vhost, org.broker_account)
+        spec = build_topology(dict.fromkeys(self.index.organisations, INBOX_MAX_LENGTH))
+        await declare_topology(self.url, spec)
+        self.inboxes = [q.name for q in spec.queues if q.owner is not None]
+        await self.counter.open()
+
+    async def teardown(self) -> None:
+        await self.counter.close()
+        for org in self.index.organisations.values():
+            try:
+                await self.mgmt.delete_user(org.broker_account)
+            except RuntimeError as exc:
+                self.log(f"could not delete user {org.broker_account}: {exc}")
+        await self.mgmt.delete_vhost(self.vhost)
+        await self.mgmt.close()
+
+    def messages(self, count: int, prefix: str, seed: int = 6) -> list[Message]:
+        return build_messages(self.index, count, seed=seed, prefix=f"{prefix}-{self.run_id}")
+
+    # -- the peers --------------------------------------------------------------------------
+
+    async def peer(self, kind: str, bodies: list[bytes]) -> dict[str, Any]:
+        src, dst = f"bench.{kind}.src", f"bench.{kind}.dst"
+        for queue in (src, dst):
+            await self.counter.declare(queue)
+        await preload_queue(self.url, src, bodies)
+        n = len(bodies)
+        assert await self.counter.count(src) == n
+        process = None
+        commanded = time.monotonic()
+        broker_cpu = CpuMeter.broker()
+        if kind == "shovel":
+            await self.mgmt.start_shovel(self.vhost, f"bench-{self.run_id}", src, dst)
+            mover_cpu = None
+        else:
+            log = self.scratch / f"{kind}.log"
+            process = start_peer(kind, self.url, src, dst, log)
+            mover_cpu = CpuMeter([process.pid])
+        meters = [m for m in (broker_cpu, mover_cpu) if m is not None]
+        try:
+            start, end = await wait_until(
+                self.counter,
+                source=[src],
+                source_total=n,
+                dest=[dst],
+                dest_total=n,
+                limit_seconds=max(60.0, n / 100),
+                on_start=lambda: [m.mark() for m in meters] and None,
+            )
+            cpu = [m.read() for m in meters]
+        finally:
+            if process is not None:
+                await stop(process)
+        for queue in (src, dst):
+            await self.counter.delete(queue)
+        row = _row(n, start, end)
+        row["broker_cpu_us_per_message"] = round(cpu[0] / n * 1e6, 1)
+        if kind == "shovel":
+            row["seconds_from_start_command"] = round(end - commanded, 3)
+        else:
+            row["mover_cpu_us_per_message"] = round(cpu[1] / n * 1e6, 1)
+        return row
+
+    # -- the hub ----------------------------------------------------------------------------
+
+    async def purge(self) -> None:
+        for queue in [*self.inboxes, AUDIT_QUEUE, DEAD_LETTER_QUEUE]:
+            await self.counter.purge(queue)
+
+    async def hub(self, messages: list[Message], shard_sets: list[str], tag: str) -> dict[str, Any]:
+        """Preload the ingress as partners, then start the hub process(es) and time the drain."""
+        await self.purge()
+        await preload_ingress(self.vhost, messages)
+        n = len(messages)
+        per_shard = [await self.counter.count(q) for q in self.shards]
+        assert sum(per_shard) == n, per_shard
+        log = self.scratch / f"hub-{tag}.log"
+        log_before = log.stat().st_size if log.exists() else 0
+        processes = [start_hub(self.url, self.directory_file, log, shards=s) for s in shard_sets]
+        samplers = [RssSampler(p.pid).start() for p, _ in processes]
+        meters = [CpuMeter.broker(), CpuMeter([p.pid for p, _ in processes])]
+        try:
+            start, end = await wait_until(
+                self.counter,
+                source=self.shards,
+                source_total=n,
+                dest=[AUDIT_QUEUE],
+                dest_total=n,
+                extra=(self.inboxes, sum(len(m.inboxes) for m in messages)),
+                limit_seconds=max(60.0, n / 100),
+                on_start=lambda: [m.mark() for m in meters] and None,
+            )
+            cpu = [m.read() for m in meters]
+            for sampler in samplers:
+                sampler.sample()
+        finally:
+            for sampler in samplers:
+                await sampler.stop()
+            for process, _ in processes:
+                await stop(process)
+        dead = await self.counter.count(DEAD_LETTER_QUEUE)
+        if dead:
+            raise RuntimeError(f"the hub refused {dead} bench messages; see {log}")
+        row = _row(n, start, end)
+        row["broker_cpu_us_per_message"] = round(cpu[0] / n * 1e6, 1)
+        row["mover_cpu_us_per_message"] = round(cpu[1] / n * 1e6, 1)
+        row["processes"] = len(processes)
+        row["shards"] = shard_sets
+        row["messages_per_shard"] = per_shard
+        row["inbox_copies"] = sum(len(m.inboxes) for m in messages)
+        row["peak_rss_mb"] = [round(s.peak / MB, 1) for s in samplers]
+        row["log_bytes_per_message"] = round((log.stat().st_size - log_before) / n, 1)
+        await self.purge()
+        return row
+
+    async def latency(self) -> dict[str, Any]:
+        args = self.args
+        count = int(args.rate * args.latency_seconds)
+        direct_messages = self.messages(count, "lat-direct", seed=7)
+        hub_messages = self.messages(count, "lat-hub", seed=7)
+        await self.purge()
+        self.log(f"latency: direct to inbox, {args.rate:.0f} msg/s for {args.latency_seconds} s")
+        direct = await latency.measure(
+            self.vhost, direct_messages, self.inboxes, rate=args.rate, via_hub=False
+        )
+        await self.purge()
+        process, port = start_hub(self.url, self.directory_file, self.scratch / "hub-latency.log")
+        try:
+            await wait_ready(port, process)
+            self.log(f"latency: via the hub, {args.rate:.0f} msg/s for {args.latency_seconds} s")
+            via_hub = await latency.measure(
+                self.vhost, hub_messages, self.inboxes, rate=args.rate, via_hub=True
+            )
+        finally:
+            await stop(process)
+        await self.purge()
+        return {
+            "rate": args.rate,
+            "seconds": args.latency_seconds,
+            "warmup_seconds": latency.WARMUP_SECONDS,
+            "direct": direct,
+            "hub": via_hub,
+            "hub_added_p50_ms": round(via_hub["p50_ms"] - direct["p50_ms"], 3),
+            "hub_added_p99_ms": round(via_hub["p99_ms"] - direct["p99_ms"], 3),
+        }
+
+    async def rss(self) -> dict[str, Any]:
+        """One hub process kept running over ``--rss-messages``, fed in blocks."""
+        args = self.args
+        block = args.rss_block
+        blocks = max(1, args.rss_messages // block)
+        await self.purge()
+        log = self.scratch / "hub-rss.log"
+        process, port = start_hub(self.url, self.directory_file, log)
+        sampler = RssSampler(process.pid).start()
+        after: list[float] = []
+        rates: list[float] = []
+        try:
+            await wait_ready(port, process)
+            sampler.sample()
+            idle = sampler.last
+            for b in range(blocks):
+                messages = self.messages(block, f"rss{b}", seed=100 + b)
+                expected = sum(len(m.inboxes) for m in messages)
+                publish = asyncio.create_task(preload_ingress(self.vhost, messages))
+                start = time.monotonic()
+                await wait_until(
+                    self.counter,
+                    source=self.shards,
+                    source_total=block + 1,
+                    dest=[AUDIT_QUEUE],
+                    dest_total=block,
+                    extra=(self.inboxes, expected),
+                    limit_seconds=max(120.0, block / 50),
+                    interval=0.05,
+                )
+                await publish
+                rates.append(round(block / (time.monotonic() - start), 1))
+                sampler.sample()
+                after.append(round(sampler.last / MB, 1))
+                self.log(f"rss: block {b + 1}/{blocks}: {after[-1]} MB")
+                await self.purge()
+        finally:
+            await sampler.stop()
+            await stop(process)
+        return {
+            "messages": blocks * block,
+            "block": block,
+            "idle_mb": round(idle / MB, 1),
+            "after_block_mb": after,
+            "peak_mb": round(sampler.peak / MB, 1),
+            "growth_mb": round(after[-1] - after[0], 1),
+            "block_msg_per_s_while_publishing": rates,
+        }
+
+
+def _row(n: int, start: float, end: float) -> dict[str, Any]:
+    seconds = max(end - start, 1e-6)
+    return {"messages": n, "seconds": round(seconds, 3), "msg_per_s": round(n / seconds, 1)}
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("aio-pika", "aiormq", "pamqp", "faststream", "pydantic", "msgspec", "uvloop"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    run = Run(args)
+    started = datetime.now(UTC)
+    results: dict[str, Any] = {
+        "messages": args.messages,
+        "quick": args.quick,
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+            "packages": _versions(),
+        },
+        "conditions": {
+            "queues": "quorum, durable; messages persistent; publisher confirms everywhere",
+            "measure": "source first shrinks -> source empty and destination complete "
+            "(passive-declare counts every 10 ms)",
+            "peers": "own processes, asyncio loop; prefetch 256; 1 publish per message",
+            "hub": "python -m services.hub (uvloop), every rule on, JSON log lines to a file, "
+            "1 publish per message with BCC fan-out to 1-5 inboxes + audit",
+        },
+    }
+    await run.setup()
+    try:
+        overview = await run.mgmt.call("GET", "/overview")
+        results["machine"]["rabbitmq"] = overview.get("rabbitmq_version")
+        run.log(f"vhost {run.vhost}; building {args.messages} messages")
+        messages = run.messages(args.messages, "tp")
+        bodies = [m.body for m in messages]
+        results["workload"] = {
+            "types": len({m.envelope.body.__struct_config__.tag for m in messages}),
+            "mean_body_bytes": round(sum(map(len, bodies)) / len(bodies), 1),
+            "min_body_bytes": min(map(len, bodies)),
+            "max_body_bytes": max(map(len, bodies)),
+            "mean_recipients": round(sum(len(m.inboxes) for m in messages) / len(messages), 2),
+            "senders": len({m.sender for m in messages}),
+        }
+        tp: dict[str, Any] = {}
+        for kind in ("shovel", "plain", "faststream"):
+            run.log(f"throughput: {kind}")
+            tp[kind] = await run.peer(kind, bodies)
+            run.log(f"  {tp[kind]['msg_per_s']:.0f} msg/s")
+        run.log("throughput: hub, 1 process")
+        tp["hub"] = await run.hub(messages, ["all"], "x1")
+        run.log(f"  {tp['hub']['msg_per_s']:.0f} msg/s")
+        run.log("throughput: hub, 2 processes (shards 0,1 and 2,3)")
+        tp["hub_x2"] = await run.hub(run.messages(args.messages, "tp2"), ["0,1", "2,3"], "x2")
+        run.log(f"  {tp['hub_x2']['msg_per_s']:.0f} msg/s")
+        results["throughput"] = tp
+        results["ratios"] = {
+            f"hub/{peer}": round(tp["hub"]["msg_per_s"] / tp[peer]["msg_per_s"], 3)
+            for peer in ("shovel", "faststream", "plain")
+        }
+        results["latency"] = await run.latency()
+        run.log(f"rss: {args.rss_messages} messages in blocks of {args.rss_block}")
+        results["rss"] = await run.rss()
+    finally:
+        await run.teardown()
+    results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["targets"] = report.targets(results)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, help="messages per throughput run (20000)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few messages, short")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--rate", type=float, default=300.0, help="offered load for latency")
+    parser.add_argument("--latency-seconds", type=float, help="latency run length (15)")
+    parser.add_argument("--rss-messages", type=int, help="messages for the RSS run (100000)")
+    parser.add_argument("--rss-block", type=int, help="RSS sampled after each block (25000)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.messages = args.messages or (200 if quick else 20_000)
+    args.latency_seconds = args.latency_seconds or (2.0 if quick else 15.0)
+    args.rss_block = args.rss_block or (args.messages if quick else 25_000)
+    args.rss_messages = args.rss_messages or (2 * args.rss_block if quick else 100_000)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = uvloop.run(main_async(args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = report.write_json(results, args.out)
+    png = report.chart(results, args.out)
+    print()
+    print(report.table(results))
+    print(f"\nwrote {path} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The broker side of a bench run: a throwaway vhost, its users, queues and fast counters.
+
+Everything a run creates carries the run id and is deleted at the end: the vhost (with every
+queue and shovel in it) and the partner users, which are global to the broker.
+"""
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+import aiormq
+
+from services.common.topology import Topology
+
+ADMIN_AMQP_URL = os.environ.get("LIAISON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+MANAGEMENT_URL = os.environ.get("LIAISON_BENCH_MANAGEMENT_URL", "http://127.0.0.1:15672")
+PARTNER_PASSWORD = "bench-partner-password"  # noqa: S105 - throwaway users, deleted after the run
+
+QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+
+
+def admin_credentials() -> tuple[str, str]:
+    """The admin user and password of ``ADMIN_AMQP_URL``."""
+    parts = urlsplit(ADMIN_AMQP_URL)
+    return parts.username or "guest", parts.password or "guest"
+
+
+def amqp_url(vhost: str, user: str | None = None, password: str | None = None) -> str:
+    """An AMQP URL for ``vhost``, as the admin or as ``user``."""
+    parts = urlsplit(ADMIN_AMQP_URL)
+    admin_user, admin_password = admin_credentials()
+    netloc = f"{quote(user or admin_user, safe='')}:{quote(password or admin_password, safe='')}"
+    netloc += f"@{parts.hostname}:{parts.port or 5672}"
+    return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), "", ""))
+
+
+class Management:
+    """The management HTTP API, as the admin."""
+
+    def __init__(self) -> None:
+        user, password = admin_credentials()
+        self._session = aiohttp.ClientSession(
+            headers={"Authorization": aiohttp.encode_basic_auth(user, password)}
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def call(self, method: str, path: str, json: object | None = None) -> Any:
+        """One API call; raises on a non-2xx answer."""
+        async with self._session.request(method, f"{MANAGEMENT_URL}/api{path}", json=json) as r:
+            if r.status >= 300:
+                raise RuntimeError(f"{method} {path}: {r.status} {await r.text()}")
+            if r.content_type == "application/json":
+                return await r.json()
+            return None
+
+    async def create_vhost(self, vhost: str) -> None:
+        user, _ = admin_credentials()
+        await self.call("PUT", f"/vhosts/{quote(vhost, safe='')}")
+        await self.call(
+            "PUT",
+            f"/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+
+    async def delete_vhost(self, vhost: str) -> None:
+        await self.call("DELETE", f"/vhosts/{quote(vhost, safe='')}")
+
+    async def create_partner(self, vhost: str, account: str) -> None:
+        """A partner user: write on the ingress exchange only, as provisioning grants."""
+        await self.call(
+            "PUT", f"/users/{quote(account)}", {"password": PARTNER_PASSWORD, "tags": ""}
+        )
+        await self.call(
+            "PUT",
+            f"/permissions/{quote(vhost, safe='')}/{quote(account)}",
+            {"configure": "^$", "write": r"^liaison\.ingress$", "read": "^$"},
+        )
+
+    async def delete_user(self, account: str) -> None:
+        await self.call("DELETE", f"/users/{quote(account)}")
+
+    async def start_shovel(self, vhost: str, name: str, src: str, dest: str) -> None:
+        """A dynamic shovel moving what ``src`` holds now into ``dest``, then deleting itself."""
+        uri = "amqp:///" + quote(vhost, safe="")
+        await self.call(
+            "PUT",
+            f"/parameters/shovel/{quote(vhost, safe='')}/{quote(name, safe='')}",
+            {
+                "value": {
+                    "src-protocol": "amqp091",
+                    "src-uri": uri,
+                    "src-queue": src,
+                    "dest-protocol": "amqp091",
+                    "dest-uri": uri,
+                    "dest-queue": dest,
+                    "ack-mode": "on-confirm",
+                    "src-delete-after": "queue-length",
+                }
+            },
+        )
+
+
+async def declare_topology(url: str, spec: Topology) -> None:
+    """Every exchange, queue and binding of ``spec`` over AMQP."""
+    connection = await aiormq.connect(url)
+    channel = await connection.channel()
+    for ex in spec.exchanges:
+        await channel.exchange_declare(
+            ex.name,
+            exchange_type=ex.type,
+            durable=True,
+            internal=ex.internal,
+            arguments=ex.arguments,
+        )
+    for q in spec.queues:
+        await channel.queue_declare(q.name, durable=True, arguments=q.arguments)
+    for b in spec.bindings:
+        if b.destination_type == "exchange":
+            await channel.exchange_bind(b.destination, b.source, routing_key=b.routing_key)
+        else:
+            await channel.queue_bind(b.destination, b.source, routing_key=b.routing_key)
+    await connection.close()
+
+
+class Counter:
+    """Ready-message counts by passive declare: exact and immediate, unlike the management
+    API's statistics, which refresh every few seconds."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._connection: aiormq.abc.AbstractConnection | None = None
+        self._channel: aiormq.abc.AbstractChannel | None = None
+
+    async def open(self) -> "Counter":
+        self._connection = await aiormq.connect(self._url)
+        self._channel = await self._connection.channel()
+        return self
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def count(self, queue: str) -> int:
+        assert self._channel is not None
+        ok = await self._channel.queue_declare(queue, passive=True)
+        return int(ok.message_count or 0)
+
+    async def total(self, queues: Iterable[str]) -> int:
+        return sum([await self.count(q) for q in queues])
+
+    async def declare(self, queue: str) -> None:
+        assert self._channel is not None
+        await self._channel.queue_declare(queue, durable=True, arguments=QUORUM)
+
+    async def delete(self, queue: str) -> None:
+        assert self._channel is not None
+        await self._channel.queue_delete(queue)
+
+    async def purge(self, queue: str) -> None:
+        assert self._channel is not None
+        await self._channel.queue_purge(queue)
+
+
+async def wait_until(
+    counter: Counter,
+    *,
+    source: list[str],
+    source_total: int,
+    dest: list[str],
+    dest_total: int,
+    limit_seconds: float,
+    interval: float = 0.01,
+    extra: tuple[list[str], int] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> tuple[float, float]:
+    """(start, end) monotonic times: when ``source`` first shrinks below ``source_total`` and
+    when it is empty and ``dest`` holds ``dest_total`` (and ``extra`` queues their total)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_seconds
+    start: float | None = None
+    while True:
+        now = loop.time()
+        if now > deadline:
+            raise TimeoutError(
+                f"not drained in {limit_seconds:.0f}s: source {await counter.total(source)}, "
+                f"dest {await counter.total(dest)} of {dest_total}"
+            )
+        remaining = await counter.total(source)
+        if start is None and remaining < source_total:
+            start = now
+            if on_start is not None:
+                on_start()
+        if (
+            remaining == 0
+            and await counter.total(dest) >= dest_total
+            and (extra is None or await counter.total(extra[0]) >= extra[1])
+        ):
+            end = loop.time()
+            return (start if start is not None else end), end
+        await asyncio.sleep(interval)

@@ -1,0 +1,150 @@
+"""Starting and stopping the movers' processes, and sampling the hub's resident memory."""
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_hub(
+    url: str, directory: Path, log_file: Path, *, shards: str = "all"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``python -m services.hub`` on the bench vhost, its JSON log lines to ``log_file``;
+    returns the process and its HTTP port."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "LIAISON_AMQP_URL": url,
+            "LIAISON_DIRECTORY": str(directory),
+            "LIAISON_HTTP_PORT": str(port),
+            "LIAISON_HUB_SHARDS": shards,
+            "LIAISON_SHUTDOWN_GRACE_SECONDS": "5",
+        }
+    )
+    extra = os.environ.get("LIAISON_BENCH_HUB_ENV", "")
+    for pair in extra.split():
+        key, _, value = pair.partition("=")
+        env[key] = value
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.hub"], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+    return process, port
+
+
+async def wait_ready(
+    port: int, process: subprocess.Popen[bytes], limit_seconds: float = 30.0
+) -> None:
+    """Until the hub's /readyz says it consumes every shard it owns."""
+    deadline = time.monotonic() + limit_seconds
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the hub exited with {process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise TimeoutError("the hub did not become ready")
+
+
+def start_peer(kind: str, url: str, src: str, dst: str, log_file: Path) -> subprocess.Popen[bytes]:
+    """One of ``bench.peers`` in its own process."""
+    with log_file.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 - our own module; URL and names are ours
+            [sys.executable, "-m", "bench.peers", kind, url, src, dst],
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+        )
+
+
+async def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110 - no event to wait on
+        await asyncio.sleep(0.05)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+class CpuMeter:
+    """CPU seconds (user + system) that some processes spend between ``mark`` and ``read``."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self._processes = [psutil.Process(pid) for pid in pids]
+        self._marked = 0.0
+
+    @classmethod
+    def broker(cls) -> "CpuMeter":
+        """The RabbitMQ node on this machine (the Erlang VM)."""
+        pids = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
+        return cls(pids)
+
+    def _now(self) -> float:
+        total = 0.0
+        for process in self._processes:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def mark(self) -> None:
+        self._marked = self._now()
+
+    def read(self) -> float:
+        return self._now() - self._marked
+
+
+class RssSampler:
+    """Samples a process's resident set size in the background; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self._process = psutil.Process(pid)
+        self._interval = interval
+        self.peak = 0
+        self.last = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> int:
+        with contextlib.suppress(psutil.Error):
+            self.last = self._process.memory_info().rss
+            self.peak = max(self.peak, self.last)
+        return self.last
+
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self._interval)
+
+    def start(self) -> "RssSampler":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

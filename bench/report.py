@@ -1,0 +1,144 @@
+"""The results: a printed table, ``bench.json`` and ``bench.png``."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: Targets from issue #6, as (label, peer, factor): hub throughput >= factor x peer.
+THROUGHPUT_TARGETS = (
+    ("3 x FastStream", "faststream", 3.0),
+    ("1.5 x plain", "plain", 1.5),
+    (
+        "0.35 x shovel",
+        "shovel",
+        0.35,
+    ),
+)
+LATENCY_TARGET_P99_MS = 5.0
+RSS_TARGET_MB = 150.0
+
+LABELS = {
+    "shovel": "RabbitMQ shovel",
+    "plain": "plain aio-pika",
+    "faststream": "FastStream+pydantic",
+    "hub": "Liaison hub (1 process)",
+    "hub_x2": "Liaison hub (2 processes)",
+}
+
+
+def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """Each target with the measured figure and whether it is met."""
+    tp = results["throughput"]
+    hub = tp["hub"]["msg_per_s"]
+    out: dict[str, Any] = {}
+    for label, peer, factor in THROUGHPUT_TARGETS:
+        ratio = hub / tp[peer]["msg_per_s"]
+        out[f"hub/{peer}"] = {
+            "target": label,
+            "ratio": round(ratio, 3),
+            "met": ratio >= factor,
+        }
+    added = results["latency"]["hub_added_p99_ms"]
+    out["hub_added_p99_ms"] = {
+        "target": f"<= {LATENCY_TARGET_P99_MS} ms",
+        "value": added,
+        "met": added <= LATENCY_TARGET_P99_MS,
+    }
+    rss = results["rss"]
+    out["hub_peak_rss_mb"] = {
+        "target": f"<= {RSS_TARGET_MB} MB after {rss['messages']} messages, no growth",
+        "value": rss["peak_mb"],
+        "growth_mb": rss["growth_mb"],
+        "met": rss["peak_mb"] <= RSS_TARGET_MB,
+    }
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    """A plain-text summary of every figure."""
+    lines = [
+        f"Liaison bench  N={results['messages']}  {results['started_at']}  "
+        f"load {results['machine']['loadavg_before']} -> {results['machine']['loadavg_after']}",
+        "",
+        f"{'mover':<28}{'msg/s':>10}{'seconds':>10}",
+    ]
+    for key, row in results["throughput"].items():
+        lines.append(f"{LABELS[key]:<28}{row['msg_per_s']:>10.0f}{row['seconds']:>10.2f}")
+    lines.append("")
+    for key, target in results["targets"].items():
+        if key.startswith("hub/"):
+            mark = "met" if target["met"] else "NOT met"
+            lines.append(f"{key:<20} {target['ratio']:>6.2f}   target {target['target']:<16}{mark}")
+    lat = results["latency"]
+    lines += [
+        "",
+        f"latency at {lat['rate']:.0f} msg/s for {lat['seconds']:.0f} s    p50 ms    p99 ms",
+        f"{'direct to inbox':<36}{lat['direct']['p50_ms']:>8.2f}{lat['direct']['p99_ms']:>10.2f}",
+        f"{'via the hub':<36}{lat['hub']['p50_ms']:>8.2f}{lat['hub']['p99_ms']:>10.2f}",
+        f"{'added by the hub':<36}{lat['hub_added_p50_ms']:>8.2f}{lat['hub_added_p99_ms']:>10.2f}"
+        f"   target p99 <= {LATENCY_TARGET_P99_MS} ms",
+    ]
+    rss = results["rss"]
+    blocks = ", ".join(f"{mb:.1f}" for mb in rss["after_block_mb"])
+    lines += [
+        "",
+        f"hub RSS: peak {rss['peak_mb']:.1f} MB over {rss['messages']} messages; "
+        f"after each {rss['block']}-message block: {blocks} MB; "
+        f"growth {rss['growth_mb']:+.1f} MB (target <= {RSS_TARGET_MB:.0f} MB, no growth)",
+    ]
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], out: Path) -> Path:
+    path = out / "bench.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+def chart(results: dict[str, Any], out: Path) -> Path:
+    """Throughput bars with the targets marked on the hub's bar; latency p50/p99 bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tp = results["throughput"]
+    keys = list(tp)
+    values = [tp[k]["msg_per_s"] for k in keys]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
+    colours = ["#1f77b4" if not k.startswith("hub") else "#d62728" for k in keys]
+    bars = left.bar([LABELS[k].replace(" (", "\n(") for k in keys], values, color=colours)
+    left.bar_label(bars, fmt="%.0f")
+    hub_index = keys.index("hub")
+    for (label, peer, factor), style in zip(THROUGHPUT_TARGETS, ("--", "-.", ":"), strict=True):
+        level = factor * tp[peer]["msg_per_s"]
+        left.hlines(level, hub_index - 0.45, hub_index + 0.45, colors="black", linestyles=style)
+        left.annotate(f"target {label}", (hub_index + 0.47, level), fontsize=7, va="center")
+    left.set_ylabel("messages per second (persistent, quorum, confirms)")
+    left.set_title(f"Throughput, N={results['messages']}")
+    left.tick_params(axis="x", labelsize=8)
+
+    lat = results["latency"]
+    groups = ["direct to inbox", "via the hub"]
+    p50 = [lat["direct"]["p50_ms"], lat["hub"]["p50_ms"]]
+    p99 = [lat["direct"]["p99_ms"], lat["hub"]["p99_ms"]]
+    xs = range(len(groups))
+    b1 = right.bar([x - 0.2 for x in xs], p50, width=0.4, label="p50")
+    b2 = right.bar([x + 0.2 for x in xs], p99, width=0.4, label="p99")
+    right.bar_label(b1, fmt="%.1f")
+    right.bar_label(b2, fmt="%.1f")
+    right.axhline(
+        lat["direct"]["p99_ms"] + LATENCY_TARGET_P99_MS,
+        color="black",
+        linestyle="--",
+        label=f"direct p99 + {LATENCY_TARGET_P99_MS:.0f} ms (target)",
+    )
+    right.set_xticks(list(xs), groups)
+    right.set_ylabel("partner-to-inbox latency, ms")
+    right.set_title(f"Latency at {lat['rate']:.0f} msg/s")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "bench.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

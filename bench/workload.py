@@ -1,0 +1,137 @@
+"""The workload: a bench copy of the directory, and N realistic envelopes encoded up front.
+
+Every partner message type's published example (``error.report`` is the hub's own, so a partner
+sending one is a refusal, not a delivery) is re-addressed: a sender the policy lets send that type,
+and 1 to 5 ``org:`` recipients it may send it to and who are cleared for its classification. Each
+message is checked against the hub's own router before the run, so every one is a full delivery
+and the expected inbox totals are exact.
+"""
+
+import random
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import tomli_w
+
+from schemas.envelope import Envelope, encode
+from schemas.examples import EXAMPLES
+from schemas.messages.system import Ack
+from schemas.types import Precedence
+from schemas.wire import flash_inbox_queue, inbox_queue
+from services.directory.index import HUB_ONLY_TYPES, DirectoryIndex, load_directory
+from services.hub.dedupe import DedupeWindow
+from services.hub.refusal import Delivery
+from services.hub.router import Router
+
+SAMPLE_DIRECTORY = Path(__file__).resolve().parents[1] / "deploy" / "directory.toml"
+MIX = [t for t in EXAMPLES if t not in HUB_ONLY_TYPES]
+INBOX_MAX_LENGTH = 2_000_000
+
+
+def write_directory(run_id: str, path: Path) -> DirectoryIndex:
+    """The sample directory with run-unique accounts and room for a long run in each inbox."""
+    raw: dict[str, Any] = tomllib.loads(SAMPLE_DIRECTORY.read_text())
+    for org in raw["organisations"]:
+        org["account"] = f"bench-{run_id}-{org['id']}"
+        org["inbox_max_length"] = INBOX_MAX_LENGTH
+    raw["hub_account"] = f"bench-{run_id}-hub"
+    path.write_text(tomli_w.dumps(raw))
+    return load_directory(path)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One precomputed partner message."""
+
+    sender: str
+    account: str
+    envelope: Envelope
+    body: bytes
+    #: Inbox queues the hub delivers it to.
+    inboxes: tuple[str, ...]
+
+
+def _candidates(
+    index: DirectoryIndex, message_type: str, example: Envelope
+) -> dict[str, list[str]]:
+    """sender -> organisations it may send ``message_type`` to, cleared for the example."""
+    cleared = index.cleared_for(example.classification)
+    out: dict[str, list[str]] = {}
+    for sender in sorted(index.organisations):
+        if message_type == "ack":
+            allowed = set(index.organisations)
+        else:
+            allowed = set(index.permitted_recipients(sender, message_type))
+        allowed = (allowed & cleared) - {sender}
+        if allowed:
+            out[sender] = sorted(allowed)
+    return out
+
+
+def build_messages(
+    index: DirectoryIndex, count: int, *, seed: int, prefix: str, now: datetime | None = None
+) -> list[Message]:
+    """``count`` messages cycling through the type mix, each checked against the router."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible workload, not security
+    now = now or datetime.now(UTC)
+    tables = {t: _candidates(index, t, EXAMPLES[t]) for t in MIX}
+    router = Router(
+        index, DedupeWindow(seconds=3600, max_entries=count + 1), max_message_bytes=1 << 20
+    )
+    out: list[Message] = []
+    for i in range(count):
+        message_type = MIX[i % len(MIX)]
+        example = EXAMPLES[message_type]
+        table = tables[message_type]
+        sender = rng.choice(sorted(table))
+        if message_type == "ack":
+            chosen = [rng.choice(table[sender])]
+            assert isinstance(example.body, Ack)
+            body: Any = msgspec.structs.replace(example.body, ref_sender=chosen[0])
+        else:
+            chosen = rng.sample(table[sender], min(len(table[sender]), rng.randint(1, 5)))
+            body = example.body
+        envelope = msgspec.structs.replace(
+            example,
+            distribution_id=f"{prefix}-{i:07d}",
+            sender=sender,
+            sent_at=now,
+            expires_at=None,
+            recipients=[f"org:{org}" for org in chosen],
+            body=body,
+        )
+        encoded = encode(envelope)
+        account = index.organisations[sender].broker_account
+        decision = router.decide(
+            encoded, user_id=account, routing_key=sender, content_type="application/json"
+        )
+        if not isinstance(decision, Delivery) or decision.partial is not None:
+            raise AssertionError(
+                f"bench message {i} ({message_type}) is not a delivery: {decision}"
+            )
+        router.dedupe.add(decision.message_id)
+        flash = envelope.precedence is Precedence.FLASH
+        inboxes = tuple(flash_inbox_queue(o) if flash else inbox_queue(o) for o in sorted(chosen))
+        out.append(Message(sender, account, envelope, encoded, inboxes))
+    return out
+
+
+def with_sent_at(message: Message, sent_at: datetime) -> bytes:
+    """The message's body stamped with ``sent_at`` (for latency: stamped at publish time)."""
+    return encode(msgspec.structs.replace(message.envelope, sent_at=sent_at))
+
+
+class _SentAt(msgspec.Struct):
+    sent_at: datetime
+
+
+_sent_at_decoder = msgspec.json.Decoder(_SentAt)
+
+
+def sent_at_of(body: bytes) -> float:
+    """The POSIX time a body was stamped with."""
+    return _sent_at_decoder.decode(body).sent_at.timestamp()
