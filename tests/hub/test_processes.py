@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aio_pika
@@ -91,6 +91,20 @@ class HubProcess:
         return code
 
 
+HubFactory = Callable[[str], HubProcess]
+
+
+def hub_factory(hubs: list[HubProcess], url: str, directory: Path, logs: Path) -> HubFactory:
+    """Starts hub processes that the ``hubs`` fixture cleans up."""
+
+    def start(log_name: str) -> HubProcess:
+        hub = HubProcess(url, directory, logs / log_name)
+        hubs.append(hub)
+        return hub
+
+    return start
+
+
 @pytest.fixture
 def hubs(tmp_path: Path) -> Iterator[list[HubProcess]]:
     """Hub processes started by a test; any left running are killed afterwards."""
@@ -120,6 +134,31 @@ async def wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def interrupt_mid_stream(
+    sig: signal.Signals,
+    *,
+    partners: dict[str, Partner],
+    admin: Admin,
+    sender: str,
+    recipient: str,
+    count: int,
+    start: HubFactory,
+) -> tuple[list[str], int]:
+    """Preload ``count`` messages, start a hub, send it ``sig`` mid-stream; ids and exit code."""
+    sent = []
+    for _ in range(count):
+        doc = envelope(sender, [f"org:{recipient}"])
+        sent.append(doc["distribution_id"])
+        await partners[sender].send(doc)
+    first = start("hub1.log")
+
+    async def some_delivered() -> bool:
+        return await queue_depth(admin, inbox_queue(recipient)) >= count // 6
+
+    await wait_for(some_delivered, 30, "the first deliveries")
+    return sent, first.stop(sig)
+
+
 async def test_sigkill_mid_stream_loses_nothing(
     hubs: list[HubProcess],
     partners: dict[str, Partner],
@@ -131,21 +170,18 @@ async def test_sigkill_mid_stream_loses_nothing(
 ) -> None:
     """Killing the hub with SIGKILL mid-stream and restarting it delivers every message."""
     await purge_all(admin, directory)  # type: ignore[arg-type]
-    sent = []
-    for _ in range(3000):
-        doc = envelope("mag", ["org:unmas"])
-        sent.append(doc["distribution_id"])
-        await partners["mag"].send(doc)
-    first = HubProcess(topology, directory_file, tmp_path / "hub1.log")
-    hubs.append(first)
-
-    async def some_delivered() -> bool:
-        return await queue_depth(admin, inbox_queue("unmas")) >= 500
-
-    await wait_for(some_delivered, 20, "the first deliveries")
-    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
-    second = HubProcess(topology, directory_file, tmp_path / "hub2.log")
-    hubs.append(second)
+    start = hub_factory(hubs, topology, directory_file, tmp_path)
+    sent, code = await interrupt_mid_stream(
+        signal.SIGKILL,
+        partners=partners,
+        admin=admin,
+        sender="mag",
+        recipient="unmas",
+        count=3000,
+        start=start,
+    )
+    assert code == -signal.SIGKILL
+    second = start("hub2.log")
 
     async def all_processed() -> bool:
         depths = [await queue_depth(admin, hub_queue(s)) for s in range(4)]
@@ -212,21 +248,18 @@ async def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
 ) -> None:
     """SIGTERM mid-stream: exit 0, every message delivered exactly once after a restart."""
     await purge_all(admin, directory)  # type: ignore[arg-type]
-    sent = []
-    for _ in range(2000):
-        doc = envelope("unmas", ["org:mag"])
-        sent.append(doc["distribution_id"])
-        await partners["unmas"].send(doc)
-    first = HubProcess(topology, directory_file, tmp_path / "hub1.log")
-    hubs.append(first)
-
-    async def some_delivered() -> bool:
-        return await queue_depth(admin, inbox_queue("mag")) >= 300
-
-    await wait_for(some_delivered, 30, "the first deliveries")
-    assert first.stop(signal.SIGTERM) == 0
-    second = HubProcess(topology, directory_file, tmp_path / "hub2.log")
-    hubs.append(second)
+    start = hub_factory(hubs, topology, directory_file, tmp_path)
+    sent, code = await interrupt_mid_stream(
+        signal.SIGTERM,
+        partners=partners,
+        admin=admin,
+        sender="unmas",
+        recipient="mag",
+        count=2000,
+        start=start,
+    )
+    assert code == 0
+    second = start("hub2.log")
     got = await drain(admin, inbox_queue("mag"), expect=len(sent), timeout=60, settle=1.0)
     assert second.stop() == 0
     ids = [decode(m)["distribution_id"] for m in got]
