@@ -16,6 +16,7 @@ import pytest
 
 from schemas.wire import inbox_queue
 from services.common.topology import hub_queue
+from services.directory.index import DirectoryIndex
 from tests.hub.conftest import purge_all
 from tests.hub.support import Partner, decode, drain, envelope
 
@@ -166,10 +167,10 @@ async def test_sigkill_mid_stream_loses_nothing(
     directory_file: Path,
     topology: str,
     tmp_path: Path,
-    directory: object,
+    directory: DirectoryIndex,
 ) -> None:
     """Killing the hub with SIGKILL mid-stream and restarting it delivers every message."""
-    await purge_all(admin, directory)  # type: ignore[arg-type]
+    await purge_all(admin, directory)
     start = hub_factory(hubs, topology, directory_file, tmp_path)
     sent, code = await interrupt_mid_stream(
         signal.SIGKILL,
@@ -205,10 +206,10 @@ async def test_two_hubs_share_the_work_and_keep_sender_order(
     directory_file: Path,
     topology: str,
     tmp_path: Path,
-    directory: object,
+    directory: DirectoryIndex,
 ) -> None:
     """Two hub processes on disjoint shards deliver everything, each sender in order."""
-    await purge_all(admin, directory)  # type: ignore[arg-type]
+    await purge_all(admin, directory)
     senders = ["mag", "unmas", "ocha", "wfp", "unhcr", "undp", "unicef", "nrc"]
     a = HubProcess(topology, directory_file, tmp_path / "a.log", shards="0,1")
     b = HubProcess(topology, directory_file, tmp_path / "b.log", shards="2,3")
@@ -244,10 +245,10 @@ async def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
     directory_file: Path,
     topology: str,
     tmp_path: Path,
-    directory: object,
+    directory: DirectoryIndex,
 ) -> None:
     """SIGTERM mid-stream: exit 0, every message delivered exactly once after a restart."""
-    await purge_all(admin, directory)  # type: ignore[arg-type]
+    await purge_all(admin, directory)
     start = hub_factory(hubs, topology, directory_file, tmp_path)
     sent, code = await interrupt_mid_stream(
         signal.SIGTERM,

@@ -21,7 +21,10 @@ Connect = Callable[[str], Awaitable[Client]]
 
 
 @pytest.fixture
-async def connect(vhost: str, partner_accounts: dict[str, str]) -> AsyncIterator[Connect]:
+async def connect(
+    vhost: str,
+    partner_accounts: dict[str, str],  # noqa: F811  (the fixture above, by name)
+) -> AsyncIterator[Connect]:
     """Open an SDK client as an organisation of the test directory; all closed afterwards."""
     opened: list[Client] = []
 

@@ -47,7 +47,8 @@ async def test_send_reaches_recipient_typed(hub: RunningHub, connect: Connect) -
     assert (delivery.sender, delivery.envelope.distribution_id) == ("mag", distribution_id)
     assert delivery.message_id == f"mag/{distribution_id}"
     assert delivery.envelope.incident_id == "INC-1"
-    assert not delivery.redelivered and not delivery.flash
+    assert not delivery.redelivered
+    assert not delivery.flash
     await delivery.ack()
 
 
@@ -67,7 +68,8 @@ async def test_receipt_goes_back_to_sender(hub: RunningHub, connect: Connect) ->
         "mag",
         AckLevel.ACCEPTED,
     )
-    assert receipt.sender == "unmas" and receipt.envelope.in_reply_to == distribution_id
+    assert receipt.sender == "unmas"
+    assert receipt.envelope.in_reply_to == distribution_id
     await receipt.ack()
 
 
@@ -86,14 +88,16 @@ async def test_error_reports_are_typed(hub: RunningHub, connect: Connect) -> Non
     for _ in range(2):
         delivery = await next_delivery(inbox)
         report = delivery.error_report
-        assert report is not None and delivery.sender == "liaison"
+        assert report is not None
+        assert delivery.sender == "liaison"
         reports[report.ref_distribution_id] = report
         await delivery.ack()
     assert reports[refused_id].code is ErrorCode.TYPE_NOT_PERMITTED
     invalid = reports["gov-car-bad-1"]
     assert invalid.code is ErrorCode.INVALID_BODY
     assert invalid.field_path == "$.body.quantity"
-    assert invalid.info is not None and not invalid.info.retryable
+    assert invalid.info is not None
+    assert not invalid.info.retryable
 
 
 async def test_invalid_message_refused_before_sending(hub: RunningHub, connect: Connect) -> None:
@@ -119,9 +123,7 @@ async def test_duplicates_are_acked_and_skipped(
     channel = await admin.channel()
     exchange = await channel.get_exchange(DELIVERY_EXCHANGE, ensure=False)
     await exchange.publish(
-        aio_pika.Message(
-            first.envelope and msgspec.json.encode(first.envelope), message_id=first.message_id
-        ),
+        aio_pika.Message(msgspec.json.encode(first.envelope), message_id=first.message_id),
         routing_key="unmas",
     )
     await channel.close()
@@ -208,6 +210,7 @@ async def test_connect_failure_is_one_line(vhost: str) -> None:
     """An unreachable broker or a refused login is a ConnectFailed without the password."""
     with pytest.raises(ConnectFailed) as caught:
         await Client.connect("mag", "amqp://mag:s3cret@127.0.0.1:1/x")
-    assert "s3cret" not in str(caught.value) and "\n" not in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+    assert "\n" not in str(caught.value)
     with pytest.raises(ConnectFailed):
         await Client.connect("mag", f"amqp://nobody:wrong@127.0.0.1:5672/{vhost}")
