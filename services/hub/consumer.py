@@ -13,13 +13,16 @@ import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import aiormq
 import structlog
-from aiormq.abc import DeliveredMessage
+from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
+from pamqp.body import ContentBody
 from pamqp.common import FieldTable, FieldValue
+from pamqp.frame import marshal
+from pamqp.header import ContentHeader
 
 from schemas.catalogue import MESSAGE_TYPES
 from schemas.codes import ErrorCode
@@ -66,6 +69,7 @@ class HubConsumer:
         self._clock = clock
         self._acks = AckTracker()
         self._channel: aiormq.Channel | None = None
+        self._outbox: Outbox | None = None
         self._consumer_tags: list[str] = []
         self._stopping = asyncio.Event()
         self._stop_requested = False
@@ -142,10 +146,14 @@ class HubConsumer:
             client_properties={"connection_name": f"liaison-hub shards={shards}"},
         )
         ack_sender: asyncio.Task[None] | None = None
+        senders: list[asyncio.Task[None]] = []
         try:
             channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
             await channel.basic_qos(prefetch_count=self.settings.prefetch)
             self._channel = channel
+            self._outbox = outbox = Outbox(channel, self.settings.confirm_timeout_seconds)
+            senders.append(asyncio.create_task(outbox.send(), name="hub-publishes"))
+            senders.append(asyncio.create_task(outbox.watch(), name="hub-confirm-watch"))
             self._ack_upto = self._ack_sent = 0
             self._acks_flushed.set()
             ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
@@ -174,9 +182,11 @@ class HubConsumer:
         finally:
             self.connected = self.consuming = False
             if ack_sender is not None:
-                ack_sender.cancel()
+                senders.append(ack_sender)
+            for task in senders:
+                task.cancel()
                 with contextlib.suppress(BaseException):
-                    await ack_sender
+                    await task
             if not connection.is_closed:
                 await connection.close()
 
@@ -283,13 +293,8 @@ class HubConsumer:
             headers=headers,
         )
         try:
-            confirm = channel.basic_publish(
-                body,
-                exchange=DELIVERY_EXCHANGE,
-                routing_key=keys[0],
-                properties=properties,
-                wait=False,
-                timeout=self.settings.confirm_timeout_seconds,
+            confirm = self._outbox_of(channel).publish(
+                body, exchange=DELIVERY_EXCHANGE, routing_key=keys[0], properties=properties
             )
             if delivery.partial is None:
                 await confirm
@@ -322,13 +327,11 @@ class HubConsumer:
             timestamp=props.timestamp,
             headers=headers,
         )
-        dead_letter = channel.basic_publish(
+        dead_letter = self._outbox_of(channel).publish(
             message.body,
             exchange=DEAD_LETTER_EXCHANGE,
             routing_key=cast(spec.Basic.Deliver, message.delivery).routing_key or "",
             properties=kept,
-            wait=False,
-            timeout=self.settings.confirm_timeout_seconds,
         )
         if refusal.reply_to is None:
             await dead_letter
@@ -339,7 +342,7 @@ class HubConsumer:
         assert refusal.reply_to is not None
         now = datetime.fromtimestamp(self._clock(), UTC)
         report_id, body = error_report(refusal, now=now, original=original)
-        await channel.basic_publish(
+        await self._outbox_of(channel).publish(
             body,
             exchange=DELIVERY_EXCHANGE,
             routing_key=delivery_key(refusal.reply_to, flash=False),
@@ -352,9 +355,14 @@ class HubConsumer:
                 timestamp=now,
                 headers={HEADER_SENDER: HUB_SENDER, HEADER_TYPE: "error.report"},
             ),
-            wait=False,
-            timeout=self.settings.confirm_timeout_seconds,
         )
+
+    def _outbox_of(self, channel: aiormq.Channel) -> "Outbox":
+        outbox = self._outbox
+        if outbox is None or outbox.channel is not channel:
+            # A message of a session that has ended: its channel is gone, and so is its delivery.
+            raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} is not current")
+        return outbox
 
     def _poison(self, message: DeliveredMessage) -> Refusal:
         # Its last delivery before the broker gives up on it: answer and dead-letter it
@@ -400,6 +408,85 @@ class HubConsumer:
         self.metrics.in_flight.dec()
         if not self._acks:
             self._idle.set()
+
+
+class Outbox:
+    """A channel's publishes, handed to the connection in order by a single sender task.
+
+    aiormq's ``basic_publish`` takes the channel lock, an ``asyncio.timeout`` and two context
+    managers per call, and waits on the connection's 10-frame write queue while holding the
+    lock; under ``make bench`` load that path was ~40% of the hub's CPU per message (profiled
+    with py-spy). Here a publish is marshalled and numbered at once (so delivery tags follow
+    the order frames reach the wire), its confirm is the same future aiormq resolves or
+    rejects, and one task moves everything published since its last wake-up to the connection
+    in one frame. Every publish of the channel goes through here, so nothing else takes a
+    delivery tag out of order. This leans on aiormq 7's Channel attributes (``delivery_tag``,
+    ``confirmations``, ``write_queue``); tests/hub fails loudly if they change.
+    """
+
+    def __init__(self, channel: aiormq.Channel, confirm_timeout: float) -> None:
+        self.channel = channel
+        self._confirm_timeout = confirm_timeout
+        self._frames: list[bytes] = []
+        self._wanted = asyncio.Event()
+
+    def publish(
+        self, body: bytes, *, exchange: str, routing_key: str, properties: spec.Basic.Properties
+    ) -> "asyncio.Future[Any]":
+        """Queue one publish; the future resolves on the broker's ack, raises on its nack."""
+        channel = self.channel
+        if channel.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
+        channel.delivery_tag += 1
+        # aiormq's own future store: rejected with the reason if the channel closes.
+        confirmation: asyncio.Future[Any] = channel.create_future()
+        channel.confirmations[channel.delivery_tag] = confirmation
+        number = channel.number
+        frames = self._frames
+        frames.append(
+            marshal(spec.Basic.Publish(exchange=exchange, routing_key=routing_key), number)
+        )
+        frames.append(marshal(ContentHeader(properties=properties, body_size=len(body)), number))
+        step = channel.max_content_size
+        for start in range(0, len(body), step):
+            frames.append(marshal(ContentBody(body[start : start + step]), number))
+        self._wanted.set()
+        return confirmation
+
+    async def send(self) -> None:
+        """Hand what was published since the last wake-up to the connection's writer."""
+        write_queue = self.channel.write_queue
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            payload = b"".join(self._frames)
+            self._frames.clear()
+            # Blocks while the connection's write queue is full: the broker's backpressure.
+            await write_queue.put(ChannelFrame(payload=payload, should_close=False))
+
+    async def watch(self) -> None:
+        """Close the channel when the broker leaves one publish unconfirmed for too long.
+
+        One check per quarter of the timeout instead of a timer per publish; closing the
+        channel fails every waiting publish, and the broker redelivers what was not acked.
+        """
+        confirmations = self.channel.confirmations
+        interval = self._confirm_timeout / 4
+        waiting: int | None = None
+        waited = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            oldest = next(iter(confirmations), None)
+            if oldest is None or oldest != waiting:
+                waiting, waited = oldest, 0.0
+                continue
+            waited += interval
+            if waited >= self._confirm_timeout:
+                log.warning("confirm_timeout", delivery_tag=oldest, waited_s=round(waited, 1))
+                await self.channel.close(
+                    ConnectionError(f"no publish confirm in {waited:.1f}s"), timeout=5
+                )
+                return
 
 
 def _type_label(message_type: str | None) -> str:
