@@ -13,8 +13,14 @@ from schemas.messages import hazards as hz
 from schemas.messages import operations as op
 from schemas.messages import resources as rs
 from schemas.messages import system as sy
+from services.common.logging import configure_logging
 
 _RED, _YELLOW, _BOLD, _DIM, _RESET = "\033[31m", "\033[33m", "\033[1m", "\033[2m", "\033[0m"
+
+
+def quiet_logging() -> None:
+    """Library log lines to stderr, warnings and worse only (LIAISON_LOG_LEVEL overrides)."""
+    configure_logging(level=os.environ.get("LIAISON_LOG_LEVEL", "warning"), stream=sys.stderr)
 
 
 def use_colour(stream: TextIO = sys.stdout) -> bool:

@@ -12,6 +12,7 @@ from schemas.catalogue import MESSAGE_TYPES
 from schemas.envelope import Envelope, decode_envelope, error_path
 from schemas.types import Classification, Precedence
 from services.cli.login import add_broker_arguments, partner_login
+from services.cli.render import quiet_logging
 from services.common.errors import ConfigError
 from services.sdk import Client, InvalidMessage, parse_ttl
 
@@ -52,6 +53,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 async def run(args: argparse.Namespace) -> int:
     """Build, check and send; print the distribution id."""
+    quiet_logging()
     parser: argparse.ArgumentParser = args.parser
     if args.type and args.body_json is None:
         parser.error("--type needs --body-json")

@@ -5,7 +5,7 @@ import asyncio
 import sys
 
 from services.cli.login import add_broker_arguments, partner_login
-from services.cli.render import dim, message_line, use_colour
+from services.cli.render import dim, message_line, quiet_logging, use_colour
 from services.sdk import Client
 
 
@@ -41,6 +41,7 @@ def _positive(text: str) -> int:
 
 async def run(args: argparse.Namespace) -> int:
     """Print deliveries until --count, --wait or Ctrl-C."""
+    quiet_logging()
     url, account = partner_login(args.org, args.url)
     colour = use_colour()
     shown = 0

@@ -1,0 +1,102 @@
+"""``liaison demo`` (what ``make run`` runs): provision, start a hub, play the scenario, wait.
+
+Settings: LIAISON_VHOST (default ``liaison``), LIAISON_DIRECTORY, LIAISON_CREDENTIALS_DIR,
+LIAISON_MANAGEMENT_URL, LIAISON_ADMIN_USER / _PASSWORD, LIAISON_AMQP_URL (broker host),
+LIAISON_HTTP_PORT (first port to try for the hub's endpoints, default 8080).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+
+from services.cli.render import table
+from services.common.config import env_int, redact_url
+from services.common.logging import configure_logging
+from services.demo.scenario import Scenario, play
+from services.demo.stage import account_urls, provision_directory, start_hub
+from services.directory.index import load_directory
+from services.directory.settings import load_settings
+from services.sdk import Client
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register ``liaison demo``."""
+    parser = sub.add_parser(
+        "demo",
+        help="provision the sample directory, start a hub and play a scenario",
+        description="Bring Liaison up on the vhost LIAISON_VHOST (default 'liaison'): "
+        "provision the directory, start the hub in this process, play a MINUSCA mine-action "
+        "scenario with SDK clients, then keep the hub running until Ctrl-C.",
+    )
+    parser.add_argument("--once", action="store_true", help="play the scenario, then stop")
+    parser.set_defaults(handler=run)
+
+
+def out(line: str) -> None:
+    """Print a line of the story and flush, so a pipe sees it at once."""
+    print(line, flush=True)
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Provision, start, play; then wait for SIGINT/SIGTERM unless --once; stop cleanly."""
+    configure_logging(level=os.environ.get("LIAISON_LOG_LEVEL", "warning"), stream=sys.stderr)
+    settings = load_settings()
+    index = load_directory(settings.directory)
+    first_port = env_int("LIAISON_HTTP_PORT", 8080, minimum=1)
+    out(f"Liaison demo: vhost {settings.vhost!r} on {redact_url(settings.amqp_url)}")
+    report = await provision_directory(settings, index)
+    out(f"provisioned {len(index.organisations)} organisations: {report[-1]}")
+    urls = account_urls(settings, index)
+    stage = await start_hub(urls[index.directory.hub_account], settings.directory, first_port)
+    out(f"hub consuming; health {stage.base_url}/healthz")
+    clients: dict[str, Client] = {}
+    scenario: Scenario | None = None
+    try:
+        for org in index.organisations.values():
+            clients[org.id] = await Client.connect(org.id, urls[org.broker_account])
+        scenario = Scenario(clients, out)
+        await scenario.listen()
+        await play(scenario)
+        _summarise(scenario)
+        out("")
+        out(f"health   {stage.base_url}/healthz")
+        out(f"ready    {stage.base_url}/readyz")
+        out(f"metrics  {stage.base_url}/metrics")
+        out("refused originals: liaison dead-letters list")
+        if not args.once:
+            out("the hub keeps running; press Ctrl-C to stop")
+            await _until_stopped()
+    finally:
+        if scenario is not None:
+            await scenario.stop()
+        for client in clients.values():
+            await client.close()
+        await stage.stop()
+    out("stopped: hub and clients closed")
+    return 0
+
+
+def _summarise(scenario: Scenario) -> None:
+    out("\nSummary")
+    rows = [("MESSAGE", "FROM", "DELIVERED", "REFUSED")]
+    for label, outcome in scenario.outcomes.items():
+        refused = ", ".join(f"{int(r.code)} {r.name}" for r in outcome.refusals) or "-"
+        rows.append((label, outcome.sender, str(len(outcome.delivered_to)), refused))
+    for line in table(rows):
+        out("  " + line)
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signum)
