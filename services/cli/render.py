@@ -1,5 +1,6 @@
 """How the command line shows messages: one readable line each, error reports highlighted."""
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -19,8 +20,15 @@ _RED, _YELLOW, _BOLD, _DIM, _RESET = "\033[31m", "\033[33m", "\033[1m", "\033[2m
 
 
 def quiet_logging() -> None:
-    """Library log lines to stderr, warnings and worse only (LIAISON_LOG_LEVEL overrides)."""
-    configure_logging(level=os.environ.get("LIAISON_LOG_LEVEL", "warning"), stream=sys.stderr)
+    """Library log lines to stderr, warnings and worse only (LIAISON_LOG_LEVEL overrides).
+
+    aio-pika and aiormq log connection failures the command reports itself in one line.
+    """
+    level = os.environ.get("LIAISON_LOG_LEVEL", "warning")
+    configure_logging(level=level, stream=sys.stderr)
+    if level.lower() != "debug":
+        for name in ("aio_pika", "aiormq"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def use_colour(stream: TextIO = sys.stdout) -> bool:

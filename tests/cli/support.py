@@ -1,0 +1,39 @@
+"""Running the ``liaison`` command as a subprocess without blocking the test's event loop."""
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+LIAISON = str(Path(sys.executable).with_name("liaison"))
+
+
+@dataclass(frozen=True)
+class Result:
+    """Exit code and output of one command."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def liaison(*args: str, env: dict[str, str], timeout: float = 30.0) -> Result:
+    """Run ``liaison ARGS`` and wait for it."""
+    process = await asyncio.create_subprocess_exec(
+        LIAISON,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+def assert_one_line_failure(result: Result) -> None:
+    """Exit 1 with a single line on stderr and no traceback."""
+    assert result.code == 1, result
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -1,0 +1,179 @@
+"""``liaison dead-letters``: list, show and replay, against the real broker and hub."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote
+
+import aio_pika
+import msgspec
+import pytest
+
+from schemas.examples import example
+from schemas.wire import DEAD_LETTER_QUEUE, inbox_queue
+from tests.cli.support import Result, assert_one_line_failure, liaison
+from tests.conftest import amqp_url_for, management
+from tests.hub.conftest import RunningHub
+from tests.hub.support import Partner, decode, drain, envelope
+
+pytestmark = pytest.mark.broker
+
+REPLAYER_PASSWORD = "replayer-password"
+
+
+@pytest.fixture(scope="session")
+async def replayer_url(vhost: str, run_id: str) -> AsyncIterator[str]:
+    """An operator account with the 'impersonator' tag and only the rights replay needs."""
+    account = f"t-{run_id}-replayer"
+    await management(
+        "PUT", f"/users/{account}", {"password": REPLAYER_PASSWORD, "tags": "impersonator"}
+    )
+    await management(
+        "PUT",
+        f"/permissions/{quote(vhost, safe='')}/{account}",
+        {"configure": "^$", "write": r"^liaison\.ingress$", "read": r"^liaison\.dead-letters$"},
+    )
+    yield amqp_url_for(vhost, account, REPLAYER_PASSWORD)
+    await management("DELETE", f"/users/{account}")
+
+
+async def refuse_one(partners: dict[str, Partner], distribution_id: str) -> None:
+    """Have gov-car send a hazard alert it may not send, so the hub dead-letters it."""
+    body = msgspec.to_builtins(example("hazard.alert").body)
+    doc = envelope("gov-car", ["mission:minusca"], body, distribution_id=distribution_id)
+    await partners["gov-car"].send(doc)
+
+
+async def dead_letter_rows(url: str, env: dict[str, str], expect: int) -> list[str]:
+    """The data rows of ``dead-letters list``, once ``expect`` of them are there."""
+    rows: list[str] = []
+    for _ in range(50):
+        result = await liaison("dead-letters", "list", "--url", url, env=env)
+        assert result.code == 0, result
+        rows = result.stdout.splitlines()[1:]
+        if len(rows) >= expect:
+            break
+        await asyncio.sleep(0.2)
+    return rows
+
+
+async def test_list_and_show(
+    hub: RunningHub, partners: dict[str, Partner], cli_env: dict[str, str], admin_url: str
+) -> None:
+    """list shows code, reason, sender and id; show prints the refusal and the body."""
+    await refuse_one(partners, "gov-car-dl-1")
+    rows = await dead_letter_rows(admin_url, cli_env, expect=1)
+    assert len(rows) == 1
+    assert "203" in rows[0]
+    assert "gov-car-dl-1" in rows[0]
+    assert "hazard.alert" in rows[0]
+    letter_id = rows[0].split()[0]
+    shown = await liaison("dead-letters", "show", letter_id, "--url", admin_url, env=cli_env)
+    assert shown.code == 0, shown
+    assert "field         $.body.type" in shown.stdout
+    assert '"distribution_id": "gov-car-dl-1"' in shown.stdout
+    by_distribution = await liaison(
+        "dead-letters", "show", "gov-car-dl-1", "--url", admin_url, env=cli_env
+    )
+    assert by_distribution.stdout.splitlines()[0] == f"dead letter   {letter_id}"
+    assert len(await dead_letter_rows(admin_url, cli_env, expect=1)) == 1, "browsing kept it"
+
+
+async def test_replay_as_original_sender_once(
+    hub: RunningHub,
+    partners: dict[str, Partner],
+    cli_env: dict[str, str],
+    admin: aio_pika.abc.AbstractConnection,
+    admin_url: str,
+    replayer_url: str,
+) -> None:
+    """Replay reaches the hub as the original sender, leaves the queue, and is not repeated."""
+    await refuse_one(partners, "gov-car-dl-2")
+    letter_id = (await dead_letter_rows(admin_url, cli_env, expect=1))[0].split()[0]
+    await drain(admin, inbox_queue("gov-car"), expect=1)  # the first error report
+    replay = await liaison("dead-letters", "replay", letter_id, "--url", replayer_url, env=cli_env)
+    assert replay.code == 0, replay
+    assert f"replayed {letter_id} as gov-car" in replay.stderr
+    # The hub judged it again as gov-car's: a second error report, and a new dead letter.
+    reports = await drain(admin, inbox_queue("gov-car"), expect=1)
+    assert [decode(m)["body"]["ref_distribution_id"] for m in reports] == ["gov-car-dl-2"]
+    dead = await drain(admin, DEAD_LETTER_QUEUE, expect=1)
+    assert len(dead) == 1
+    headers = dead[0].headers or {}
+    assert headers["x-liaison-replay-of"] == letter_id
+    assert headers["x-liaison-original-user-id"] == partners["gov-car"].account
+    log = Path(cli_env["LIAISON_REPLAY_LOG"]).read_text().splitlines()
+    assert json.loads(log[-1])["dead_letter_id"] == letter_id
+
+
+async def test_second_replay_needs_force(
+    hub: RunningHub, partners: dict[str, Partner], cli_env: dict[str, str], replayer_url: str
+) -> None:
+    """The same message is not replayed twice unless --force is given."""
+    await refuse_one(partners, "gov-car-dl-3")
+    first_id = (await dead_letter_rows(replayer_url, cli_env, expect=1))[0].split()[0]
+    ok = await liaison("dead-letters", "replay", first_id, "--url", replayer_url, env=cli_env)
+    assert ok.code == 0, ok
+    rows = await dead_letter_rows(replayer_url, cli_env, expect=1)  # refused again by the hub
+    again_id = rows[0].split()[0]
+    assert again_id != first_id
+    refused = await liaison("dead-letters", "replay", again_id, "--url", replayer_url, env=cli_env)
+    assert_one_line_failure(refused)
+    assert "--force" in refused.stderr
+    forced = await liaison(
+        "dead-letters", "replay", again_id, "--force", "--url", replayer_url, env=cli_env
+    )
+    assert forced.code == 0, forced
+
+
+async def test_replay_all_shows_progress(
+    hub: RunningHub, partners: dict[str, Partner], cli_env: dict[str, str], replayer_url: str
+) -> None:
+    """--all --yes replays every dead letter and reports progress per message."""
+    for n in range(3):
+        await refuse_one(partners, f"gov-car-all-{n}")
+    await dead_letter_rows(replayer_url, cli_env, expect=3)
+    result = await liaison(
+        "dead-letters", "replay", "--all", "--yes", "--url", replayer_url, env=cli_env
+    )
+    assert result.code == 0, result
+    assert "[3/3] replayed" in result.stderr
+    assert "replayed 3, skipped 0" in result.stdout
+
+
+async def test_replay_without_impersonator_is_explained(
+    hub: RunningHub, partners: dict[str, Partner], cli_env: dict[str, str], admin_url: str
+) -> None:
+    """An operator account without the impersonator tag gets a one-line explanation."""
+    await refuse_one(partners, "gov-car-dl-4")
+    letter_id = (await dead_letter_rows(admin_url, cli_env, expect=1))[0].split()[0]
+    result = await liaison("dead-letters", "replay", letter_id, "--url", admin_url, env=cli_env)
+    assert_one_line_failure(result)
+    assert "impersonator" in result.stderr
+    assert len(await dead_letter_rows(admin_url, cli_env, expect=1)) == 1, "still kept"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["dead-letters"], 2),
+        (["dead-letters", "replay"], 2),
+        (["dead-letters", "list", "--limit", "0"], 2),
+        (["dead-letters", "show", "nope"], 1),
+        (["dead-letters", "list", "--url", "amqp://guest:guest@127.0.0.1:1/"], 1),
+        (["dead-letters", "replay", "--all", "--url", "amqp://guest:guest@127.0.0.1:1/"], 1),
+    ],
+)
+async def test_failures(
+    args: list[str], code: int, cli_env: dict[str, str], admin_url: str, topology: str
+) -> None:
+    """Usage errors exit 2; an unknown id or an unreachable broker exit 1 in one line."""
+    if args[-1] == "nope":
+        args = [*args, "--url", admin_url]
+    result: Result = await liaison(*args, env=cli_env)
+    if code == 1:
+        assert_one_line_failure(result)
+    else:
+        assert result.code == 2, result
+        assert "Traceback" not in result.stderr
