@@ -10,8 +10,7 @@ for one recipient, minus its rules.
 
 import asyncio
 import sys
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
 PREFETCH = 256
 
@@ -49,32 +48,11 @@ async def plain(url: str, src: str, dst: str) -> None:
 
 def _faststream_app(url: str, src: str, dst: str) -> Any:
     from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitQueue
-    from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-    class Body(BaseModel):
-        """The body's tag checked; its fields kept as they came."""
+    from bench.pydantic_model import envelope_model
 
-        model_config = ConfigDict(extra="allow", frozen=True)
-        type: Annotated[str, Field(max_length=64)]
-
-    class Envelope(BaseModel):
-        """The Liaison envelope, as a pydantic user would model it."""
-
-        model_config = ConfigDict(frozen=True)
-        schema_version: Annotated[str, Field(pattern=r"^1\.[0-9]+$")] = "1.0"
-        distribution_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
-        sender: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-        sent_at: AwareDatetime
-        expires_at: AwareDatetime | None = None
-        status: Literal["actual", "exercise", "test"] = "actual"
-        recipients: Annotated[list[Annotated[str, Field(max_length=200)]], Field(min_length=1)]
-        precedence: Literal["flash", "immediate", "priority", "routine"] = "routine"
-        classification: Literal["unclassified", "confidential", "strictly_confidential"] = (
-            "unclassified"
-        )
-        incident_id: str | None = None
-        in_reply_to: str | None = None
-        body: Body
+    # The whole contract as pydantic models: every body type, discriminated on `type`.
+    EnvelopeModel = envelope_model()
 
     broker = RabbitBroker(url, log_level=30)
     source = RabbitQueue(src, queue_type=QueueType.QUORUM, durable=True, declare=False)
@@ -83,10 +61,9 @@ def _faststream_app(url: str, src: str, dst: str) -> Any:
 
     @broker.subscriber(source, channel=Channel(prefetch_count=PREFETCH))
     @publisher
-    async def forward(envelope: Envelope) -> Envelope:
+    async def forward(envelope: EnvelopeModel) -> EnvelopeModel:  # type: ignore[valid-type]
         return envelope
 
-    _ = datetime  # pydantic resolves the annotations above at class creation
     return broker
 
 
