@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from services.directory.credentials import environment_variable
+from tests.cli.support import directory_with_accounts
 from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
     admin,
     directory,
-    directory_file,
     hub,
     partner_accounts,
     partners,
@@ -18,10 +18,16 @@ from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
 from tests.hub.support import PASSWORD
 
 
+@pytest.fixture(scope="session")
+def directory_file(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Path:
+    """The sample directory with this package's own run-unique accounts (c-<run>-<org>)."""
+    return directory_with_accounts(tmp_path_factory.mktemp("directory"), f"c-{run_id}-")
+
+
 @pytest.fixture
 def cli_env(
     vhost: str,
-    directory_file: Path,  # noqa: F811  (the fixture above, by name)
+    directory_file: Path,
     partner_accounts: dict[str, str],  # noqa: F811
     tmp_path: Path,
 ) -> dict[str, str]:

@@ -2,10 +2,15 @@
 
 import asyncio
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import tomli_w
 
 LIAISON = str(Path(sys.executable).with_name("liaison"))
+SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
 
 
 @dataclass(frozen=True)
@@ -37,3 +42,18 @@ def assert_one_line_failure(result: Result) -> None:
     assert result.code == 1, result
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def directory_with_accounts(folder: Path, prefix: str) -> Path:
+    """The sample directory with accounts ``<prefix><org>``, written into ``folder``.
+
+    Each test package uses its own prefix: broker users are global, and two packages sharing
+    account names would delete each other's users at the end of the session.
+    """
+    raw: dict[str, Any] = tomllib.loads(SAMPLE.read_text())
+    for org in raw["organisations"]:
+        org["account"] = f"{prefix}{org['id']}"
+    raw["hub_account"] = f"{prefix}hub"
+    path = folder / "directory.toml"
+    path.write_text(tomli_w.dumps(raw))
+    return path

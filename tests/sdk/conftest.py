@@ -1,21 +1,29 @@
 """SDK fixtures: the hub fixtures (accounts, topology, an in-process hub), and SDK clients."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from services.sdk import Client
+from tests.cli.support import directory_with_accounts
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
     admin,
     directory,
-    directory_file,
     hub,
     partner_accounts,
     partners,
     topology,
 )
 from tests.hub.support import PASSWORD
+
+
+@pytest.fixture(scope="session")
+def directory_file(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Path:
+    """The sample directory with this package's own run-unique accounts (s-<run>-<org>)."""
+    return directory_with_accounts(tmp_path_factory.mktemp("directory"), f"s-{run_id}-")
+
 
 Connect = Callable[[str], Awaitable[Client]]
 
