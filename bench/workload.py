@@ -22,8 +22,8 @@ from schemas.examples import EXAMPLES
 from schemas.messages.system import Ack
 from schemas.types import Precedence
 from schemas.wire import flash_inbox_queue, inbox_queue
+from services.common.dedupe import DedupeWindow
 from services.directory.index import HUB_ONLY_TYPES, DirectoryIndex, load_directory
-from services.hub.dedupe import DedupeWindow
 from services.hub.refusal import Delivery
 from services.hub.router import Router
 

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from services.common.dedupe import DedupeWindow
 from services.common.errors import DirectoryError
 from services.common.health import add_health_routes
 from services.directory.index import load_directory
 from services.hub.consumer import HubConsumer
-from services.hub.dedupe import DedupeWindow
 from services.hub.metrics import HubMetrics
 from services.hub.router import Router
 from services.hub.settings import HubSettings

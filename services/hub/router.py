@@ -17,8 +17,8 @@ from schemas.envelope import Envelope, decode_envelope, error_path
 from schemas.messages.system import Ack
 from schemas.types import Precedence
 from schemas.wire import CONTENT_TYPE, delivered_message_id
+from services.common.dedupe import DedupeWindow
 from services.directory.index import HUB_ONLY_TYPES, DirectoryIndex
-from services.hub.dedupe import DedupeWindow
 from services.hub.refusal import (
     Decision,
     Delivery,

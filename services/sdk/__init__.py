@@ -19,7 +19,6 @@ from services.sdk.errors import (
 )
 from services.sdk.inbox import Inbox
 from services.sdk.refusal import Refusal
-from services.sdk.seen import SeenWindow
 
 __all__ = [
     "AckLevel",
@@ -34,7 +33,6 @@ __all__ = [
     "PublishFailed",
     "Refusal",
     "SdkError",
-    "SeenWindow",
     "SettleFailed",
     "compose",
     "new_distribution_id",

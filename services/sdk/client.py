@@ -28,6 +28,7 @@ from schemas.envelope import Body, Envelope, decode_envelope, encode, error_path
 from schemas.types import Classification, Precedence
 from schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
 from services.common.config import redact_url
+from services.common.dedupe import DedupeWindow
 from services.sdk.compose import compose
 from services.sdk.errors import (
     ConfirmTimeout,
@@ -36,7 +37,6 @@ from services.sdk.errors import (
     PublishFailed,
 )
 from services.sdk.inbox import Inbox
-from services.sdk.seen import SeenWindow
 
 log = structlog.get_logger("liaison.sdk")
 
@@ -80,7 +80,7 @@ class Client:
         *,
         confirm_timeout: float,
         prefetch: int,
-        seen: SeenWindow,
+        seen: DedupeWindow,
     ) -> None:
         self.org = org
         self.account = account
@@ -121,7 +121,7 @@ class Client:
             {
                 "confirm_timeout": confirm_timeout,
                 "prefetch": prefetch,
-                "seen": SeenWindow(seconds=dedupe_seconds, max_entries=dedupe_max_entries),
+                "seen": DedupeWindow(seconds=dedupe_seconds, max_entries=dedupe_max_entries),
             },
             reconnect_interval,
         )

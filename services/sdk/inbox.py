@@ -27,9 +27,9 @@ import structlog
 
 from schemas.envelope import decode_envelope, error_path
 from schemas.wire import delivered_message_id, flash_inbox_queue, inbox_queue
+from services.common.dedupe import DedupeWindow
 from services.sdk.delivery import Delivery, Replier
 from services.sdk.errors import ConnectFailed
-from services.sdk.seen import SeenWindow
 
 log = structlog.get_logger("liaison.sdk")
 
@@ -46,7 +46,7 @@ class Inbox:
         org: str,
         *,
         reply: Replier,
-        seen: SeenWindow,
+        seen: DedupeWindow,
         prefetch: int,
     ) -> None:
         self._connection = connection

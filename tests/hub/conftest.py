@@ -15,10 +15,10 @@ import aio_pika
 import pytest
 import tomli_w
 
+from services.common.dedupe import DedupeWindow
 from services.common.topology import build_topology
 from services.directory.index import DirectoryIndex, load_directory
 from services.hub.consumer import HubConsumer
-from services.hub.dedupe import DedupeWindow
 from services.hub.metrics import HubMetrics
 from services.hub.router import Router
 from services.hub.settings import HubSettings

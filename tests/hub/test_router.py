@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.codes import ErrorCode
+from services.common.dedupe import DedupeWindow
 from services.directory.index import DirectoryIndex, load_directory
-from services.hub.dedupe import DedupeWindow
 from services.hub.refusal import Delivery, Duplicate, Refusal
 from services.hub.router import Router
 from tests.hub.support import envelope, now_iso, sample_body

@@ -6,8 +6,9 @@ import pytest
 
 from schemas.examples import example
 from schemas.types import Precedence
+from services.common.dedupe import DedupeWindow
 from services.common.errors import ConfigError
-from services.sdk import SeenWindow, compose, parse_ttl
+from services.sdk import compose, parse_ttl
 
 
 def test_compose_fills_the_envelope() -> None:
@@ -59,7 +60,7 @@ def test_parse_ttl_rejects(text: str) -> None:
 def test_seen_window_is_bounded_in_time_and_size() -> None:
     """Ids expire after the window and the oldest are evicted beyond max_entries."""
     clock = [0.0]
-    seen = SeenWindow(seconds=10, max_entries=3, clock=lambda: clock[0])
+    seen = DedupeWindow(seconds=10, max_entries=3, clock=lambda: clock[0])
     for key in "abcd":
         seen.add(key)
     assert "a" not in seen

@@ -1,9 +1,10 @@
-"""The hub's dedupe window: which deliveries it has already made, for a while.
+"""A dedupe window: keys seen recently, bounded in time and in entries.
 
-A partner that republishes the same distribution id (after a lost confirm, say) must not reach
-its recipients twice. The window is bounded both in time and in entries so memory stays flat
-however long the hub runs; receivers dedupe again on the delivered message id, which is the
-same on every redelivery, so a hub restart (which empties the window) cannot duplicate either.
+The hub remembers the deliveries it made, so a partner that republishes the same distribution
+id (after a lost confirm, say) does not reach its recipients twice; the SDK remembers the
+message ids it settled, so a copy the broker or a restarted hub sends again is dropped (the hub
+sets the same ``<sender>/<distribution_id>`` message id on every copy). Both bounds keep memory
+flat however long the process runs.
 """
 
 import time
