@@ -410,6 +410,9 @@ class HubConsumer:
             self._idle.set()
 
 
+_METHOD_CACHE_SIZE = 4096
+
+
 class Outbox:
     """A channel's publishes, handed to the connection in order by a single sender task.
 
@@ -429,6 +432,8 @@ class Outbox:
         self._confirm_timeout = confirm_timeout
         self._frames: list[bytes] = []
         self._wanted = asyncio.Event()
+        # The Basic.Publish frame depends only on exchange and routing key: marshal it once.
+        self._methods: dict[tuple[str, str], bytes] = {}
 
     def publish(
         self, body: bytes, *, exchange: str, routing_key: str, properties: spec.Basic.Properties
@@ -446,9 +451,13 @@ class Outbox:
         channel.confirmations[channel.delivery_tag] = confirmation
         number = channel.number
         frames = self._frames
-        frames.append(
-            marshal(spec.Basic.Publish(exchange=exchange, routing_key=routing_key), number)
-        )
+        method = self._methods.get((exchange, routing_key))
+        if method is None:
+            if len(self._methods) >= _METHOD_CACHE_SIZE:
+                self._methods.clear()
+            method = marshal(spec.Basic.Publish(exchange=exchange, routing_key=routing_key), number)
+            self._methods[exchange, routing_key] = method
+        frames.append(method)
         frames.append(marshal(ContentHeader(properties=properties, body_size=len(body)), number))
         step = channel.max_content_size
         for start in range(0, len(body), step):
