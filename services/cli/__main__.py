@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import importlib
 import inspect
+import os
 import sys
 from collections.abc import Sequence
 
@@ -59,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = _run(result)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`liaison dead-letters list | head`): stop quietly, and point
+        # stdout at /dev/null so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except LiaisonError as exc:
         print(f"liaison {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from services.common.config import amqp_url, env_str
+from services.common.config import amqp_url, env_str, with_credentials
 from services.common.errors import ConfigError, DirectoryError
 from services.directory.credentials import load_credential
 from services.directory.index import load_directory
@@ -42,15 +42,6 @@ def broker_url(url: str | None) -> str:
     return urlunsplit(parts)
 
 
-def with_credentials(url: str, user: str, password: str) -> str:
-    """``url`` logging in as ``user``."""
-    parts = urlsplit(url)
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def partner_login(org: str, url: str | None) -> tuple[str, str]:
     """(URL with credentials, broker account) for acting as ``org``."""
     resolved = broker_url(url)
@@ -74,10 +65,18 @@ def account_of(org: str) -> str:
 
 
 def operator_url(url: str | None) -> str:
-    """The operator's URL: ``--url``, else LIAISON_OPERATOR_URL, else the admin on the vhost."""
+    """The operator's URL: ``--url``, else LIAISON_OPERATOR_URL, else the directory's operator
+    account with its provisioned credential, else the admin on the vhost."""
     explicit = url or os.environ.get("LIAISON_OPERATOR_URL")
     resolved = broker_url(explicit)
     if urlsplit(resolved).username:
         return resolved
+    path = Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml"))
+    if path.is_file():
+        account = load_directory(path).directory.operator_account
+        try:
+            return with_credentials(resolved, account, load_credential(account))
+        except ConfigError:
+            pass  # not provisioned here: fall back to the admin, who can list but not replay
     user = env_str("LIAISON_ADMIN_USER", "guest")
     return with_credentials(resolved, user, env_str("LIAISON_ADMIN_PASSWORD", "guest"))

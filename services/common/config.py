@@ -55,13 +55,13 @@ def amqp_url(name: str, default: str, env: Mapping[str, str] | None = None) -> s
     return url
 
 
-def with_password(url: str, password: str) -> str:
-    """``url`` with ``password`` set for its user (percent-encoded)."""
+def with_credentials(url: str, user: str, password: str) -> str:
+    """``url`` logging in as ``user`` with ``password`` (both percent-encoded)."""
     parts = urlsplit(url)
-    netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{parts.hostname}"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
     if parts.port:
         netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def redact_url(url: str) -> str:

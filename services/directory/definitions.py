@@ -20,10 +20,16 @@ only duplicate — and arguments cannot be lifted by someone editing policies la
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.wire import DEAD_LETTER_EXCHANGE, DELIVERY_EXCHANGE, INGRESS_EXCHANGE, inbox_queue
+from schemas.wire import (
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_QUEUE,
+    DELIVERY_EXCHANGE,
+    INGRESS_EXCHANGE,
+    inbox_queue,
+)
 from services.common.topology import HUB_QUEUE_PREFIX, Topology, build_topology
 from services.directory.credentials import HASHING_ALGORITHM
 from services.directory.index import DirectoryIndex
@@ -35,6 +41,8 @@ NOTHING = "^$"
 #: stop it from booting) and no password matches it, so the user cannot log in until
 #: ``liaison provision`` sets the password from the credential store.
 PLACEHOLDER_HASH = ""
+#: Lets the operators' account publish a replay with the original sender's user_id.
+OPERATOR_TAGS: tuple[str, ...] = ("impersonator",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +50,15 @@ class DesiredState:
     """Everything ``liaison provision`` makes the broker hold for one vhost."""
 
     vhost: str
-    #: Broker account -> organisation id (None for the hub).
+    #: Broker account -> organisation id (None for the hub and the operators).
     accounts: dict[str, str | None]
     permissions: dict[str, Permission]
     topic_permissions: dict[str, TopicPermission]
     exchanges: tuple[Exchange, ...]
     queues: tuple[Queue, ...]
     bindings: tuple[Binding, ...]
+    #: Broker user tags per account; accounts not named here have none.
+    tags: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def partner_permission(account: str, org: str, vhost: str) -> Permission:
@@ -85,6 +95,17 @@ def hub_permission(account: str, vhost: str) -> Permission:
     )
 
 
+def operator_permission(account: str, vhost: str) -> Permission:
+    """The operators' rights: read dead letters, publish replays into the ingress, nothing else."""
+    return Permission(
+        user=account,
+        vhost=vhost,
+        configure=NOTHING,
+        write=f"^{re.escape(INGRESS_EXCHANGE)}$",
+        read=f"^{re.escape(DEAD_LETTER_QUEUE)}$",
+    )
+
+
 def topology_for(index: DirectoryIndex) -> Topology:
     """The exchanges, queues and bindings of ``index``'s organisations."""
     return build_topology({o.id: o.inbox_max_length for o in index.organisations.values()})
@@ -93,8 +114,9 @@ def topology_for(index: DirectoryIndex) -> Topology:
 def desired_state(index: DirectoryIndex, vhost: str) -> DesiredState:
     """The broker objects and rights for ``index`` on ``vhost``."""
     hub = index.directory.hub_account
-    accounts: dict[str, str | None] = {hub: None}
-    permissions = {hub: hub_permission(hub, vhost)}
+    operator = index.directory.operator_account
+    accounts: dict[str, str | None] = {hub: None, operator: None}
+    permissions = {hub: hub_permission(hub, vhost), operator: operator_permission(operator, vhost)}
     topic_permissions: dict[str, TopicPermission] = {}
     for org in index.organisations.values():
         account = org.broker_account
@@ -121,6 +143,7 @@ def desired_state(index: DirectoryIndex, vhost: str) -> DesiredState:
             )
             for b in topology.bindings
         ),
+        tags={operator: OPERATOR_TAGS},
     )
 
 
@@ -138,7 +161,7 @@ def export_definitions(
                 "name": account,
                 "password_hash": hashes.get(account, PLACEHOLDER_HASH),
                 "hashing_algorithm": HASHING_ALGORITHM,
-                "tags": [],
+                "tags": list(state.tags.get(account, ())),
             }
             for account in sorted(state.accounts)
         ],

@@ -76,13 +76,15 @@ def compile_directory(directory: Directory, *, source: str = "directory") -> Dir
     """Check cross-references and build the lookup tables."""
     if any(o.id == HUB_SENDER_ID for o in directory.organisations):
         raise DirectoryError(f"{source}: organisation id {HUB_SENDER_ID!r} is reserved for the hub")
+    if directory.hub_account == directory.operator_account:
+        raise DirectoryError(f"{source}: hub_account and operator_account must differ")
     orgs = _unique(
         {o.id: o for o in directory.organisations}, directory.organisations, "id", source
     )
     by_account: dict[str, str] = {}
     for org in directory.organisations:
         account = org.broker_account
-        if account in by_account or account == directory.hub_account:
+        if account in by_account or account in (directory.hub_account, directory.operator_account):
             raise DirectoryError(f"{source}: broker account {account!r} is used twice")
         by_account[account] = org.id
     groups = _unique({g.id: g for g in directory.groups}, directory.groups, "id", source)

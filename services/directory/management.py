@@ -206,9 +206,15 @@ class ManagementClient:
         """One user, or None."""
         return await self._get(f"/users/{_q(name)}", _USER, None)
 
-    async def put_user(self, name: str, password_hash: str, algorithm: str) -> None:
-        """Create or update a user with no tags (no management access) from a password hash."""
-        body = {"password_hash": password_hash, "hashing_algorithm": algorithm, "tags": ""}
+    async def put_user(
+        self, name: str, password_hash: str, algorithm: str, tags: tuple[str, ...] = ()
+    ) -> None:
+        """Create or update a user from a password hash; partners get no tags (no UI access)."""
+        body = {
+            "password_hash": password_hash,
+            "hashing_algorithm": algorithm,
+            "tags": ",".join(tags),
+        }
         await self._call("PUT", f"/users/{_q(name)}", body=body)
 
     async def delete_user(self, name: str) -> None:

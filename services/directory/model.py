@@ -83,6 +83,9 @@ class Directory(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     version: Annotated[int, Meta(ge=1, le=1)] = 1
     #: The hub's own broker account.
     hub_account: Account = "liaison-hub"
+    #: The operators' account: reads dead letters and replays them as their original sender
+    #: (RabbitMQ's ``impersonator`` tag lets it publish with another ``user_id``).
+    operator_account: Account = "liaison-operator"
     organisations: Annotated[list[Organisation], Meta(min_length=1)]
     groups: list[Group] = []
     rules: list[Rule] = []

@@ -49,6 +49,7 @@ class UserChange:
     account: str
     password: Secret | None
     keep_hash: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,11 @@ def plan_changes(
     steps += _topology_steps(desired, actual)
     for account in desired.accounts:
         steps += _user_steps(
-            account, actual.users.get(account), credentials.get(account), admin_user
+            account,
+            actual.users.get(account),
+            credentials.get(account),
+            admin_user,
+            desired.tags.get(account, ()),
         )
     steps += _rights_steps(desired, actual)
     steps += _prune_steps(desired, actual, prune=prune, admin_user=admin_user)
@@ -169,13 +174,19 @@ def _topology_steps(desired: DesiredState, actual: BrokerState) -> list[Step]:
 
 
 def _user_steps(
-    account: str, user: User | None, stored: Secret | None, admin_user: str
+    account: str,
+    user: User | None,
+    stored: Secret | None,
+    admin_user: str,
+    tags: tuple[str, ...] = (),
 ) -> list[Step]:
     if account == admin_user:
         return [Step(Verb.CONFLICT, "user", account, "is the provisioning admin; not touched")]
     if user is None:
         source = "stored credential" if stored else "new generated password, stored"
-        return [Step(Verb.CREATE, "user", account, source, UserChange(account, stored))]
+        if tags:
+            source += f", tags {list(tags)}"
+        return [Step(Verb.CREATE, "user", account, source, UserChange(account, stored, tags=tags))]
     steps: list[Step] = []
     same = (
         stored is not None
@@ -189,17 +200,17 @@ def _user_steps(
                 "user",
                 account,
                 "password set to the stored credential",
-                UserChange(account, stored),
+                UserChange(account, stored, tags=tags),
             )
         )
-    elif user.tag_list:
+    elif sorted(user.tag_list) != sorted(tags):
         steps.append(
             Step(
                 Verb.UPDATE,
                 "user",
                 account,
-                f"tags {user.tag_list} removed",
-                UserChange(account, None, keep_hash=user.password_hash),
+                f"tags {user.tag_list} set to {list(tags)}",
+                UserChange(account, None, keep_hash=user.password_hash, tags=tags),
             )
         )
     if stored is None:

@@ -213,14 +213,14 @@ async def apply_plan(
 
 async def _put_user(api: ManagementClient, store: CredentialStore, change: UserChange) -> None:
     if change.keep_hash is not None:
-        await api.put_user(change.account, change.keep_hash, HASHING_ALGORITHM)
+        await api.put_user(change.account, change.keep_hash, HASHING_ALGORITHM, change.tags)
         return
     if change.password is None:
         password = generate_password()
         store.put(change.account, password)  # stored before the broker knows it: never lost
     else:
         password = change.password.reveal()
-    await api.put_user(change.account, password_hash(password), HASHING_ALGORITHM)
+    await api.put_user(change.account, password_hash(password), HASHING_ALGORITHM, change.tags)
 
 
 async def close_connections(api: ManagementClient, vhost: str, user: str, reason: str) -> int:

@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 
 from schemas.wire import MAX_MESSAGE_BYTES
-from services.common.config import amqp_url, env_float, env_int, env_str, with_password
+from services.common.config import amqp_url, env_float, env_int, env_str, with_credentials
 from services.common.errors import ConfigError
 from services.common.topology import DEFAULT_SHARDS
 from services.directory.credentials import load_credential
@@ -62,7 +62,8 @@ def _with_credential(url: str, env: Mapping[str, str] | None) -> str:
     parts = urlsplit(url)
     if parts.password is not None or not parts.username:
         return url
-    return with_password(url, load_credential(unquote(parts.username), env))
+    account = unquote(parts.username)
+    return with_credentials(url, account, load_credential(account, env))
 
 
 def parse_shards(raw: str, shard_count: int) -> tuple[int, ...]:

@@ -54,6 +54,7 @@ def directory_with_accounts(folder: Path, prefix: str) -> Path:
     for org in raw["organisations"]:
         org["account"] = f"{prefix}{org['id']}"
     raw["hub_account"] = f"{prefix}hub"
+    raw["operator_account"] = f"{prefix}operator"
     path = folder / "directory.toml"
     path.write_text(tomli_w.dumps(raw))
     return path

@@ -30,7 +30,8 @@ async def demo_env(
     for org, account in zip(raw["organisations"], accounts, strict=True):
         org["account"] = account
     raw["hub_account"] = f"d-{run_id}-hub"
-    accounts.append(raw["hub_account"])
+    raw["operator_account"] = f"d-{run_id}-operator"
+    accounts += [raw["hub_account"], raw["operator_account"]]
     (root / "directory.toml").write_text(tomli_w.dumps(raw))
     vhost = f"liaison-demo-{run_id}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}

@@ -3,6 +3,8 @@
 import re
 from dataclasses import replace
 
+import msgspec
+
 from services.directory.credentials import HASHING_ALGORITHM, password_hash
 from services.directory.definitions import DesiredState, desired_state
 from services.directory.index import compile_directory
@@ -26,7 +28,10 @@ def _mirror(desired: DesiredState, passwords: dict[str, str]) -> BrokerState:
     return BrokerState(
         vhost_exists=True,
         users={
-            a: User(a, password_hash(passwords[a]), HASHING_ALGORITHM, []) for a in desired.accounts
+            a: User(
+                a, password_hash(passwords[a]), HASHING_ALGORITHM, list(desired.tags.get(a, ()))
+            )
+            for a in desired.accounts
         },
         permissions=dict(desired.permissions),
         topic_permissions={(t.user, t.exchange): t for t in desired.topic_permissions.values()},
@@ -40,7 +45,7 @@ def _secrets(passwords: dict[str, str]) -> dict[str, Secret | None]:
     return {a: Secret(p) for a, p in passwords.items()}
 
 
-PASSWORDS = {"liaison-hub": "h", "mag": "m", "nrc": "n"}
+PASSWORDS = {"liaison-hub": "h", "liaison-operator": "o", "mag": "m", "nrc": "n"}
 
 
 def test_empty_broker_gets_everything_in_dependency_order() -> None:
@@ -71,7 +76,8 @@ def test_changed_stored_password_updates_the_user() -> None:
 def test_existing_user_without_credential_is_a_conflict() -> None:
     """A user that exists with no stored credential is reported, not silently re-passworded."""
     desired = _desired("mag")
-    plan = plan_changes(desired, _mirror(desired, {**PASSWORDS}), _secrets({"liaison-hub": "h"}))
+    known = {"liaison-hub": "h", "liaison-operator": "o"}
+    plan = plan_changes(desired, _mirror(desired, {**PASSWORDS}), _secrets(known))
     assert [(s.verb, s.name) for s in plan.steps] == [(Verb.CONFLICT, "mag")]
     assert "rotate-credentials" in plan.steps[0].detail
 
@@ -147,3 +153,15 @@ def test_hub_rights_are_shards_delivery_and_dead_letters() -> None:
     assert re.search(rights.write, "liaison.delivery")
     assert re.search(rights.write, "liaison.dead")
     assert not re.search(rights.write, "liaison.ingress")
+
+
+def test_operator_account_gets_the_impersonator_tag_back() -> None:
+    """An operator account whose impersonator tag was removed by hand gets it restored."""
+    desired = _desired("mag", "nrc")
+    actual = _mirror(desired, PASSWORDS)
+    stripped = dict(actual.users)
+    stripped["liaison-operator"] = msgspec.structs.replace(stripped["liaison-operator"], tags=[])
+    plan = plan_changes(desired, replace(actual, users=stripped), _secrets(PASSWORDS))
+    (step,) = plan.steps
+    assert (step.verb, step.kind, step.name) == (Verb.UPDATE, "user", "liaison-operator")
+    assert step.payload.tags == ("impersonator",)  # type: ignore[union-attr]

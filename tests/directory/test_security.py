@@ -249,6 +249,33 @@ async def test_hub_reads_shards_and_writes_delivery_only(
             await ingress.publish(aio_pika.Message(b"{}"), routing_key=f"alpha-{tag}")
 
 
+async def test_operator_replays_as_the_original_sender_and_reads_only_dead_letters(
+    provisioned: str, settings: ProvisionSettings, tag: str
+) -> None:
+    """The operators' account may read dead letters and publish with a partner's user_id only."""
+    account = f"operator-{tag}"
+    connection = await aio_pika.connect(
+        amqp_url_for(provisioned, account, _password(settings, account))
+    )
+    async with connection:
+        channel = await connection.channel()
+        dead = await channel.get_queue(DEAD_LETTER_QUEUE, ensure=False)
+        await dead.get(fail=False, timeout=5)
+        ingress = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
+        replay = aio_pika.Message(b"{}", user_id=f"alpha-{tag}")
+        await ingress.publish(replay, routing_key=f"alpha-{tag}")
+        assert not channel.is_closed
+        for name in (inbox_queue(f"bravo-{tag}"), hub_queue(0)):
+            channel = await connection.channel()
+            queue = await channel.get_queue(name, ensure=False)
+            with pytest.raises(ChannelAccessRefused):
+                await queue.get(fail=False, timeout=5)
+        channel = await connection.channel()
+        delivery = await channel.get_exchange(DELIVERY_EXCHANGE, ensure=False)
+        with pytest.raises(ChannelAccessRefused):
+            await delivery.publish(aio_pika.Message(b"x"), routing_key=f"bravo-{tag}")
+
+
 @pytest.fixture(scope="module")
 def admin_url_for_vhost(provisioned: str) -> str:
     """The admin's AMQP URL on the module's vhost."""

@@ -40,6 +40,7 @@ def directory_file(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Pat
     for org in raw["organisations"]:
         org["account"] = account_for(run_id, org["id"])
     raw["hub_account"] = f"t-{run_id}-hub"
+    raw["operator_account"] = f"t-{run_id}-operator"
     path = tmp_path_factory.mktemp("directory") / "directory.toml"
     path.write_text(tomli_w.dumps(raw))
     return path
