@@ -66,7 +66,7 @@ def test_latency_with_and_without_the_hub(results: dict[str, Any]) -> None:
 def test_hub_memory_is_sampled(results: dict[str, Any]) -> None:
     """The hub's peak RSS and its RSS after each block are recorded."""
     rss = results["rss"]
-    assert rss["peak_mb"] > 0
+    assert rss["peak_mb"] >= rss["peak_mb_first_100k"] > 0
     assert len(rss["after_block_mb"]) == 2
     assert all(mb > 0 for mb in rss["after_block_mb"])
     assert isinstance(rss["growth_mb"], float | int)
