@@ -34,6 +34,8 @@ from services.directory.index import DirectoryIndex
 from services.hub.settings import HubSettings
 
 MB = 1024 * 1024
+#: Latency alternates direct and via-hub rounds of ``--latency-seconds / LATENCY_ROUNDS`` each.
+LATENCY_ROUNDS = 3
 #: The hub's default LIAISON_DEDUPE_MAX_ENTRIES.
 DEDUPE_CAP = HubSettings().dedupe_max_entries
 
@@ -178,29 +180,39 @@ class Run:
 
     async def latency(self) -> dict[str, Any]:
         args = self.args
-        count = int(args.rate * args.latency_seconds)
-        direct_messages = self.messages(count, "lat-direct", seed=7)
-        hub_messages = self.messages(count, "lat-hub", seed=7)
-        await self.purge()
-        self.log(f"latency: direct to inbox, {args.rate:.0f} msg/s for {args.latency_seconds} s")
-        direct = await latency.measure(
-            self.vhost, direct_messages, self.inboxes, rate=args.rate, via_hub=False
-        )
+        rounds = 1 if args.quick else LATENCY_ROUNDS
+        count = int(args.rate * args.latency_seconds / rounds)
+        samples: dict[str, list[float]] = {"direct": [], "hub": []}
+        rates: dict[str, list[float]] = {"direct": [], "hub": []}
         await self.purge()
         process, port = start_hub(self.url, self.directory_file, self.scratch / "hub-latency.log")
         try:
             await wait_ready(port, process)
-            self.log(f"latency: via the hub, {args.rate:.0f} msg/s for {args.latency_seconds} s")
-            via_hub = await latency.measure(
-                self.vhost, hub_messages, self.inboxes, rate=args.rate, via_hub=True
-            )
+            for r in range(rounds):
+                for path in ("direct", "hub"):
+                    self.log(
+                        f"latency round {r + 1}/{rounds}: {path}, "
+                        f"{args.rate:.0f} msg/s for {count / args.rate:.0f} s"
+                    )
+                    got, rate = await latency.measure(
+                        self.vhost,
+                        self.messages(count, f"lat-{path}{r}", seed=7 + r),
+                        self.inboxes,
+                        rate=args.rate,
+                        via_hub=path == "hub",
+                    )
+                    samples[path] += got
+                    rates[path].append(rate)
+                    await self.purge()
         finally:
             await stop(process)
-        await self.purge()
+        direct = latency.summary(samples["direct"], rates["direct"], args.rate)
+        via_hub = latency.summary(samples["hub"], rates["hub"], args.rate)
         return {
             "rate": args.rate,
             "seconds": args.latency_seconds,
-            "warmup_seconds": latency.WARMUP_SECONDS,
+            "rounds": rounds,
+            "warmup_seconds_per_round": latency.WARMUP_SECONDS,
             "direct": direct,
             "hub": via_hub,
             "hub_added_p50_ms": round(via_hub["p50_ms"] - direct["p50_ms"], 3),
