@@ -111,6 +111,7 @@ class Run:
                 dest_total=n,
                 limit_seconds=max(60.0, n / 100),
                 on_start=lambda: [m.mark() for m in meters] and None,
+                alive=None if process is None else lambda: process.poll() is None,
             )
             cpu = [m.read() for m in meters]
         finally:
@@ -154,6 +155,7 @@ class Run:
                 extra=(self.inboxes, sum(len(m.inboxes) for m in messages)),
                 limit_seconds=max(60.0, n / 100),
                 on_start=lambda: [m.mark() for m in meters] and None,
+                alive=lambda: all(p.poll() is None for p, _ in processes),
             )
             cpu = [m.read() for m in meters]
             for sampler in samplers:

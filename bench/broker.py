@@ -177,6 +177,7 @@ async def wait_until(
     interval: float = 0.01,
     extra: tuple[list[str], int] | None = None,
     on_start: Callable[[], None] | None = None,
+    alive: Callable[[], bool] | None = None,
 ) -> tuple[float, float]:
     """(start, end) monotonic times: when ``source`` first shrinks below ``source_total`` and
     when it is empty and ``dest`` holds ``dest_total`` (and ``extra`` queues their total)."""
@@ -185,6 +186,8 @@ async def wait_until(
     start: float | None = None
     while True:
         now = loop.time()
+        if alive is not None and not alive():
+            raise RuntimeError("the mover's process exited before the queue was drained")
         if now > deadline:
             raise TimeoutError(
                 f"not drained in {limit_seconds:.0f}s: source {await counter.total(source)}, "
