@@ -13,6 +13,7 @@ import asyncio
 import os
 import platform
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -356,6 +357,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results["latency"] = await run.latency()
         run.log(f"rss: {args.rss_messages} messages in blocks of {args.rss_block}")
         results["rss"] = await run.rss()
+    except BaseException:
+        run.log(f"failed; the processes' logs are kept in {run.scratch}")
+        raise
+    else:
+        # The hub's decision lines (about 60 MB for a default run) are not kept.
+        shutil.rmtree(run.scratch, ignore_errors=True)
     finally:
         await run.teardown()
     results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
