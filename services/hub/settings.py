@@ -23,7 +23,7 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
     shard_count: int = DEFAULT_SHARDS
     #: Shards this process consumes; several processes split the shards between them.
     shards: tuple[int, ...] = tuple(range(DEFAULT_SHARDS))
-    prefetch: int = 1024
+    prefetch: int = 256
     dedupe_window_seconds: float = 3600.0
     dedupe_max_entries: int = 200_000
     max_message_bytes: int = MAX_MESSAGE_BYTES
@@ -43,7 +43,7 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
             directory=Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml", env)),
             shard_count=shard_count,
             shards=parse_shards(env_str("LIAISON_HUB_SHARDS", "all", env), shard_count),
-            prefetch=env_int("LIAISON_PREFETCH", 1024, env, minimum=1),
+            prefetch=env_int("LIAISON_PREFETCH", 256, env, minimum=1),
             dedupe_window_seconds=env_float("LIAISON_DEDUPE_WINDOW_SECONDS", 3600.0, env),
             dedupe_max_entries=env_int("LIAISON_DEDUPE_MAX_ENTRIES", 200_000, env, minimum=1),
             max_message_bytes=env_int(

@@ -310,3 +310,16 @@ async def test_per_sender_order_is_kept(
         await partners["mag"].send(doc)
     got = await drain(admin, inbox_queue("unmas"), expect=200, timeout=30)
     assert [decode(m)["distribution_id"] for m in got] == ids
+
+
+async def test_large_message_spanning_frames_arrives_intact(
+    hub: RunningHub, partners: dict[str, Partner], admin: Admin
+) -> None:
+    """A body larger than one AMQP frame (~128 KiB) is delivered byte for byte."""
+    doc = envelope("mag", ["org:unmas", "org:minusca"], x_annex="\u00e9" * 100_000)
+    raw = msgspec.json.encode(doc)
+    assert 131_072 < len(raw) < 256 * 1024
+    await partners["mag"].send(raw)
+    for org in ("unmas", "minusca"):
+        (got,) = await drain(admin, inbox_queue(org), expect=1)
+        assert got.body == raw
