@@ -43,7 +43,7 @@ from services.hub.acks import AckTracker
 from services.hub.metrics import HubMetrics
 from services.hub.outbox import Outbox, delivery_properties
 from services.hub.refusal import HUB_SENDER, Delivery, Duplicate, Refusal, error_report
-from services.hub.router import Router
+from services.hub.router import Router, probe
 from services.hub.settings import HubSettings
 
 log = structlog.get_logger("liaison.hub")
@@ -360,13 +360,17 @@ class HubConsumer:
 
     def _poison(self, message: DeliveredMessage) -> Refusal:
         # Its last delivery before the broker gives up on it: answer and dead-letter it
-        # ourselves without running the code that failed on it before.
+        # ourselves without running the routing that failed on it before; only the lenient
+        # probe reads it, so the sender learns which message it was.
         props = message.header.properties
         router = self.router
         account_org = router.directory.org_for_account(props.user_id) if props.user_id else None
+        distribution_id, message_type = probe(message.body)
         return Refusal(
             ErrorCode.POISON,
             f"processing failed {HUB_DELIVERY_LIMIT - 1} times; kept for an operator",
+            distribution_id=distribution_id,
+            message_type=message_type,
             reply_to=account_org,
         )
 

@@ -252,7 +252,8 @@ class _Probe(msgspec.Struct):
 _probe_decoder = msgspec.json.Decoder(_Probe)
 
 
-def _probe(body: bytes) -> tuple[str | None, str | None]:
+def probe(body: bytes) -> tuple[str | None, str | None]:
+    """The distribution id and type of a message, if they can be read; never raises."""
     try:
         probe = _probe_decoder.decode(body)
     except msgspec.DecodeError:
@@ -269,7 +270,7 @@ def _probe(body: bytes) -> tuple[str | None, str | None]:
 def _refuse_probed(
     body: bytes, code: ErrorCode, reason: str, path: str | None, reply_to: str | None
 ) -> Refusal:
-    distribution_id, message_type = _probe(body)
+    distribution_id, message_type = probe(body)
     return Refusal(code, reason, path, distribution_id, message_type, reply_to)
 
 

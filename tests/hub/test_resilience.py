@@ -78,6 +78,7 @@ async def test_poison_message_is_dead_lettered_and_the_hub_goes_on(
     await partners["mag"].send(healthy)
     (report,) = await drain(admin, inbox_queue("mag"), expect=1, timeout=20)
     assert decode(report)["body"]["code"] == 503
+    assert decode(report)["body"]["ref_distribution_id"] == poison["distribution_id"]
     (dead,) = await drain(admin, DEAD_LETTER_QUEUE, expect=1)
     assert dead.headers[HEADER_ERROR_CODE] == 503
     assert b"POISON-PILL" in dead.body
@@ -107,4 +108,36 @@ async def test_hub_reconnects_after_its_connection_is_closed(
     (got,) = await drain(admin, inbox_queue("unmas"), expect=1, timeout=20)
     assert decode(got)["distribution_id"] == doc["distribution_id"]
     assert hub.consumer.metrics.reconnects._value.get() >= 1
+    assert hub.consumer.ready
+
+
+async def test_full_inbox_is_answered_as_undeliverable(
+    hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str
+) -> None:
+    """When a recipient's inbox is full the broker refuses; the sender gets 502, nothing is lost."""
+    policy = f"/policies/{quote(vhost, safe='')}/tiny-inbox"
+    await management(
+        "PUT",
+        policy,
+        {"pattern": "^inbox\\.halo-trust$", "apply-to": "queues", "definition": {"max-length": 2}},
+    )
+    try:
+        await asyncio.sleep(1.0)  # policies apply to existing queues asynchronously
+        docs = [envelope("mag", ["org:halo-trust"]) for _ in range(6)]
+        for doc in docs:
+            await partners["mag"].send(doc)
+        reports = await drain(admin, inbox_queue("mag"), expect=1, timeout=15, settle=1.0)
+        delivered = await drain(admin, inbox_queue("halo-trust"), expect=2)
+        dead = await drain(admin, DEAD_LETTER_QUEUE, expect=len(reports))
+    finally:
+        await management("DELETE", policy)
+    # Quorum queues enforce max-length lazily, so one more may slip in; none may go missing.
+    delivered_ids = [decode(m)["distribution_id"] for m in delivered]
+    bodies = [decode(r)["body"] for r in reports]
+    refused_ids = [b["ref_distribution_id"] for b in bodies]
+    assert reports
+    assert sorted(delivered_ids + refused_ids) == sorted(d["distribution_id"] for d in docs)
+    assert all(b["code"] == 502 and b["retryable"] for b in bodies)
+    assert len(dead) == len(reports)
+    assert all(m.headers[HEADER_ERROR_CODE] == 502 for m in dead)
     assert hub.consumer.ready
