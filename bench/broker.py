@@ -84,9 +84,14 @@ class Management:
     async def delete_user(self, account: str) -> None:
         await self.call("DELETE", f"/users/{quote(account)}")
 
-    async def start_shovel(self, vhost: str, name: str, src: str, dest: str) -> None:
-        """A dynamic shovel moving what ``src`` holds now into ``dest``, then deleting itself."""
+    async def start_shovel(
+        self, vhost: str, name: str, src: str, *, dest_queue: str = "", dest_exchange: str = ""
+    ) -> None:
+        """A dynamic shovel moving what ``src`` holds now into ``dest_queue``, or through
+        ``dest_exchange`` with each message's own routing key and headers, then deleting
+        itself."""
         uri = "amqp:///" + quote(vhost, safe="")
+        dest = {"dest-queue": dest_queue} if dest_queue else {"dest-exchange": dest_exchange}
         await self.call(
             "PUT",
             f"/parameters/shovel/{quote(vhost, safe='')}/{quote(name, safe='')}",
@@ -97,7 +102,7 @@ class Management:
                     "src-queue": src,
                     "dest-protocol": "amqp091",
                     "dest-uri": uri,
-                    "dest-queue": dest,
+                    **dest,
                     "ack-mode": "on-confirm",
                     "src-delete-after": "queue-length",
                 }

@@ -2,10 +2,12 @@
 
 Each body is stamped with ``sent_at`` just before it is published; the consumer of the inboxes
 takes receive time minus ``sent_at`` for the first copy of each message. Without the hub, the
-partner's message goes straight into its first recipient's inbox queue; with it, partner ->
-ingress -> shard -> hub -> delivery exchange -> inboxes. The two alternate in rounds (the hub
-runs throughout, idle while the direct path is measured), so drift in what else the machine is
-doing falls on both alike; the first half second of each round is warm-up, not counted.
+partner publishes straight to the delivery exchange with its recipients in a ``BCC`` header, as
+it would have to if there were no hub (the same inbox copies, no audit copy); with it, partner ->
+ingress -> shard -> hub -> delivery exchange -> inboxes and audit. The two alternate in rounds
+(the hub runs throughout, idle while the direct path is measured), so drift in what else the
+machine is doing falls on both alike; the first half second of each round is warm-up, not
+counted.
 """
 
 import asyncio
@@ -19,8 +21,9 @@ from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 
 from bench.broker import PARTNER_PASSWORD, amqp_url
+from bench.peers import route
 from bench.workload import Message, with_sent_at
-from schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
+from schemas.wire import CONTENT_TYPE, DELIVERY_EXCHANGE, INGRESS_EXCHANGE
 
 WARMUP_SECONDS = 0.5
 
@@ -103,11 +106,14 @@ async def measure(
                 wait=False,
             )
         else:
+            key, headers = route(message.envelope.recipients, message.envelope.precedence)
             confirm = direct.basic_publish(
                 body,
-                exchange="",
-                routing_key=message.inboxes[0],
-                properties=spec.Basic.Properties(content_type=CONTENT_TYPE, delivery_mode=2),
+                exchange=DELIVERY_EXCHANGE,
+                routing_key=key,
+                properties=spec.Basic.Properties(
+                    content_type=CONTENT_TYPE, delivery_mode=2, headers=headers
+                ),
                 wait=False,
             )
         confirms.append(asyncio.ensure_future(confirm))

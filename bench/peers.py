@@ -1,21 +1,34 @@
 """The Python peers the hub is measured against, each run as its own process until killed.
 
-    python -m bench.peers plain URL SRC DST       aio-pika, msgspec Envelope, await each confirm
-    python -m bench.peers faststream URL SRC DST  FastStream subscriber -> publisher, pydantic
+    python -m bench.peers plain URL SRC       aio-pika, msgspec Envelope, await each confirm
+    python -m bench.peers faststream URL SRC  FastStream subscriber -> publisher, pydantic
 
-Both consume a quorum queue with prefetch 256, publish one persistent message per input to a
-destination quorum queue with publisher confirms, and ack after the confirm: what the hub does
-for one recipient, minus its rules.
+Both consume a quorum queue with prefetch 256 and forward each message to its recipients the way
+the hub does, so the broker does the same work for every mover: one persistent publish with
+publisher confirms to the delivery exchange, first recipient's key as routing key and the others
+in a ``BCC`` header, which puts a copy in each recipient's inbox and one in the audit queue. The
+peers read the recipients from the envelope (the bench workload addresses organisations only);
+they ack after the confirm. What the hub does, minus its rules.
 """
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from typing import Any
+
+from schemas.wire import DELIVERY_EXCHANGE, delivery_key
 
 PREFETCH = 256
 
 
-async def plain(url: str, src: str, dst: str) -> None:
+def route(recipients: Sequence[str], precedence: str) -> tuple[str, dict[str, Any]]:
+    """The routing key and headers that deliver to every ``org:`` recipient, as the hub does."""
+    flash = precedence == "flash"
+    keys = [delivery_key(r.removeprefix("org:"), flash=flash) for r in recipients]
+    return keys[0], ({"BCC": keys[1:]} if len(keys) > 1 else {})
+
+
+async def plain(url: str, src: str) -> None:
     """An aio-pika forwarder written the way its documentation shows."""
     import aio_pika
 
@@ -25,10 +38,11 @@ async def plain(url: str, src: str, dst: str) -> None:
     channel = await connection.channel(publisher_confirms=True)
     await channel.set_qos(prefetch_count=PREFETCH)
     queue = await channel.get_queue(src, ensure=False)
-    exchange = channel.default_exchange
+    exchange = await channel.get_exchange(DELIVERY_EXCHANGE, ensure=False)
 
     async def forward(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         envelope = decode_envelope(message.body)
+        key, headers = route(envelope.recipients, envelope.precedence)
         await exchange.publish(
             aio_pika.Message(
                 message.body,
@@ -36,8 +50,9 @@ async def plain(url: str, src: str, dst: str) -> None:
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 message_id=f"{envelope.sender}/{envelope.distribution_id}",
                 type=envelope.body.__struct_config__.tag,  # type: ignore[arg-type]
+                headers=headers,
             ),
-            routing_key=dst,
+            routing_key=key,
         )
         await message.ack()
 
@@ -46,8 +61,15 @@ async def plain(url: str, src: str, dst: str) -> None:
     await asyncio.Future()
 
 
-def _faststream_app(url: str, src: str, dst: str) -> Any:
-    from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitQueue
+def _faststream_app(url: str, src: str) -> Any:
+    from faststream.rabbit import (
+        Channel,
+        ExchangeType,
+        QueueType,
+        RabbitBroker,
+        RabbitExchange,
+        RabbitQueue,
+    )
 
     from bench.pydantic_model import envelope_model
 
@@ -56,29 +78,33 @@ def _faststream_app(url: str, src: str, dst: str) -> Any:
 
     broker = RabbitBroker(url, log_level=30)
     source = RabbitQueue(src, queue_type=QueueType.QUORUM, durable=True, declare=False)
-    target = RabbitQueue(dst, queue_type=QueueType.QUORUM, durable=True, declare=False)
-    publisher = broker.publisher(target, persistent=True)
+    delivery = RabbitExchange(
+        DELIVERY_EXCHANGE, type=ExchangeType.TOPIC, durable=True, declare=False
+    )
+    publisher = broker.publisher(exchange=delivery, persistent=True)
 
+    # The routing key depends on the message, so the handler publishes itself (a decorator
+    # publisher's routing key is fixed); FastStream awaits the confirm before it acks.
     @broker.subscriber(source, channel=Channel(prefetch_count=PREFETCH))
-    @publisher
-    async def forward(envelope: EnvelopeModel) -> EnvelopeModel:  # type: ignore[valid-type]
-        return envelope
+    async def forward(envelope: EnvelopeModel) -> None:  # type: ignore[valid-type]
+        key, headers = route(envelope.recipients, envelope.precedence)  # type: ignore[attr-defined]
+        await publisher.publish(envelope, routing_key=key, headers=headers)
 
     return broker
 
 
-async def faststream(url: str, src: str, dst: str) -> None:
-    """FastStream's RabbitBroker: a subscriber whose return value its publisher sends on."""
-    broker = _faststream_app(url, src, dst)
+async def faststream(url: str, src: str) -> None:
+    """FastStream's RabbitBroker: a subscriber that sends each message on through a publisher."""
+    broker = _faststream_app(url, src)
     await broker.start()
     print("ready", flush=True)
     await asyncio.Future()
 
 
 def main(argv: list[str]) -> None:
-    kind, url, src, dst = argv
+    kind, url, src = argv
     runner = {"plain": plain, "faststream": faststream}[kind]
-    asyncio.run(runner(url, src, dst))
+    asyncio.run(runner(url, src))
 
 
 if __name__ == "__main__":

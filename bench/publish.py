@@ -3,6 +3,7 @@
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import aiormq
 from pamqp import commands as spec
@@ -36,13 +37,27 @@ async def _publish_all(
                 raise RuntimeError(f"preload publish not confirmed: {result!r}")
 
 
-async def preload_queue(url: str, queue: str, bodies: Sequence[bytes]) -> None:
-    """``bodies`` into ``queue`` through the default exchange, as the admin."""
-    props = spec.Basic.Properties(content_type=CONTENT_TYPE, delivery_mode=2)
+async def preload_queue(
+    url: str,
+    queue: str,
+    bodies: Sequence[bytes],
+    headers: Sequence[dict[str, Any]] | None = None,
+) -> None:
+    """``bodies`` into ``queue`` through the default exchange, as the admin; each with its
+    ``headers`` when given."""
+    plain = spec.Basic.Properties(content_type=CONTENT_TYPE, delivery_mode=2)
+    props = (
+        [plain] * len(bodies)
+        if headers is None
+        else [
+            spec.Basic.Properties(content_type=CONTENT_TYPE, delivery_mode=2, headers=h)
+            for h in headers
+        ]
+    )
     connection = await aiormq.connect(url)
     try:
         channel = await connection.channel(publisher_confirms=True)
-        await _publish_all(channel, [(b, queue, props) for b in bodies], "")
+        await _publish_all(channel, [(b, queue, p) for b, p in zip(bodies, props, strict=True)], "")
     finally:
         await connection.close()
 

@@ -18,6 +18,7 @@ LATENCY_TARGET_P99_MS = 5.0
 RSS_TARGET_MB = 150.0
 
 LABELS = {
+    "shovel_one_queue": "shovel, 1 copy (reference)",
     "shovel": "RabbitMQ shovel",
     "plain": "plain aio-pika",
     "faststream": "FastStream+pydantic",
@@ -61,15 +62,24 @@ def table(results: dict[str, Any]) -> str:
         f"Liaison bench  N={results['messages']}  {results['started_at']}  "
         f"load {results['machine']['loadavg_before']} -> {results['machine']['loadavg_after']}",
         "",
-        f"{'mover':<28}{'msg/s':>10}{'seconds':>10}",
+        f"{'mover':<28}{'msg/s':>10}{'seconds':>10}   every round, msg/s (median shown)",
     ]
     for key, row in results["throughput"].items():
-        lines.append(f"{LABELS[key]:<28}{row['msg_per_s']:>10.0f}{row['seconds']:>10.2f}")
+        rounds = ", ".join(f"{x:.0f}" for x in row.get("rounds_msg_per_s", []))
+        lines.append(
+            f"{LABELS[key]:<28}{row['msg_per_s']:>10.0f}{row['seconds']:>10.2f}   {rounds}"
+        )
     lines.append("")
     for key, target in results["targets"].items():
         if key.startswith("hub/"):
             mark = "met" if target["met"] else "NOT met"
             lines.append(f"{key:<20} {target['ratio']:>6.2f}   target {target['target']:<16}{mark}")
+    reference = results["ratios"].get("hub/shovel_one_queue")
+    if reference is not None:
+        lines.append(
+            f"{'hub/shovel 1 copy':<20} {reference:>6.2f}   reference only: the shovel writes "
+            "1 copy per message there, the hub ~3.9"
+        )
     lat = results["latency"]
     lines += [
         "",

@@ -42,6 +42,17 @@ def test_every_mover_reports_positive_throughput(results: dict[str, Any]) -> Non
         assert row["msg_per_s"] > 0
         assert row["seconds"] > 0
     assert results["throughput"]["hub_x2"]["processes"] == 2
+    assert results["throughput"]["shovel_one_queue"]["messages"] == 200
+
+
+def test_every_mover_does_the_same_delivery_work(results: dict[str, Any]) -> None:
+    """Shovel, peers and hub each put the same number of copies into the inboxes."""
+    copies = {
+        m: results["throughput"][m]["inbox_copies"] for m in ("shovel", "plain", "faststream")
+    }
+    copies["hub"] = results["throughput"]["hub"]["inbox_copies"]
+    assert len(set(copies.values())) == 1, copies
+    assert copies["hub"] >= 200
 
 
 def test_ratios_and_targets_are_reported(results: dict[str, Any]) -> None:

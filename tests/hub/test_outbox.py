@@ -1,6 +1,12 @@
-"""The hub's hand-encoded delivery properties are exactly what pamqp would put on the wire."""
+"""The hub's outbox: hand-encoded delivery properties exactly as pamqp would put them on the
+wire, and the watchdog that gives up on a channel whose broker stopped confirming."""
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
+from typing import cast
+
+import aiormq
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,7 +14,7 @@ from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
 from schemas.wire import CONTENT_TYPE
-from services.hub.outbox import delivery_properties
+from services.hub.outbox import Outbox, delivery_properties
 from services.hub.refusal import HUB_SENDER
 
 short = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
@@ -56,3 +62,41 @@ def test_delivery_properties_match_pamqp(
     marshalled = ContentHeader(properties=reference, body_size=0).marshal()
     # pamqp's ContentHeader payload: class id, weight, body size (12 bytes), then properties.
     assert ours == marshalled[12:]
+
+
+class _StuckChannel:
+    """The two parts of an aiormq channel the confirm watchdog reads: confirmations, close."""
+
+    def __init__(self) -> None:
+        self.confirmations: dict[int, object] = {}
+        self.closed_with: BaseException | None = None
+
+    async def close(self, exc: BaseException | None = None, timeout: float | None = None) -> None:
+        self.closed_with = exc
+
+
+async def test_watchdog_closes_the_channel_when_a_confirm_never_comes() -> None:
+    """A publish left unconfirmed past the timeout closes the channel (so it is redelivered)."""
+    channel = _StuckChannel()
+    channel.confirmations[7] = object()
+    outbox = Outbox(cast(aiormq.Channel, channel), confirm_timeout=0.2)
+    await asyncio.wait_for(outbox.watch(), 5)
+    assert isinstance(channel.closed_with, ConnectionError)
+    assert "no publish confirm" in str(channel.closed_with)
+
+
+async def test_watchdog_leaves_a_channel_whose_confirms_keep_coming() -> None:
+    """Confirms that arrive, however many are in flight, never trip the watchdog."""
+    channel = _StuckChannel()
+    outbox = Outbox(cast(aiormq.Channel, channel), confirm_timeout=0.5)
+    watch = asyncio.create_task(outbox.watch())
+    # Four times the timeout, each confirm arriving well within it.
+    for tag in range(1, 101):
+        channel.confirmations[tag] = object()
+        await asyncio.sleep(0.02)
+        channel.confirmations.pop(tag)
+    assert not watch.done()
+    assert channel.closed_with is None
+    watch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watch
