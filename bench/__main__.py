@@ -254,7 +254,7 @@ class Run:
                 for path in ("direct", "hub"):
                     self.log(
                         f"latency round {r + 1}/{rounds}: {path}, "
-                        f"{args.rate:.0f} msg/s for {count / args.rate:.0f} s"
+                        f"{args.rate:.0f} msg/s for {count / args.rate:.1f} s"
                     )
                     got, rate = await latency.measure(
                         self.vhost,

@@ -123,7 +123,10 @@ def chart(results: dict[str, Any], out: Path) -> Path:
     fig, (left, right, memory) = plt.subplots(
         1, 3, figsize=(17, 5), gridspec_kw={"width_ratios": [3, 2, 2]}
     )
-    colours = ["#1f77b4" if not k.startswith("hub") else "#d62728" for k in keys]
+    colours = [
+        "#d62728" if k.startswith("hub") else "#aaaaaa" if k == "shovel_one_queue" else "#1f77b4"
+        for k in keys
+    ]
     bars = left.bar([LABELS[k].replace(" (", "\n(") for k in keys], values, color=colours)
     left.bar_label(bars, fmt="%.0f")
     hub_index = keys.index("hub")
