@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import cast
 
 import aiormq
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import commands as spec
