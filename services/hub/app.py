@@ -12,6 +12,7 @@ from services.common.dedupe import DedupeWindow
 from services.common.errors import DirectoryError
 from services.common.health import add_health_routes
 from services.directory.index import load_directory
+from services.hub.admin import AdminRefusal, check_admin_access
 from services.hub.consumer import HubConsumer
 from services.hub.metrics import HubMetrics
 from services.hub.router import Router
@@ -43,6 +44,18 @@ def reload_directory(app: web.Application) -> str:
 
 
 async def _reload(request: web.Request) -> web.Response:
+    try:
+        check_admin_access(
+            request.remote, request.headers.get("Authorization"), request.app[SETTINGS].admin_token
+        )
+    except AdminRefusal as refusal:
+        log.warning(
+            "admin_refused", path=request.path, remote=request.remote, status=refusal.status
+        )
+        headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
+        return web.json_response(
+            {"status": "refused", "error": refusal.reason}, status=refusal.status, headers=headers
+        )
     try:
         message = reload_directory(request.app)
     except DirectoryError as exc:

@@ -1,5 +1,6 @@
 """The hub's configuration, read once from ``LIAISON_*`` variables."""
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -7,10 +8,18 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 
 from schemas.wire import MAX_MESSAGE_BYTES
-from services.common.config import amqp_url, env_float, env_int, env_str, with_credentials
+from services.common.config import (
+    amqp_url,
+    env_float,
+    env_int,
+    env_str,
+    redact_url,
+    with_credentials,
+)
 from services.common.errors import ConfigError
 from services.common.topology import DEFAULT_SHARDS
 from services.directory.credentials import load_credential
+from services.hub.admin import admin_token_from_env
 
 DEFAULT_AMQP_URL = "amqp://liaison-hub@127.0.0.1:5672/liaison"
 
@@ -33,6 +42,15 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace_seconds: float = 15.0
     reconnect_max_seconds: float = 10.0
     confirm_timeout_seconds: float = 30.0
+    #: Bearer token for /admin/*; without one, only loopback callers may administer.
+    admin_token: str | None = None
+
+    def __repr__(self) -> str:
+        # Settings get logged and printed in tracebacks: never with the secret in them.
+        fields = {f: getattr(self, f) for f in self.__struct_fields__}
+        fields["amqp_url"] = redact_url(self.amqp_url)
+        fields["admin_token"] = None if self.admin_token is None else "***"
+        return "HubSettings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "HubSettings":
@@ -53,6 +71,7 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
             http_port=env_int("LIAISON_HTTP_PORT", 8080, env),
             log_level=env_str("LIAISON_LOG_LEVEL", "info", env),
             shutdown_grace_seconds=env_float("LIAISON_SHUTDOWN_GRACE_SECONDS", 15.0, env),
+            admin_token=admin_token_from_env(os.environ if env is None else env),
         )
 
 

@@ -1,16 +1,19 @@
 """What operators use: health, readiness, metrics, and directory reload without a restart."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from schemas.wire import inbox_queue
 from services.hub.app import ROUTER, create_app
+from services.hub.settings import HubSettings
 from tests.hub.conftest import hub_settings, purge_all
 from tests.hub.support import Partner, drain, envelope
 
@@ -28,17 +31,27 @@ async def hub_app(
     """The hub's aiohttp app, served on a random port, with a directory file it may reload."""
     live = tmp_path / "directory.toml"
     live.write_text(directory_file.read_text())
-    app = create_app(hub_settings(topology, live))
+    async with _serve(admin, hub_settings(topology, live)) as client:
+        yield client, live
+
+
+@contextlib.asynccontextmanager
+async def _serve(
+    admin: aio_pika.abc.AbstractConnection, settings: HubSettings
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = create_app(settings)
     await purge_all(admin, app[ROUTER].directory)
     client = TestClient(TestServer(app))
     await client.start_server()
-    for _ in range(100):
-        response = await client.get("/readyz")
-        if response.status == 200:
-            break
-        await asyncio.sleep(0.05)
-    yield client, live
-    await client.close()
+    try:
+        for _ in range(100):
+            response = await client.get("/readyz")
+            if response.status == 200:
+                break
+            await asyncio.sleep(0.05)
+        yield client
+    finally:
+        await client.close()
 
 
 async def test_health_ready_and_metrics(
@@ -84,3 +97,27 @@ async def test_bad_directory_is_refused_and_the_old_one_stays(
     after = client.app[ROUTER].directory  # type: ignore[index]
     assert after is not before
     assert after.organisations["nrc"].name == "NRC"
+
+
+async def test_reload_with_an_admin_token_needs_it(
+    admin: aio_pika.abc.AbstractConnection,
+    partners: dict[str, Partner],
+    directory_file: Path,
+    topology: str,
+) -> None:
+    """With LIAISON_ADMIN_TOKEN set, reload answers 401 without the bearer token or with a wrong
+    one (the directory untouched), and reloads with it; health and metrics stay open."""
+    token = "correct-horse-battery-staple"
+    settings = msgspec.structs.replace(hub_settings(topology, directory_file), admin_token=token)
+    async with _serve(admin, settings) as client:
+        before = client.app[ROUTER].directory  # type: ignore[index]
+        for headers in ({}, {"Authorization": "Bearer wrong-token-of-some-length"}):
+            response = await client.post("/admin/reload", headers=headers)
+            assert response.status == 401
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+            assert "Authorization: Bearer" in (await response.json())["error"]
+        assert client.app[ROUTER].directory is before  # type: ignore[index]
+        response = await client.post("/admin/reload", headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 200
+        assert client.app[ROUTER].directory is not before  # type: ignore[index]
+        assert (await client.get("/metrics")).status == 200
