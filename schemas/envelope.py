@@ -47,6 +47,7 @@ from schemas.types import (
     Precedence,
     Reference,
     Status,
+    whole,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "SchemaVersion",
     "decode_envelope",
     "encode",
+    "error_message",
     "error_path",
 ]
 
@@ -65,7 +67,7 @@ __all__ = [
 SCHEMA_VERSION: Final = "1.0"
 
 SchemaVersion = Annotated[
-    str, Meta(pattern=r"^1\.[0-9]+$", description="Contract version `1.<minor>`.")
+    str, Meta(pattern=whole(r"1\.[0-9]+"), description="Contract version `1.<minor>`.")
 ]
 
 Body: TypeAlias = (
@@ -135,6 +137,11 @@ def encode(obj: Any) -> bytes:
 
 _AT: Final = re.compile(r" - at `(\$[^`]*)`$")
 _MISSING: Final = re.compile(r"^Object missing required field `([^`]+)`")
+
+
+def error_message(exc: msgspec.DecodeError) -> str:
+    """The validation message without its path suffix, which travels in its own field."""
+    return _AT.sub("", str(exc))
 
 
 def error_path(exc: msgspec.ValidationError) -> str:

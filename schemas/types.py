@@ -13,6 +13,8 @@ from msgspec import Meta
 
 __all__ = [
     "CLASSIFICATION_RANK",
+    "DISTRIBUTION_ID_MAX",
+    "DISTRIBUTION_ID_PATTERN",
     "Address",
     "AwareDatetime",
     "Classification",
@@ -37,27 +39,45 @@ __all__ = [
     "Text",
     "Unit",
     "Uri",
+    "whole",
 ]
 
 _SLUG = r"[a-z][a-z0-9-]{1,31}"
 
+
+def whole(body: str) -> str:
+    """A pattern that ``body`` must match from the first character to the last.
+
+    msgspec and Python's jsonschema apply patterns with ``re.search``, where ``$`` also matches
+    just before a final newline; JSON Schema's ECMA-262 ``$`` does not. ``(?!\\n)`` closes that
+    gap in both dialects, so ``"unmas\\n"`` is refused by the hub, by Python validators and by
+    JavaScript ones alike.
+    """
+    return rf"^{body}$(?!\n)"
+
+
+#: A sender's distribution id, as the pattern the envelope declares.
+DISTRIBUTION_ID_PATTERN: Final = whole(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+#: The longest distribution id.
+DISTRIBUTION_ID_MAX: Final = 128
+
 OrgId = Annotated[
     str,
     Meta(
-        pattern=rf"^{_SLUG}$",
+        pattern=whole(_SLUG),
         description="Organisation id, as registered in the Liaison directory (e.g. `unmas`).",
     ),
 ]
 MissionId = Annotated[
-    str, Meta(pattern=rf"^{_SLUG}$", description="Mission id, lower case (e.g. `minusca`).")
+    str, Meta(pattern=whole(_SLUG), description="Mission id, lower case (e.g. `minusca`).")
 ]
 GroupId = Annotated[
-    str, Meta(pattern=rf"^{_SLUG}$", description="Coordination group id (e.g. `icg-ma`).")
+    str, Meta(pattern=whole(_SLUG), description="Coordination group id (e.g. `icg-ma`).")
 ]
 Address = Annotated[
     str,
     Meta(
-        pattern=r"^(org|group|role|mission):[a-z][a-z0-9-]{1,47}$",
+        pattern=whole(r"(org|group|role|mission):[a-z][a-z0-9-]{1,47}"),
         description="Recipient: `org:<id>`, `group:<id>`, `role:<id>` or `mission:<id>`.",
     ),
 ]
@@ -65,8 +85,8 @@ DistributionId = Annotated[
     str,
     Meta(
         min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        max_length=DISTRIBUTION_ID_MAX,
+        pattern=DISTRIBUTION_ID_PATTERN,
         description="Sender-chosen id, unique per sender: the idempotency key.",
     ),
 ]
@@ -75,7 +95,7 @@ Reference = Annotated[
     Meta(
         min_length=1,
         max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+        pattern=whole(r"[A-Za-z0-9][A-Za-z0-9._:/-]*"),
         description="An identifier from another system (incident, task, request, area).",
     ),
 ]
@@ -86,10 +106,10 @@ Date = Annotated[date, Meta(description="Calendar date, YYYY-MM-DD.")]
 
 ShortText = Annotated[str, Meta(min_length=1, max_length=200)]
 Text = Annotated[str, Meta(min_length=1, max_length=4000)]
-Keyword = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
+Keyword = Annotated[str, Meta(min_length=1, max_length=64, pattern=whole(r"\S(.*\S)?"))]
 Unit = Annotated[str, Meta(min_length=1, max_length=32, description="Unit of measure.")]
 Uri = Annotated[
-    str, Meta(max_length=2048, pattern=r"^https://\S+$", description="An https:// link.")
+    str, Meta(max_length=2048, pattern=whole(r"https://\S+"), description="An https:// link.")
 ]
 
 Count = Annotated[int, Meta(ge=0, le=10_000_000)]

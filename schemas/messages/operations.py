@@ -19,12 +19,13 @@ from schemas.types import (
     Reference,
     ShortText,
     Text,
+    whole,
 )
 
 Resolution = Annotated[
     str,
     Meta(
-        pattern=r"^S/RES/[0-9]{1,5} \([0-9]{4}\)$",
+        pattern=whole(r"S/RES/[0-9]{1,5} \([0-9]{4}\)"),
         description="Security Council resolution symbol, e.g. `S/RES/2709 (2023)`.",
     ),
 ]

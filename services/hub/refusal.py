@@ -11,17 +11,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import msgspec
-
 from schemas.codes import ErrorCode, info
 from schemas.envelope import Envelope, encode
 from schemas.messages.system import ErrorReport
+from schemas.types import DISTRIBUTION_ID_MAX, DISTRIBUTION_ID_PATTERN
 from services.directory.index import HUB_SENDER_ID
 
 #: The sender id the hub signs its own messages with; the directory refuses it for partners.
 HUB_SENDER = HUB_SENDER_ID
-
-_PATH = re.compile(r" - at `(\$[^`]*)`$")
 
 
 @dataclass(slots=True)
@@ -67,11 +64,6 @@ class Duplicate:
 Decision = Delivery | Refusal | Duplicate
 
 
-def error_message(error: msgspec.DecodeError) -> str:
-    """The validation message without its path suffix, which travels in its own field."""
-    return _PATH.sub("", str(error))
-
-
 def error_report(refusal: Refusal, *, now: datetime, original: bytes) -> tuple[str, bytes]:
     """The (distribution id, encoded envelope) of the error report for ``refusal``.
 
@@ -110,8 +102,11 @@ def error_report(refusal: Refusal, *, now: datetime, original: bytes) -> tuple[s
     return report_id, encode(envelope)
 
 
-_DISTRIBUTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_DISTRIBUTION_ID = re.compile(DISTRIBUTION_ID_PATTERN)
 
 
 def _as_distribution_id(value: str | None) -> str | None:
-    return value if value is not None and _DISTRIBUTION_ID.match(value) else None
+    # A refused message's id goes into in_reply_to only if it is a valid id itself.
+    if value is None or len(value) > DISTRIBUTION_ID_MAX or not _DISTRIBUTION_ID.search(value):
+        return None
+    return value

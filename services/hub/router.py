@@ -13,7 +13,7 @@ import msgspec
 
 from schemas.catalogue import MESSAGE_TYPES
 from schemas.codes import ErrorCode
-from schemas.envelope import Envelope, decode_envelope, error_path
+from schemas.envelope import Envelope, decode_envelope, error_message, error_path
 from schemas.messages.system import Ack
 from schemas.types import Precedence
 from schemas.wire import CONTENT_TYPE, delivered_message_id
@@ -24,7 +24,6 @@ from services.hub.refusal import (
     Delivery,
     Duplicate,
     Refusal,
-    error_message,
 )
 
 _TAGS = {cls: tag for tag, cls in MESSAGE_TYPES.items()}
