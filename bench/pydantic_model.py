@@ -14,11 +14,16 @@ from msgspec import inspect as mi
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from schemas.envelope import Envelope
+from schemas.types import ecma_pattern
 
 
 def _constraints(t: mi.Type) -> dict[str, Any]:
     names = ("min_length", "max_length", "pattern", "ge", "gt", "le", "lt", "multiple_of")
-    return {n: getattr(t, n) for n in names if getattr(t, n, None) is not None}
+    found = {n: getattr(t, n) for n in names if getattr(t, n, None) is not None}
+    if "pattern" in found:
+        # pydantic's Rust regex engine reads the published (ECMA-262) form, not Python's \Z.
+        found["pattern"] = ecma_pattern(found["pattern"])
+    return found
 
 
 def _annotation(t: mi.Type) -> Any:

@@ -7,6 +7,7 @@ import msgspec
 from schemas import wire
 from schemas.catalogue import MESSAGE_TYPES
 from schemas.envelope import SCHEMA_VERSION, Envelope
+from schemas.json_schemas import published
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
 
@@ -24,7 +25,9 @@ answers every refused message with an `error.report` in the sender's inbox."""
 
 def _components_schemas() -> dict[str, Any]:
     _, components = msgspec.json.schema_components([Envelope], ref_template=_REF)
-    return {name: _asyncapi_schema(schema) for name, schema in sorted(components.items())}
+    return {
+        name: _asyncapi_schema(published(schema)) for name, schema in sorted(components.items())
+    }
 
 
 def _asyncapi_schema(node: Any) -> Any:

@@ -7,8 +7,9 @@ import msgspec
 from schemas.catalogue import MESSAGE_TYPES
 from schemas.envelope import SCHEMA_VERSION, Envelope
 from schemas.messages.base import BodyBase
+from schemas.types import ecma_pattern
 
-__all__ = ["BASE_ID", "DIALECT", "body_schema", "envelope_schema", "schema_id"]
+__all__ = ["BASE_ID", "DIALECT", "body_schema", "envelope_schema", "published", "schema_id"]
 
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 #: Neutral namespace for `$id`s; the documents are published with the partner guide.
@@ -20,8 +21,22 @@ def schema_id(name: str) -> str:
     return f"{BASE_ID}{name}.schema.json"
 
 
+def published(node: Any) -> Any:
+    """A generated schema with every ``pattern`` in its published, ECMA-262 form."""
+    if isinstance(node, dict):
+        return {
+            key: ecma_pattern(value)
+            if key == "pattern" and isinstance(value, str)
+            else published(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [published(item) for item in node]
+    return node
+
+
 def _document(name: str, struct: type[msgspec.Struct], title: str) -> dict[str, Any]:
-    generated = msgspec.json.schema(struct)
+    generated = published(msgspec.json.schema(struct))
     root = generated["$defs"][struct.__name__]
     return {
         "$schema": DIALECT,

@@ -39,6 +39,7 @@ __all__ = [
     "Text",
     "Unit",
     "Uri",
+    "ecma_pattern",
     "whole",
 ]
 
@@ -48,12 +49,21 @@ _SLUG = r"[a-z][a-z0-9-]{1,31}"
 def whole(body: str) -> str:
     """A pattern that ``body`` must match from the first character to the last.
 
-    msgspec and Python's jsonschema apply patterns with ``re.search``, where ``$`` also matches
-    just before a final newline; JSON Schema's ECMA-262 ``$`` does not. ``(?!\\n)`` closes that
-    gap in both dialects, so ``"unmas\\n"`` is refused by the hub, by Python validators and by
-    JavaScript ones alike.
+    msgspec applies patterns with ``re.search``, where ``$`` also matches just before a final
+    newline, so the hub would take ``"unmas\\n"`` for ``unmas``; ``\\Z`` ends at the end only.
+    ECMA-262, the published schemas' dialect, has no ``\\Z`` but its ``$`` already means the
+    end: ``ecma_pattern`` writes the published form.
     """
-    return rf"^{body}$(?!\n)"
+    return rf"^{body}\Z"
+
+
+def ecma_pattern(pattern: str) -> str:
+    """The published (ECMA-262) form of a pattern built by ``whole``.
+
+    Kept to the interoperable subset JSON Schema recommends (no look-around, which Go's and
+    Rust's regex engines lack), so validators in every partner's language accept it.
+    """
+    return pattern[:-2] + "$" if pattern.endswith("\\Z") else pattern
 
 
 #: A sender's distribution id, as the pattern the envelope declares.
