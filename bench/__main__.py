@@ -245,6 +245,7 @@ class Run:
         count = int(args.rate * args.latency_seconds / rounds)
         samples: dict[str, list[float]] = {"direct": [], "hub": []}
         rates: dict[str, list[float]] = {"direct": [], "hub": []}
+        per_round: list[dict[str, float]] = []
         await self.purge()
         process, port = start_hub(self.url, self.directory_file, self.scratch / "hub-latency.log")
         try:
@@ -265,6 +266,10 @@ class Run:
                     )
                     samples[path] += got
                     rates[path].append(rate)
+                    if path == "direct":
+                        per_round.append({})
+                    per_round[-1][f"{path}_p99_ms"] = round(latency.percentile(got, 0.99), 3)
+                    per_round[-1][f"{path}_max_ms"] = round(max(got), 3)
                     await self.purge()
         finally:
             await stop(process)
@@ -280,6 +285,8 @@ class Run:
             "hub": via_hub,
             "hub_added_p50_ms": round(via_hub["p50_ms"] - direct["p50_ms"], 3),
             "hub_added_p99_ms": round(via_hub["p99_ms"] - direct["p99_ms"], 3),
+            # A stall of the shared machine or broker lands in one round: this shows where.
+            "per_round": per_round,
         }
 
     async def rss(self) -> dict[str, Any]:

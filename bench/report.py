@@ -88,6 +88,10 @@ def table(results: dict[str, Any]) -> str:
         f"{'via the hub':<36}{lat['hub']['p50_ms']:>8.2f}{lat['hub']['p99_ms']:>10.2f}",
         f"{'added by the hub':<36}{lat['hub_added_p50_ms']:>8.2f}{lat['hub_added_p99_ms']:>10.2f}"
         f"   target p99 <= {LATENCY_TARGET_P99_MS} ms",
+        "  p99 per round, direct / via the hub: "
+        + ", ".join(
+            f"{r['direct_p99_ms']:.1f}/{r['hub_p99_ms']:.1f}" for r in lat.get("per_round", [])
+        ),
     ]
     rss = results["rss"]
     blocks = ", ".join(f"{mb:.1f}" for mb in rss["after_block_mb"])

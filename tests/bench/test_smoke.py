@@ -69,6 +69,8 @@ def test_latency_with_and_without_the_hub(results: dict[str, Any]) -> None:
     for path in ("direct", "hub"):
         assert latency[path]["messages"] > 0
         assert 0 < latency[path]["p50_ms"] <= latency[path]["p99_ms"]
+    assert len(latency["per_round"]) == latency["rounds"]
+    assert all(r["hub_p99_ms"] <= r["hub_max_ms"] for r in latency["per_round"])
     assert latency["hub_added_p99_ms"] == pytest.approx(
         latency["hub"]["p99_ms"] - latency["direct"]["p99_ms"], abs=0.01
     )
