@@ -42,8 +42,8 @@ broker: ## make sure a RabbitMQ is reachable, with the plugins Liaison needs
 	@bash deploy/broker.sh
 
 lint: install ## ruff
-	$(BIN)/ruff check services schemas tests bench
-	$(BIN)/ruff format --check services schemas tests bench
+	$(BIN)/ruff check services schemas tests bench liaison/__init__.py
+	$(BIN)/ruff format --check services schemas tests bench liaison/__init__.py
 
 typecheck: install ## mypy --strict on services/ and schemas/
 	$(BIN)/mypy
@@ -56,7 +56,7 @@ pytest: install $(VENV)/.bench-installed node-tools broker
 test: install node-tools broker lint typecheck pytest ## lint, type checks and the whole test suite
 
 schemas: install ## regenerate the JSON Schemas, the AsyncAPI document and the examples
-	$(BIN)/python -m schemas.generate
+	$(BIN)/python -m liaison.schemas.generate
 
 run: install broker ## bring the system up and play the demo scenario (Ctrl-C stops it)
 	$(BIN)/liaison demo

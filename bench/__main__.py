@@ -39,10 +39,10 @@ from bench.processes import (
 )
 from bench.publish import preload_ingress, preload_queue
 from bench.workload import INBOX_MAX_LENGTH, Message, build_messages, write_directory
-from schemas.wire import AUDIT_QUEUE, DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
-from services.common.topology import build_topology, hub_queue
-from services.directory.index import DirectoryIndex
-from services.hub.settings import HubSettings
+from liaison.common.topology import build_topology, hub_queue
+from liaison.directory.index import DirectoryIndex
+from liaison.hub.settings import HubSettings
+from liaison.schemas.wire import AUDIT_QUEUE, DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
 
 MB = 1024 * 1024
 #: Latency alternates direct and via-hub rounds of ``--latency-seconds / LATENCY_ROUNDS`` each.
@@ -403,7 +403,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "one in the audit queue: 1 publish per message to the delivery exchange, recipients "
             "in BCC (peers, hub) or CC (shovel) headers",
             "peers": "own processes, asyncio loop; prefetch 256",
-            "hub": "python -m services.hub (uvloop), every rule on, JSON log lines to a file, "
+            "hub": "python -m liaison.hub (uvloop), every rule on, JSON log lines to a file, "
             "same delivery",
         },
     }

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 import aiormq
 
-from services.common.topology import Topology
+from liaison.common.topology import Topology
 
 ADMIN_AMQP_URL = os.environ.get("LIAISON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("LIAISON_BENCH_MANAGEMENT_URL", "http://127.0.0.1:15672")

@@ -23,7 +23,7 @@ from pamqp import commands as spec
 from bench.broker import PARTNER_PASSWORD, amqp_url
 from bench.peers import route
 from bench.workload import Message, with_sent_at
-from schemas.wire import CONTENT_TYPE, DELIVERY_EXCHANGE, INGRESS_EXCHANGE
+from liaison.schemas.wire import CONTENT_TYPE, DELIVERY_EXCHANGE, INGRESS_EXCHANGE
 
 WARMUP_SECONDS = 0.5
 

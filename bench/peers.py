@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from schemas.wire import DELIVERY_EXCHANGE, delivery_key
+from liaison.schemas.wire import DELIVERY_EXCHANGE, delivery_key
 
 PREFETCH = 256
 
@@ -32,7 +32,7 @@ async def plain(url: str, src: str) -> None:
     """An aio-pika forwarder written the way its documentation shows."""
     import aio_pika
 
-    from schemas.envelope import decode_envelope
+    from liaison.schemas.envelope import decode_envelope
 
     connection = await aio_pika.connect(url)
     channel = await connection.channel(publisher_confirms=True)

@@ -28,7 +28,7 @@ def free_port() -> int:
 def start_hub(
     url: str, directory: Path, log_file: Path, *, shards: str = "all"
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``python -m services.hub`` on the bench vhost, its JSON log lines to ``log_file``;
+    """``python -m liaison.hub`` on the bench vhost, its JSON log lines to ``log_file``;
     returns the process and its HTTP port."""
     port = free_port()
     env = dict(os.environ)
@@ -47,7 +47,7 @@ def start_hub(
         env[key] = value
     with log_file.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.hub"], cwd=ROOT, env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "liaison.hub"], cwd=ROOT, env=env, stdout=log, stderr=log
         )
     return process, port
 

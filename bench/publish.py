@@ -10,7 +10,7 @@ from pamqp import commands as spec
 
 from bench.broker import PARTNER_PASSWORD, amqp_url
 from bench.workload import Message
-from schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
+from liaison.schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
 
 WINDOW = 500
 

@@ -13,8 +13,8 @@ import msgspec
 from msgspec import inspect as mi
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
-from schemas.envelope import Envelope
-from schemas.types import ecma_pattern
+from liaison.schemas.envelope import Envelope
+from liaison.schemas.types import ecma_pattern
 
 
 def _constraints(t: mi.Type) -> dict[str, Any]:

@@ -17,15 +17,15 @@ from typing import Any
 import msgspec
 import tomli_w
 
-from schemas.envelope import Envelope, encode
-from schemas.examples import EXAMPLES
-from schemas.messages.system import Ack
-from schemas.types import Precedence
-from schemas.wire import flash_inbox_queue, inbox_queue
-from services.common.dedupe import DedupeWindow
-from services.directory.index import HUB_ONLY_TYPES, DirectoryIndex, load_directory
-from services.hub.refusal import Delivery
-from services.hub.router import Router
+from liaison.common.dedupe import DedupeWindow
+from liaison.directory.index import HUB_ONLY_TYPES, DirectoryIndex, load_directory
+from liaison.hub.refusal import Delivery
+from liaison.hub.router import Router
+from liaison.schemas.envelope import Envelope, encode
+from liaison.schemas.examples import EXAMPLES
+from liaison.schemas.messages.system import Ack
+from liaison.schemas.types import Precedence
+from liaison.schemas.wire import flash_inbox_queue, inbox_queue
 
 SAMPLE_DIRECTORY = Path(__file__).resolve().parents[1] / "deploy" / "directory.toml"
 MIX = [t for t in EXAMPLES if t not in HUB_ONLY_TYPES]

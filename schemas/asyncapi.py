@@ -4,10 +4,10 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas import wire
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.envelope import SCHEMA_VERSION, Envelope
-from schemas.json_schemas import published
+from liaison.schemas import wire
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.envelope import SCHEMA_VERSION, Envelope
+from liaison.schemas.json_schemas import published
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document"]
 

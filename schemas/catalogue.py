@@ -2,8 +2,8 @@
 
 from typing import Final
 
-from schemas.messages import coordination, hazards, operations, resources, system
-from schemas.messages.base import BodyBase
+from liaison.schemas.messages import coordination, hazards, operations, resources, system
+from liaison.schemas.messages.base import BodyBase
 
 __all__ = ["FAMILIES", "MESSAGE_TYPES", "tag_of"]
 

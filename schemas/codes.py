@@ -119,7 +119,7 @@ def markdown_table() -> str:
     lines = [
         "# Liaison error codes",
         "",
-        "Generated from `schemas/codes.py` by `python -m schemas.generate`; do not edit.",
+        "Generated from `schemas/codes.py` by `python -m liaison.schemas.generate`; do not edit.",
         "",
         "| code | name | band | retryable | meaning |",
         "|---:|---|---|---|---|",

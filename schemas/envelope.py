@@ -10,13 +10,13 @@ from typing import Annotated, Any, Final, TypeAlias
 import msgspec
 from msgspec import Meta
 
-from schemas.messages.coordination import (
+from liaison.schemas.messages.coordination import (
     DdrReport,
     InformationRequest,
     InformationResponse,
     MeetingNotice,
 )
-from schemas.messages.hazards import (
+from liaison.schemas.messages.hazards import (
     AccessRestriction,
     AreaReport,
     ClearanceReport,
@@ -24,21 +24,21 @@ from schemas.messages.hazards import (
     HazardAlert,
     IncidentReport,
 )
-from schemas.messages.operations import (
+from liaison.schemas.messages.operations import (
     GuidanceNotice,
     MandateUpdate,
     Sitrep,
     TaskingOrder,
     TaskingStatus,
 )
-from schemas.messages.resources import (
+from liaison.schemas.messages.resources import (
     ResourceDeploymentStatus,
     ResourceRelease,
     ResourceRequest,
     ResourceResponse,
 )
-from schemas.messages.system import Ack, ErrorReport
-from schemas.types import (
+from liaison.schemas.messages.system import Ack, ErrorReport
+from liaison.schemas.types import (
     Address,
     AwareDatetime,
     Classification,

@@ -10,14 +10,14 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.catalogue import tag_of
-from schemas.envelope import Body, Envelope
-from schemas.messages import coordination as co
-from schemas.messages import hazards as hz
-from schemas.messages import operations as op
-from schemas.messages import resources as rs
-from schemas.messages import system as sy
-from schemas.types import Classification, Point, Polygon, Precedence
+from liaison.schemas.catalogue import tag_of
+from liaison.schemas.envelope import Body, Envelope
+from liaison.schemas.messages import coordination as co
+from liaison.schemas.messages import hazards as hz
+from liaison.schemas.messages import operations as op
+from liaison.schemas.messages import resources as rs
+from liaison.schemas.messages import system as sy
+from liaison.schemas.types import Classification, Point, Polygon, Precedence
 
 __all__ = ["EXAMPLES", "example"]
 

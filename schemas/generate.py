@@ -3,7 +3,7 @@
 The only module in `schemas/` that does I/O. Output is deterministic (sorted keys, fixed
 example timestamps, trailing newline), so a test can compare it byte for byte.
 
-    python -m schemas.generate [--out DIR]
+    python -m liaison.schemas.generate [--out DIR]
 """
 
 import argparse
@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Final
 
-from schemas import codes
-from schemas.asyncapi import asyncapi_document
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.envelope import ENCODER
-from schemas.examples import EXAMPLES
-from schemas.json_schemas import body_schema, envelope_schema
+from liaison.schemas import codes
+from liaison.schemas.asyncapi import asyncapi_document
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.envelope import ENCODER
+from liaison.schemas.examples import EXAMPLES
+from liaison.schemas.json_schemas import body_schema, envelope_schema
 
 __all__ = ["GENERATED_DIR", "artefacts", "main", "write"]
 
@@ -54,7 +54,7 @@ def write(out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: regenerate into `--out` (default `schemas/generated`)."""
-    parser = argparse.ArgumentParser(prog="python -m schemas.generate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m liaison.schemas.generate", description=__doc__)
     parser.add_argument("--out", type=Path, default=GENERATED_DIR)
     args = parser.parse_args(argv)
     written = write(args.out)

@@ -4,10 +4,10 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.envelope import SCHEMA_VERSION, Envelope
-from schemas.messages.base import BodyBase
-from schemas.types import ecma_pattern
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.envelope import SCHEMA_VERSION, Envelope
+from liaison.schemas.messages.base import BodyBase
+from liaison.schemas.types import ecma_pattern
 
 __all__ = ["BASE_ID", "DIALECT", "body_schema", "envelope_schema", "published", "schema_id"]
 

@@ -1,5 +1,5 @@
-"""Message bodies by family; `schemas.catalogue` lists them all by wire type."""
+"""Message bodies by family; `liaison.schemas.catalogue` lists them all by wire type."""
 
-from schemas.messages.base import BodyBase
+from liaison.schemas.messages.base import BodyBase
 
 __all__ = ["BodyBase"]

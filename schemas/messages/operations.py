@@ -6,8 +6,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from schemas.messages.base import BodyBase
-from schemas.types import (
+from liaison.schemas.messages.base import BodyBase
+from liaison.schemas.types import (
     AwareDatetime,
     Count,
     Date,

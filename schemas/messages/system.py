@@ -5,8 +5,8 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from schemas.messages.base import BodyBase
-from schemas.types import DistributionId, OrgId, Text
+from liaison.schemas.messages.base import BodyBase
+from liaison.schemas.types import DistributionId, OrgId, Text
 
 
 class AckLevel(enum.StrEnum):
@@ -31,7 +31,7 @@ _Bounded = Annotated[str, Meta(max_length=256)]
 
 
 class ErrorReport(BodyBase, frozen=True, kw_only=True, tag="error.report"):
-    """The hub's answer to a message it refused: a banded code (see `schemas.codes`)."""
+    """The hub's answer to a message it refused: a banded code (see `liaison.schemas.codes`)."""
 
     code: Annotated[int, Meta(ge=100, le=599)]
     name: Annotated[str, Meta(min_length=1, max_length=64)]

@@ -14,17 +14,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from services.common.errors import LiaisonError
+from liaison.common.errors import LiaisonError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "services.cli.hub",
-    "services.cli.provision",
-    "services.cli.partner",
-    "services.cli.send",
-    "services.cli.tail",
-    "services.cli.deadletters",
-    "services.cli.demo",
+    "liaison.cli.hub",
+    "liaison.cli.provision",
+    "liaison.cli.partner",
+    "liaison.cli.send",
+    "liaison.cli.tail",
+    "liaison.cli.deadletters",
+    "liaison.cli.demo",
 )
 
 EXIT_OK = 0

@@ -21,7 +21,9 @@ import aio_pika.abc
 import aiormq.exceptions
 import msgspec
 
-from schemas.wire import (
+from liaison.common.config import redact_url
+from liaison.common.errors import BrokerError
+from liaison.schemas.wire import (
     DEAD_LETTER_QUEUE,
     HEADER_ERROR_CODE,
     HEADER_ERROR_FIELD,
@@ -29,8 +31,6 @@ from schemas.wire import (
     HEADER_ORIGINAL_USER,
     HEADER_REFUSED_AT,
 )
-from services.common.config import redact_url
-from services.common.errors import BrokerError
 
 #: Headers the replay adds; a dead letter carrying them was refused again after a replay.
 HEADER_REPLAYED_AT = "x-liaison-replayed-at"

@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from services.cli.dead_letter_store import DeadLetter, DeadLetterQueue
-from services.cli.login import add_broker_arguments, operator_url
-from services.cli.render import quiet_logging, table
-from services.cli.replay import Replayer, ReplayLog
-from services.common.errors import ConfigError, LiaisonError
+from liaison.cli.dead_letter_store import DeadLetter, DeadLetterQueue
+from liaison.cli.login import add_broker_arguments, operator_url
+from liaison.cli.render import quiet_logging, table
+from liaison.cli.replay import Replayer, ReplayLog
+from liaison.common.errors import ConfigError, LiaisonError
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

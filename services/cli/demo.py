@@ -12,14 +12,14 @@ import os
 import signal
 import sys
 
-from services.cli.render import table
-from services.common.config import env_int, redact_url
-from services.common.logging import configure_logging
-from services.demo.scenario import Scenario, play
-from services.demo.stage import account_urls, provision_directory, start_hub
-from services.directory.index import load_directory
-from services.directory.settings import load_settings
-from services.sdk import Client
+from liaison.cli.render import table
+from liaison.common.config import env_int, redact_url
+from liaison.common.logging import configure_logging
+from liaison.demo.scenario import Scenario, play
+from liaison.demo.stage import account_urls, provision_directory, start_hub
+from liaison.directory.index import load_directory
+from liaison.directory.settings import load_settings
+from liaison.sdk import Client
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

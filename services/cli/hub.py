@@ -3,8 +3,8 @@
 import argparse
 import os
 
-from services.hub.run import run_hub
-from services.hub.settings import HubSettings
+from liaison.hub.run import run_hub
+from liaison.hub.settings import HubSettings
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

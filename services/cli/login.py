@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from services.common.config import amqp_url, env_str, with_credentials
-from services.common.errors import ConfigError, DirectoryError
-from services.directory.credentials import load_credential
-from services.directory.index import load_directory
+from liaison.common.config import amqp_url, env_str, with_credentials
+from liaison.common.errors import ConfigError, DirectoryError
+from liaison.directory.credentials import load_credential
+from liaison.directory.index import load_directory
 
 DEFAULT_URL = "amqp://127.0.0.1:5672/"
 DEFAULT_VHOST = "liaison"

@@ -6,17 +6,17 @@ from typing import Any
 
 import msgspec
 
-from schemas.types import Classification
-from services.common.errors import DirectoryError
-from services.directory.index import load_directory
-from services.directory.model import Kind, Organisation
-from services.directory.partners import (
+from liaison.common.errors import DirectoryError
+from liaison.directory.index import load_directory
+from liaison.directory.model import Kind, Organisation
+from liaison.directory.partners import (
     add_partner,
     list_partners,
     remove_partner,
     rotate_credentials,
 )
-from services.directory.settings import load_settings
+from liaison.directory.settings import load_settings
+from liaison.schemas.types import Classification
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:

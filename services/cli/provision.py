@@ -7,12 +7,12 @@ from typing import Any
 
 import msgspec
 
-from services.common.errors import ConfigError
-from services.directory.credentials import CredentialStore, password_hash
-from services.directory.definitions import desired_state, export_definitions
-from services.directory.index import load_directory
-from services.directory.provision import provision
-from services.directory.settings import load_settings
+from liaison.common.errors import ConfigError
+from liaison.directory.credentials import CredentialStore, password_hash
+from liaison.directory.definitions import desired_state, export_definitions
+from liaison.directory.index import load_directory
+from liaison.directory.provision import provision
+from liaison.directory.settings import load_settings
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:

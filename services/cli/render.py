@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TextIO
 
-from schemas.catalogue import tag_of
-from schemas.envelope import Body, Envelope
-from schemas.messages import coordination as co
-from schemas.messages import hazards as hz
-from schemas.messages import operations as op
-from schemas.messages import resources as rs
-from schemas.messages import system as sy
-from services.common.logging import configure_logging
+from liaison.common.logging import configure_logging
+from liaison.schemas.catalogue import tag_of
+from liaison.schemas.envelope import Body, Envelope
+from liaison.schemas.messages import coordination as co
+from liaison.schemas.messages import hazards as hz
+from liaison.schemas.messages import operations as op
+from liaison.schemas.messages import resources as rs
+from liaison.schemas.messages import system as sy
 
 _RED, _YELLOW, _BOLD, _DIM, _RESET = "\033[31m", "\033[33m", "\033[1m", "\033[2m", "\033[0m"
 

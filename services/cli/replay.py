@@ -24,7 +24,14 @@ import aio_pika.abc
 import aiormq.exceptions
 import msgspec
 
-from schemas.wire import (
+from liaison.cli.dead_letter_store import (
+    HEADER_REPLAY_OF,
+    HEADER_REPLAYED_AT,
+    HEADER_REPLAYED_BY,
+    DeadLetter,
+)
+from liaison.common.errors import BrokerError, ConfigError
+from liaison.schemas.wire import (
     HEADER_ORIGINAL_USER,
     HEADER_PRECEDENCE,
     HEADER_REFUSED_AT,
@@ -32,13 +39,6 @@ from schemas.wire import (
     HEADER_TYPE,
     INGRESS_EXCHANGE,
 )
-from services.cli.dead_letter_store import (
-    HEADER_REPLAY_OF,
-    HEADER_REPLAYED_AT,
-    HEADER_REPLAYED_BY,
-    DeadLetter,
-)
-from services.common.errors import BrokerError, ConfigError
 
 DEFAULT_REPLAY_LOG = "./var/replays.jsonl"
 #: Headers the hub or the broker added on the way into the dead-letter queue.

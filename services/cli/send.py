@@ -8,13 +8,13 @@ from typing import Any
 
 import msgspec
 
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.envelope import Envelope, decode_envelope, error_path
-from schemas.types import Classification, Precedence
-from services.cli.login import add_broker_arguments, partner_login
-from services.cli.render import quiet_logging
-from services.common.errors import ConfigError
-from services.sdk import Client, InvalidMessage, parse_ttl
+from liaison.cli.login import add_broker_arguments, partner_login
+from liaison.cli.render import quiet_logging
+from liaison.common.errors import ConfigError
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.envelope import Envelope, decode_envelope, error_path
+from liaison.schemas.types import Classification, Precedence
+from liaison.sdk import Client, InvalidMessage, parse_ttl
 
 #: Envelope fields a --file envelope may carry and the flags override.
 _CARRIED = ("recipients", "precedence", "classification", "incident_id", "in_reply_to")

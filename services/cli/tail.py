@@ -4,9 +4,9 @@ import argparse
 import asyncio
 import sys
 
-from services.cli.login import add_broker_arguments, partner_login
-from services.cli.render import dim, message_line, quiet_logging, use_colour
-from services.sdk import Client
+from liaison.cli.login import add_broker_arguments, partner_login
+from liaison.cli.render import dim, message_line, quiet_logging, use_colour
+from liaison.sdk import Client
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

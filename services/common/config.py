@@ -4,7 +4,7 @@ import os
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from services.common.errors import ConfigError
+from liaison.common.errors import ConfigError
 
 
 def env_str(name: str, default: str | None = None, env: Mapping[str, str] | None = None) -> str:

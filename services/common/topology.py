@@ -1,7 +1,7 @@
 """The broker objects Liaison needs, as data.
 
 One description, applied two ways: ``liaison provision`` through the management HTTP API, and
-test fixtures over AMQP. The names partners depend on come from ``schemas.wire``.
+test fixtures over AMQP. The names partners depend on come from ``liaison.schemas.wire``.
 
     partner --(routing key = own org, user_id = own account)--> liaison.ingress (topic)
       --'#'--> liaison.ingress.shards (x-consistent-hash on the routing key, internal)
@@ -15,7 +15,7 @@ test fixtures over AMQP. The names partners depend on come from ``schemas.wire``
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from schemas.wire import (
+from liaison.schemas.wire import (
     AUDIT_QUEUE,
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,

@@ -16,14 +16,14 @@ from typing import TypeVar
 
 import msgspec
 
-from schemas.examples import example
-from schemas.messages import hazards as hz
-from schemas.messages import operations as op
-from schemas.messages import resources as rs
-from schemas.messages.system import AckLevel
-from schemas.types import Classification, Precedence
-from services.cli.render import message_line
-from services.sdk import Client, Delivery, Inbox, Refusal
+from liaison.cli.render import message_line
+from liaison.schemas.examples import example
+from liaison.schemas.messages import hazards as hz
+from liaison.schemas.messages import operations as op
+from liaison.schemas.messages import resources as rs
+from liaison.schemas.messages.system import AckLevel
+from liaison.schemas.types import Classification, Precedence
+from liaison.sdk import Client, Delivery, Inbox, Refusal
 
 INCIDENT = "MINUSCA-INC-DEMO-RN3"
 _B = TypeVar("_B")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.common.errors import BrokerError, ConfigError
-from services.directory.credentials import CredentialStore
-from services.directory.index import DirectoryIndex
-from services.directory.partners import partner_url
-from services.directory.provision import provision
-from services.directory.settings import ProvisionSettings
-from services.hub.app import CONSUMER, create_app
-from services.hub.settings import HubSettings
+from liaison.common.errors import BrokerError, ConfigError
+from liaison.directory.credentials import CredentialStore
+from liaison.directory.index import DirectoryIndex
+from liaison.directory.partners import partner_url
+from liaison.directory.provision import provision
+from liaison.directory.settings import ProvisionSettings
+from liaison.hub.app import CONSUMER, create_app
+from liaison.hub.settings import HubSettings
 
 #: The demo's HTTP port, or the next free one after it.
 FIRST_PORT = 8080

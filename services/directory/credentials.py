@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from services.common.errors import ConfigError
-from services.directory.settings import DEFAULT_CREDENTIALS_DIR
+from liaison.common.errors import ConfigError
+from liaison.directory.settings import DEFAULT_CREDENTIALS_DIR
 
 HASHING_ALGORITHM: Final = "rabbit_password_hashing_sha256"
 SALT_BYTES: Final = 4

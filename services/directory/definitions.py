@@ -23,17 +23,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.wire import (
+from liaison.common.topology import HUB_QUEUE_PREFIX, Topology, build_topology
+from liaison.directory.credentials import HASHING_ALGORITHM
+from liaison.directory.index import DirectoryIndex
+from liaison.directory.management import Binding, Exchange, Permission, Queue, TopicPermission
+from liaison.schemas.wire import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     DELIVERY_EXCHANGE,
     INGRESS_EXCHANGE,
     inbox_queue,
 )
-from services.common.topology import HUB_QUEUE_PREFIX, Topology, build_topology
-from services.directory.credentials import HASHING_ALGORITHM
-from services.directory.index import DirectoryIndex
-from services.directory.management import Binding, Exchange, Permission, Queue, TopicPermission
 
 #: Regex that matches no resource name: "no configure right at all".
 NOTHING = "^$"

@@ -14,10 +14,10 @@ from typing import TypeVar
 
 import msgspec
 
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.types import CLASSIFICATION_RANK, Classification
-from services.common.errors import DirectoryError
-from services.directory.model import Directory, Group, Organisation, Selector
+from liaison.common.errors import DirectoryError
+from liaison.directory.model import Directory, Group, Organisation, Selector
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.types import CLASSIFICATION_RANK, Classification
 
 #: Types only the hub may originate; no rule can grant them to a partner.
 HUB_ONLY_TYPES = frozenset({"error.report"})

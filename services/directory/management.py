@@ -15,8 +15,8 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from services.common.errors import BrokerError
-from services.directory.settings import Secret
+from liaison.common.errors import BrokerError
+from liaison.directory.settings import Secret
 
 
 class User(msgspec.Struct, frozen=True):

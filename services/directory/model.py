@@ -1,6 +1,6 @@
 """The directory file's shape (``deploy/directory.toml``), decoded with msgspec.
 
-The file is declarative: organisations, groups, and policy rules. ``services.directory.index``
+The file is declarative: organisations, groups, and policy rules. ``liaison.directory.index``
 compiles it into the lookup tables the hub uses per message.
 """
 
@@ -10,7 +10,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from schemas.types import Classification, OrgId
+from liaison.schemas.types import Classification, OrgId
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Slug = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9-]{1,47}$")]

@@ -18,20 +18,19 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import msgspec
 import tomli_w
 
-from schemas.wire import flash_inbox_queue, inbox_queue
-from services.common.errors import BrokerError, DirectoryError
-from services.directory.credentials import (
+from liaison.common.errors import BrokerError, DirectoryError
+from liaison.directory.credentials import (
     HASHING_ALGORITHM,
     CredentialStore,
     generate_password,
     password_hash,
 )
-from services.directory.definitions import desired_state
-from services.directory.index import DirectoryIndex, compile_directory, load_directory
-from services.directory.management import Binding
-from services.directory.model import Directory, Organisation
-from services.directory.plan import Plan, plan_changes
-from services.directory.provision import (
+from liaison.directory.definitions import desired_state
+from liaison.directory.index import DirectoryIndex, compile_directory, load_directory
+from liaison.directory.management import Binding
+from liaison.directory.model import Directory, Organisation
+from liaison.directory.plan import Plan, plan_changes
+from liaison.directory.provision import (
     ProvisionResult,
     amqp_depth_probe,
     apply_plan,
@@ -40,7 +39,8 @@ from services.directory.provision import (
     provision,
     read_broker_state,
 )
-from services.directory.settings import ProvisionSettings, Secret
+from liaison.directory.settings import ProvisionSettings, Secret
+from liaison.schemas.wire import flash_inbox_queue, inbox_queue
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.directory.credentials import HASHING_ALGORITHM, hash_matches
-from services.directory.definitions import DesiredState
-from services.directory.management import (
+from liaison.directory.credentials import HASHING_ALGORITHM, hash_matches
+from liaison.directory.definitions import DesiredState
+from liaison.directory.management import (
     Binding,
     Exchange,
     Permission,
@@ -24,7 +24,7 @@ from services.directory.management import (
     TopicPermission,
     User,
 )
-from services.directory.settings import Secret
+from liaison.directory.settings import Secret
 
 INBOX_PREFIX = "inbox."
 EXCHANGE_FIELDS = ("type", "durable", "auto_delete", "internal", "arguments")

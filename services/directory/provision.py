@@ -1,7 +1,7 @@
 """``liaison provision``: make the broker hold what the directory says, through the management API.
 
 ``provision`` reads the broker (``read_broker_state``), diffs it against the directory
-(``services.directory.plan``) and, unless it is a dry run, applies the steps in order:
+(``liaison.directory.plan``) and, unless it is a dry run, applies the steps in order:
 vhost, exchanges, queues, bindings, users, permissions; then, with ``--prune``, what the
 directory no longer names. Inbox queues are only deleted when an exact AMQP count (a passive
 declare as the admin, not the management API's statistics, which lag by seconds) finds them
@@ -16,15 +16,15 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aio_pika
 import aio_pika.exceptions
 
-from services.directory.credentials import (
+from liaison.directory.credentials import (
     HASHING_ALGORITHM,
     CredentialStore,
     generate_password,
     password_hash,
 )
-from services.directory.definitions import desired_state
-from services.directory.index import DirectoryIndex
-from services.directory.management import (
+from liaison.directory.definitions import desired_state
+from liaison.directory.index import DirectoryIndex
+from liaison.directory.management import (
     Binding,
     Exchange,
     ManagementClient,
@@ -32,8 +32,8 @@ from services.directory.management import (
     Queue,
     TopicPermission,
 )
-from services.directory.plan import BrokerState, Plan, UserChange, Verb, plan_changes
-from services.directory.settings import ProvisionSettings, Secret
+from liaison.directory.plan import BrokerState, Plan, UserChange, Verb, plan_changes
+from liaison.directory.settings import ProvisionSettings, Secret
 
 #: Reads the number of messages in a queue (None: cannot tell, so the queue is kept).
 DepthProbe = Callable[[str], Awaitable[int | None]]

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from services.common.config import amqp_url, env_str
-from services.common.errors import ConfigError
+from liaison.common.config import amqp_url, env_str
+from liaison.common.errors import ConfigError
 
 DEFAULT_VHOST: Final = "liaison"
 DEFAULT_MANAGEMENT_URL: Final = "http://127.0.0.1:15672"

@@ -1,10 +1,10 @@
-"""``python -m services.hub``: run the hub with settings from the environment."""
+"""``python -m liaison.hub``: run the hub with settings from the environment."""
 
 import sys
 
-from services.common.errors import LiaisonError
-from services.hub.run import run_hub
-from services.hub.settings import HubSettings
+from liaison.common.errors import LiaisonError
+from liaison.hub.run import run_hub
+from liaison.hub.settings import HubSettings
 
 
 def main() -> int:

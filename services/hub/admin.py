@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.common.errors import ConfigError
+from liaison.common.errors import ConfigError
 
 
 class AdminRefusal(Exception):

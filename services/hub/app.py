@@ -8,15 +8,15 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from services.common.dedupe import DedupeWindow
-from services.common.errors import DirectoryError
-from services.common.health import add_health_routes
-from services.directory.index import load_directory
-from services.hub.admin import AdminRefusal, check_admin_access
-from services.hub.consumer import HubConsumer
-from services.hub.metrics import HubMetrics
-from services.hub.router import Router
-from services.hub.settings import HubSettings
+from liaison.common.dedupe import DedupeWindow
+from liaison.common.errors import DirectoryError
+from liaison.common.health import add_health_routes
+from liaison.directory.index import load_directory
+from liaison.hub.admin import AdminRefusal, check_admin_access
+from liaison.hub.consumer import HubConsumer
+from liaison.hub.metrics import HubMetrics
+from liaison.hub.router import Router
+from liaison.hub.settings import HubSettings
 
 log = structlog.get_logger("liaison.hub")
 

@@ -20,9 +20,17 @@ import structlog
 from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.codes import ErrorCode
-from schemas.wire import (
+from liaison.common.config import redact_url
+from liaison.common.topology import HUB_DELIVERY_LIMIT, hub_queue
+from liaison.hub.acks import AckTracker
+from liaison.hub.metrics import HubMetrics
+from liaison.hub.outbox import Outbox, delivery_properties
+from liaison.hub.refusal import HUB_SENDER, Delivery, Duplicate, Refusal, error_report
+from liaison.hub.router import Router, probe
+from liaison.hub.settings import HubSettings
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.codes import ErrorCode
+from liaison.schemas.wire import (
     CONTENT_TYPE,
     DEAD_LETTER_EXCHANGE,
     DELIVERY_EXCHANGE,
@@ -37,14 +45,6 @@ from schemas.wire import (
     delivered_message_id,
     delivery_key,
 )
-from services.common.config import redact_url
-from services.common.topology import HUB_DELIVERY_LIMIT, hub_queue
-from services.hub.acks import AckTracker
-from services.hub.metrics import HubMetrics
-from services.hub.outbox import Outbox, delivery_properties
-from services.hub.refusal import HUB_SENDER, Delivery, Duplicate, Refusal, error_report
-from services.hub.router import Router, probe
-from services.hub.settings import HubSettings
 
 log = structlog.get_logger("liaison.hub")
 

@@ -17,8 +17,8 @@ from pamqp.body import ContentBody
 from pamqp.frame import marshal
 from pamqp.header import ContentHeader
 
-from schemas.wire import CONTENT_TYPE
-from services.hub.refusal import HUB_SENDER
+from liaison.hub.refusal import HUB_SENDER
+from liaison.schemas.wire import CONTENT_TYPE
 
 log = structlog.get_logger("liaison.hub")
 

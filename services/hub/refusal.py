@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.codes import ErrorCode, info
-from schemas.envelope import Envelope, encode
-from schemas.messages.system import ErrorReport
-from schemas.types import DISTRIBUTION_ID_MAX, DISTRIBUTION_ID_PATTERN
-from services.directory.index import HUB_SENDER_ID
+from liaison.directory.index import HUB_SENDER_ID
+from liaison.schemas.codes import ErrorCode, info
+from liaison.schemas.envelope import Envelope, encode
+from liaison.schemas.messages.system import ErrorReport
+from liaison.schemas.types import DISTRIBUTION_ID_MAX, DISTRIBUTION_ID_PATTERN
 
 #: The sender id the hub signs its own messages with; the directory refuses it for partners.
 HUB_SENDER = HUB_SENDER_ID

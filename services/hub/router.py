@@ -11,20 +11,20 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.codes import ErrorCode
-from schemas.envelope import Envelope, decode_envelope, error_message, error_path
-from schemas.messages.system import Ack
-from schemas.types import Precedence
-from schemas.wire import CONTENT_TYPE, delivered_message_id
-from services.common.dedupe import DedupeWindow
-from services.directory.index import HUB_ONLY_TYPES, DirectoryIndex
-from services.hub.refusal import (
+from liaison.common.dedupe import DedupeWindow
+from liaison.directory.index import HUB_ONLY_TYPES, DirectoryIndex
+from liaison.hub.refusal import (
     Decision,
     Delivery,
     Duplicate,
     Refusal,
 )
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.codes import ErrorCode
+from liaison.schemas.envelope import Envelope, decode_envelope, error_message, error_path
+from liaison.schemas.messages.system import Ack
+from liaison.schemas.types import Precedence
+from liaison.schemas.wire import CONTENT_TYPE, delivered_message_id
 
 _TAGS = {cls: tag for tag, cls in MESSAGE_TYPES.items()}
 _ACCEPTED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/json; charset=utf-8"})

@@ -6,9 +6,9 @@ import structlog
 import uvloop
 from aiohttp import web
 
-from services.common.logging import configure_logging
-from services.hub.app import create_app
-from services.hub.settings import HubSettings
+from liaison.common.logging import configure_logging
+from liaison.hub.app import create_app
+from liaison.hub.settings import HubSettings
 
 
 def run_hub(settings: HubSettings) -> None:

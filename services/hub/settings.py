@@ -7,8 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-from schemas.wire import MAX_MESSAGE_BYTES
-from services.common.config import (
+from liaison.common.config import (
     amqp_url,
     env_float,
     env_int,
@@ -16,10 +15,11 @@ from services.common.config import (
     redact_url,
     with_credentials,
 )
-from services.common.errors import ConfigError
-from services.common.topology import DEFAULT_SHARDS
-from services.directory.credentials import load_credential
-from services.hub.admin import admin_token_from_env
+from liaison.common.errors import ConfigError
+from liaison.common.topology import DEFAULT_SHARDS
+from liaison.directory.credentials import load_credential
+from liaison.hub.admin import admin_token_from_env
+from liaison.schemas.wire import MAX_MESSAGE_BYTES
 
 DEFAULT_AMQP_URL = "amqp://liaison-hub@127.0.0.1:5672/liaison"
 

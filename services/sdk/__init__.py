@@ -3,12 +3,12 @@
 See ``docs/partners.md`` for the contract underneath (usable from any AMQP client).
 """
 
-from schemas.codes import ErrorCode
-from schemas.messages.system import AckLevel
-from services.sdk.client import Client, partner_url
-from services.sdk.compose import compose, new_distribution_id, parse_ttl
-from services.sdk.delivery import Delivery
-from services.sdk.errors import (
+from liaison.schemas.codes import ErrorCode
+from liaison.schemas.messages.system import AckLevel
+from liaison.sdk.client import Client, partner_url
+from liaison.sdk.compose import compose, new_distribution_id, parse_ttl
+from liaison.sdk.delivery import Delivery
+from liaison.sdk.errors import (
     ConfirmTimeout,
     ConnectFailed,
     InvalidMessage,
@@ -17,8 +17,8 @@ from services.sdk.errors import (
     SdkError,
     SettleFailed,
 )
-from services.sdk.inbox import Inbox
-from services.sdk.refusal import Refusal
+from liaison.sdk.inbox import Inbox
+from liaison.sdk.refusal import Refusal
 
 __all__ = [
     "AckLevel",

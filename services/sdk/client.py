@@ -24,19 +24,19 @@ import aiormq.exceptions
 import msgspec
 import structlog
 
-from schemas.envelope import Body, Envelope, decode_envelope, encode, error_path
-from schemas.types import Classification, Precedence
-from schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
-from services.common.config import redact_url
-from services.common.dedupe import DedupeWindow
-from services.sdk.compose import compose
-from services.sdk.errors import (
+from liaison.common.config import redact_url
+from liaison.common.dedupe import DedupeWindow
+from liaison.schemas.envelope import Body, Envelope, decode_envelope, encode, error_path
+from liaison.schemas.types import Classification, Precedence
+from liaison.schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
+from liaison.sdk.compose import compose
+from liaison.sdk.errors import (
     ConfirmTimeout,
     ConnectFailed,
     InvalidMessage,
     PublishFailed,
 )
-from services.sdk.inbox import Inbox
+from liaison.sdk.inbox import Inbox
 
 log = structlog.get_logger("liaison.sdk")
 

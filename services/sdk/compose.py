@@ -5,9 +5,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from schemas.envelope import Body, Envelope
-from schemas.types import Classification, Precedence
-from services.common.errors import ConfigError
+from liaison.common.errors import ConfigError
+from liaison.schemas.envelope import Body, Envelope
+from liaison.schemas.types import Classification, Precedence
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

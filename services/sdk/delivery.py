@@ -7,11 +7,11 @@ import aio_pika.abc
 import aiormq.exceptions
 import structlog
 
-from schemas.catalogue import tag_of
-from schemas.envelope import Body, Envelope
-from schemas.messages.system import Ack, AckLevel, ErrorReport
-from services.sdk.errors import NotAnswerable, SettleFailed
-from services.sdk.refusal import Refusal
+from liaison.schemas.catalogue import tag_of
+from liaison.schemas.envelope import Body, Envelope
+from liaison.schemas.messages.system import Ack, AckLevel, ErrorReport
+from liaison.sdk.errors import NotAnswerable, SettleFailed
+from liaison.sdk.refusal import Refusal
 
 log = structlog.get_logger("liaison.sdk")
 

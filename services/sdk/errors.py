@@ -1,6 +1,6 @@
 """Errors the partner SDK raises; each is a LiaisonError, so the command line prints one line.
 
-    LiaisonError                         (services.common.errors)
+    LiaisonError                         (liaison.common.errors)
      └── SdkError
           ├── ConnectFailed               the broker cannot be reached or refused the login
           ├── InvalidMessage              the envelope breaks the contract (checked before sending)
@@ -12,11 +12,11 @@
           └── NotAnswerable               a receipt for a message that takes none (hub reports,
                                           receipts themselves)
 
-aio-pika and aiormq exceptions are translated in `services.sdk.client` and
-`services.sdk.delivery`; nothing from those libraries reaches the caller.
+aio-pika and aiormq exceptions are translated in `liaison.sdk.client` and
+`liaison.sdk.delivery`; nothing from those libraries reaches the caller.
 """
 
-from services.common.errors import LiaisonError
+from liaison.common.errors import LiaisonError
 
 
 class SdkError(LiaisonError):

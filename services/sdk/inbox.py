@@ -25,11 +25,11 @@ import aiormq.exceptions
 import msgspec
 import structlog
 
-from schemas.envelope import decode_envelope, error_path
-from schemas.wire import delivered_message_id, flash_inbox_queue, inbox_queue
-from services.common.dedupe import DedupeWindow
-from services.sdk.delivery import Delivery, Replier
-from services.sdk.errors import ConnectFailed
+from liaison.common.dedupe import DedupeWindow
+from liaison.schemas.envelope import decode_envelope, error_path
+from liaison.schemas.wire import delivered_message_id, flash_inbox_queue, inbox_queue
+from liaison.sdk.delivery import Delivery, Replier
+from liaison.sdk.errors import ConnectFailed
 
 log = structlog.get_logger("liaison.sdk")
 

@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass
 
-from schemas.codes import CodeInfo, ErrorCode, info
-from schemas.messages.system import ErrorReport
+from liaison.schemas.codes import CodeInfo, ErrorCode, info
+from liaison.schemas.messages.system import ErrorReport
 
 
 @dataclass(frozen=True, slots=True)

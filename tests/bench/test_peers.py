@@ -4,7 +4,7 @@ from pathlib import Path
 
 from bench.peers import route
 from bench.workload import build_messages, write_directory
-from services.common.topology import build_topology
+from liaison.common.topology import build_topology
 
 
 def test_route_flash_and_bcc() -> None:

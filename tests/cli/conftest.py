@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from services.directory.credentials import environment_variable
+from liaison.directory.credentials import environment_variable
 from tests.cli.support import directory_with_accounts
 from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
     admin,

@@ -10,8 +10,8 @@ import aio_pika
 import msgspec
 import pytest
 
-from schemas.examples import example
-from schemas.wire import DEAD_LETTER_QUEUE, inbox_queue
+from liaison.schemas.examples import example
+from liaison.schemas.wire import DEAD_LETTER_QUEUE, inbox_queue
 from tests.cli.support import Result, assert_one_line_failure, liaison
 from tests.conftest import amqp_url_for, management
 from tests.hub.conftest import RunningHub

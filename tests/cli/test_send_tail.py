@@ -7,8 +7,8 @@ import aio_pika
 import msgspec
 import pytest
 
-from schemas.examples import example
-from schemas.wire import inbox_queue
+from liaison.schemas.examples import example
+from liaison.schemas.wire import inbox_queue
 from tests.cli.support import assert_one_line_failure, liaison
 from tests.hub.conftest import RunningHub
 from tests.hub.support import decode, drain

@@ -11,8 +11,8 @@ import aiormq
 import aiormq.exceptions
 import pytest
 
-from services.directory.management import ManagementClient
-from services.directory.settings import ProvisionSettings, Secret, load_settings
+from liaison.directory.management import ManagementClient
+from liaison.directory.settings import ProvisionSettings, Secret, load_settings
 from tests.conftest import ADMIN_AMQP_URL, MANAGEMENT_URL, _admin_credentials
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.__main__ import main
+from liaison.cli.__main__ import main
 from tests.directory.conftest import directory_text
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigError
-from services.directory.credentials import (
+from liaison.common.errors import ConfigError
+from liaison.directory.credentials import (
     CredentialStore,
     environment_variable,
     generate_password,
@@ -16,7 +16,7 @@ from services.directory.credentials import (
     load_credential,
     password_hash,
 )
-from services.directory.settings import Secret, load_settings
+from liaison.directory.settings import Secret, load_settings
 
 #: What RabbitMQ 3.10 itself stored for the password "guest" (GET /api/users/guest).
 BROKER_HASH_OF_GUEST = "mtmHR3sZAvkxA5bVTSJn0IR2eoMeqBT79GHZ9VRpDybjAVDl"

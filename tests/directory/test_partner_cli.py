@@ -7,9 +7,9 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from schemas.wire import DELIVERY_EXCHANGE, inbox_queue
-from services.cli.__main__ import main
-from services.directory.settings import ProvisionSettings
+from liaison.cli.__main__ import main
+from liaison.directory.settings import ProvisionSettings
+from liaison.schemas.wire import DELIVERY_EXCHANGE, inbox_queue
 from tests.conftest import amqp_url_for
 from tests.directory.conftest import directory_text, login_refused
 

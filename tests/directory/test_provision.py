@@ -6,11 +6,11 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from schemas.wire import DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
-from services.directory.credentials import load_credential
-from services.directory.index import load_directory
-from services.directory.provision import provision, read_broker_state
-from services.directory.settings import ProvisionSettings
+from liaison.directory.credentials import load_credential
+from liaison.directory.index import load_directory
+from liaison.directory.provision import provision, read_broker_state
+from liaison.directory.settings import ProvisionSettings
+from liaison.schemas.wire import DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
 from tests.conftest import amqp_url_for
 from tests.directory.conftest import admin_client, directory_text, login_refused
 

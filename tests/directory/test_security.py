@@ -7,18 +7,18 @@ import pytest
 from aio_pika.exceptions import ChannelPreconditionFailed
 from aiormq.exceptions import ChannelAccessRefused
 
-from schemas.wire import (
+from liaison.common.topology import SHARD_EXCHANGE, hub_queue
+from liaison.directory.credentials import load_credential
+from liaison.directory.index import load_directory
+from liaison.directory.provision import provision
+from liaison.directory.settings import ProvisionSettings
+from liaison.schemas.wire import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     DELIVERY_EXCHANGE,
     INGRESS_EXCHANGE,
     inbox_queue,
 )
-from services.common.topology import SHARD_EXCHANGE, hub_queue
-from services.directory.credentials import load_credential
-from services.directory.index import load_directory
-from services.directory.provision import provision
-from services.directory.settings import ProvisionSettings
 from tests.conftest import amqp_url_for
 from tests.directory.conftest import directory_text, login_refused
 
@@ -202,9 +202,9 @@ async def test_partner_has_no_management_access(
     provisioned: str, settings: ProvisionSettings, tag: str
 ) -> None:
     """A partner account carries no tags, so the management API refuses it."""
-    from services.common.errors import BrokerError
-    from services.directory.management import ManagementClient
-    from services.directory.settings import Secret
+    from liaison.common.errors import BrokerError
+    from liaison.directory.management import ManagementClient
+    from liaison.directory.settings import Secret
 
     account = f"alpha-{tag}"
     client = ManagementClient(

@@ -15,13 +15,13 @@ import aio_pika
 import pytest
 import tomli_w
 
-from services.common.dedupe import DedupeWindow
-from services.common.topology import build_topology
-from services.directory.index import DirectoryIndex, load_directory
-from services.hub.consumer import HubConsumer
-from services.hub.metrics import HubMetrics
-from services.hub.router import Router
-from services.hub.settings import HubSettings
+from liaison.common.dedupe import DedupeWindow
+from liaison.common.topology import build_topology
+from liaison.directory.index import DirectoryIndex, load_directory
+from liaison.hub.consumer import HubConsumer
+from liaison.hub.metrics import HubMetrics
+from liaison.hub.router import Router
+from liaison.hub.settings import HubSettings
 from tests.conftest import amqp_url_for, management
 from tests.hub.support import PASSWORD, Partner
 

@@ -9,8 +9,8 @@ from typing import Any
 import aio_pika
 import msgspec
 
-from schemas.examples import example
-from schemas.wire import INGRESS_EXCHANGE
+from liaison.schemas.examples import example
+from liaison.schemas.wire import INGRESS_EXCHANGE
 
 PASSWORD = "test-partner-password"
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigError
-from services.hub.admin import AdminRefusal, admin_token_from_env, check_admin_access
-from services.hub.settings import HubSettings
+from liaison.common.errors import ConfigError
+from liaison.hub.admin import AdminRefusal, admin_token_from_env, check_admin_access
+from liaison.hub.settings import HubSettings
 
 TOKEN = "0123456789abcdef-token"
 

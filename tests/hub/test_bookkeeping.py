@@ -1,7 +1,7 @@
 """The hub's bookkeeping: the dedupe window's bounds and the in-order multiple-ack tracker."""
 
-from services.common.dedupe import DedupeWindow
-from services.hub.acks import AckTracker
+from liaison.common.dedupe import DedupeWindow
+from liaison.hub.acks import AckTracker
 
 
 class FakeClock:

@@ -15,9 +15,9 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from schemas.wire import DEAD_LETTER_QUEUE, inbox_queue
-from services.common.topology import hub_queue
-from services.directory.index import DirectoryIndex
+from liaison.common.topology import hub_queue
+from liaison.directory.index import DirectoryIndex
+from liaison.schemas.wire import DEAD_LETTER_QUEUE, inbox_queue
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import purge_all
 from tests.hub.support import PASSWORD, Partner, decode, drain, envelope

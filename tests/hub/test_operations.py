@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from schemas.wire import inbox_queue
-from services.hub.app import ROUTER, create_app
-from services.hub.settings import HubSettings
+from liaison.hub.app import ROUTER, create_app
+from liaison.hub.settings import HubSettings
+from liaison.schemas.wire import inbox_queue
 from tests.hub.conftest import hub_settings, purge_all
 from tests.hub.support import Partner, drain, envelope
 

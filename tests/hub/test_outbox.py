@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
-from schemas.wire import CONTENT_TYPE
-from services.hub.outbox import Outbox, delivery_properties
-from services.hub.refusal import HUB_SENDER
+from liaison.hub.outbox import Outbox, delivery_properties
+from liaison.hub.refusal import HUB_SENDER
+from liaison.schemas.wire import CONTENT_TYPE
 
 short = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
 # The hub never sends an empty message id or type (pamqp would leave such a property out).

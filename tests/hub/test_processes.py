@@ -14,9 +14,9 @@ import aio_pika
 import aiohttp
 import pytest
 
-from schemas.wire import inbox_queue
-from services.common.topology import hub_queue
-from services.directory.index import DirectoryIndex
+from liaison.common.topology import hub_queue
+from liaison.directory.index import DirectoryIndex
+from liaison.schemas.wire import inbox_queue
 from tests.hub.conftest import purge_all
 from tests.hub.support import Partner, decode, drain, envelope
 
@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 class HubProcess:
-    """``python -m services.hub`` in a subprocess, as an operator would run it."""
+    """``python -m liaison.hub`` in a subprocess, as an operator would run it."""
 
     def __init__(self, url: str, directory: Path, log: Path, shards: str = "all") -> None:
         self.port = free_port()
@@ -48,7 +48,7 @@ class HubProcess:
         )
         self.log = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.hub"],
+            [sys.executable, "-m", "liaison.hub"],
             cwd=ROOT,
             env=env,
             stdout=self.log,

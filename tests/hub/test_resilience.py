@@ -9,8 +9,8 @@ import aio_pika
 import msgspec
 import pytest
 
-from schemas.wire import DEAD_LETTER_QUEUE, HEADER_ERROR_CODE, inbox_queue
-from services.hub.refusal import Decision
+from liaison.hub.refusal import Decision
+from liaison.schemas.wire import DEAD_LETTER_QUEUE, HEADER_ERROR_CODE, inbox_queue
 from tests.conftest import management
 from tests.hub.conftest import RunningHub
 from tests.hub.support import Partner, decode, drain, envelope

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.codes import ErrorCode
-from services.common.dedupe import DedupeWindow
-from services.directory.index import DirectoryIndex, load_directory
-from services.hub.refusal import Delivery, Duplicate, Refusal
-from services.hub.router import Router
+from liaison.common.dedupe import DedupeWindow
+from liaison.directory.index import DirectoryIndex, load_directory
+from liaison.hub.refusal import Delivery, Duplicate, Refusal
+from liaison.hub.router import Router
+from liaison.schemas.codes import ErrorCode
 from tests.hub.support import envelope, now_iso, sample_body
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"

@@ -4,7 +4,8 @@ import aio_pika
 import msgspec
 import pytest
 
-from schemas.wire import (
+from liaison.directory.index import DirectoryIndex
+from liaison.schemas.wire import (
     AUDIT_QUEUE,
     DEAD_LETTER_QUEUE,
     HEADER_ERROR_CODE,
@@ -12,7 +13,6 @@ from schemas.wire import (
     flash_inbox_queue,
     inbox_queue,
 )
-from services.directory.index import DirectoryIndex
 from tests.hub.conftest import RunningHub
 from tests.hub.support import Partner, decode, drain, envelope, now_iso, sample_body
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.common.errors import ConfigError
-from services.hub.settings import HubSettings, parse_shards
+from liaison.common.errors import ConfigError
+from liaison.hub.settings import HubSettings, parse_shards
 
 HUB_PASSWORD = {"LIAISON_PASSWORD_LIAISON_HUB": "x"}
 

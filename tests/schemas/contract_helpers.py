@@ -9,8 +9,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.generate import GENERATED_DIR
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.generate import GENERATED_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = REPO / "tests" / "golden"

@@ -21,7 +21,7 @@ from contract_helpers import TYPE_NAMES, example_json, validator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.envelope import decode_envelope, error_path
+from liaison.schemas.envelope import decode_envelope, error_path
 
 BAD_VALUES: list[Any] = [
     None,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from contract_helpers import REPO
 
-from schemas import wire
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.generate import GENERATED_DIR
+from liaison.schemas import wire
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.generate import GENERATED_DIR
 
 SCRIPT = REPO / "deploy" / "node-tools" / "validate_asyncapi.mjs"
 PARSER = REPO / ".tools" / "node" / "node_modules" / "@asyncapi" / "parser" / "package.json"
@@ -53,7 +53,7 @@ def test_broken_asyncapi_is_rejected(tmp_path: Path, breakage: str) -> None:
 
 
 def test_asyncapi_names_come_from_wire() -> None:
-    """Channel addresses and every message type match schemas.wire and the catalogue."""
+    """Channel addresses and every message type match liaison.schemas.wire and the catalogue."""
     document = json.loads(ASYNCAPI.read_text())
     channels = document["channels"]
     assert channels["ingress"]["address"] == wire.INGRESS_EXCHANGE

@@ -1,9 +1,9 @@
 """The error-code catalogue and the message catalogue are complete and consistent."""
 
-from schemas.catalogue import FAMILIES, MESSAGE_TYPES, tag_of
-from schemas.codes import BANDS, CATALOGUE, ErrorCode, info, markdown_table
-from schemas.envelope import Body
-from schemas.types import CLASSIFICATION_RANK, Classification
+from liaison.schemas.catalogue import FAMILIES, MESSAGE_TYPES, tag_of
+from liaison.schemas.codes import BANDS, CATALOGUE, ErrorCode, info, markdown_table
+from liaison.schemas.envelope import Body
+from liaison.schemas.types import CLASSIFICATION_RANK, Classification
 
 
 def test_every_code_is_catalogued() -> None:

@@ -5,9 +5,9 @@ import json
 import msgspec
 from contract_helpers import example_json, validator
 
-from schemas.catalogue import MESSAGE_TYPES, tag_of
-from schemas.envelope import Envelope, decode_envelope, encode
-from schemas.examples import EXAMPLES
+from liaison.schemas.catalogue import MESSAGE_TYPES, tag_of
+from liaison.schemas.envelope import Envelope, decode_envelope, encode
+from liaison.schemas.examples import EXAMPLES
 
 
 def test_example_validates_against_envelope_schema(type_name: str) -> None:

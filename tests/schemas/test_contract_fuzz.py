@@ -8,7 +8,7 @@ from contract_helpers import TYPE_NAMES, example_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.envelope import decode_envelope, error_path
+from liaison.schemas.envelope import decode_envelope, error_path
 
 json_values = st.recursive(
     st.none()

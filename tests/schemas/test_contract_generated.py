@@ -6,8 +6,8 @@ from pathlib import Path
 from contract_helpers import GENERATED_DIR
 from jsonschema import Draft202012Validator
 
-from schemas.catalogue import MESSAGE_TYPES
-from schemas.generate import artefacts, write
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.generate import artefacts, write
 
 
 def _tree(root: Path) -> dict[str, bytes]:

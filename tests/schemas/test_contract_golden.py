@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from contract_helpers import GOLDEN_DIR, validator
 
-from schemas.envelope import decode_envelope
-from schemas.examples import EXAMPLES
-from schemas.messages.hazards import (
+from liaison.schemas.envelope import decode_envelope
+from liaison.schemas.examples import EXAMPLES
+from liaison.schemas.messages.hazards import (
     ActionTaken,
     DeviceCategory,
     DeviceCondition,
     EoSpotReport,
     HazardAlert,
 )
-from schemas.messages.system import ErrorReport
-from schemas.types import Point, Precedence
+from liaison.schemas.messages.system import ErrorReport
+from liaison.schemas.types import Point, Precedence
 
 CURRENT = [
     "hazard.alert",

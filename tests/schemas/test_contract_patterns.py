@@ -17,8 +17,8 @@ import msgspec
 import pytest
 from contract_helpers import example_json
 
-from schemas.envelope import decode_envelope, error_path
-from schemas.generate import GENERATED_DIR
+from liaison.schemas.envelope import decode_envelope, error_path
+from liaison.schemas.generate import GENERATED_DIR
 
 # (path in the envelope, its JSON path in error reports)
 ENVELOPE_FIELDS = [

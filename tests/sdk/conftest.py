@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from services.sdk import Client
+from liaison.sdk import Client
 from tests.cli.support import directory_with_accounts
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)

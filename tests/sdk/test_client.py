@@ -8,12 +8,12 @@ import aio_pika
 import msgspec
 import pytest
 
-from schemas.examples import example
-from schemas.messages.hazards import EoSpotReport, HazardAlert
-from schemas.messages.system import Ack
-from schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE, inbox_queue
-from services.sdk import AckLevel, Client, ConnectFailed, Delivery, ErrorCode, InvalidMessage
-from services.sdk.inbox import Inbox
+from liaison.schemas.examples import example
+from liaison.schemas.messages.hazards import EoSpotReport, HazardAlert
+from liaison.schemas.messages.system import Ack
+from liaison.schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE, inbox_queue
+from liaison.sdk import AckLevel, Client, ConnectFailed, Delivery, ErrorCode, InvalidMessage
+from liaison.sdk.inbox import Inbox
 from tests.conftest import management
 from tests.hub.conftest import RunningHub
 from tests.hub.support import drain

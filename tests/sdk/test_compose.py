@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.examples import example
-from schemas.types import Precedence
-from services.common.dedupe import DedupeWindow
-from services.common.errors import ConfigError
-from services.sdk import compose, parse_ttl
+from liaison.common.dedupe import DedupeWindow
+from liaison.common.errors import ConfigError
+from liaison.schemas.examples import example
+from liaison.schemas.types import Precedence
+from liaison.sdk import compose, parse_ttl
 
 
 def test_compose_fills_the_envelope() -> None:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from schemas.codes import markdown_table
+from liaison.schemas.codes import markdown_table
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import RunningHub
 from tests.hub.support import PASSWORD
