@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
 
-.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node-tools clean
+.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node-tools fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,10 @@ install: $(STAMP) ## create .venv and install Liaison with its dev tools
 
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	@touch $@
+
+$(VENV)/.fuzz-installed: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,fuzz]'
 	@touch $@
 
 $(NODE_TOOLS)/.installed: deploy/node-tools/package.json
@@ -49,7 +53,7 @@ typecheck: install ## mypy --strict on services/ and schemas/
 	$(BIN)/mypy
 
 # The broker-restart test drops every connection on the node, so it runs after the rest, alone.
-pytest: install $(VENV)/.bench-installed node-tools broker
+pytest: install $(VENV)/.bench-installed $(VENV)/.fuzz-installed node-tools broker
 	$(BIN)/pytest -m "not broker_restart" $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(BIN)/pytest -m broker_restart; fi
 
@@ -63,6 +67,11 @@ run: install broker ## bring the system up and play the demo scenario (Ctrl-C st
 
 bench: install $(VENV)/.bench-installed broker ## throughput and latency: shovel vs plain aio-pika vs FastStream vs the hub
 	$(BIN)/python -m bench
+
+FUZZ_SECONDS ?= 600
+fuzz: $(VENV)/.fuzz-installed ## coverage-guided fuzzing (atheris) of the hub's decision for FUZZ_SECONDS (600)
+	mkdir -p var/fuzz
+	$(BIN)/python tests/schemas/fuzz_decide.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/ -print_final_stats=1
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

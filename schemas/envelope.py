@@ -10,6 +10,7 @@ from typing import Annotated, Any, Final, TypeAlias
 import msgspec
 from msgspec import Meta
 
+from liaison.schemas.codes import ErrorCode
 from liaison.schemas.messages.coordination import (
     DdrReport,
     InformationRequest,
@@ -56,9 +57,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "Body",
     "Envelope",
+    "MalformedMessage",
     "SchemaVersion",
     "decode_envelope",
     "encode",
+    "error_code",
     "error_message",
     "error_path",
 ]
@@ -116,18 +119,54 @@ ENVELOPE_DECODER: Final = msgspec.json.Decoder(Envelope)
 ENCODER: Final = msgspec.json.Encoder()
 
 
-def decode_envelope(data: bytes) -> Envelope:
-    """Decode and validate one message.
+class MalformedMessage(msgspec.DecodeError):
+    """Bytes the decoder could not read as a JSON document, whatever msgspec raised for them.
 
-    Raises `msgspec.DecodeError` for bytes that are not JSON, and its subclass
-    `msgspec.ValidationError` for JSON that breaks the contract; the message names the path,
-    e.g. ``Expected `str` of length <= 200 - at `$.body.headline```.
+    A subclass of `msgspec.DecodeError`, so every caller that handles decode errors handles
+    these too; `code` is always `ErrorCode.MALFORMED`.
+    """
+
+    code: Final = ErrorCode.MALFORMED
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Decode and validate one message; raises nothing but `msgspec.DecodeError`.
+
+    Raises `msgspec.ValidationError` (a `DecodeError`) for JSON that breaks the contract; the
+    message names the path, e.g. ``Expected `str` of length <= 200 - at `$.body.headline```.
+    Anything else the bytes provoke (not JSON, invalid UTF-8, nesting deeper than the
+    interpreter's recursion limit, exhausted memory) is a `MalformedMessage`, also a
+    `DecodeError`. `error_code` gives the error code either way.
     """
     try:
         return ENVELOPE_DECODER.decode(data)
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError as exc:
+        raise MalformedMessage(str(exc)) from exc
     except UnicodeDecodeError as exc:
         # msgspec lets invalid UTF-8 inside a JSON string escape as UnicodeDecodeError.
-        raise msgspec.DecodeError(f"Invalid UTF-8 at byte {exc.start}") from exc
+        raise MalformedMessage(f"Invalid UTF-8 at byte {exc.start}") from exc
+    except RecursionError as exc:
+        # A document of ~1000 nested arrays (2 KB) exhausts the recursion limit; no valid
+        # envelope nests deeper than a dozen levels.
+        raise MalformedMessage("JSON is nested too deeply") from exc
+    except Exception as exc:  # the contract: no input escapes as anything else
+        raise MalformedMessage(f"JSON could not be decoded: {type(exc).__name__}") from exc
+
+
+def error_code(exc: msgspec.DecodeError) -> ErrorCode:
+    """The error code for a decode error: where a validation error points decides it."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return ErrorCode.MALFORMED
+    path = error_path(exc)
+    if path == "$.schema_version":
+        return ErrorCode.UNSUPPORTED_SCHEMA_VERSION
+    if path == "$.body.type":
+        return ErrorCode.UNKNOWN_MESSAGE_TYPE
+    if path.startswith("$.body"):
+        return ErrorCode.INVALID_BODY
+    return ErrorCode.INVALID_ENVELOPE
 
 
 def encode(obj: Any) -> bytes:

@@ -23,6 +23,7 @@ from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
 from liaison.schemas.envelope import Envelope, decode_envelope, error_message, error_path
 from liaison.schemas.messages.system import Ack
+from liaison.schemas.probe import probe as probe  # consumer.py imports it from here
 from liaison.schemas.types import Precedence
 from liaison.schemas.wire import CONTENT_TYPE, delivered_message_id
 
@@ -70,9 +71,11 @@ class Router:
                 reply_to,
             )
         if content_type and content_type.lower() not in _ACCEPTED_CONTENT_TYPES:
-            return self._refuse_unread(
+            return _refuse_probed(
+                body,
                 ErrorCode.UNSUPPORTED_CONTENT_TYPE,
                 f"content_type is {content_type[:64]!r}; send {CONTENT_TYPE}",
+                None,
                 reply_to,
             )
         if user_id is None:
@@ -97,7 +100,9 @@ class Router:
         except msgspec.ValidationError as exc:
             return _refuse_invalid(body, exc, account_org)
         except msgspec.DecodeError as exc:
-            return Refusal(ErrorCode.MALFORMED, f"not a JSON document: {exc}", reply_to=account_org)
+            return _refuse_probed(
+                body, ErrorCode.MALFORMED, f"not a JSON document: {exc}", None, account_org
+            )
 
         return self._route(envelope, account_org)
 
@@ -239,31 +244,6 @@ class Router:
 
     def _refuse_unread(self, code: ErrorCode, reason: str, reply_to: str | None) -> Refusal:
         return Refusal(code, reason, None, None, None, reply_to)
-
-
-class _Probe(msgspec.Struct):
-    """The little that can be read of an envelope that failed validation."""
-
-    distribution_id: object = None
-    body: object = None
-
-
-_probe_decoder = msgspec.json.Decoder(_Probe)
-
-
-def probe(body: bytes) -> tuple[str | None, str | None]:
-    """The distribution id and type of a message, if they can be read; never raises."""
-    try:
-        probe = _probe_decoder.decode(body)
-    except msgspec.DecodeError:
-        return None, None
-    distribution_id = probe.distribution_id
-    if not isinstance(distribution_id, str) or not 0 < len(distribution_id) <= 256:
-        distribution_id = None
-    message_type = probe.body.get("type") if isinstance(probe.body, dict) else None
-    if not isinstance(message_type, str) or len(message_type) > 64:
-        message_type = None
-    return distribution_id, message_type
 
 
 def _refuse_probed(

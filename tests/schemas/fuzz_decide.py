@@ -1,0 +1,133 @@
+"""Coverage-guided fuzzing of the hub's decision: every input gets a decision, never an exception.
+
+`make fuzz` runs this under atheris (libFuzzer for Python) for FUZZ_SECONDS. The first bytes of
+each input choose the AMQP properties (user_id, routing key, content type), the rest is the
+message body; the seed corpus is every contract example plus pathological JSON, and the
+dictionary holds the contract's field names, types and addresses, so mutations reach deep into
+the router. A failure leaves the crashing input under ``-artifact_prefix`` and exits non-zero.
+
+    python tests/schemas/fuzz_decide.py [-max_total_time=S] [-runs=N] [libFuzzer flags]
+"""
+
+import json
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from liaison.common.dedupe import DedupeWindow
+from liaison.directory.index import DirectoryIndex, load_directory
+from liaison.hub.refusal import Delivery, Duplicate, Refusal, error_report
+from liaison.hub.router import Router
+from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.codes import ErrorCode
+from liaison.schemas.envelope import decode_envelope
+from liaison.schemas.generate import GENERATED_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+DIRECTORY = REPO / "deploy" / "directory.toml"
+#: The hub's real limit is 256 KiB; a smaller one lets the fuzzer reach the size check too.
+MAX_MESSAGE_BYTES = 64 * 1024
+_USERS = (None, "mag", "unmas", "dpko", "minusca", "liaison-hub", "nobody", "")
+_CONTENT_TYPES = (
+    None,
+    "application/json",
+    "application/json; charset=utf-8",
+    "APPLICATION/JSON",
+    "text/plain",
+    "",
+)
+_ROUTING_KEYS = ("mag", "unmas", "nobody", "")
+_NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_router(directory: DirectoryIndex | None = None) -> Router:
+    """A router over the sample directory with a small dedupe window, as the hub builds one."""
+    index = directory if directory is not None else load_directory(DIRECTORY)
+    dedupe = DedupeWindow(seconds=3600, max_entries=1_000)
+    return Router(index, dedupe, max_message_bytes=MAX_MESSAGE_BYTES)
+
+
+def properties(header: int) -> tuple[str | None, str, str | None]:
+    """(user_id, routing key, content type) chosen by one input byte."""
+    return (
+        _USERS[header % len(_USERS)],
+        _ROUTING_KEYS[(header // len(_USERS)) % len(_ROUTING_KEYS)],
+        _CONTENT_TYPES[(header // 7) % len(_CONTENT_TYPES)],
+    )
+
+
+def check(router: Router, data: bytes) -> None:
+    """Decide one fuzz input; raise AssertionError if the decision breaks a promise."""
+    if not data:
+        return
+    user_id, routing_key, content_type = properties(data[0])
+    body = data[1:]
+    decision = router.decide(
+        body, user_id=user_id, routing_key=routing_key, content_type=content_type
+    )
+    if isinstance(decision, Refusal):
+        assert decision.code in ErrorCode, decision
+        if decision.reply_to is not None:
+            # The answer must be sendable: the hub's own report passes the contract.
+            _, report = error_report(decision, now=_NOW, original=body)
+            decode_envelope(report)
+    elif isinstance(decision, Delivery):
+        assert decision.recipients, decision
+        if decision.partial is not None:
+            assert decision.partial.refused_recipients, decision
+        # Later inputs with the same id exercise the Duplicate path.
+        router.dedupe.add(decision.message_id)
+    else:
+        assert isinstance(decision, Duplicate), decision
+
+
+def seeds() -> list[bytes]:
+    """Seed inputs: every example under each property choice, and pathological documents."""
+    examples = [
+        (GENERATED_DIR / "examples" / f"{name}.json").read_bytes() for name in MESSAGE_TYPES
+    ]
+    deep = b"[" * 1_000 + b"]" * 1_000
+    ack = examples[list(MESSAGE_TYPES).index("ack")]
+    odd = [
+        deep,
+        b'{"a":' * 1_000 + b"1" + b"}" * 1_000,
+        ack.replace(b'"body": {', b'"body": {"x": ' + deep + b",", 1),
+        b"\xef\xbb\xbf" + ack,
+        ack.replace(b'"sender": "', b'"sender": "\\ud800', 1),
+        b'{"distribution_id": NaN, "x": 1e999, "y": ' + b"9" * 400 + b"}",
+    ]
+    return [bytes([header]) + doc for doc in examples + odd for header in (1, 9, 65)]
+
+
+def dictionary() -> list[str]:
+    """libFuzzer dictionary lines: contract tokens, quoted and escaped."""
+    example = json.loads((GENERATED_DIR / "examples" / "hazard.alert.json").read_text())
+    words = {*example, *example["body"], *MESSAGE_TYPES, "org:unmas", "group:icg-ma"}
+    words |= {"role:troop-contributor", "mission:minusca", "flash", "strictly_confidential"}
+    words |= {"ref_sender", "ref_distribution_id", "level", "accepted", "mag", "unmas"}
+    tokens = [json.dumps(w) for w in sorted(words)]
+    tokens += ['"\\ud800"', "NaN", "1e999", "[[[[", "{}", "[]", ":", ",", "null", "true"]
+    return [json.dumps(t) for t in tokens]
+
+
+def main(argv: list[str]) -> None:
+    """Run atheris with the seed corpus and dictionary written to a temporary directory."""
+    import atheris  # only `make fuzz` installs it; the suite imports the rest
+
+    router = make_router()
+    work = Path(tempfile.mkdtemp(prefix="liaison-fuzz-"))
+    corpus = work / "corpus"
+    corpus.mkdir()
+    for number, seed in enumerate(seeds()):
+        (corpus / f"seed-{number:03d}").write_bytes(seed)
+    words = work / "contract.dict"
+    words.write_text("\n".join(dictionary()) + "\n")
+    atheris.instrument_all()
+    args = [argv[0], f"-dict={words}", "-max_len=8192", *argv[1:], str(corpus)]
+    atheris.Setup(args, lambda data: check(router, data))
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
