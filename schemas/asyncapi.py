@@ -5,7 +5,7 @@ from typing import Any, Final
 import msgspec
 
 from liaison.schemas import wire
-from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.schemas.catalogue import FLASH_TYPES, MESSAGE_TYPES, PARTNER_TYPES
 from liaison.schemas.envelope import SCHEMA_VERSION, Envelope
 from liaison.schemas.json_schemas import published
 
@@ -20,7 +20,8 @@ Liaison carries typed coordination messages between UN peacekeeping partners (DP
 UN agencies, governments, NGOs). Partners publish one JSON envelope per message to the ingress
 exchange, with `user_id` set to their broker account and the routing key set to their
 organisation id; the hub validates, authorises and delivers to each recipient's inbox, and
-answers every refused message with an `error.report` in the sender's inbox."""
+answers every refused message with an `error.report` (sender `liaison`) in the sender's inbox.
+The broker's virtual host is `liaison` unless the operator tells you otherwise."""
 
 
 def _components_schemas() -> dict[str, Any]:
@@ -80,8 +81,10 @@ _MESSAGE_TRAIT: Final = {
         "AMQP properties. On publish: `user_id` MUST be your broker account (the broker refuses "
         "any other; the hub refuses a missing one with code 200); `content_type` MUST be "
         f"`{wire.CONTENT_TYPE}`; `message_id` is optional; routing key = your organisation id; "
-        "delivery_mode 2 (persistent). On delivery the hub sets `message_id` to "
-        "`<sender>/<distribution_id>` (the same on every redelivery, for deduplication) and "
+        f"delivery_mode {wire.PUBLISH_DELIVERY_MODE} (persistent); `mandatory` set, so a "
+        "message no hub queue takes is returned to you, not dropped. On delivery the hub sets "
+        "`message_id` to `<sender>/<distribution_id>` (the same on every redelivery, for "
+        "deduplication) and "
         f"headers `{wire.HEADER_SENDER}`, `{wire.HEADER_TYPE}`, `{wire.HEADER_PRECEDENCE}`."
     ),
     "headers": {
@@ -109,7 +112,7 @@ def _exchange_channel(address: str, description: str) -> dict[str, Any]:
                     "type": "topic",
                     "durable": True,
                     "autoDelete": False,
-                    "vhost": "/",
+                    "vhost": wire.VHOST,
                 },
             }
         },
@@ -130,7 +133,7 @@ def _queue_channel(address: str, description: str) -> dict[str, Any]:
                     "durable": True,
                     "exclusive": False,
                     "autoDelete": False,
-                    "vhost": "/",
+                    "vhost": wire.VHOST,
                 },
             }
         },
@@ -139,17 +142,19 @@ def _queue_channel(address: str, description: str) -> dict[str, Any]:
 
 def asyncapi_document() -> dict[str, Any]:
     """The whole AsyncAPI document, self-contained (every schema under components)."""
-    type_names = list(MESSAGE_TYPES)
-    channel_messages = {
-        _message_id(t): {"$ref": f"#/components/messages/{_message_id(t)}"} for t in type_names
-    }
 
-    def refs(channel: str) -> list[dict[str, str]]:
+    def channel_messages(type_names: tuple[str, ...]) -> dict[str, dict[str, str]]:
+        return {
+            _message_id(t): {"$ref": f"#/components/messages/{_message_id(t)}"} for t in type_names
+        }
+
+    def refs(channel: str, type_names: tuple[str, ...]) -> list[dict[str, str]]:
         return [{"$ref": f"#/channels/{channel}/messages/{_message_id(t)}"} for t in type_names]
 
+    every_type = tuple(MESSAGE_TYPES)
     inbox = wire.inbox_queue("{organisation}")
     flash_inbox = wire.flash_inbox_queue("{organisation}")
-    server_common = {"pathname": "/", "protocolVersion": "0-9-1"}
+    server_common = {"pathname": f"/{wire.VHOST}", "protocolVersion": "0-9-1"}
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "id": "urn:liaison:contract",
@@ -178,22 +183,26 @@ def asyncapi_document() -> dict[str, Any]:
             "ingress": {
                 **_exchange_channel(
                     wire.INGRESS_EXCHANGE,
-                    "Where partners publish; routing key = your organisation id.",
+                    "Where partners publish; routing key = your organisation id. Every type but "
+                    "error.report, which only the hub sends (code 206).",
                 ),
-                "messages": channel_messages,
+                "messages": channel_messages(PARTNER_TYPES),
             },
             "inbox": {
                 **_queue_channel(
                     inbox,
-                    "Your inbox: routine, priority and immediate messages, and error reports.",
+                    "Your inbox: routine, priority and immediate messages, receipts (ack) "
+                    "whatever their precedence, and the hub's error reports.",
                 ),
-                "messages": channel_messages,
+                "messages": channel_messages(every_type),
             },
             "flashInbox": {
                 **_queue_channel(
-                    flash_inbox, "Your flash inbox: flash messages, ahead of any backlog."
+                    flash_inbox,
+                    "Your flash inbox: messages sent with precedence flash, ahead of any "
+                    "backlog. Never receipts or error reports.",
                 ),
-                "messages": channel_messages,
+                "messages": channel_messages(FLASH_TYPES),
             },
         },
         "operations": {
@@ -201,12 +210,12 @@ def asyncapi_document() -> dict[str, Any]:
                 "action": "send",
                 "summary": "Publish a message to the hub.",
                 "channel": {"$ref": "#/channels/ingress"},
-                "messages": refs("ingress"),
+                "messages": refs("ingress", PARTNER_TYPES),
                 "bindings": {
                     "amqp": {
                         "bindingVersion": _AMQP_BINDING_VERSION,
-                        "deliveryMode": 2,
-                        "mandatory": True,
+                        "deliveryMode": wire.PUBLISH_DELIVERY_MODE,
+                        "mandatory": wire.PUBLISH_MANDATORY,
                         "userId": "your broker account",
                     }
                 },
@@ -215,20 +224,20 @@ def asyncapi_document() -> dict[str, Any]:
                 "action": "receive",
                 "summary": "Consume your inbox; ack after processing.",
                 "channel": {"$ref": "#/channels/inbox"},
-                "messages": refs("inbox"),
+                "messages": refs("inbox", every_type),
                 "bindings": {"amqp": {"bindingVersion": _AMQP_BINDING_VERSION, "ack": True}},
             },
             "consumeFlashInbox": {
                 "action": "receive",
                 "summary": "Consume your flash inbox first; ack after processing.",
                 "channel": {"$ref": "#/channels/flashInbox"},
-                "messages": refs("flashInbox"),
+                "messages": refs("flashInbox", FLASH_TYPES),
                 "bindings": {"amqp": {"bindingVersion": _AMQP_BINDING_VERSION, "ack": True}},
             },
         },
         "components": {
             "schemas": _components_schemas(),
-            "messages": {_message_id(t): _message(t) for t in type_names},
+            "messages": {_message_id(t): _message(t) for t in every_type},
             "messageTraits": {"amqpProperties": _MESSAGE_TRAIT},
         },
     }

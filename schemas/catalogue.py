@@ -5,7 +5,7 @@ from typing import Final
 from liaison.schemas.messages import coordination, hazards, operations, resources, system
 from liaison.schemas.messages.base import BodyBase
 
-__all__ = ["FAMILIES", "MESSAGE_TYPES", "tag_of"]
+__all__ = ["FAMILIES", "FLASH_TYPES", "HUB_ONLY_TYPES", "MESSAGE_TYPES", "PARTNER_TYPES", "tag_of"]
 
 
 def tag_of(cls: type[BodyBase]) -> str:
@@ -56,3 +56,11 @@ FAMILIES: Final[dict[str, tuple[str, ...]]] = {
 MESSAGE_TYPES: Final[dict[str, type[BodyBase]]] = {
     tag_of(cls): cls for classes in _BY_FAMILY.values() for cls in classes
 }
+
+#: Types only the hub originates: a partner sending one is refused with code 206.
+HUB_ONLY_TYPES: Final = frozenset({tag_of(system.ErrorReport)})
+#: Types a partner may publish (the directory's policy says to whom), in catalogue order.
+PARTNER_TYPES: Final = tuple(t for t in MESSAGE_TYPES if t not in HUB_ONLY_TYPES)
+#: Types that can arrive in a flash inbox: those a partner may send with precedence `flash`.
+#: Receipts (`ack`) and error reports always go to the regular inbox.
+FLASH_TYPES: Final = tuple(t for t in PARTNER_TYPES if t != tag_of(system.Ack))

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import msgspec
 
+from liaison.schemas import wire
 from liaison.schemas.catalogue import tag_of
 from liaison.schemas.envelope import Body, Envelope
 from liaison.schemas.messages import coordination as co
@@ -344,7 +345,7 @@ def _bodies() -> list[tuple[str, list[str], Body, dict[str, Any]]]:
             {"in_reply_to": "unmas-2024-03-12-0008"},
         ),
         (
-            "liaison-hub",
+            wire.HUB_SENDER,
             ["org:mag-car"],
             sy.ErrorReport(
                 code=301,

@@ -16,6 +16,18 @@ DEAD_LETTER_QUEUE: Final = "liaison.dead-letters"
 #: One copy of every delivery, bound with ``#``.
 AUDIT_QUEUE: Final = "liaison.audit"
 
+#: The RabbitMQ virtual host `liaison provision` creates by default (`LIAISON_VHOST`); the AMQP
+#: URL's path, e.g. ``amqps://broker.example.org:5671/liaison``.
+VHOST: Final = "liaison"
+#: The envelope `sender` and `x-liaison-sender` of the hub's own messages (error reports); the
+#: directory refuses it as an organisation id.
+HUB_SENDER: Final = "liaison"
+#: Partners publish with `mandatory` set, so a message no hub queue takes is returned to them
+#: rather than dropped by the broker.
+PUBLISH_MANDATORY: Final = True
+#: Persistent: the message survives a broker restart.
+PUBLISH_DELIVERY_MODE: Final = 2
+
 CONTENT_TYPE: Final = "application/json"
 #: Largest message body the hub accepts, in bytes; larger ones are refused with code 101.
 MAX_MESSAGE_BYTES: Final = 256 * 1024

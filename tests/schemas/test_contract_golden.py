@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import msgspec
 import pytest
 from contract_helpers import GOLDEN_DIR, validator
 
@@ -32,12 +33,22 @@ CURRENT = [
     "error.report",
 ]
 
+#: Goldens made from an example that was corrected later: the Struct each was made from.
+#: error.report's example named the hub's broker account as sender; the wire says `liaison`.
+AS_MADE = {
+    "error.report": msgspec.structs.replace(
+        EXAMPLES["error.report"],
+        sender="liaison-hub",
+        distribution_id="liaison-hub-2024-03-12-0021",
+    )
+}
+
 
 @pytest.mark.parametrize("type_name", CURRENT)
 def test_golden_payload_decodes_to_same_struct(type_name: str) -> None:
     """A hand-checked 1.0 payload still decodes to exactly the Struct it was made from."""
     data = (GOLDEN_DIR / f"{type_name}.json").read_bytes()
-    assert decode_envelope(data) == EXAMPLES[type_name]
+    assert decode_envelope(data) == AS_MADE.get(type_name, EXAMPLES[type_name])
 
 
 def test_newer_sender_with_unknown_fields_decodes() -> None:

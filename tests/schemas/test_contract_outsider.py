@@ -1,0 +1,101 @@
+"""The contract as an outsider reads it: the AsyncAPI document, the guide and the code agree."""
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from contract_helpers import REPO, example_json
+
+from liaison.directory import index
+from liaison.directory.settings import DEFAULT_VHOST
+from liaison.hub.refusal import HUB_SENDER
+from liaison.hub.settings import DEFAULT_AMQP_URL
+from liaison.schemas import wire
+from liaison.schemas.catalogue import FLASH_TYPES, HUB_ONLY_TYPES, MESSAGE_TYPES, PARTNER_TYPES
+from liaison.schemas.generate import GENERATED_DIR
+
+GUIDE = (REPO / "docs" / "partners.md").read_text()
+
+
+def _asyncapi() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((GENERATED_DIR / "asyncapi.json").read_text())
+    return document
+
+
+def _types(document: dict[str, Any], refs: list[dict[str, str]]) -> set[str]:
+    """The message type names a list of `$ref`s to messages points at."""
+    names = set()
+    for ref in refs:
+        message_id = ref["$ref"].rsplit("/", 1)[-1]
+        names.add(document["components"]["messages"][message_id]["name"])
+    return names
+
+
+def _guide_table_row(name: str) -> list[str]:
+    """The cells of the guide's row whose first cell is ``name`` (in backticks or not)."""
+    for line in GUIDE.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].strip("`") == name:
+            return cells
+    raise AssertionError(f"the guide has no table row for {name!r}")
+
+
+def test_vhost_is_one_truth() -> None:
+    """Servers, channel bindings, the guide's URLs and the provisioned default name one vhost."""
+    document = _asyncapi()
+    assert {s["pathname"] for s in document["servers"].values()} == {f"/{wire.VHOST}"}
+    vhosts = {
+        binding.get("exchange", binding.get("queue", {})).get("vhost")
+        for channel in document["channels"].values()
+        for binding in [channel["bindings"]["amqp"]]
+    }
+    assert vhosts == {wire.VHOST}
+    assert DEFAULT_VHOST == wire.VHOST
+    assert urlsplit(DEFAULT_AMQP_URL).path == f"/{wire.VHOST}"
+    guide_urls = re.findall(r"amqps?://[^\s`/\"]+(/[^\s`\",]*)", GUIDE)
+    assert guide_urls, "the guide names no AMQP URL"
+    assert set(guide_urls) == {f"/{wire.VHOST}"}
+    assert f"virtual host is `{wire.VHOST}`" in GUIDE
+
+
+def test_error_report_sender_is_the_hub_sender_id() -> None:
+    """Example, hub, directory and guide agree: error reports come from sender `liaison`."""
+    assert example_json("error.report")["sender"] == wire.HUB_SENDER
+    assert HUB_SENDER == index.HUB_SENDER_ID == wire.HUB_SENDER
+    assert f"sender `{wire.HUB_SENDER}`" in GUIDE
+    assert f"sender `{wire.HUB_SENDER}`" in _asyncapi()["info"]["description"]
+
+
+def test_partners_may_publish_every_type_but_error_report() -> None:
+    """The publish operation and the ingress channel list the partner types, not error.report."""
+    document = _asyncapi()
+    assert HUB_ONLY_TYPES == index.HUB_ONLY_TYPES == {"error.report"}
+    publish = document["operations"]["publish"]
+    assert _types(document, publish["messages"]) == set(PARTNER_TYPES)
+    ingress = document["channels"]["ingress"]["messages"]
+    assert _types(document, list(ingress.values())) == set(PARTNER_TYPES)
+    assert "error.report" not in PARTNER_TYPES
+
+
+def test_flash_inbox_gets_only_flash_precedence_types() -> None:
+    """The flash inbox lists neither error reports nor receipts; the inbox lists every type."""
+    document = _asyncapi()
+    flash = document["operations"]["consumeFlashInbox"]
+    assert _types(document, flash["messages"]) == set(FLASH_TYPES)
+    assert not {"error.report", "ack"} & set(FLASH_TYPES)
+    inbox = document["operations"]["consumeInbox"]
+    assert _types(document, inbox["messages"]) == set(MESSAGE_TYPES)
+
+
+def test_publish_binding_and_guide_table_agree() -> None:
+    """`mandatory` and `delivery_mode` in the AsyncAPI binding are the guide's table values."""
+    binding = _asyncapi()["operations"]["publish"]["bindings"]["amqp"]
+    assert binding["mandatory"] is wire.PUBLISH_MANDATORY is True
+    assert _guide_table_row("mandatory")[1] == "`true`"
+    assert binding["deliveryMode"] == wire.PUBLISH_DELIVERY_MODE
+    assert _guide_table_row("delivery_mode")[1].startswith(f"`{wire.PUBLISH_DELIVERY_MODE}`")
+    assert (
+        "`mandatory` set"
+        in _asyncapi()["components"]["messageTraits"]["amqpProperties"]["description"]
+    )
