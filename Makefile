@@ -40,7 +40,7 @@ $(NODE_TOOLS)/.installed: deploy/node-tools/package.json
 	cd $(NODE_TOOLS) && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-node-tools: $(NODE_TOOLS)/.installed ## install the AsyncAPI parser and the partner-example client (npm)
+node-tools: $(NODE_TOOLS)/.installed ## install the AsyncAPI parser, Ajv and the partner-example client (npm)
 
 broker: ## make sure a RabbitMQ is reachable, with the plugins Liaison needs
 	@bash deploy/broker.sh

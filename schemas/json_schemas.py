@@ -9,7 +9,15 @@ from liaison.schemas.envelope import SCHEMA_VERSION, Envelope
 from liaison.schemas.messages.base import BodyBase
 from liaison.schemas.types import ecma_pattern
 
-__all__ = ["BASE_ID", "DIALECT", "body_schema", "envelope_schema", "published", "schema_id"]
+__all__ = [
+    "BASE_ID",
+    "DIALECT",
+    "body_schema",
+    "envelope_schema",
+    "portable",
+    "published",
+    "schema_id",
+]
 
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 #: Neutral namespace for `$id`s; the documents are published with the partner guide.
@@ -35,8 +43,25 @@ def published(node: Any) -> Any:
     return node
 
 
+def portable(node: Any) -> Any:
+    """A schema without OpenAPI's ``discriminator``, which JSON Schema 2020-12 does not define.
+
+    Strict validators (Ajv's default) refuse an unknown keyword; the tagged union still works
+    without it, as each body pins its ``type`` with an ``enum`` of one tag.
+    """
+    if isinstance(node, dict):
+        return {
+            key: portable(value)
+            for key, value in node.items()
+            if not (key == "discriminator" and isinstance(value, dict))
+        }
+    if isinstance(node, list):
+        return [portable(item) for item in node]
+    return node
+
+
 def _document(name: str, struct: type[msgspec.Struct], title: str) -> dict[str, Any]:
-    generated = published(msgspec.json.schema(struct))
+    generated = portable(published(msgspec.json.schema(struct)))
     root = generated["$defs"][struct.__name__]
     return {
         "$schema": DIALECT,
