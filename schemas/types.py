@@ -43,7 +43,12 @@ __all__ = [
     "whole",
 ]
 
-_SLUG = r"[a-z][a-z0-9-]{1,31}"
+#: Organisation ids: 2-32 characters. Everywhere an organisation is named (sender, `org:`
+#: addresses, ack.ref_sender, the directory) uses this one pattern.
+_ORG_SLUG = r"[a-z][a-z0-9-]{1,31}"
+#: Group, role and mission ids: 2-48 characters, as the directory defines them (longer than an
+#: organisation id because they often compose several names, e.g. `minusca-tcc`).
+_NAME_SLUG = r"[a-z][a-z0-9-]{1,47}"
 
 
 def whole(body: str) -> str:
@@ -74,21 +79,25 @@ DISTRIBUTION_ID_MAX: Final = 128
 OrgId = Annotated[
     str,
     Meta(
-        pattern=whole(_SLUG),
-        description="Organisation id, as registered in the Liaison directory (e.g. `unmas`).",
+        pattern=whole(_ORG_SLUG),
+        description="Organisation id, as registered in the Liaison directory (e.g. `unmas`): "
+        "2-32 characters.",
     ),
 ]
 MissionId = Annotated[
-    str, Meta(pattern=whole(_SLUG), description="Mission id, lower case (e.g. `minusca`).")
+    str,
+    Meta(pattern=whole(_NAME_SLUG), description="Mission id, lower case (e.g. `minusca`)."),
 ]
 GroupId = Annotated[
-    str, Meta(pattern=whole(_SLUG), description="Coordination group id (e.g. `icg-ma`).")
+    str,
+    Meta(pattern=whole(_NAME_SLUG), description="Coordination group id (e.g. `icg-ma`)."),
 ]
 Address = Annotated[
     str,
     Meta(
-        pattern=whole(r"(org|group|role|mission):[a-z][a-z0-9-]{1,47}"),
-        description="Recipient: `org:<id>`, `group:<id>`, `role:<id>` or `mission:<id>`.",
+        pattern=whole(rf"(org:{_ORG_SLUG}|(group|role|mission):{_NAME_SLUG})"),
+        description="Recipient: `org:<id>` (an organisation id, 2-32 characters), "
+        "`group:<id>`, `role:<id>` or `mission:<id>` (2-48 characters).",
     ),
 ]
 DistributionId = Annotated[
