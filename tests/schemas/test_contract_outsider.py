@@ -2,18 +2,24 @@
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from contract_helpers import REPO, example_json
+from fuzz_decide import make_router
 
 from liaison.directory import index
 from liaison.directory.settings import DEFAULT_VHOST
-from liaison.hub.refusal import HUB_SENDER
+from liaison.hub.refusal import HUB_SENDER, Refusal, error_report
 from liaison.hub.settings import DEFAULT_AMQP_URL
 from liaison.schemas import wire
 from liaison.schemas.catalogue import FLASH_TYPES, HUB_ONLY_TYPES, MESSAGE_TYPES, PARTNER_TYPES
+from liaison.schemas.codes import ErrorCode
+from liaison.schemas.envelope import decode_envelope
 from liaison.schemas.generate import GENERATED_DIR
+from liaison.schemas.messages.system import ErrorReport
 
 GUIDE = (REPO / "docs" / "partners.md").read_text()
 
@@ -99,3 +105,28 @@ def test_publish_binding_and_guide_table_agree() -> None:
         "`mandatory` set"
         in _asyncapi()["components"]["messageTraits"]["amqpProperties"]["description"]
     )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "user_id", "code"),
+    [
+        ("text/plain", "mag", ErrorCode.UNSUPPORTED_CONTENT_TYPE),
+        ("application/xml", None, ErrorCode.UNSUPPORTED_CONTENT_TYPE),
+        ("application/json", None, ErrorCode.MISSING_USER_ID),
+    ],
+)
+def test_report_names_the_refused_message_whenever_it_can_be_read(
+    content_type: str, user_id: str | None, code: ErrorCode
+) -> None:
+    """A 102 (or 200) report carries the body's distribution id and type in ref_* fields."""
+    doc = {**example_json("ack"), "sender": "mag", "distribution_id": "mag-2024-0001"}
+    decision = make_router().decide(
+        json.dumps(doc).encode(), user_id=user_id, routing_key="mag", content_type=content_type
+    )
+    assert isinstance(decision, Refusal)
+    assert decision.code is code
+    _, encoded = error_report(decision, now=datetime.now(UTC), original=b"")
+    report = decode_envelope(encoded)
+    assert isinstance(report.body, ErrorReport)
+    assert (report.body.ref_distribution_id, report.body.ref_type) == ("mag-2024-0001", "ack")
+    assert report.in_reply_to == "mag-2024-0001"
