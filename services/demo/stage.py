@@ -39,8 +39,13 @@ class Stage:
 
 
 async def provision_directory(settings: ProvisionSettings, index: DirectoryIndex) -> list[str]:
-    """Create the vhost, topology, accounts and permissions; returns the provisioning report."""
-    result = await provision(settings, index)
+    """Create the vhost, topology, accounts and permissions; returns the provisioning report.
+
+    The demo owns the accounts its directory names: one left from an earlier run whose stored
+    password is gone (``make clean``, a second checkout) gets a new one. Accounts that have
+    rights on another vhost, or tags the directory did not give, are left alone.
+    """
+    result = await provision(settings, index, reissue_missing=True)
     if result.plan.conflicts:
         raise BrokerError("provisioning left conflicts: " + "; ".join(result.report()[-3:]))
     return result.report()

@@ -115,8 +115,13 @@ def plan_changes(
     *,
     prune: bool = False,
     admin_user: str = "guest",
+    reissue: frozenset[str] = frozenset(),
 ) -> Plan:
-    """The ordered steps that make ``actual`` hold ``desired``; nothing when they agree."""
+    """The ordered steps that make ``actual`` hold ``desired``; nothing when they agree.
+
+    ``reissue`` names accounts the caller owns outright (the demo's own users): one that exists
+    with no stored credential gets a new password instead of a conflict for an operator.
+    """
     steps: list[Step] = []
     if not actual.vhost_exists:
         steps.append(Step(Verb.CREATE, "vhost", desired.vhost))
@@ -128,6 +133,7 @@ def plan_changes(
             credentials.get(account),
             admin_user,
             desired.tags.get(account, ()),
+            reissue=account in reissue,
         )
     steps += _rights_steps(desired, actual)
     steps += _prune_steps(desired, actual, prune=prune, admin_user=admin_user)
@@ -179,6 +185,8 @@ def _user_steps(
     stored: Secret | None,
     admin_user: str,
     tags: tuple[str, ...] = (),
+    *,
+    reissue: bool = False,
 ) -> list[Step]:
     if account == admin_user:
         return [Step(Verb.CONFLICT, "user", account, "is the provisioning admin; not touched")]
@@ -213,6 +221,16 @@ def _user_steps(
                 UserChange(account, None, keep_hash=user.password_hash, tags=tags),
             )
         )
+    if stored is None and reissue:
+        return [
+            Step(
+                Verb.UPDATE,
+                "user",
+                account,
+                "exists but no credential is stored; new generated password, stored",
+                UserChange(account, None, tags=tags),
+            )
+        ]
     if stored is None:
         steps.append(
             Step(

@@ -9,7 +9,7 @@ empty and unconsumed; otherwise they are kept and reported for an operator.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -76,16 +76,31 @@ async def provision(
     dry_run: bool = False,
     prune: bool = False,
     depth: DepthProbe | None = None,
+    reissue_missing: bool = False,
 ) -> ProvisionResult:
-    """Bring ``vhost`` (default: the configured one) in line with ``index``."""
+    """Bring ``vhost`` (default: the configured one) in line with ``index``.
+
+    ``reissue_missing`` is for a caller that owns the directory's accounts (the demo): an
+    account that exists without a stored credential gets a new password, as long as it is
+    only this vhost's (see :func:`owned_accounts`); any other stays a conflict.
+    """
     vhost = vhost or settings.vhost
     desired = desired_state(index, vhost)
     store = CredentialStore(settings.credentials_dir)
     credentials = {a: _secret(store.get(a)) for a in desired.accounts}
     async with management_client(settings) as api:
         actual = await read_broker_state(api, vhost, frozenset(desired.accounts))
+        reissue: frozenset[str] = frozenset()
+        if reissue_missing:
+            missing = [a for a, c in credentials.items() if c is None and a in actual.users]
+            reissue = await owned_accounts(api, vhost, actual, missing, desired.tags)
         plan = plan_changes(
-            desired, actual, credentials, prune=prune, admin_user=settings.admin_user
+            desired,
+            actual,
+            credentials,
+            prune=prune,
+            admin_user=settings.admin_user,
+            reissue=reissue,
         )
         if dry_run:
             return ProvisionResult(plan, (), dry_run=True)
@@ -135,6 +150,28 @@ def amqp_depth_probe(settings: ProvisionSettings, vhost: str, *, wait: float = 5
                 await asyncio.sleep(0.2)
 
     return probe
+
+
+async def owned_accounts(
+    api: ManagementClient,
+    vhost: str,
+    actual: BrokerState,
+    accounts: Iterable[str],
+    tags: Mapping[str, tuple[str, ...]],
+) -> frozenset[str]:
+    """Those of ``accounts`` that belong to ``vhost`` alone, so resetting them harms no one.
+
+    An account with rights on another vhost, or with tags the directory did not give it (an
+    administrator, a monitoring user), is someone else's too and is never reset.
+    """
+    owned: set[str] = set()
+    for account in accounts:
+        user = actual.users.get(account)
+        if user is None or not set(user.tag_list) <= set(tags.get(account, ())):
+            continue
+        if all(p.vhost == vhost for p in await api.user_permissions(account)):
+            owned.add(account)
+    return frozenset(owned)
 
 
 async def read_broker_state(

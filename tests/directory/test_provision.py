@@ -1,6 +1,7 @@
 """``provision`` against the real broker: idempotence, dry runs, conflicts and pruning."""
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import aio_pika
@@ -8,6 +9,7 @@ import pytest
 
 from liaison.directory.credentials import load_credential
 from liaison.directory.index import load_directory
+from liaison.directory.management import Permission
 from liaison.directory.provision import provision, read_broker_state
 from liaison.directory.settings import ProvisionSettings
 from liaison.schemas.wire import DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
@@ -131,3 +133,69 @@ async def test_prune_keeps_a_removed_partners_messages(
     assert await login_refused(amqp_url_for(vhost, account, password))
     again = await provision(settings, load_directory(tmp_path / "directory.toml"), prune=True)
     assert any(f"kept {inbox_queue(account)}" in line for line in again.report())
+
+
+def _own_accounts_text(tag: str, prefix: str, orgs: list[str]) -> str:
+    """A directory whose hub and operator accounts are this test's alone (``<prefix>hub-<tag>``)."""
+    return (
+        directory_text(tag, orgs)
+        .replace(f'"hub-{tag}"', f'"{prefix}hub-{tag}"')
+        .replace(f'"operator-{tag}"', f'"{prefix}operator-{tag}"')
+    )
+
+
+async def test_demo_reissues_its_accounts_when_the_store_is_gone(
+    make_settings: object, tag: str, tmp_path: Path
+) -> None:
+    """With reissue_missing, a second run after the credential store was deleted resets the
+    vhost's own accounts (no conflicts) and the new stored passwords log in; plain provision
+    still reports those accounts as conflicts."""
+    store = tmp_path / "store"
+    settings = make_settings(LIAISON_CREDENTIALS_DIR=str(store))  # type: ignore[operator]
+    index = load_directory(_write(tmp_path, _own_accounts_text(tag, "re", ["golf", "hotel"])))
+    first = await provision(settings, index, reissue_missing=True)
+    assert first.plan.conflicts == ()
+    account = f"golf-{tag}"
+    env = {"LIAISON_CREDENTIALS_DIR": str(store)}
+    old_password = load_credential(account, env)
+
+    shutil.rmtree(store)
+    plain = await provision(settings, index, dry_run=True)
+    assert {s.name for s in plain.plan.conflicts} >= {account, f"rehub-{tag}"}
+
+    second = await provision(settings, index, reissue_missing=True)
+    assert second.plan.conflicts == (), second.report()
+    assert f" ~ user {account}: exists but no credential is stored" in "\n".join(second.report())
+    new_password = load_credential(account, env)
+    assert new_password != old_password
+    assert not await login_refused(amqp_url_for(settings.vhost, account, new_password))
+    assert await login_refused(amqp_url_for(settings.vhost, account, old_password))
+    third = await provision(settings, index, reissue_missing=True)
+    assert third.plan.changes == ()
+
+
+async def test_demo_never_resets_an_account_that_is_not_only_its_own(
+    make_settings: object, tag: str, tmp_path: Path, vhost: str
+) -> None:
+    """reissue_missing leaves alone an account with rights on another vhost or with tags the
+    directory did not give it: both stay conflicts and their passwords still work."""
+    store = tmp_path / "store"
+    settings = make_settings(LIAISON_CREDENTIALS_DIR=str(store))  # type: ignore[operator]
+    index = load_directory(_write(tmp_path, _own_accounts_text(tag, "nr", ["india", "juliet"])))
+    await provision(settings, index, reissue_missing=True)
+    env = {"LIAISON_CREDENTIALS_DIR": str(store)}
+    shared, tagged = f"india-{tag}", f"juliet-{tag}"
+    passwords = {a: load_credential(a, env) for a in (shared, tagged)}
+    async with admin_client() as api:
+        # ``vhost`` is this test session's own vhost: a right there makes the account shared.
+        await api.put_permission(Permission(shared, vhost, "^$", "^$", "^$"))
+        user = await api.user(tagged)
+        assert user is not None
+        await api.put_user(tagged, user.password_hash, user.hashing_algorithm, ("monitoring",))
+    shutil.rmtree(store)
+
+    result = await provision(settings, index, reissue_missing=True)
+
+    assert {s.name for s in result.plan.conflicts} >= {shared, tagged}
+    for account, password in passwords.items():
+        assert not await login_refused(amqp_url_for(settings.vhost, account, password))
