@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from liaison.common.errors import BrokerError, ConfigError
+from liaison.common.topology import DEFAULT_SHARDS
 from liaison.directory.credentials import CredentialStore
 from liaison.directory.index import DirectoryIndex
 from liaison.directory.partners import partner_url
@@ -65,12 +66,20 @@ def account_urls(settings: ProvisionSettings, index: DirectoryIndex) -> dict[str
     return urls
 
 
-async def start_hub(hub_url: str, directory: Path, first_port: int = FIRST_PORT) -> Stage:
+async def start_hub(
+    hub_url: str,
+    directory: Path,
+    first_port: int = FIRST_PORT,
+    *,
+    shard_count: int = DEFAULT_SHARDS,
+) -> Stage:
     """Serve a hub on 127.0.0.1:8080 (or the next free port) and wait until it consumes."""
     port = free_port(first_port)
     settings = HubSettings(
         amqp_url=hub_url,
         directory=directory,
+        shard_count=shard_count,
+        shards=tuple(range(shard_count)),
         http_port=port,
         shutdown_grace_seconds=5.0,
         reconnect_max_seconds=2.0,

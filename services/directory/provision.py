@@ -85,7 +85,7 @@ async def provision(
     only this vhost's (see :func:`owned_accounts`); any other stays a conflict.
     """
     vhost = vhost or settings.vhost
-    desired = desired_state(index, vhost)
+    desired = desired_state(index, vhost, shards=settings.shard_count)
     store = CredentialStore(settings.credentials_dir)
     credentials = {a: _secret(store.get(a)) for a in desired.accounts}
     async with management_client(settings) as api:
