@@ -43,7 +43,7 @@ def test_parser_reads_active_and_commented_settings() -> None:
     assert settings(text, commented=True) == {"x.y": "1"}
     assert listener_ips({"prometheus.tcp.port": "15692"}) == {"prometheus.tcp": None}
     assert not is_loopback(None)
-    assert not is_loopback("0.0.0.0")
+    assert not is_loopback("0.0.0.0")  # noqa: S104  (the address under test, not a bind)
     assert is_loopback("::1")
 
 
@@ -66,7 +66,8 @@ def test_plain_amqp_is_loopback_only() -> None:
     assert plain, "no plain AMQP listener configured"
     for value in plain:
         host = value.rsplit(":", 1)[0]
-        assert ":" in value and is_loopback(host.strip("[]")), value
+        assert ":" in value, f"{value} names no interface"
+        assert is_loopback(host.strip("[]")), value
 
 
 def _known_keys() -> list[re.Pattern[str]]:
