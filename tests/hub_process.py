@@ -66,7 +66,8 @@ class HubProcess:
 
     def output(self) -> str:
         """Everything the process wrote so far."""
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
