@@ -23,7 +23,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from liaison.common.topology import DEFAULT_SHARDS, HUB_QUEUE_PREFIX, Topology, build_topology
+from liaison.common.topology import (
+    DEFAULT_SHARDS,
+    HUB_QUEUE_PREFIX,
+    REPLAY_EXCHANGE,
+    Topology,
+    build_topology,
+)
 from liaison.directory.credentials import HASHING_ALGORITHM
 from liaison.directory.index import DirectoryIndex
 from liaison.directory.management import Binding, Exchange, Permission, Queue, TopicPermission
@@ -96,12 +102,18 @@ def hub_permission(account: str, vhost: str) -> Permission:
 
 
 def operator_permission(account: str, vhost: str) -> Permission:
-    """The operators' rights: read dead letters, publish replays into the ingress, nothing else."""
+    """The operators' rights: read dead letters, publish replays, nothing else.
+
+    A refusal is replayed into the ingress (the hub judges it again); an inbox dead letter into
+    ``liaison.replay``, which reaches only inboxes (and the audit copy) — never the delivery
+    exchange, which stays the hub's alone.
+    """
+    writes = "|".join(re.escape(name) for name in (INGRESS_EXCHANGE, REPLAY_EXCHANGE))
     return Permission(
         user=account,
         vhost=vhost,
         configure=NOTHING,
-        write=f"^{re.escape(INGRESS_EXCHANGE)}$",
+        write=f"^({writes})$",
         read=f"^{re.escape(DEAD_LETTER_QUEUE)}$",
     )
 
