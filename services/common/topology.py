@@ -114,10 +114,17 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
     )
     queues: list[QueueSpec] = [
         QueueSpec(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
-        # Audit is a copy: when nobody drains it, drop its oldest rather than block deliveries.
+        # Audit keeps a copy of every delivery. Full, it refuses new ones (reject-publish): the
+        # broker nacks the hub's delivery, the sender gets a 502 and the original is kept as a
+        # dead letter. Nothing is dropped silently; an undrained audit queue stops deliveries
+        # loudly instead (docs/operations.md, "The audit queue").
         QueueSpec(
             AUDIT_QUEUE,
-            {"x-queue-type": "quorum", "x-max-length": AUDIT_MAX_LENGTH, "x-overflow": "drop-head"},
+            {
+                "x-queue-type": "quorum",
+                "x-max-length": AUDIT_MAX_LENGTH,
+                "x-overflow": "reject-publish",
+            },
         ),
     ]
     bindings: list[BindingSpec] = [

@@ -44,9 +44,10 @@ async def provision_directory(settings: ProvisionSettings, index: DirectoryIndex
 
     The demo owns the accounts its directory names: one left from an earlier run whose stored
     password is gone (``make clean``, a second checkout) gets a new one. Accounts that have
-    rights on another vhost, or tags the directory did not give, are left alone.
+    rights on another vhost, or tags the directory did not give, are left alone. A queue whose
+    arguments changed since (the audit queue's overflow, say) is re-created if it is empty.
     """
-    result = await provision(settings, index, reissue_missing=True)
+    result = await provision(settings, index, reissue_missing=True, recreate_empty=True)
     if result.plan.conflicts:
         raise BrokerError("provisioning left conflicts: " + "; ".join(result.report()[-3:]))
     return result.report()

@@ -32,7 +32,14 @@ from liaison.directory.management import (
     Queue,
     TopicPermission,
 )
-from liaison.directory.plan import BrokerState, Plan, UserChange, Verb, plan_changes
+from liaison.directory.plan import (
+    BrokerState,
+    Plan,
+    Recreation,
+    UserChange,
+    Verb,
+    plan_changes,
+)
 from liaison.directory.settings import ProvisionSettings, Secret
 
 #: Reads the number of messages in a queue (None: cannot tell, so the queue is kept).
@@ -77,12 +84,15 @@ async def provision(
     prune: bool = False,
     depth: DepthProbe | None = None,
     reissue_missing: bool = False,
+    recreate_empty: bool = False,
 ) -> ProvisionResult:
     """Bring ``vhost`` (default: the configured one) in line with ``index``.
 
     ``reissue_missing`` is for a caller that owns the directory's accounts (the demo): an
     account that exists without a stored credential gets a new password, as long as it is
     only this vhost's (see :func:`owned_accounts`); any other stays a conflict.
+    ``recreate_empty`` (the demo as well) re-creates a queue whose arguments changed when an
+    exact count finds it empty, and keeps it with a line for an operator otherwise.
     """
     vhost = vhost or settings.vhost
     desired = desired_state(index, vhost, shards=settings.shard_count)
@@ -101,6 +111,7 @@ async def provision(
             prune=prune,
             admin_user=settings.admin_user,
             reissue=reissue,
+            recreate_empty=recreate_empty,
         )
         if dry_run:
             return ProvisionResult(plan, (), dry_run=True)
@@ -242,6 +253,8 @@ async def apply_plan(
                 await api.delete_user(step.name)
             case Verb.DELETE_IF_EMPTY, "queue", _:
                 outcome = await _delete_if_empty(api, vhost, step.name, depth)
+            case Verb.RECREATE_IF_EMPTY, "queue", Recreation() as recreation:
+                outcome = await _recreate_if_empty(api, vhost, recreation, step.detail, depth)
             case _:
                 raise AssertionError(f"no way to apply {step}")
         lines.append(outcome)
@@ -277,3 +290,18 @@ async def _delete_if_empty(api: ManagementClient, vhost: str, name: str, depth: 
         return f"{Verb.DELETE.value:>2} queue {name}: was empty"
     shown = "an unknown number of" if count is None else str(count)
     return f" = kept {name} with {shown} messages for an operator"
+
+
+async def _recreate_if_empty(
+    api: ManagementClient, vhost: str, recreation: Recreation, why: str, depth: DepthProbe
+) -> str:
+    name = recreation.queue.name
+    count = await depth(name)
+    if count != 0:
+        shown = "an unknown number of" if count is None else str(count)
+        return f" = kept {name} with {shown} messages for an operator: {why}"
+    await api.delete_queue(vhost, name)
+    await api.put_queue(vhost, recreation.queue)
+    for binding in recreation.bindings:
+        await api.post_binding(vhost, binding)
+    return f"{Verb.UPDATE.value:>2} queue {name}: was empty, re-created: {why}"

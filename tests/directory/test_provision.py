@@ -7,12 +7,13 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from liaison.common.topology import REPLAY_EXCHANGE
 from liaison.directory.credentials import load_credential
 from liaison.directory.index import load_directory
-from liaison.directory.management import Permission
+from liaison.directory.management import Permission, Queue
 from liaison.directory.provision import provision, read_broker_state
 from liaison.directory.settings import ProvisionSettings
-from liaison.schemas.wire import DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
+from liaison.schemas.wire import AUDIT_QUEUE, DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
 from tests.conftest import amqp_url_for
 from tests.directory.conftest import admin_client, directory_text, login_refused
 
@@ -199,3 +200,41 @@ async def test_demo_never_resets_an_account_that_is_not_only_its_own(
     assert {s.name for s in result.plan.conflicts} >= {shared, tagged}
     for account, password in passwords.items():
         assert not await login_refused(amqp_url_for(settings.vhost, account, password))
+
+
+async def test_demo_recreates_an_empty_queue_whose_arguments_changed(
+    settings: ProvisionSettings, tag: str, tmp_path: Path
+) -> None:
+    """An audit queue left by an older version (drop-head) is a conflict for provision; with
+    recreate_empty it is re-created with today's arguments and bindings while empty, and kept
+    untouched while it holds a message."""
+    index = load_directory(_write(tmp_path, directory_text(tag, ["alpha"])))
+    await provision(settings, index)
+    old = {"x-queue-type": "quorum", "x-max-length": 1_000_000, "x-overflow": "drop-head"}
+    async with admin_client() as api:
+        await api.delete_queue(settings.vhost, AUDIT_QUEUE)
+        await api.put_queue(settings.vhost, Queue(name=AUDIT_QUEUE, arguments=old))
+    plain = await provision(settings, index, dry_run=True)
+    assert AUDIT_QUEUE in {s.name for s in plain.plan.conflicts}
+
+    async with await aio_pika.connect(amqp_url_for(settings.vhost)) as admin:
+        channel = await admin.channel()
+        await channel.default_exchange.publish(aio_pika.Message(b"kept"), routing_key=AUDIT_QUEUE)
+        held = await provision(settings, index, recreate_empty=True)
+        assert f" = kept {AUDIT_QUEUE} with 1 messages for an operator" in "\n".join(held.report())
+        async with admin_client() as api:
+            queue = await api.queue(settings.vhost, AUDIT_QUEUE)
+        assert queue is not None
+        assert queue.arguments["x-overflow"] == "drop-head"
+        await (await channel.get_queue(AUDIT_QUEUE, ensure=False)).purge()
+
+    result = await provision(settings, index, recreate_empty=True)
+    assert f" ~ queue {AUDIT_QUEUE}: was empty, re-created" in "\n".join(result.report())
+    async with admin_client() as api:
+        queue = await api.queue(settings.vhost, AUDIT_QUEUE)
+        bindings = await api.bindings(settings.vhost)
+    bound = {b.source for b in bindings if b.destination == AUDIT_QUEUE and b.source}
+    assert queue is not None
+    assert queue.arguments["x-overflow"] == "reject-publish"
+    assert bound == {DELIVERY_EXCHANGE, REPLAY_EXCHANGE}
+    assert (await provision(settings, index)).plan.changes == ()
