@@ -4,13 +4,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from liaison.cli.dead_letter_store import DeadLetter, DeadLetterQueue
 from liaison.cli.login import add_broker_arguments, operator_url
 from liaison.cli.render import quiet_logging, table
 from liaison.cli.replay import Replayer, ReplayLog
 from liaison.common.errors import ConfigError, LiaisonError
+from liaison.common.urls import user_of
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -113,7 +113,7 @@ async def run_replay(args: argparse.Namespace) -> int:
     """Replay one or all dead letters, each at most once unless --force."""
     quiet_logging()
     url = operator_url(args.url)
-    operator = unquote(urlsplit(url).username or "")
+    operator = user_of(url) or ""
     log = ReplayLog.from_env(args.log)
     async with DeadLetterQueue(url) as queue:
         letters = await queue.browse()

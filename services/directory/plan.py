@@ -14,6 +14,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from liaison.common.settings import Secret
 from liaison.directory.credentials import HASHING_ALGORITHM, hash_matches
 from liaison.directory.definitions import DesiredState
 from liaison.directory.management import (
@@ -24,7 +25,6 @@ from liaison.directory.management import (
     TopicPermission,
     User,
 )
-from liaison.directory.settings import Secret
 
 INBOX_PREFIX = "inbox."
 EXCHANGE_FIELDS = ("type", "durable", "auto_delete", "internal", "arguments")

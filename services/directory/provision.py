@@ -11,11 +11,12 @@ empty and unconsumed; otherwise they are kept and reported for an operator.
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 import aio_pika.exceptions
 
+from liaison.common.settings import Secret
+from liaison.common.urls import amqp_url_for
 from liaison.directory.credentials import (
     HASHING_ALGORITHM,
     CredentialStore,
@@ -40,7 +41,7 @@ from liaison.directory.plan import (
     Verb,
     plan_changes,
 )
-from liaison.directory.settings import ProvisionSettings, Secret
+from liaison.directory.settings import ProvisionSettings
 
 #: Reads the number of messages in a queue (None: cannot tell, so the queue is kept).
 DepthProbe = Callable[[str], Awaitable[int | None]]
@@ -126,11 +127,9 @@ def _secret(value: str | None) -> Secret | None:
 
 def admin_amqp_url(settings: ProvisionSettings, vhost: str) -> str:
     """The AMQP URL of ``vhost`` as the admin, on the host of LIAISON_AMQP_URL."""
-    parts = urlsplit(settings.amqp_url)
-    user = quote(settings.admin_user, safe="")
-    password = quote(settings.admin_password.reveal(), safe="")
-    netloc = f"{user}:{password}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), parts.query, ""))
+    return amqp_url_for(
+        settings.amqp_url, vhost, settings.admin_user, settings.admin_password.reveal()
+    )
 
 
 def amqp_depth_probe(settings: ProvisionSettings, vhost: str, *, wait: float = 5.0) -> DepthProbe:

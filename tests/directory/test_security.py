@@ -220,8 +220,8 @@ async def test_partner_has_no_management_access(
 ) -> None:
     """A partner account carries no tags, so the management API refuses it."""
     from liaison.common.errors import BrokerError
+    from liaison.common.settings import Secret
     from liaison.directory.management import ManagementClient
-    from liaison.directory.settings import Secret
 
     account = f"alpha-{tag}"
     client = ManagementClient(
