@@ -26,7 +26,16 @@ from typing import Any
 import uvloop
 
 from bench import latency, report
-from bench.broker import Counter, Management, amqp_url, declare_topology, wait_until
+from bench.broker import (
+    Counter,
+    amqp_url,
+    create_partner,
+    create_vhost,
+    declare_topology,
+    management_client,
+    start_shovel,
+    wait_until,
+)
 from bench.peers import route
 from bench.processes import (
     CpuMeter,
@@ -39,6 +48,7 @@ from bench.processes import (
 )
 from bench.publish import preload_ingress, preload_queue
 from bench.workload import INBOX_MAX_LENGTH, Message, build_messages, write_directory
+from liaison.common.errors import LiaisonError
 from liaison.common.topology import build_topology, hub_queue
 from liaison.directory.index import DirectoryIndex
 from liaison.hub.settings import HubSettings
@@ -61,7 +71,7 @@ class Run:
         self.url = amqp_url(self.vhost)
         self.scratch = Path(tempfile.mkdtemp(prefix=f"liaison-bench-{self.run_id}-"))
         self.directory_file = self.scratch / "directory.toml"
-        self.mgmt = Management()
+        self.mgmt = management_client()
         self.counter = Counter(self.url)
         self.index: DirectoryIndex
         self.inboxes: list[str] = []
@@ -71,10 +81,11 @@ class Run:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
     async def setup(self) -> None:
-        await self.mgmt.create_vhost(self.vhost)
+        await self.mgmt.open()
+        await create_vhost(self.mgmt, self.vhost)
         self.index = write_directory(self.run_id, self.directory_file)
         for org in self.index.organisations.values():
-            await self.mgmt.create_partner(self.vhost, org.broker_account)
+            await create_partner(self.mgmt, self.vhost, org.broker_account)
         spec = build_topology(dict.fromkeys(self.index.organisations, INBOX_MAX_LENGTH))
         await declare_topology(self.url, spec)
         self.inboxes = [q.name for q in spec.queues if q.owner is not None]
@@ -85,7 +96,7 @@ class Run:
         for org in self.index.organisations.values():
             try:
                 await self.mgmt.delete_user(org.broker_account)
-            except RuntimeError as exc:
+            except LiaisonError as exc:
                 self.log(f"could not delete user {org.broker_account}: {exc}")
         await self.mgmt.delete_vhost(self.vhost)
         await self.mgmt.close()
@@ -120,8 +131,8 @@ class Run:
         commanded = time.monotonic()
         broker_cpu = CpuMeter.broker()
         if kind == "shovel":
-            await self.mgmt.start_shovel(
-                self.vhost, f"bench-{self.run_id}", src, dest_exchange=DELIVERY_EXCHANGE
+            await start_shovel(
+                self.mgmt, self.vhost, f"bench-{self.run_id}", src, dest_exchange=DELIVERY_EXCHANGE
             )
             mover_cpu = None
         else:
@@ -166,7 +177,7 @@ class Run:
         n = len(bodies)
         settled = await settle(self.args.settle_seconds)
         broker_cpu = CpuMeter.broker()
-        await self.mgmt.start_shovel(self.vhost, f"bench1-{self.run_id}", src, dest_queue=dst)
+        await start_shovel(self.mgmt, self.vhost, f"bench1-{self.run_id}", src, dest_queue=dst)
         start, end = await wait_until(
             self.counter,
             source=[src],
@@ -409,7 +420,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
     await run.setup()
     try:
-        overview = await run.mgmt.call("GET", "/overview")
+        overview = await run.mgmt.request("GET", "/overview")
         results["machine"]["rabbitmq"] = overview.get("rabbitmq_version")
         run.log(f"vhost {run.vhost}; building {args.messages} messages")
         messages = run.messages(args.messages, "tp")

@@ -8,12 +8,15 @@ import asyncio
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-import aiohttp
 import aiormq
 
+from liaison.common.settings import Secret
 from liaison.common.topology import Topology
+from liaison.common.urls import amqp_url_for, password_of, user_of
+from liaison.directory.credentials import HASHING_ALGORITHM, password_hash
+from liaison.directory.management import ManagementClient, Permission
 
 ADMIN_AMQP_URL = os.environ.get("LIAISON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("LIAISON_BENCH_MANAGEMENT_URL", "http://127.0.0.1:15672")
@@ -24,90 +27,61 @@ QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
 def admin_credentials() -> tuple[str, str]:
     """The admin user and password of ``ADMIN_AMQP_URL``."""
-    parts = urlsplit(ADMIN_AMQP_URL)
-    return parts.username or "guest", parts.password or "guest"
+    return user_of(ADMIN_AMQP_URL) or "guest", password_of(ADMIN_AMQP_URL) or "guest"
 
 
 def amqp_url(vhost: str, user: str | None = None, password: str | None = None) -> str:
     """An AMQP URL for ``vhost``, as the admin or as ``user``."""
-    parts = urlsplit(ADMIN_AMQP_URL)
     admin_user, admin_password = admin_credentials()
-    netloc = f"{quote(user or admin_user, safe='')}:{quote(password or admin_password, safe='')}"
-    netloc += f"@{parts.hostname}:{parts.port or 5672}"
-    return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), "", ""))
+    return amqp_url_for(ADMIN_AMQP_URL, vhost, user or admin_user, password or admin_password)
 
 
-class Management:
-    """The management HTTP API, as the admin."""
+def management_client() -> ManagementClient:
+    """Liaison's management API client, as the admin."""
+    user, password = admin_credentials()
+    return ManagementClient(MANAGEMENT_URL, user, Secret(password))
 
-    def __init__(self) -> None:
-        user, password = admin_credentials()
-        self._session = aiohttp.ClientSession(
-            headers={"Authorization": aiohttp.encode_basic_auth(user, password)}
-        )
 
-    async def close(self) -> None:
-        await self._session.close()
+async def create_vhost(api: ManagementClient, vhost: str) -> None:
+    """The run's vhost, with every right for the admin."""
+    user, _ = admin_credentials()
+    await api.put_vhost(vhost)
+    await api.put_permission(Permission(user, vhost, ".*", ".*", ".*"))
 
-    async def call(self, method: str, path: str, json: object | None = None) -> Any:
-        """One API call; raises on a non-2xx answer."""
-        async with self._session.request(method, f"{MANAGEMENT_URL}/api{path}", json=json) as r:
-            if r.status >= 300:
-                raise RuntimeError(f"{method} {path}: {r.status} {await r.text()}")
-            if r.content_type == "application/json":
-                return await r.json()
-            return None
 
-    async def create_vhost(self, vhost: str) -> None:
-        user, _ = admin_credentials()
-        await self.call("PUT", f"/vhosts/{quote(vhost, safe='')}")
-        await self.call(
-            "PUT",
-            f"/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}",
-            {"configure": ".*", "write": ".*", "read": ".*"},
-        )
+async def create_partner(api: ManagementClient, vhost: str, account: str) -> None:
+    """A partner user: write on the ingress exchange only, as provisioning grants."""
+    await api.put_user(account, password_hash(PARTNER_PASSWORD), HASHING_ALGORITHM)
+    await api.put_permission(Permission(account, vhost, "^$", r"^liaison\.ingress$", "^$"))
 
-    async def delete_vhost(self, vhost: str) -> None:
-        await self.call("DELETE", f"/vhosts/{quote(vhost, safe='')}")
 
-    async def create_partner(self, vhost: str, account: str) -> None:
-        """A partner user: write on the ingress exchange only, as provisioning grants."""
-        await self.call(
-            "PUT", f"/users/{quote(account)}", {"password": PARTNER_PASSWORD, "tags": ""}
-        )
-        await self.call(
-            "PUT",
-            f"/permissions/{quote(vhost, safe='')}/{quote(account)}",
-            {"configure": "^$", "write": r"^liaison\.ingress$", "read": "^$"},
-        )
-
-    async def delete_user(self, account: str) -> None:
-        await self.call("DELETE", f"/users/{quote(account)}")
-
-    async def start_shovel(
-        self, vhost: str, name: str, src: str, *, dest_queue: str = "", dest_exchange: str = ""
-    ) -> None:
-        """A dynamic shovel moving what ``src`` holds now into ``dest_queue``, or through
-        ``dest_exchange`` with each message's own routing key and headers, then deleting
-        itself."""
-        uri = "amqp:///" + quote(vhost, safe="")
-        dest = {"dest-queue": dest_queue} if dest_queue else {"dest-exchange": dest_exchange}
-        await self.call(
-            "PUT",
-            f"/parameters/shovel/{quote(vhost, safe='')}/{quote(name, safe='')}",
-            {
-                "value": {
-                    "src-protocol": "amqp091",
-                    "src-uri": uri,
-                    "src-queue": src,
-                    "dest-protocol": "amqp091",
-                    "dest-uri": uri,
-                    **dest,
-                    "ack-mode": "on-confirm",
-                    "src-delete-after": "queue-length",
-                }
-            },
-        )
+async def start_shovel(
+    api: ManagementClient,
+    vhost: str,
+    name: str,
+    src: str,
+    *,
+    dest_queue: str = "",
+    dest_exchange: str = "",
+) -> None:
+    """A dynamic shovel moving what ``src`` holds now into ``dest_queue``, or through
+    ``dest_exchange`` with each message's own routing key and headers, then deleting itself."""
+    uri = "amqp:///" + quote(vhost, safe="")  # the broker's own node; no credentials
+    dest = {"dest-queue": dest_queue} if dest_queue else {"dest-exchange": dest_exchange}
+    await api.put_shovel(
+        vhost,
+        name,
+        {
+            "src-protocol": "amqp091",
+            "src-uri": uri,
+            "src-queue": src,
+            "dest-protocol": "amqp091",
+            "dest-uri": uri,
+            **dest,
+            "ack-mode": "on-confirm",
+            "src-delete-after": "queue-length",
+        },
+    )
 
 
 async def declare_topology(url: str, spec: Topology) -> None:

@@ -7,43 +7,39 @@ the admin user on it, and deletes it (with everything in it) at the end.
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any
 
-import aiohttp
 import pytest
+
+from liaison.common.settings import Secret
+from liaison.common.urls import amqp_url_for as _amqp_url_for
+from liaison.common.urls import password_of, user_of
+from liaison.directory.management import ManagementClient, Permission
 
 ADMIN_AMQP_URL = os.environ.get("LIAISON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("LIAISON_TEST_MANAGEMENT_URL", "http://127.0.0.1:15672")
 
 
 def _admin_credentials() -> tuple[str, str]:
-    parts = urlsplit(ADMIN_AMQP_URL)
-    return parts.username or "guest", parts.password or "guest"
+    return user_of(ADMIN_AMQP_URL) or "guest", password_of(ADMIN_AMQP_URL) or "guest"
 
 
 def amqp_url_for(vhost: str, user: str | None = None, password: str | None = None) -> str:
     """An AMQP URL for ``vhost``, as the admin or as ``user``."""
-    parts = urlsplit(ADMIN_AMQP_URL)
     admin_user, admin_password = _admin_credentials()
-    netloc = f"{quote(user or admin_user, safe='')}:{quote(password or admin_password, safe='')}"
-    netloc += f"@{parts.hostname}:{parts.port or 5672}"
-    return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), "", ""))
+    return _amqp_url_for(ADMIN_AMQP_URL, vhost, user or admin_user, password or admin_password)
 
 
-async def management(method: str, path: str, json: object | None = None) -> object:
-    """Call the management HTTP API as the admin; raise on a non-2xx answer."""
+def admin_client() -> ManagementClient:
+    """The management API client (Liaison's own) as the test admin."""
     user, password = _admin_credentials()
-    async with (
-        aiohttp.ClientSession(
-            headers={"Authorization": aiohttp.encode_basic_auth(user, password)}
-        ) as session,
-        session.request(method, f"{MANAGEMENT_URL}/api{path}", json=json) as response,
-    ):
-        if response.status >= 300:
-            raise RuntimeError(f"{method} {path}: {response.status} {await response.text()}")
-        if response.content_type == "application/json":
-            return await response.json()
-        return None
+    return ManagementClient(MANAGEMENT_URL, user, Secret(password))
+
+
+async def management(method: str, path: str, json: object | None = None) -> Any:
+    """One management API call as the admin (the decoded answer); raises on a non-2xx answer."""
+    async with admin_client() as api:
+        return await api.request(method, path, json)
 
 
 @pytest.fixture(scope="session")
@@ -57,14 +53,12 @@ async def vhost(run_id: str) -> AsyncIterator[str]:
     """A vhost for this test run, deleted with everything in it afterwards."""
     name = f"liaison-test-{run_id}"
     user, _ = _admin_credentials()
-    await management("PUT", f"/vhosts/{quote(name, safe='')}")
-    await management(
-        "PUT",
-        f"/permissions/{quote(name, safe='')}/{quote(user, safe='')}",
-        {"configure": ".*", "write": ".*", "read": ".*"},
-    )
+    async with admin_client() as api:
+        await api.put_vhost(name)
+        await api.put_permission(Permission(user, name, ".*", ".*", ".*"))
     yield name
-    await management("DELETE", f"/vhosts/{quote(name, safe='')}")
+    async with admin_client() as api:
+        await api.delete_vhost(name)
 
 
 @pytest.fixture(scope="session")

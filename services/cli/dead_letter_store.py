@@ -5,12 +5,25 @@ The hub keeps every refused original in ``liaison.dead-letters`` with the refusa
 acks and never acks: closing the channel hands every message back to the queue. ``remove``
 acks one browsed message, which is how a confirmed replay takes it out.
 
-A dead letter's id is a short hash of what identifies that one refusal (routing key, account,
-refusal time, body), so it stays the same from one listing to the next.
+Two kinds share the queue, told apart by the broker's ``x-death`` header:
+
+- a *refusal*: the hub refused what a partner sent (or the broker dead-lettered it from a hub
+  shard at its delivery limit). Its routing key is the sender's org; it is replayed into the
+  ingress as that sender, and the hub judges it again.
+- an *inbox dead letter*: a delivery the hub made that left an inbox without being read — a
+  partner rejected it, it expired, or it passed the inbox's delivery limit. It still carries
+  the hub's headers (``x-liaison-sender``, type, precedence); ``x-death`` names the inbox it
+  died in. Its routing key is only the *first* recipient's, so it is replayed into that inbox
+  (``inbox``), never by routing key.
+
+A dead letter's id is a short hash of what identifies that one refusal or death (routing key or
+inbox, account, time, body), so it stays the same from one listing to the next.
 """
 
 import asyncio
+import enum
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -30,6 +43,7 @@ from liaison.schemas.wire import (
     HEADER_ERROR_REASON,
     HEADER_ORIGINAL_USER,
     HEADER_REFUSED_AT,
+    HEADER_SENDER,
 )
 
 #: Headers the replay adds; a dead letter carrying them was refused again after a replay.
@@ -45,6 +59,24 @@ class _Probe(msgspec.Struct):
 
 
 _probe = msgspec.json.Decoder(_Probe)
+#: ``inbox.<org>`` or ``inbox.<org>.flash`` with an organisation id as the directory allows it.
+_INBOX = re.compile(r"^inbox\.[a-z][a-z0-9-]{1,47}(\.flash)?$")
+
+
+class Origin(enum.StrEnum):
+    """Which of the two kinds a dead letter is."""
+
+    REFUSAL = "refusal"
+    INBOX = "inbox"
+
+
+@dataclass(frozen=True, slots=True)
+class Death:
+    """The broker's record of where a message died (the newest ``x-death`` entry)."""
+
+    queue: str
+    reason: str
+    time: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +98,17 @@ class DeadLetter:
     headers: dict[str, Any]
     body: bytes
     message: aio_pika.abc.AbstractIncomingMessage
+    origin: Origin = Origin.REFUSAL
+    #: For an inbox dead letter: the inbox it died in, where replay puts it back.
+    inbox: str | None = None
 
     @property
     def message_key(self) -> str:
-        """``<sender>/<distribution_id>`` when readable, else the dead letter's own id."""
+        """``<sender>/<distribution_id>`` when readable (``@<inbox>`` for an inbox dead letter:
+        one message dies once per recipient), else the dead letter's own id."""
         if self.sender and self.distribution_id:
-            return f"{self.sender}/{self.distribution_id}"
+            key = f"{self.sender}/{self.distribution_id}"
+            return key if self.inbox is None else f"{key}@{self.inbox}"
         return f"dead-letter/{self.id}"
 
     @property
@@ -93,12 +130,43 @@ def dead_letter_id(routing_key: str, user: str, refused_at: str, body: bytes) ->
     return digest.hexdigest()
 
 
+def last_death(headers: dict[str, Any]) -> Death | None:
+    """The newest ``x-death`` entry, or None when the broker never dead-lettered the message."""
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list | tuple) or not deaths or not isinstance(deaths[0], dict):
+        return None
+    entry = deaths[0]
+    when = entry.get("time")
+    return Death(
+        queue=_text(entry.get("queue")) or "",
+        reason=_text(entry.get("reason")) or "",
+        time=when.isoformat() if isinstance(when, datetime) else _text(when) or "",
+    )
+
+
+_DEATH_REASONS = {
+    "rejected": "rejected by the recipient",
+    "expired": "expired unread",
+    "delivery_limit": "over the delivery limit",
+    "maxlen": "dropped at the length limit",
+}
+
+
 def read(message: aio_pika.abc.AbstractIncomingMessage) -> DeadLetter:
     """The dead letter a consumed message carries."""
     headers = dict(message.headers or {})
-    user = _text(headers.get(HEADER_ORIGINAL_USER)) or ""
-    refused_at = _text(headers.get(HEADER_REFUSED_AT)) or ""
+    death = last_death(headers)
     routing_key = message.routing_key or ""
+    # A message the broker dead-lettered from a hub shard kept the sender's own user_id.
+    user = _text(headers.get(HEADER_ORIGINAL_USER)) or message.user_id or ""
+    refused_at = _text(headers.get(HEADER_REFUSED_AT)) or (death.time if death else "")
+    origin, inbox, reason = Origin.REFUSAL, None, _text(headers.get(HEADER_ERROR_REASON)) or ""
+    if death is not None and _INBOX.match(death.queue) and HEADER_SENDER in headers:
+        origin, inbox = Origin.INBOX, death.queue
+        reason = f"{_DEATH_REASONS.get(death.reason, death.reason)} in {death.queue}"
+        user = ""
+    elif death is not None and not reason:
+        reason = f"{_DEATH_REASONS.get(death.reason, death.reason)} in {death.queue}"
     code = headers.get(HEADER_ERROR_CODE)
     try:
         probe = _probe.decode(message.body)
@@ -106,12 +174,12 @@ def read(message: aio_pika.abc.AbstractIncomingMessage) -> DeadLetter:
         probe = _Probe()
     body_type = probe.body.get("type") if isinstance(probe.body, dict) else None
     return DeadLetter(
-        id=dead_letter_id(routing_key, user, refused_at, message.body),
+        id=dead_letter_id(inbox or routing_key, user, refused_at, message.body),
         routing_key=routing_key,
         original_user=user,
         refused_at=refused_at,
         code=code if isinstance(code, int) else None,
-        reason=_text(headers.get(HEADER_ERROR_REASON)) or "",
+        reason=reason,
         field_path=_text(headers.get(HEADER_ERROR_FIELD)),
         message_type=message.type or (body_type if isinstance(body_type, str) else None),
         distribution_id=probe.distribution_id if isinstance(probe.distribution_id, str) else None,
@@ -121,6 +189,8 @@ def read(message: aio_pika.abc.AbstractIncomingMessage) -> DeadLetter:
         headers=headers,
         body=message.body,
         message=message,
+        origin=origin,
+        inbox=inbox,
     )
 
 

@@ -4,13 +4,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from liaison.cli.dead_letter_store import DeadLetter, DeadLetterQueue
 from liaison.cli.login import add_broker_arguments, operator_url
 from liaison.cli.render import quiet_logging, table
 from liaison.cli.replay import Replayer, ReplayLog
 from liaison.common.errors import ConfigError, LiaisonError
+from liaison.common.urls import user_of
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -35,7 +35,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     show.set_defaults(handler=run_show)
 
     replay = actions.add_parser(
-        "replay", help="send dead letters to the hub again, as their original sender"
+        "replay",
+        help="put dead letters back where they were going: a refusal to the hub as its "
+        "original sender, an inbox dead letter into its inbox",
     )
     add_broker_arguments(replay)
     which = replay.add_mutually_exclusive_group(required=True)
@@ -71,7 +73,7 @@ async def run_list(args: argparse.Namespace) -> int:
             d.when,
             "-" if d.code is None else str(d.code),
             _clip(d.reason, 48),
-            f"{d.routing_key or '-'}/{d.original_user or '-'}",
+            _who(d),
             d.message_type or "-",
             d.distribution_id or "-",
         )
@@ -93,6 +95,8 @@ async def run_show(args: argparse.Namespace) -> int:
     print(f"reason        {letter.reason or '-'}")
     print(f"field         {letter.field_path or '-'}")
     print(f"sender/user   {letter.routing_key or '-'} / {letter.original_user or '-'}")
+    if letter.inbox is not None:
+        print(f"died in       {letter.inbox} (replay puts it back there)")
     print(f"type          {letter.message_type or '-'}")
     print(f"distribution  {letter.distribution_id or '-'}")
     for key, value in sorted(letter.headers.items()):
@@ -109,7 +113,7 @@ async def run_replay(args: argparse.Namespace) -> int:
     """Replay one or all dead letters, each at most once unless --force."""
     quiet_logging()
     url = operator_url(args.url)
-    operator = unquote(urlsplit(url).username or "")
+    operator = user_of(url) or ""
     log = ReplayLog.from_env(args.log)
     async with DeadLetterQueue(url) as queue:
         letters = await queue.browse()
@@ -137,8 +141,11 @@ async def run_replay(args: argparse.Namespace) -> int:
             await replayer.replay(letter)
             await queue.remove(letter)
             replayed += 1
+            where = (
+                f"into {letter.inbox}" if letter.inbox is not None else f"as {letter.routing_key}"
+            )
             print(
-                f"[{number}/{len(chosen)}] replayed {letter.id} as {letter.routing_key} "
+                f"[{number}/{len(chosen)}] replayed {letter.id} {where} "
                 f"({letter.message_type or 'unknown type'}, {letter.distribution_id or '-'})",
                 file=sys.stderr,
             )
@@ -164,6 +171,13 @@ def _confirmed(count: int) -> bool:
         raise ConfigError("replay --all asks for confirmation: add --yes when not on a terminal")
     answer = input(f"replay {count} dead letters as their original senders? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
+
+
+def _who(letter: DeadLetter) -> str:
+    """A refusal's routing key and account; an inbox dead letter's sender and inbox."""
+    if letter.inbox is not None:
+        return f"{letter.sender or '-'} → {letter.inbox}"
+    return f"{letter.routing_key or '-'}/{letter.original_user or '-'}"
 
 
 def _clip(text: str, width: int) -> str:

@@ -50,7 +50,12 @@ async def run(args: argparse.Namespace) -> int:
     report = await provision_directory(settings, index)
     out(f"provisioned {len(index.organisations)} organisations: {report[-1]}")
     urls = account_urls(settings, index)
-    stage = await start_hub(urls[index.directory.hub_account], settings.directory, first_port)
+    stage = await start_hub(
+        urls[index.directory.hub_account],
+        settings.directory,
+        first_port,
+        shard_count=settings.shard_count,
+    )
     out(f"hub consuming; health {stage.base_url}/healthz")
     clients: dict[str, Client] = {}
     scenario: Scenario | None = None

@@ -10,10 +10,18 @@ vhost come from ``--url``, else ``LIAISON_AMQP_URL``; a URL without a vhost gets
 import argparse
 import os
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from liaison.common.config import amqp_url, env_str, with_credentials
+from liaison.common.config import amqp_url, env_str
 from liaison.common.errors import ConfigError, DirectoryError
+from liaison.common.urls import (
+    AMQP_SCHEMES,
+    parse_url,
+    password_of,
+    user_of,
+    vhost_of,
+    with_credentials,
+    with_vhost,
+)
 from liaison.directory.credentials import load_credential
 from liaison.directory.index import load_directory
 
@@ -33,21 +41,18 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
 def broker_url(url: str | None) -> str:
     """The URL to use, with the configured vhost filled in when it names none."""
     base = url or amqp_url("LIAISON_AMQP_URL", DEFAULT_URL)
-    parts = urlsplit(base)
-    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise ConfigError(f"--url must be an amqp:// or amqps:// URL, got {parts.scheme}://…")
-    if parts.path in ("", "/"):
-        vhost = env_str("LIAISON_VHOST", DEFAULT_VHOST)
-        parts = parts._replace(path="/" + quote(vhost, safe=""))
-    return urlunsplit(parts)
+    parse_url("--url", base, AMQP_SCHEMES)
+    if vhost_of(base) is None:
+        return with_vhost(base, env_str("LIAISON_VHOST", DEFAULT_VHOST))
+    return base
 
 
 def partner_login(org: str, url: str | None) -> tuple[str, str]:
     """(URL with credentials, broker account) for acting as ``org``."""
     resolved = broker_url(url)
-    parts = urlsplit(resolved)
-    if url is not None and parts.username and parts.password:
-        return resolved, unquote(parts.username)
+    user = user_of(resolved)
+    if url is not None and user and password_of(resolved):
+        return resolved, user
     account = account_of(org)
     return with_credentials(resolved, account, load_credential(account)), account
 
@@ -69,7 +74,7 @@ def operator_url(url: str | None) -> str:
     account with its provisioned credential, else the admin on the vhost."""
     explicit = url or os.environ.get("LIAISON_OPERATOR_URL")
     resolved = broker_url(explicit)
-    if urlsplit(resolved).username:
+    if user_of(resolved):
         return resolved
     path = Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml"))
     if path.is_file():

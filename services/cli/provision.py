@@ -51,7 +51,7 @@ async def run(args: argparse.Namespace) -> int:
     index = load_directory(args.directory or settings.directory)
     if args.export_definitions is not None:
         hashes: dict[str, str] = {}
-        state = desired_state(index, settings.vhost)
+        state = desired_state(index, settings.vhost, shards=settings.shard_count)
         if args.with_password_hashes:
             store = CredentialStore(settings.credentials_dir)
             for account in state.accounts:

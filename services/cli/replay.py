@@ -1,4 +1,10 @@
-"""Replaying a dead letter into the ingress as its original sender, at most once.
+"""Replaying a dead letter where it was going, at most once.
+
+A hub refusal goes back into the ingress as its original sender (below). An inbox dead letter
+(a delivery rejected, expired or over the delivery limit in an inbox) was already judged and
+delivered by the hub: it goes back into the inbox it died in, through ``liaison.replay``, with
+the hub's headers (sender, type, precedence) and message id as they were, so the recipient's
+SDK sees the same delivery again.
 
 The broker only lets a connection publish with its own ``user_id`` — unless the account has
 RabbitMQ's ``impersonator`` tag. Replay uses exactly that: a dedicated operator account tagged
@@ -18,6 +24,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aio_pika.abc
@@ -29,8 +36,10 @@ from liaison.cli.dead_letter_store import (
     HEADER_REPLAYED_AT,
     HEADER_REPLAYED_BY,
     DeadLetter,
+    Origin,
 )
 from liaison.common.errors import BrokerError, ConfigError
+from liaison.common.topology import REPLAY_EXCHANGE
 from liaison.schemas.wire import (
     HEADER_ORIGINAL_USER,
     HEADER_PRECEDENCE,
@@ -56,6 +65,8 @@ class ReplayRecord(msgspec.Struct, frozen=True, kw_only=True):
     code: int | None
     replayed_at: str
     replayed_by: str
+    #: The inbox an inbox dead letter was put back into (None: replayed into the ingress).
+    inbox: str | None = None
 
 
 class ReplayLog:
@@ -113,6 +124,7 @@ class ReplayLog:
 class Replayer:
     """Republishes dead letters on the operator's connection, recording each."""
 
+    connection: aio_pika.abc.AbstractConnection
     channel: aio_pika.abc.AbstractChannel
     operator: str
     log: ReplayLog
@@ -123,15 +135,40 @@ class Replayer:
     ) -> "Replayer":
         """A replayer with its own confirmed channel."""
         channel = await connection.channel(publisher_confirms=True)
-        return cls(channel, operator, log)
+        return cls(connection, channel, operator, log)
 
     async def replay(self, dead_letter: DeadLetter) -> ReplayRecord:
-        """Publish ``dead_letter`` as its original sender, confirmed, then record it."""
+        """Put ``dead_letter`` back where it was going, confirmed, then record it."""
         now = datetime.now(UTC).isoformat()
+        if dead_letter.origin is Origin.INBOX:
+            await self._back_into_inbox(dead_letter, now)
+        else:
+            await self._into_ingress(dead_letter, now)
+        record = ReplayRecord(
+            dead_letter_id=dead_letter.id,
+            message_key=dead_letter.message_key,
+            sender=(
+                (dead_letter.sender or "")
+                if dead_letter.origin is Origin.INBOX
+                else dead_letter.routing_key
+            ),
+            user_id=dead_letter.original_user,
+            message_type=dead_letter.message_type,
+            code=dead_letter.code,
+            replayed_at=now,
+            replayed_by=self.operator,
+            inbox=dead_letter.inbox,
+        )
+        self.log.append(record)
+        return record
+
+    def _replay_headers(
+        self, dead_letter: DeadLetter, now: str, drop: frozenset[str]
+    ) -> dict[str, Any]:
         headers = {
             k: v
             for k, v in dead_letter.headers.items()
-            if not k.startswith(_NOT_REPLAYED) and k not in _HUB_HEADERS
+            if not k.startswith(_NOT_REPLAYED) and k not in drop
         }
         headers.update(
             {
@@ -140,6 +177,44 @@ class Replayer:
                 HEADER_REPLAY_OF: dead_letter.id,
             }
         )
+        return headers
+
+    async def _back_into_inbox(self, dead_letter: DeadLetter, now: str) -> None:
+        inbox = dead_letter.inbox
+        assert inbox is not None, "an inbox dead letter names its inbox"
+        try:
+            # A passive declare needs no right: it tells a removed organisation's inbox apart
+            # from one that is there, so nothing is replayed into the audit copy alone.
+            probe = await self.connection.channel()
+            await probe.declare_queue(inbox, passive=True)
+            await probe.close()
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            raise BrokerError(
+                f"{dead_letter.id} died in {inbox}, which no longer exists; nothing replayed"
+            ) from None
+        message = aio_pika.Message(
+            dead_letter.body,
+            content_type=dead_letter.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=dead_letter.message_id,
+            type=dead_letter.message.type,
+            app_id=dead_letter.message.app_id,
+            timestamp=dead_letter.message.timestamp,
+            headers=self._replay_headers(dead_letter, now, frozenset()),
+        )
+        exchange = await self.channel.get_exchange(REPLAY_EXCHANGE, ensure=False)
+        try:
+            await exchange.publish(message, routing_key=inbox, timeout=30)
+        except aiormq.exceptions.ChannelAccessRefused as exc:
+            raise BrokerError(
+                f"{self.operator!r} may not publish to {REPLAY_EXCHANGE}: {exc} "
+                "(run `liaison provision` to grant the operators' account)"
+            ) from None
+        except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+            raise BrokerError(f"replay of {dead_letter.id} not confirmed: {exc}") from None
+
+    async def _into_ingress(self, dead_letter: DeadLetter, now: str) -> None:
+        headers = self._replay_headers(dead_letter, now, _HUB_HEADERS)
         message = aio_pika.Message(
             dead_letter.body,
             content_type=dead_letter.content_type,
@@ -165,18 +240,6 @@ class Replayer:
             ) from None
         except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
             raise BrokerError(f"replay of {dead_letter.id} not confirmed: {exc}") from None
-        record = ReplayRecord(
-            dead_letter_id=dead_letter.id,
-            message_key=dead_letter.message_key,
-            sender=dead_letter.routing_key,
-            user_id=dead_letter.original_user,
-            message_type=dead_letter.message_type,
-            code=dead_letter.code,
-            replayed_at=now,
-            replayed_by=self.operator,
-        )
-        self.log.append(record)
-        return record
 
 
 #: What the hub sets on the dead-letter copy; the replay starts clean.

@@ -2,9 +2,12 @@
 
 import os
 from collections.abc import Mapping
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from liaison.common.errors import ConfigError
+from liaison.common.urls import AMQP_SCHEMES, parse_url, redact_url, with_credentials
+
+# Kept importable from here for the hub and the SDK; they live in liaison.common.urls.
+__all__ = ["amqp_url", "env_float", "env_int", "env_str", "redact_url", "with_credentials"]
 
 
 def env_str(name: str, default: str | None = None, env: Mapping[str, str] | None = None) -> str:
@@ -49,27 +52,5 @@ def env_float(
 def amqp_url(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
     """An amqp:// or amqps:// URL; the error message never repeats the password."""
     url = env_str(name, default, env)
-    parts = urlsplit(url)
-    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise ConfigError(f"{name} must be an amqp:// or amqps:// URL, got {redact_url(url)!r}")
+    parse_url(name, url, AMQP_SCHEMES)
     return url
-
-
-def with_credentials(url: str, user: str, password: str) -> str:
-    """``url`` logging in as ``user`` with ``password`` (both percent-encoded)."""
-    parts = urlsplit(url)
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for a log line."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -10,6 +10,8 @@ test fixtures over AMQP. The names partners depend on come from ``liaison.schema
     hub --(one publish, BCC = other recipients)--> liaison.delivery (topic)
       --> inbox.<org> / inbox.<org>.flash (quorum), and liaison.audit ('#')
     refusals and poison --> liaison.dead (fanout) --> liaison.dead-letters
+    operator replays of inbox dead letters --> liaison.replay (topic)
+      --'inbox.<org>[.flash]'--> that inbox, and liaison.audit ('#')
 """
 
 from dataclasses import dataclass, field
@@ -27,6 +29,9 @@ from liaison.schemas.wire import (
 )
 
 SHARD_EXCHANGE: Final = "liaison.ingress.shards"
+#: Where an operator puts an inbox dead letter back into the inbox it died in. Separate from the
+#: delivery exchange, so only the hub delivers and the operator can reach nothing but inboxes.
+REPLAY_EXCHANGE: Final = "liaison.replay"
 HUB_QUEUE_PREFIX: Final = "liaison.hub."
 DEFAULT_SHARDS: Final = 4
 #: Deliveries of one message to the hub before the broker dead-letters it as poison.
@@ -105,19 +110,28 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
         ExchangeSpec(SHARD_EXCHANGE, "x-consistent-hash", internal=True),
         ExchangeSpec(DELIVERY_EXCHANGE, "topic"),
         ExchangeSpec(DEAD_LETTER_EXCHANGE, "fanout"),
+        ExchangeSpec(REPLAY_EXCHANGE, "topic"),
     )
     queues: list[QueueSpec] = [
         QueueSpec(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
-        # Audit is a copy: when nobody drains it, drop its oldest rather than block deliveries.
+        # Audit keeps a copy of every delivery. Full, it refuses new ones (reject-publish): the
+        # broker nacks the hub's delivery, the sender gets a 502 and the original is kept as a
+        # dead letter. Nothing is dropped silently; an undrained audit queue stops deliveries
+        # loudly instead (docs/operations.md, "The audit queue").
         QueueSpec(
             AUDIT_QUEUE,
-            {"x-queue-type": "quorum", "x-max-length": AUDIT_MAX_LENGTH, "x-overflow": "drop-head"},
+            {
+                "x-queue-type": "quorum",
+                "x-max-length": AUDIT_MAX_LENGTH,
+                "x-overflow": "reject-publish",
+            },
         ),
     ]
     bindings: list[BindingSpec] = [
         BindingSpec(INGRESS_EXCHANGE, SHARD_EXCHANGE, "#", destination_type="exchange"),
         BindingSpec(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, ""),
         BindingSpec(DELIVERY_EXCHANGE, AUDIT_QUEUE, "#"),
+        BindingSpec(REPLAY_EXCHANGE, AUDIT_QUEUE, "#"),
     ]
     for shard in range(shards):
         args = _quorum(max_length=HUB_QUEUE_MAX_LENGTH, delivery_limit=HUB_DELIVERY_LIMIT)
@@ -131,4 +145,6 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
             args = _quorum(max_length=max_length, delivery_limit=INBOX_DELIVERY_LIMIT)
             queues.append(QueueSpec(name, args, owner=org))
             bindings.append(BindingSpec(DELIVERY_EXCHANGE, name, delivery_key(org, flash=flash)))
+            # Replays are addressed by queue name: the inbox the dead letter came from.
+            bindings.append(BindingSpec(REPLAY_EXCHANGE, name, name))
     return Topology(tuple(exchanges), tuple(queues), tuple(bindings))

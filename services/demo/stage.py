@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from liaison.common.errors import BrokerError, ConfigError
+from liaison.common.topology import DEFAULT_SHARDS
 from liaison.directory.credentials import CredentialStore
 from liaison.directory.index import DirectoryIndex
 from liaison.directory.partners import partner_url
@@ -39,8 +40,14 @@ class Stage:
 
 
 async def provision_directory(settings: ProvisionSettings, index: DirectoryIndex) -> list[str]:
-    """Create the vhost, topology, accounts and permissions; returns the provisioning report."""
-    result = await provision(settings, index)
+    """Create the vhost, topology, accounts and permissions; returns the provisioning report.
+
+    The demo owns the accounts its directory names: one left from an earlier run whose stored
+    password is gone (``make clean``, a second checkout) gets a new one. Accounts that have
+    rights on another vhost, or tags the directory did not give, are left alone. A queue whose
+    arguments changed since (the audit queue's overflow, say) is re-created if it is empty.
+    """
+    result = await provision(settings, index, reissue_missing=True, recreate_empty=True)
     if result.plan.conflicts:
         raise BrokerError("provisioning left conflicts: " + "; ".join(result.report()[-3:]))
     return result.report()
@@ -60,12 +67,20 @@ def account_urls(settings: ProvisionSettings, index: DirectoryIndex) -> dict[str
     return urls
 
 
-async def start_hub(hub_url: str, directory: Path, first_port: int = FIRST_PORT) -> Stage:
+async def start_hub(
+    hub_url: str,
+    directory: Path,
+    first_port: int = FIRST_PORT,
+    *,
+    shard_count: int = DEFAULT_SHARDS,
+) -> Stage:
     """Serve a hub on 127.0.0.1:8080 (or the next free port) and wait until it consumes."""
     port = free_port(first_port)
     settings = HubSettings(
         amqp_url=hub_url,
         directory=directory,
+        shard_count=shard_count,
+        shards=tuple(range(shard_count)),
         http_port=port,
         shutdown_grace_seconds=5.0,
         reconnect_max_seconds=2.0,

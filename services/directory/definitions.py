@@ -23,7 +23,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from liaison.common.topology import HUB_QUEUE_PREFIX, Topology, build_topology
+from liaison.common.topology import (
+    DEFAULT_SHARDS,
+    HUB_QUEUE_PREFIX,
+    REPLAY_EXCHANGE,
+    Topology,
+    build_topology,
+)
 from liaison.directory.credentials import HASHING_ALGORITHM
 from liaison.directory.index import DirectoryIndex
 from liaison.directory.management import Binding, Exchange, Permission, Queue, TopicPermission
@@ -96,23 +102,32 @@ def hub_permission(account: str, vhost: str) -> Permission:
 
 
 def operator_permission(account: str, vhost: str) -> Permission:
-    """The operators' rights: read dead letters, publish replays into the ingress, nothing else."""
+    """The operators' rights: read dead letters, publish replays, nothing else.
+
+    A refusal is replayed into the ingress (the hub judges it again); an inbox dead letter into
+    ``liaison.replay``, which reaches only inboxes (and the audit copy) — never the delivery
+    exchange, which stays the hub's alone.
+    """
+    writes = "|".join(re.escape(name) for name in (INGRESS_EXCHANGE, REPLAY_EXCHANGE))
     return Permission(
         user=account,
         vhost=vhost,
         configure=NOTHING,
-        write=f"^{re.escape(INGRESS_EXCHANGE)}$",
+        write=f"^({writes})$",
         read=f"^{re.escape(DEAD_LETTER_QUEUE)}$",
     )
 
 
-def topology_for(index: DirectoryIndex) -> Topology:
-    """The exchanges, queues and bindings of ``index``'s organisations."""
-    return build_topology({o.id: o.inbox_max_length for o in index.organisations.values()})
+def topology_for(index: DirectoryIndex, *, shards: int = DEFAULT_SHARDS) -> Topology:
+    """The exchanges, queues and bindings of ``index``'s organisations over ``shards`` shards."""
+    inboxes = {o.id: o.inbox_max_length for o in index.organisations.values()}
+    return build_topology(inboxes, shards=shards)
 
 
-def desired_state(index: DirectoryIndex, vhost: str) -> DesiredState:
-    """The broker objects and rights for ``index`` on ``vhost``."""
+def desired_state(
+    index: DirectoryIndex, vhost: str, *, shards: int = DEFAULT_SHARDS
+) -> DesiredState:
+    """The broker objects and rights for ``index`` on ``vhost`` over ``shards`` shard queues."""
     hub = index.directory.hub_account
     operator = index.directory.operator_account
     accounts: dict[str, str | None] = {hub: None, operator: None}
@@ -123,7 +138,7 @@ def desired_state(index: DirectoryIndex, vhost: str) -> DesiredState:
         accounts[account] = org.id
         permissions[account] = partner_permission(account, org.id, vhost)
         topic_permissions[account] = partner_topic_permission(account, org.id, vhost)
-    topology = topology_for(index)
+    topology = topology_for(index, shards=shards)
     return DesiredState(
         vhost=vhost,
         accounts=accounts,

@@ -1,4 +1,4 @@
-"""A small typed client for the RabbitMQ management HTTP API (the parts provisioning uses).
+"""The one client for the RabbitMQ management HTTP API: provisioning, the bench and the tests.
 
 Answers are decoded into frozen Structs; every failure — the API unreachable, credentials
 refused, an object the broker will not accept — becomes a BrokerError whose message says what
@@ -6,7 +6,6 @@ was attempted and what the broker answered. A GET of something absent returns No
 list rather than raising, because "absent" is an ordinary state when comparing.
 """
 
-import base64
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -16,7 +15,7 @@ import aiohttp
 import msgspec
 
 from liaison.common.errors import BrokerError
-from liaison.directory.settings import Secret
+from liaison.common.settings import Secret
 
 
 class User(msgspec.Struct, frozen=True):
@@ -74,6 +73,9 @@ class Queue(msgspec.Struct, frozen=True):
     auto_delete: bool = False
     arguments: dict[str, Any] = {}
     messages: int | None = None
+    consumers: int | None = None
+    #: The policy definition in force on the queue, once the broker has applied it.
+    effective_policy_definition: dict[str, Any] | None = None
 
 
 class Binding(msgspec.Struct, frozen=True):
@@ -117,22 +119,41 @@ class ManagementClient:
 
     def __init__(self, url: str, user: str, password: Secret, *, timeout: float = 15.0) -> None:
         self.url = url.rstrip("/")
-        token = base64.b64encode(f"{user}:{password.reveal()}".encode()).decode("ascii")
-        self._headers = {"Authorization": f"Basic {token}"}
+        # aiohttp's own encoding (BasicAuth is deprecated in favour of it since aiohttp 3.12).
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(user, password.reveal())}
         self._user = user
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+    async def open(self) -> Self:
+        """Open the HTTP session (``async with`` does it for you)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         return self
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.close()
+
+    async def request(self, method: str, path: str, body: object | None = None) -> Any:
+        """Any API call, for what has no method here: the decoded JSON answer, or None."""
+        payload = await self._call(method, path, body=body)
+        if not payload:
+            return None
+        try:
+            return msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            return None
 
     async def _call(
         self,
@@ -304,6 +325,23 @@ class ManagementClient:
             f"/{_q(b.properties_key)}"
         )
         await self._call("DELETE", path, missing_ok=True)
+
+    # -- policies and shovels ----------------------------------------------------------------
+    async def put_policy(
+        self, vhost: str, name: str, pattern: str, definition: dict[str, Any]
+    ) -> None:
+        """A queue policy (tests use one to shrink a queue's length limit)."""
+        body = {"pattern": pattern, "apply-to": "queues", "definition": definition}
+        await self._call("PUT", f"/policies/{_q(vhost)}/{_q(name)}", body=body)
+
+    async def delete_policy(self, vhost: str, name: str) -> None:
+        """Remove a policy (absent is fine)."""
+        await self._call("DELETE", f"/policies/{_q(vhost)}/{_q(name)}", missing_ok=True)
+
+    async def put_shovel(self, vhost: str, name: str, value: dict[str, Any]) -> None:
+        """A dynamic shovel (the bench's baseline mover)."""
+        path = f"/parameters/shovel/{_q(vhost)}/{_q(name)}"
+        await self._call("PUT", path, body={"value": value})
 
     # -- connections -------------------------------------------------------------------------
     async def connections(self, vhost: str) -> list[Connection]:

@@ -13,12 +13,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 import tomli_w
 
 from liaison.common.errors import BrokerError, DirectoryError
+from liaison.common.settings import Secret
+from liaison.common.urls import amqp_url_for
 from liaison.directory.credentials import (
     HASHING_ALGORITHM,
     CredentialStore,
@@ -39,7 +40,7 @@ from liaison.directory.provision import (
     provision,
     read_broker_state,
 )
-from liaison.directory.settings import ProvisionSettings, Secret
+from liaison.directory.settings import ProvisionSettings
 from liaison.schemas.wire import flash_inbox_queue, inbox_queue
 
 
@@ -84,10 +85,7 @@ class PartnerRow:
 
 def partner_url(settings: ProvisionSettings, vhost: str, account: str, password: str) -> str:
     """The AMQP URL a partner connects with (scheme, host and port from LIAISON_AMQP_URL)."""
-    parts = urlsplit(settings.amqp_url)
-    netloc = f"{quote(account, safe='')}:{quote(password, safe='')}@{parts.hostname}"
-    netloc += f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), "", ""))
+    return amqp_url_for(settings.amqp_url, vhost, account, password)
 
 
 async def add_partner(
@@ -133,7 +131,7 @@ async def remove_partner(
         raise DirectoryError(f"cannot remove {org_id!r}: {exc}") from None
     _remove_organisation(path, org_id)
     vhost = vhost or settings.vhost
-    desired = desired_state(shrunk, vhost)
+    desired = desired_state(shrunk, vhost, shards=settings.shard_count)
     store = CredentialStore(settings.credentials_dir)
     async with management_client(settings) as api:
         actual = await read_broker_state(api, vhost, frozenset(desired.accounts))
@@ -160,7 +158,7 @@ async def rotate_credentials(
         (hub, hub) if name == hub else (name, _known(index, name, path).broker_account)
     )
     vhost = vhost or settings.vhost
-    desired = desired_state(index, vhost)
+    desired = desired_state(index, vhost, shards=settings.shard_count)
     store = CredentialStore(settings.credentials_dir)
     async with management_client(settings) as api:
         if await api.user(account) is None:

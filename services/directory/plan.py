@@ -14,6 +14,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from liaison.common.settings import Secret
 from liaison.directory.credentials import HASHING_ALGORITHM, hash_matches
 from liaison.directory.definitions import DesiredState
 from liaison.directory.management import (
@@ -24,7 +25,6 @@ from liaison.directory.management import (
     TopicPermission,
     User,
 )
-from liaison.directory.settings import Secret
 
 INBOX_PREFIX = "inbox."
 EXCHANGE_FIELDS = ("type", "durable", "auto_delete", "internal", "arguments")
@@ -38,6 +38,7 @@ class Verb(enum.StrEnum):
     DELETE = "-"
     CLOSE = "x"
     DELETE_IF_EMPTY = "-?"
+    RECREATE_IF_EMPTY = "~?"
     CONFLICT = "!"
     STALE = "?"
 
@@ -50,6 +51,14 @@ class UserChange:
     password: Secret | None
     keep_hash: str | None = None
     tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Recreation:
+    """A queue to delete and declare again with its bindings, if it is found empty."""
+
+    queue: Queue
+    bindings: tuple[Binding, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +124,20 @@ def plan_changes(
     *,
     prune: bool = False,
     admin_user: str = "guest",
+    reissue: frozenset[str] = frozenset(),
+    recreate_empty: bool = False,
 ) -> Plan:
-    """The ordered steps that make ``actual`` hold ``desired``; nothing when they agree."""
+    """The ordered steps that make ``actual`` hold ``desired``; nothing when they agree.
+
+    ``reissue`` names accounts the caller owns outright (the demo's own users): one that exists
+    with no stored credential gets a new password instead of a conflict for an operator.
+    ``recreate_empty`` (the demo too) turns a queue whose arguments changed into a delete and
+    re-create, done only if an exact count finds it empty when applying; otherwise it is kept.
+    """
     steps: list[Step] = []
     if not actual.vhost_exists:
         steps.append(Step(Verb.CREATE, "vhost", desired.vhost))
-    steps += _topology_steps(desired, actual)
+    steps += _topology_steps(desired, actual, recreate_empty=recreate_empty)
     for account in desired.accounts:
         steps += _user_steps(
             account,
@@ -128,13 +145,16 @@ def plan_changes(
             credentials.get(account),
             admin_user,
             desired.tags.get(account, ()),
+            reissue=account in reissue,
         )
     steps += _rights_steps(desired, actual)
     steps += _prune_steps(desired, actual, prune=prune, admin_user=admin_user)
     return Plan(desired.vhost, tuple(steps))
 
 
-def _topology_steps(desired: DesiredState, actual: BrokerState) -> list[Step]:
+def _topology_steps(
+    desired: DesiredState, actual: BrokerState, *, recreate_empty: bool = False
+) -> list[Step]:
     steps: list[Step] = []
     for exchange in desired.exchanges:
         found = actual.exchanges.get(exchange.name)
@@ -154,7 +174,20 @@ def _topology_steps(desired: DesiredState, actual: BrokerState) -> list[Step]:
         found_queue = actual.queues.get(queue.name)
         if found_queue is None:
             steps.append(Step(Verb.CREATE, "queue", queue.name, _queue_summary(queue), queue))
-        elif diff := _differences(queue, found_queue, ("durable", "auto_delete", "arguments")):
+        elif (
+            diff := _differences(queue, found_queue, ("durable", "auto_delete", "arguments"))
+        ) and recreate_empty:
+            bindings = tuple(b for b in desired.bindings if b.destination == queue.name)
+            steps.append(
+                Step(
+                    Verb.RECREATE_IF_EMPTY,
+                    "queue",
+                    queue.name,
+                    f"{diff}; re-created only if empty",
+                    Recreation(queue, bindings),
+                )
+            )
+        elif diff:
             depth = found_queue.messages
             steps.append(
                 Step(
@@ -179,6 +212,8 @@ def _user_steps(
     stored: Secret | None,
     admin_user: str,
     tags: tuple[str, ...] = (),
+    *,
+    reissue: bool = False,
 ) -> list[Step]:
     if account == admin_user:
         return [Step(Verb.CONFLICT, "user", account, "is the provisioning admin; not touched")]
@@ -213,6 +248,16 @@ def _user_steps(
                 UserChange(account, None, keep_hash=user.password_hash, tags=tags),
             )
         )
+    if stored is None and reissue:
+        return [
+            Step(
+                Verb.UPDATE,
+                "user",
+                account,
+                "exists but no credential is stored; new generated password, stored",
+                UserChange(account, None, tags=tags),
+            )
+        ]
     if stored is None:
         steps.append(
             Step(

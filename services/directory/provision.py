@@ -9,13 +9,14 @@ empty and unconsumed; otherwise they are kept and reported for an operator.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 import aio_pika.exceptions
 
+from liaison.common.settings import Secret
+from liaison.common.urls import amqp_url_for
 from liaison.directory.credentials import (
     HASHING_ALGORITHM,
     CredentialStore,
@@ -32,8 +33,15 @@ from liaison.directory.management import (
     Queue,
     TopicPermission,
 )
-from liaison.directory.plan import BrokerState, Plan, UserChange, Verb, plan_changes
-from liaison.directory.settings import ProvisionSettings, Secret
+from liaison.directory.plan import (
+    BrokerState,
+    Plan,
+    Recreation,
+    UserChange,
+    Verb,
+    plan_changes,
+)
+from liaison.directory.settings import ProvisionSettings
 
 #: Reads the number of messages in a queue (None: cannot tell, so the queue is kept).
 DepthProbe = Callable[[str], Awaitable[int | None]]
@@ -76,16 +84,35 @@ async def provision(
     dry_run: bool = False,
     prune: bool = False,
     depth: DepthProbe | None = None,
+    reissue_missing: bool = False,
+    recreate_empty: bool = False,
 ) -> ProvisionResult:
-    """Bring ``vhost`` (default: the configured one) in line with ``index``."""
+    """Bring ``vhost`` (default: the configured one) in line with ``index``.
+
+    ``reissue_missing`` is for a caller that owns the directory's accounts (the demo): an
+    account that exists without a stored credential gets a new password, as long as it is
+    only this vhost's (see :func:`owned_accounts`); any other stays a conflict.
+    ``recreate_empty`` (the demo as well) re-creates a queue whose arguments changed when an
+    exact count finds it empty, and keeps it with a line for an operator otherwise.
+    """
     vhost = vhost or settings.vhost
-    desired = desired_state(index, vhost)
+    desired = desired_state(index, vhost, shards=settings.shard_count)
     store = CredentialStore(settings.credentials_dir)
     credentials = {a: _secret(store.get(a)) for a in desired.accounts}
     async with management_client(settings) as api:
         actual = await read_broker_state(api, vhost, frozenset(desired.accounts))
+        reissue: frozenset[str] = frozenset()
+        if reissue_missing:
+            missing = [a for a, c in credentials.items() if c is None and a in actual.users]
+            reissue = await owned_accounts(api, vhost, actual, missing, desired.tags)
         plan = plan_changes(
-            desired, actual, credentials, prune=prune, admin_user=settings.admin_user
+            desired,
+            actual,
+            credentials,
+            prune=prune,
+            admin_user=settings.admin_user,
+            reissue=reissue,
+            recreate_empty=recreate_empty,
         )
         if dry_run:
             return ProvisionResult(plan, (), dry_run=True)
@@ -100,11 +127,9 @@ def _secret(value: str | None) -> Secret | None:
 
 def admin_amqp_url(settings: ProvisionSettings, vhost: str) -> str:
     """The AMQP URL of ``vhost`` as the admin, on the host of LIAISON_AMQP_URL."""
-    parts = urlsplit(settings.amqp_url)
-    user = quote(settings.admin_user, safe="")
-    password = quote(settings.admin_password.reveal(), safe="")
-    netloc = f"{user}:{password}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), parts.query, ""))
+    return amqp_url_for(
+        settings.amqp_url, vhost, settings.admin_user, settings.admin_password.reveal()
+    )
 
 
 def amqp_depth_probe(settings: ProvisionSettings, vhost: str, *, wait: float = 5.0) -> DepthProbe:
@@ -135,6 +160,28 @@ def amqp_depth_probe(settings: ProvisionSettings, vhost: str, *, wait: float = 5
                 await asyncio.sleep(0.2)
 
     return probe
+
+
+async def owned_accounts(
+    api: ManagementClient,
+    vhost: str,
+    actual: BrokerState,
+    accounts: Iterable[str],
+    tags: Mapping[str, tuple[str, ...]],
+) -> frozenset[str]:
+    """Those of ``accounts`` that belong to ``vhost`` alone, so resetting them harms no one.
+
+    An account with rights on another vhost, or with tags the directory did not give it (an
+    administrator, a monitoring user), is someone else's too and is never reset.
+    """
+    owned: set[str] = set()
+    for account in accounts:
+        user = actual.users.get(account)
+        if user is None or not set(user.tag_list) <= set(tags.get(account, ())):
+            continue
+        if all(p.vhost == vhost for p in await api.user_permissions(account)):
+            owned.add(account)
+    return frozenset(owned)
 
 
 async def read_broker_state(
@@ -205,6 +252,8 @@ async def apply_plan(
                 await api.delete_user(step.name)
             case Verb.DELETE_IF_EMPTY, "queue", _:
                 outcome = await _delete_if_empty(api, vhost, step.name, depth)
+            case Verb.RECREATE_IF_EMPTY, "queue", Recreation() as recreation:
+                outcome = await _recreate_if_empty(api, vhost, recreation, step.detail, depth)
             case _:
                 raise AssertionError(f"no way to apply {step}")
         lines.append(outcome)
@@ -240,3 +289,18 @@ async def _delete_if_empty(api: ManagementClient, vhost: str, name: str, depth: 
         return f"{Verb.DELETE.value:>2} queue {name}: was empty"
     shown = "an unknown number of" if count is None else str(count)
     return f" = kept {name} with {shown} messages for an operator"
+
+
+async def _recreate_if_empty(
+    api: ManagementClient, vhost: str, recreation: Recreation, why: str, depth: DepthProbe
+) -> str:
+    name = recreation.queue.name
+    count = await depth(name)
+    if count != 0:
+        shown = "an unknown number of" if count is None else str(count)
+        return f" = kept {name} with {shown} messages for an operator: {why}"
+    await api.delete_queue(vhost, name)
+    await api.put_queue(vhost, recreation.queue)
+    for binding in recreation.bindings:
+        await api.post_binding(vhost, binding)
+    return f"{Verb.UPDATE.value:>2} queue {name}: was empty, re-created: {why}"

@@ -12,38 +12,16 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from liaison.common.config import amqp_url, env_str
+from liaison.common.config import amqp_url, env_int, env_str
 from liaison.common.errors import ConfigError
+from liaison.common.settings import Secret
+from liaison.common.topology import DEFAULT_SHARDS
 
 DEFAULT_VHOST: Final = "liaison"
 DEFAULT_MANAGEMENT_URL: Final = "http://127.0.0.1:15672"
 DEFAULT_AMQP_URL: Final = "amqp://127.0.0.1:5672/"
 DEFAULT_CREDENTIALS_DIR: Final = "./var/credentials"
 DEFAULT_DIRECTORY: Final = "deploy/directory.toml"
-
-
-class Secret:
-    """A secret string that prints as ``***``; ``reveal()`` is the one way to read it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself, for the one call that needs it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 class ProvisionSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,6 +35,8 @@ class ProvisionSettings(msgspec.Struct, frozen=True, kw_only=True):
     amqp_url: str
     credentials_dir: Path
     directory: Path
+    #: Shard queues of the hub's ingress (LIAISON_SHARD_COUNT, as the hub reads it).
+    shard_count: int = DEFAULT_SHARDS
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:
@@ -81,4 +61,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:
         amqp_url=amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env),
         credentials_dir=Path(env_str("LIAISON_CREDENTIALS_DIR", DEFAULT_CREDENTIALS_DIR, env)),
         directory=Path(env_str("LIAISON_DIRECTORY", DEFAULT_DIRECTORY, env)),
+        shard_count=env_int("LIAISON_SHARD_COUNT", DEFAULT_SHARDS, env, minimum=1),
     )

@@ -10,8 +10,9 @@ import aio_pika
 import msgspec
 import pytest
 
+from liaison.directory.definitions import operator_permission
 from liaison.schemas.examples import example
-from liaison.schemas.wire import DEAD_LETTER_QUEUE, inbox_queue
+from liaison.schemas.wire import DEAD_LETTER_QUEUE, HEADER_SENDER, flash_inbox_queue, inbox_queue
 from tests.cli.support import Result, assert_one_line_failure, liaison
 from tests.conftest import amqp_url_for, management
 from tests.hub.conftest import RunningHub
@@ -29,10 +30,11 @@ async def replayer_url(vhost: str, run_id: str) -> AsyncIterator[str]:
     await management(
         "PUT", f"/users/{account}", {"password": REPLAYER_PASSWORD, "tags": "impersonator"}
     )
+    rights = operator_permission(account, vhost)  # the rights provisioning gives operators
     await management(
         "PUT",
         f"/permissions/{quote(vhost, safe='')}/{account}",
-        {"configure": "^$", "write": r"^liaison\.ingress$", "read": r"^liaison\.dead-letters$"},
+        {"configure": rights.configure, "write": rights.write, "read": rights.read},
     )
     yield amqp_url_for(vhost, account, REPLAYER_PASSWORD)
     await management("DELETE", f"/users/{account}")
@@ -152,6 +154,96 @@ async def test_replay_without_impersonator_is_explained(
     assert_one_line_failure(result)
     assert "impersonator" in result.stderr
     assert len(await dead_letter_rows(admin_url, cli_env, expect=1)) == 1, "still kept"
+
+
+async def die_in_inbox(admin: aio_pika.abc.AbstractConnection, inbox: str, how: str) -> None:
+    """Make the one message in ``inbox`` leave it unread: ``rejected`` or ``delivery_limit``."""
+    channel = await admin.channel()
+    queue = await channel.get_queue(inbox, ensure=False)
+    for _ in range(50):
+        message = await queue.get(no_ack=False, fail=False)
+        if message is None:
+            if how == "rejected":
+                await asyncio.sleep(0.1)
+                continue
+            break  # delivery_limit: the broker dead-lettered it after the last requeue
+        await message.nack(requeue=how != "rejected")
+        if how == "rejected":
+            break
+    await channel.close()
+
+
+@pytest.mark.parametrize("how", ["rejected", "delivery_limit"])
+async def test_inbox_dead_letter_is_replayed_into_its_inbox(
+    how: str,
+    hub: RunningHub,
+    partners: dict[str, Partner],
+    cli_env: dict[str, str],
+    admin: aio_pika.abc.AbstractConnection,
+    replayer_url: str,
+) -> None:
+    """A delivery that died in a (BCC) recipient's inbox keeps the hub's sender header and says
+    which inbox; replay puts it back into that inbox as the hub delivered it, not through the
+    hub (no refusal, no report to anyone) and not to the first recipient."""
+    distribution_id = f"mag-inbox-{how}"
+    doc = envelope("mag", ["org:unmas", "org:ocha"], distribution_id=distribution_id)
+    await partners["mag"].send(doc)
+    (first,) = await drain(admin, inbox_queue("unmas"), expect=1)
+    await die_in_inbox(admin, inbox_queue("ocha"), how)
+    (row,) = await dead_letter_rows(replayer_url, cli_env, expect=1)
+    assert f"mag → {inbox_queue('ocha')}" in row
+    assert ("rejected by the recipient" if how == "rejected" else "over the delivery") in row
+    letter_id = row.split()[0]
+    shown = await liaison("dead-letters", "show", letter_id, "--url", replayer_url, env=cli_env)
+    assert f"header        {HEADER_SENDER}: mag" in shown.stdout
+    assert f"died in       {inbox_queue('ocha')}" in shown.stdout
+
+    replay = await liaison("dead-letters", "replay", letter_id, "--url", replayer_url, env=cli_env)
+    assert replay.code == 0, replay
+    assert f"replayed {letter_id} into {inbox_queue('ocha')}" in replay.stderr
+    (back,) = await drain(admin, inbox_queue("ocha"), expect=1)
+    assert back.body == first.body
+    assert back.message_id == first.message_id
+    assert back.type == first.type
+    headers = back.headers or {}
+    assert headers[HEADER_SENDER] == "mag"
+    assert headers["x-liaison-replay-of"] == letter_id
+    assert "x-death" not in headers
+    for elsewhere in ("unmas", "mag"):  # no second copy, no error report
+        assert await drain(admin, inbox_queue(elsewhere), expect=0) == []
+    assert await drain(admin, flash_inbox_queue("ocha"), expect=0) == []
+    assert await dead_letter_rows(replayer_url, cli_env, expect=0) == []
+    log = Path(cli_env["LIAISON_REPLAY_LOG"]).read_text().splitlines()
+    assert json.loads(log[-1])["inbox"] == inbox_queue("ocha")
+
+
+async def test_replay_of_an_inbox_dead_letter_whose_inbox_is_gone(
+    hub: RunningHub,
+    cli_env: dict[str, str],
+    admin: aio_pika.abc.AbstractConnection,
+    replayer_url: str,
+) -> None:
+    """A forged or stale dead letter naming an inbox that does not exist is not replayed (it
+    would reach only the audit copy) and stays in the queue."""
+    channel = await admin.channel()
+    dead = await channel.get_exchange("liaison.dead", ensure=False)
+    await dead.publish(
+        aio_pika.Message(
+            b'{"sender": "mag", "distribution_id": "ghost"}',
+            headers={
+                HEADER_SENDER: "mag",
+                "x-death": [{"queue": "inbox.nobody-here", "reason": "rejected", "count": 1}],
+            },
+        ),
+        routing_key="nobody-here",
+    )
+    await channel.close()
+    (row,) = await dead_letter_rows(replayer_url, cli_env, expect=1)
+    letter_id = row.split()[0]
+    result = await liaison("dead-letters", "replay", letter_id, "--url", replayer_url, env=cli_env)
+    assert_one_line_failure(result)
+    assert "inbox.nobody-here, which no longer exists" in result.stderr
+    assert len(await dead_letter_rows(replayer_url, cli_env, expect=1)) == 1
 
 
 @pytest.mark.parametrize(

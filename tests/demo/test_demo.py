@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import shutil
 import signal
 import tomllib
 from collections.abc import AsyncIterator
@@ -72,6 +73,24 @@ async def test_demo_once_plays_the_scenario(demo_env: dict[str, str]) -> None:
     assert "REFUSED 301 invalid_body at $.body.quantity" in text
     assert "metrics  http://127.0.0.1:" in text
     assert text.rstrip().endswith("stopped: hub and clients closed")
+
+
+async def test_demo_runs_again_after_its_credentials_are_gone(demo_env: dict[str, str]) -> None:
+    """A second `make run` after `make clean` (the users exist, their stored passwords do not)
+    resets the demo's own accounts and plays the scenario again instead of stopping on
+    conflicts."""
+    store = Path(demo_env["LIAISON_CREDENTIALS_DIR"])
+    for _ in range(2):
+        shutil.rmtree(store, ignore_errors=True)
+        process = await asyncio.create_subprocess_exec(
+            LIAISON, "demo", "--once", env=demo_env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 90)
+        assert process.returncode == 0, err.decode()[-2000:]
+        assert "conflicts" not in out.decode()
+        assert "provisioned 16 organisations" in out.decode()
+        assert out.decode().rstrip().endswith("stopped: hub and clients closed")
 
 
 async def test_demo_stops_cleanly_on_sigint(demo_env: dict[str, str]) -> None:

@@ -11,15 +11,13 @@ import aiormq
 import aiormq.exceptions
 import pytest
 
-from liaison.directory.management import ManagementClient
-from liaison.directory.settings import ProvisionSettings, Secret, load_settings
-from tests.conftest import ADMIN_AMQP_URL, MANAGEMENT_URL, _admin_credentials
-
-
-def admin_client() -> ManagementClient:
-    """A management client as the test admin."""
-    user, password = _admin_credentials()
-    return ManagementClient(MANAGEMENT_URL, user, Secret(password))
+from liaison.directory.settings import ProvisionSettings, load_settings
+from tests.conftest import (
+    ADMIN_AMQP_URL,
+    MANAGEMENT_URL,
+    _admin_credentials,
+    admin_client,
+)
 
 
 def directory_text(tag: str, orgs: list[str], *, extra: str = "") -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from liaison.common.errors import ConfigError
+from liaison.common.settings import Secret
 from liaison.directory.credentials import (
     CredentialStore,
     environment_variable,
@@ -16,7 +17,7 @@ from liaison.directory.credentials import (
     load_credential,
     password_hash,
 )
-from liaison.directory.settings import Secret, load_settings
+from liaison.directory.settings import load_settings
 
 #: What RabbitMQ 3.10 itself stored for the password "guest" (GET /api/users/guest).
 BROKER_HASH_OF_GUEST = "mtmHR3sZAvkxA5bVTSJn0IR2eoMeqBT79GHZ9VRpDybjAVDl"

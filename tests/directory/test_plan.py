@@ -5,13 +5,13 @@ from dataclasses import replace
 
 import msgspec
 
+from liaison.common.settings import Secret
 from liaison.directory.credentials import HASHING_ALGORITHM, password_hash
 from liaison.directory.definitions import DesiredState, desired_state
 from liaison.directory.index import compile_directory
 from liaison.directory.management import Queue, TopicPermission, User
 from liaison.directory.model import Directory, Kind, Organisation
 from liaison.directory.plan import BrokerState, Verb, plan_changes
-from liaison.directory.settings import Secret
 
 VHOST = "liaison"
 

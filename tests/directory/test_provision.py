@@ -1,16 +1,19 @@
 """``provision`` against the real broker: idempotence, dry runs, conflicts and pruning."""
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import aio_pika
 import pytest
 
+from liaison.common.topology import REPLAY_EXCHANGE
 from liaison.directory.credentials import load_credential
 from liaison.directory.index import load_directory
+from liaison.directory.management import Permission, Queue
 from liaison.directory.provision import provision, read_broker_state
 from liaison.directory.settings import ProvisionSettings
-from liaison.schemas.wire import DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
+from liaison.schemas.wire import AUDIT_QUEUE, DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
 from tests.conftest import amqp_url_for
 from tests.directory.conftest import admin_client, directory_text, login_refused
 
@@ -131,3 +134,107 @@ async def test_prune_keeps_a_removed_partners_messages(
     assert await login_refused(amqp_url_for(vhost, account, password))
     again = await provision(settings, load_directory(tmp_path / "directory.toml"), prune=True)
     assert any(f"kept {inbox_queue(account)}" in line for line in again.report())
+
+
+def _own_accounts_text(tag: str, prefix: str, orgs: list[str]) -> str:
+    """A directory whose hub and operator accounts are this test's alone (``<prefix>hub-<tag>``)."""
+    return (
+        directory_text(tag, orgs)
+        .replace(f'"hub-{tag}"', f'"{prefix}hub-{tag}"')
+        .replace(f'"operator-{tag}"', f'"{prefix}operator-{tag}"')
+    )
+
+
+async def test_demo_reissues_its_accounts_when_the_store_is_gone(
+    make_settings: object, tag: str, tmp_path: Path
+) -> None:
+    """With reissue_missing, a second run after the credential store was deleted resets the
+    vhost's own accounts (no conflicts) and the new stored passwords log in; plain provision
+    still reports those accounts as conflicts."""
+    store = tmp_path / "store"
+    settings = make_settings(LIAISON_CREDENTIALS_DIR=str(store))  # type: ignore[operator]
+    index = load_directory(_write(tmp_path, _own_accounts_text(tag, "re", ["golf", "hotel"])))
+    first = await provision(settings, index, reissue_missing=True)
+    assert first.plan.conflicts == ()
+    account = f"golf-{tag}"
+    env = {"LIAISON_CREDENTIALS_DIR": str(store)}
+    old_password = load_credential(account, env)
+
+    shutil.rmtree(store)
+    plain = await provision(settings, index, dry_run=True)
+    assert {s.name for s in plain.plan.conflicts} >= {account, f"rehub-{tag}"}
+
+    second = await provision(settings, index, reissue_missing=True)
+    assert second.plan.conflicts == (), second.report()
+    assert f" ~ user {account}: exists but no credential is stored" in "\n".join(second.report())
+    new_password = load_credential(account, env)
+    assert new_password != old_password
+    assert not await login_refused(amqp_url_for(settings.vhost, account, new_password))
+    assert await login_refused(amqp_url_for(settings.vhost, account, old_password))
+    third = await provision(settings, index, reissue_missing=True)
+    assert third.plan.changes == ()
+
+
+async def test_demo_never_resets_an_account_that_is_not_only_its_own(
+    make_settings: object, tag: str, tmp_path: Path, vhost: str
+) -> None:
+    """reissue_missing leaves alone an account with rights on another vhost or with tags the
+    directory did not give it: both stay conflicts and their passwords still work."""
+    store = tmp_path / "store"
+    settings = make_settings(LIAISON_CREDENTIALS_DIR=str(store))  # type: ignore[operator]
+    index = load_directory(_write(tmp_path, _own_accounts_text(tag, "nr", ["india", "juliet"])))
+    await provision(settings, index, reissue_missing=True)
+    env = {"LIAISON_CREDENTIALS_DIR": str(store)}
+    shared, tagged = f"india-{tag}", f"juliet-{tag}"
+    passwords = {a: load_credential(a, env) for a in (shared, tagged)}
+    async with admin_client() as api:
+        # ``vhost`` is this test session's own vhost: a right there makes the account shared.
+        await api.put_permission(Permission(shared, vhost, "^$", "^$", "^$"))
+        user = await api.user(tagged)
+        assert user is not None
+        await api.put_user(tagged, user.password_hash, user.hashing_algorithm, ("monitoring",))
+    shutil.rmtree(store)
+
+    result = await provision(settings, index, reissue_missing=True)
+
+    assert {s.name for s in result.plan.conflicts} >= {shared, tagged}
+    for account, password in passwords.items():
+        assert not await login_refused(amqp_url_for(settings.vhost, account, password))
+
+
+async def test_demo_recreates_an_empty_queue_whose_arguments_changed(
+    settings: ProvisionSettings, tag: str, tmp_path: Path
+) -> None:
+    """An audit queue left by an older version (drop-head) is a conflict for provision; with
+    recreate_empty it is re-created with today's arguments and bindings while empty, and kept
+    untouched while it holds a message."""
+    index = load_directory(_write(tmp_path, directory_text(tag, ["alpha"])))
+    await provision(settings, index)
+    old = {"x-queue-type": "quorum", "x-max-length": 1_000_000, "x-overflow": "drop-head"}
+    async with admin_client() as api:
+        await api.delete_queue(settings.vhost, AUDIT_QUEUE)
+        await api.put_queue(settings.vhost, Queue(name=AUDIT_QUEUE, arguments=old))
+    plain = await provision(settings, index, dry_run=True)
+    assert AUDIT_QUEUE in {s.name for s in plain.plan.conflicts}
+
+    async with await aio_pika.connect(amqp_url_for(settings.vhost)) as admin:
+        channel = await admin.channel()
+        await channel.default_exchange.publish(aio_pika.Message(b"kept"), routing_key=AUDIT_QUEUE)
+        held = await provision(settings, index, recreate_empty=True)
+        assert f" = kept {AUDIT_QUEUE} with 1 messages for an operator" in "\n".join(held.report())
+        async with admin_client() as api:
+            queue = await api.queue(settings.vhost, AUDIT_QUEUE)
+        assert queue is not None
+        assert queue.arguments["x-overflow"] == "drop-head"
+        await (await channel.get_queue(AUDIT_QUEUE, ensure=False)).purge()
+
+    result = await provision(settings, index, recreate_empty=True)
+    assert f" ~ queue {AUDIT_QUEUE}: was empty, re-created" in "\n".join(result.report())
+    async with admin_client() as api:
+        queue = await api.queue(settings.vhost, AUDIT_QUEUE)
+        bindings = await api.bindings(settings.vhost)
+    bound = {b.source for b in bindings if b.destination == AUDIT_QUEUE and b.source}
+    assert queue is not None
+    assert queue.arguments["x-overflow"] == "reject-publish"
+    assert bound == {DELIVERY_EXCHANGE, REPLAY_EXCHANGE}
+    assert (await provision(settings, index)).plan.changes == ()

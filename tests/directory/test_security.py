@@ -198,13 +198,30 @@ async def test_passive_declare_of_own_inbox_is_allowed(
     assert inbox.declaration_result.consumer_count == 0
 
 
+async def test_passive_declare_reads_any_queues_depth(
+    alpha: aio_pika.abc.AbstractConnection, admin_url_for_vhost: str, tag: str
+) -> None:
+    """What Liaison cannot hide (docs/operations.md): a passive declare needs no permission, so
+    a partner learns the depth and consumer count of another organisation's inbox and of the
+    hub's shards by name."""
+    async with await aio_pika.connect(admin_url_for_vhost) as admin:
+        delivery = await (await admin.channel()).get_exchange(DELIVERY_EXCHANGE, ensure=False)
+        await delivery.publish(aio_pika.Message(b"for bravo"), routing_key=f"bravo-{tag}")
+        channel = await alpha.channel()
+        other = await channel.declare_queue(inbox_queue(f"bravo-{tag}"), passive=True)
+        assert other.declaration_result.message_count == 1
+        shard = await channel.declare_queue(hub_queue(0), passive=True)
+        assert shard.declaration_result.message_count is not None
+        await (await (await admin.channel()).get_queue(inbox_queue(f"bravo-{tag}"))).purge()
+
+
 async def test_partner_has_no_management_access(
     provisioned: str, settings: ProvisionSettings, tag: str
 ) -> None:
     """A partner account carries no tags, so the management API refuses it."""
     from liaison.common.errors import BrokerError
+    from liaison.common.settings import Secret
     from liaison.directory.management import ManagementClient
-    from liaison.directory.settings import Secret
 
     account = f"alpha-{tag}"
     client = ManagementClient(

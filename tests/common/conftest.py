@@ -1,0 +1,11 @@
+"""Fixtures for tests of the shared parts that need a running hub: the hub package's own."""
+
+from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
+    admin,
+    directory,
+    directory_file,
+    hub,
+    partner_accounts,
+    partners,
+    topology,
+)

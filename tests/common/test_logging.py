@@ -1,0 +1,92 @@
+"""Every line a Liaison process writes is one JSON object, library lines and tracebacks too."""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.hub_process import ROOT, free_port
+
+SECRET = "hunter2-not-for-logs"
+
+
+def _json_lines(text: str, stream: str) -> list[dict[str, object]]:
+    """Each non-empty line decoded; a line that is not a JSON object fails the test."""
+    docs = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            pytest.fail(f"plain-text line on {stream}: {line!r}")
+        assert isinstance(doc, dict), line
+        docs.append(doc)
+    return docs
+
+
+async def test_hub_without_a_broker_logs_only_json() -> None:
+    """A hub whose broker connection fails writes only JSON lines on stdout and stderr: aiormq's
+    connection errors included, and the password in its URL nowhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
+    env.update(
+        LIAISON_AMQP_URL=f"amqp://someone:{SECRET}@127.0.0.1:{free_port()}/liaison",
+        LIAISON_DIRECTORY=str(ROOT / "deploy" / "directory.toml"),
+        LIAISON_HTTP_PORT=str(free_port()),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "liaison.hub", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen = 0
+    while seen < 3:  # three failed attempts: aiormq has had its say each time
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line, "the hub exited"
+        seen += b"broker_unavailable" in line
+    process.send_signal(signal.SIGTERM)
+    rest, err = await asyncio.wait_for(process.communicate(), 30)
+    out_docs = _json_lines(rest.decode(), "stdout")
+    err_docs = _json_lines(err.decode(), "stderr")
+    assert SECRET not in (rest + err).decode()
+    loggers = {d.get("logger") for d in out_docs + err_docs}
+    assert "aiormq.connection" in loggers, loggers
+    assert process.returncode == 0
+
+
+async def test_library_tracebacks_and_warnings_are_json(tmp_path: Path) -> None:
+    """asyncio's "Task exception was never retrieved", a warning and an uncaught exception come
+    out as JSON objects with the traceback as data, without frame locals."""
+    script = tmp_path / "noisy.py"
+    script.write_text(
+        "import asyncio, gc, warnings\n"
+        "from liaison.common.logging import configure_logging\n"
+        "configure_logging(json=True)\n"
+        "async def fail():\n"
+        f"    password = {SECRET!r}\n"
+        "    raise ValueError('lost task')\n"
+        "async def main():\n"
+        "    asyncio.ensure_future(fail())\n"
+        "    await asyncio.sleep(0.01)\n"
+        "asyncio.run(main())\n"
+        "gc.collect()\n"
+        "warnings.warn('careful')\n"
+        "raise RuntimeError('on the way out')\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    docs = _json_lines(out.decode(), "stdout") + _json_lines(err.decode(), "stderr")
+    by_event = {str(d["event"]).split("\n")[0]: d for d in docs}
+    assert by_event["Task exception was never retrieved"]["logger"] == "asyncio"
+    assert "exception" in by_event["Task exception was never retrieved"]
+    assert any("careful" in event for event in by_event)
+    assert by_event["uncaught_exception"]["level"] == "critical"
+    assert SECRET not in (out + err).decode()
+    assert process.returncode == 1
