@@ -25,7 +25,6 @@ import msgspec
 import structlog
 
 from liaison.common.config import redact_url
-from liaison.common.dedupe import DedupeWindow
 from liaison.schemas.envelope import Body, Envelope, decode_envelope, encode, error_path
 from liaison.schemas.types import Classification, Precedence
 from liaison.schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
@@ -80,7 +79,8 @@ class Client:
         *,
         confirm_timeout: float,
         prefetch: int,
-        seen: DedupeWindow,
+        dedupe_seconds: float,
+        dedupe_max_entries: int,
     ) -> None:
         self.org = org
         self.account = account
@@ -89,7 +89,7 @@ class Client:
         self._exchange = exchange
         self._confirm_timeout = confirm_timeout
         self._prefetch = prefetch
-        self._seen = seen
+        self._dedupe = (dedupe_seconds, dedupe_max_entries)
         self._inboxes: list[Inbox] = []
 
     @classmethod
@@ -121,7 +121,8 @@ class Client:
             {
                 "confirm_timeout": confirm_timeout,
                 "prefetch": prefetch,
-                "seen": DedupeWindow(seconds=dedupe_seconds, max_entries=dedupe_max_entries),
+                "dedupe_seconds": dedupe_seconds,
+                "dedupe_max_entries": dedupe_max_entries,
             },
             reconnect_interval,
         )
@@ -244,8 +245,9 @@ class Client:
             self.connection,
             self.org,
             reply=self._reply,
-            seen=self._seen,
             prefetch=self._prefetch,
+            dedupe_seconds=self._dedupe[0],
+            dedupe_max_entries=self._dedupe[1],
         )
         await inbox.start()
         self._inboxes.append(inbox)

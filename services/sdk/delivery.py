@@ -1,11 +1,12 @@
 """One message taken from an inbox: the validated envelope, and how to settle and answer it."""
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import aio_pika.abc
+import aio_pika.exceptions
 import aiormq.exceptions
-import structlog
 
 from liaison.schemas.catalogue import tag_of
 from liaison.schemas.envelope import Body, Envelope
@@ -13,7 +14,16 @@ from liaison.schemas.messages.system import Ack, AckLevel, ErrorReport
 from liaison.sdk.errors import NotAnswerable, SettleFailed
 from liaison.sdk.refusal import Refusal
 
-log = structlog.get_logger("liaison.sdk")
+log = logging.getLogger("liaison.sdk.delivery")
+
+#: What settling a message on a channel that closed meanwhile raises; the broker redelivers it.
+SETTLE_LOST = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.MessageProcessError,
+    ConnectionError,
+    RuntimeError,
+)
 
 
 class Replier(Protocol):
@@ -43,7 +53,7 @@ class Delivery:
         message_id: str,
         flash: bool,
         reply: Replier,
-        on_settled: Callable[[str], None],
+        on_settled: Callable[[str, bool], Awaitable[None]],
     ) -> None:
         self.envelope = envelope
         self.message_id = message_id
@@ -104,9 +114,7 @@ class Delivery:
         ``reason`` is logged here; to tell the sender too, send
         ``receipt(AckLevel.REJECTED, note=reason)`` as well.
         """
-        log.warning(
-            "delivery_rejected", message_id=self.message_id, type=self.type, reason=reason[:500]
-        )
+        log.warning("rejected %s (%s): %s", self.message_id, self.type, reason[:500])
         await self._settle(reject=True)
 
     async def receipt(self, level: AckLevel | str, *, note: str | None = None) -> str:
@@ -129,15 +137,14 @@ class Delivery:
         if self._settled:
             raise SettleFailed(f"{self.message_id} is already settled")
         self._settled = True
-        # Settled is what dedupe remembers: a redelivered copy of it is a duplicate now.
-        self._on_settled(self.message_id)
         try:
             if reject:
                 await self._message.reject(requeue=False)
             else:
                 await self._message.ack()
-        except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
-            raise SettleFailed(
-                f"cannot settle {self.message_id}: the channel closed ({exc}); "
-                "the broker redelivers it and the duplicate is dropped"
-            ) from None
+        except SETTLE_LOST as exc:
+            # The connection dropped since it was delivered. The broker redelivers it, and the
+            # inbox settles that copy the same way without handing it out again.
+            log.info("%s: its channel closed before it was settled (%s)", self.message_id, exc)
+        finally:
+            await self._on_settled(self.message_id, reject)

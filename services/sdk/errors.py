@@ -7,8 +7,7 @@
           ├── PublishFailed               the broker did not take a message
           │    └── ConfirmTimeout         no confirm arrived in time (the send may be retried:
           │                               the distribution id makes a resend idempotent)
-          ├── SettleFailed                ack/reject of a delivery whose channel is gone (the
-          │                               broker redelivers it; the SDK's dedupe drops the copy)
+          ├── SettleFailed                ack/reject of a delivery settled already
           └── NotAnswerable               a receipt for a message that takes none (hub reports,
                                           receipts themselves)
 
@@ -45,7 +44,7 @@ class ConfirmTimeout(PublishFailed):
 
 
 class SettleFailed(SdkError):
-    """A delivery could not be acknowledged or rejected: its channel closed meanwhile."""
+    """A delivery was settled twice (``ack`` or ``reject`` after the first)."""
 
 
 class NotAnswerable(SdkError):
