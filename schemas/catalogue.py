@@ -5,7 +5,7 @@ from typing import Final
 from liaison.schemas.messages import coordination, hazards, operations, resources, system
 from liaison.schemas.messages.base import BodyBase
 
-__all__ = ["FAMILIES", "MESSAGE_TYPES", "tag_of"]
+__all__ = ["FAMILIES", "HUB_ONLY_TYPES", "MESSAGE_TYPES", "tag_of"]
 
 
 def tag_of(cls: type[BodyBase]) -> str:
@@ -56,3 +56,6 @@ FAMILIES: Final[dict[str, tuple[str, ...]]] = {
 MESSAGE_TYPES: Final[dict[str, type[BodyBase]]] = {
     tag_of(cls): cls for classes in _BY_FAMILY.values() for cls in classes
 }
+
+#: Types only the hub sends; a partner's message of one of these is refused (code 206).
+HUB_ONLY_TYPES: Final[frozenset[str]] = frozenset({tag_of(system.ErrorReport)})
