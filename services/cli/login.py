@@ -2,9 +2,9 @@
 
 A partner (``--as ORG``) logs in with its broker account (from the directory, else the org id)
 and the password ``liaison provision`` stored (``LIAISON_PASSWORD_<ACCOUNT>`` or a file under
-``LIAISON_CREDENTIALS_DIR``) — unless ``--url`` already carries credentials. The broker and
-vhost come from ``--url``, else ``LIAISON_AMQP_URL``; a URL without a vhost gets
-``LIAISON_VHOST`` (default ``liaison``).
+``LIAISON_CREDENTIALS_DIR``) — unless ``--url`` names an account: then that account, with the
+URL's password or else the one provisioned for it. The broker and vhost come from ``--url``,
+else ``LIAISON_AMQP_URL``; a URL without a vhost gets ``LIAISON_VHOST`` (default ``liaison``).
 """
 
 import argparse
@@ -46,8 +46,12 @@ def partner_login(org: str, url: str | None) -> tuple[str, str]:
     """(URL with credentials, broker account) for acting as ``org``."""
     resolved = broker_url(url)
     parts = urlsplit(resolved)
-    if url is not None and parts.username and parts.password:
-        return resolved, unquote(parts.username)
+    if url is not None and parts.username:
+        # --url names the account: its password, else the one provisioned for that account.
+        account = unquote(parts.username)
+        if parts.password:
+            return resolved, account
+        return with_credentials(resolved, account, load_credential(account)), account
     account = account_of(org)
     return with_credentials(resolved, account, load_credential(account)), account
 

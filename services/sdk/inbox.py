@@ -24,6 +24,7 @@ process lives (the dedupe window is in memory).
 import asyncio
 import collections
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Final, Self
@@ -55,9 +56,10 @@ def is_stale(message: aio_pika.abc.AbstractIncomingMessage) -> bool:
 
 
 class Inbox:
-    """``async for delivery in inbox`` yields validated deliveries until ``close()``.
+    """``async for delivery in inbox`` yields validated deliveries until ``stop()``/``close()``.
 
-    Also an async context manager that closes it: ``async with client.inbox() as inbox``.
+    Also an async context manager that closes it: ``async with client.inbox() as inbox``. For a
+    clean shutdown on Ctrl-C and SIGTERM call ``inbox.stop_on_signals()`` first.
     """
 
     def __init__(
@@ -83,6 +85,8 @@ class Inbox:
         self._in_hand: dict[str, list[aio_pika.abc.AbstractIncomingMessage]] = {}
         self._channels: list[aio_pika.abc.AbstractChannel] = []
         self._closed = False
+        self._stopped = False
+        self._signals: tuple[signal.Signals, ...] = ()
         #: Counters for the caller's logs and the tests: duplicates skipped, invalid rejected,
         #: buffered deliveries of a closed channel dropped (the broker redelivers those).
         self.duplicates = 0
@@ -93,6 +97,41 @@ class Inbox:
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
         return self._closed
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``stop()`` or ``close()`` was called: no more deliveries are handed out."""
+        return self._stopped or self._closed
+
+    def stop(self) -> None:
+        """End the iteration after the delivery in hand; ``async for`` then returns normally.
+
+        The channels stay open until ``close()``, so the delivery in hand can still be
+        acknowledged; whatever was buffered and not handed out goes back to the broker then.
+        """
+        if self._stopped and self._signals:
+            # A second signal: give the signals back, so a third one interrupts as usual.
+            self._forget_signals()
+        self._stopped = True
+        self._wakeup.set()
+
+    def stop_on_signals(
+        self, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+    ) -> None:
+        """Make Ctrl-C and SIGTERM call ``stop()``: the loop ends cleanly, no traceback.
+
+        Call it from the running event loop; ``close()`` restores the previous handlers.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.stop)
+        self._signals = signals
+
+    def _forget_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals = ()
 
     async def start(self) -> None:
         """Attach a consumer to ``inbox.<org>.flash`` and one to ``inbox.<org>``."""
@@ -130,6 +169,8 @@ class Inbox:
         """Stop consuming; unsettled messages go back to the broker for redelivery."""
         self._closed = True
         self._wakeup.set()
+        if self._signals:
+            self._forget_signals()
         for channel in self._channels:
             if not channel.is_closed:
                 try:
@@ -179,7 +220,7 @@ class Inbox:
     async def _next_raw(self, deadline: float | None) -> _Raw | None:
         loop = asyncio.get_running_loop()
         while True:
-            if self._closed:
+            if self._closed or self._stopped:
                 raise StopAsyncIteration
             if self._flash:
                 return self._flash.popleft()
