@@ -21,6 +21,7 @@ from tests.hub.support import PASSWORD
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "partners.md"
 EXAMPLE = ROOT / "docs" / "examples" / "node" / "partner.mjs"
+PYTHON_EXAMPLE = ROOT / "docs" / "examples" / "python" / "partner.py"
 NODE_MODULES = ROOT / ".tools" / "node" / "node_modules"
 
 
@@ -30,6 +31,26 @@ def test_guide_shows_the_example_file() -> None:
     block = re.search(r"<!-- docs/examples/node/partner\.mjs -->\n```js\n(.*?)```", text, re.S)
     assert block is not None
     assert block.group(1) == EXAMPLE.read_text()
+
+
+def test_guide_shows_the_python_example_file() -> None:
+    """The guide's complete Python example is exactly docs/examples/python/partner.py."""
+    text = GUIDE.read_text()
+    block = re.search(r"<!-- docs/examples/python/partner\.py -->\n```python\n(.*?)```", text, re.S)
+    assert block is not None
+    assert block.group(1) == PYTHON_EXAMPLE.read_text()
+
+
+def test_python_example_uses_the_public_sdk_only() -> None:
+    """The example imports nothing of Liaison but the liaison.sdk package itself."""
+    tree = ast.parse(PYTHON_EXAMPLE.read_text())
+    modules = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert {m for m in modules if m and m.startswith("liaison")} == {"liaison.sdk"}
 
 
 def test_guide_lists_every_error_code() -> None:
