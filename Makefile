@@ -46,8 +46,8 @@ broker: ## make sure a RabbitMQ is reachable, with the plugins Liaison needs
 	@bash deploy/broker.sh
 
 lint: install ## ruff
-	$(BIN)/ruff check services schemas tests bench liaison/__init__.py
-	$(BIN)/ruff format --check services schemas tests bench liaison/__init__.py
+	$(BIN)/ruff check services schemas tests bench liaison/__init__.py docs/examples/python
+	$(BIN)/ruff format --check services schemas tests bench liaison/__init__.py docs/examples/python
 
 typecheck: install ## mypy --strict on services/ and schemas/
 	$(BIN)/mypy

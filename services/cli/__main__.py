@@ -2,8 +2,8 @@
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``; the parser it adds
 sets ``handler`` to a function taking the parsed namespace and returning an exit code (or an
-awaitable of one). Errors from the LiaisonError tree become a one-line message and exit 1; bad
-arguments exit 2 (argparse's convention).
+awaitable of one). Errors from the LiaisonError tree and the partner SDK's SdkError tree become
+a one-line message and exit 1; bad arguments exit 2 (argparse's convention).
 """
 
 import argparse
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from liaison.common.errors import LiaisonError
+from liaison.sdk.errors import SdkError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMAND_MODULES = (
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout at /dev/null so the interpreter's final flush cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE
-    except LiaisonError as exc:
+    except (LiaisonError, SdkError) as exc:
         print(f"liaison {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return int(result)

@@ -2,9 +2,9 @@
 
 A partner (``--as ORG``) logs in with its broker account (from the directory, else the org id)
 and the password ``liaison provision`` stored (``LIAISON_PASSWORD_<ACCOUNT>`` or a file under
-``LIAISON_CREDENTIALS_DIR``) — unless ``--url`` already carries credentials. The broker and
-vhost come from ``--url``, else ``LIAISON_AMQP_URL``; a URL without a vhost gets
-``LIAISON_VHOST`` (default ``liaison``).
+``LIAISON_CREDENTIALS_DIR``) — unless ``--url`` names an account: then that account, with the
+URL's password or else the one provisioned for it. The broker and vhost come from ``--url``,
+else ``LIAISON_AMQP_URL``; a URL without a vhost gets ``LIAISON_VHOST`` (default ``liaison``).
 """
 
 import argparse
@@ -51,8 +51,11 @@ def partner_login(org: str, url: str | None) -> tuple[str, str]:
     """(URL with credentials, broker account) for acting as ``org``."""
     resolved = broker_url(url)
     user = user_of(resolved)
-    if url is not None and user and password_of(resolved):
-        return resolved, user
+    if url is not None and user:
+        # --url names the account: its password, else the one provisioned for that account.
+        if password_of(resolved):
+            return resolved, user
+        return with_credentials(resolved, user, load_credential(user)), user
     account = account_of(org)
     return with_credentials(resolved, account, load_credential(account)), account
 

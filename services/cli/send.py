@@ -16,6 +16,7 @@ from liaison.schemas.envelope import Envelope, decode_envelope, error_path
 from liaison.schemas.types import Classification, Precedence
 from liaison.sdk import Client, InvalidMessage, parse_ttl
 
+_PLACEHOLDER = "placeholder"
 #: Envelope fields a --file envelope may carry and the flags override.
 _CARRIED = ("recipients", "precedence", "classification", "incident_id", "in_reply_to")
 
@@ -60,6 +61,13 @@ async def run(args: argparse.Namespace) -> int:
     if args.file and args.body_json is not None:
         parser.error("--body-json goes with --type, not --file")
     template = _from_file(args.file) if args.file else _from_flags(args.type, args.body_json)
+    if template.sender not in (_PLACEHOLDER, args.org):
+        # Sending someone else's message as --as would change who vouches for it: refuse.
+        raise InvalidMessage(
+            f"{args.file} is an envelope sent by {template.sender!r}; --as {args.org} sends only "
+            f"its own messages (remove 'sender' from the file, or send it --as {template.sender})",
+            "$.sender",
+        )
     fields: dict[str, Any] = {k: getattr(template, k) for k in _CARRIED}
     for key in _CARRIED:
         if getattr(args, key, None) is not None:
@@ -105,8 +113,8 @@ def _from_file(path: Path) -> Envelope:
 def _checked(document: dict[str, Any], source: str) -> Envelope:
     """Decode as an envelope, with placeholders for what the client fills in."""
     placeholder = {
-        "distribution_id": "placeholder",
-        "sender": "placeholder",
+        "distribution_id": _PLACEHOLDER,
+        "sender": _PLACEHOLDER,
         "sent_at": datetime.now(UTC).isoformat(),
         "recipients": ["org:placeholder"],
     }
@@ -117,6 +125,6 @@ def _checked(document: dict[str, Any], source: str) -> Envelope:
 
 
 def _carried_id(path: Path | None, template: Envelope) -> str | None:
-    if path is None or template.distribution_id == "placeholder":
+    if path is None or template.distribution_id == _PLACEHOLDER:
         return None
     return template.distribution_id

@@ -1,7 +1,6 @@
 """``liaison tail``: a live, readable view of a partner's inbox (flash first)."""
 
 import argparse
-import asyncio
 import sys
 
 from liaison.cli.login import add_broker_arguments, partner_login
@@ -40,20 +39,26 @@ def _positive(text: str) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Print deliveries until --count, --wait or Ctrl-C."""
+    """Print deliveries until --count, --wait, Ctrl-C or SIGTERM (each a clean exit 0)."""
     quiet_logging()
     url, account = partner_login(args.org, args.url)
     colour = use_colour()
     shown = 0
-    async with Client.connect(args.org, url, account=account) as client:
-        inbox = await client.inbox()
+    async with (
+        Client.connect(args.org, url, account=account) as client,
+        client.inbox() as inbox,
+    ):
+        inbox.stop_on_signals()
         print(dim(f"watching inbox.{args.org} and inbox.{args.org}.flash", colour=colour))
         sys.stdout.flush()
         while args.count is None or shown < args.count:
-            try:
-                delivery = await asyncio.wait_for(inbox.__anext__(), args.wait)
-            except TimeoutError:
-                print(dim(f"(nothing more within {args.wait:g}s)", colour=colour))
+            if args.wait is None:
+                delivery = await anext(inbox, None)
+            else:
+                delivery = await inbox.get(args.wait)
+            if delivery is None:
+                if not inbox.stopped:
+                    print(dim(f"(nothing more within {args.wait:g}s)", colour=colour))
                 break
             again = " (redelivered)" if delivery.redelivered else ""
             print(message_line(delivery.envelope, colour=colour) + again)

@@ -16,11 +16,10 @@ import msgspec
 
 from liaison.common.errors import DirectoryError
 from liaison.directory.model import Directory, Group, Organisation, Selector
+from liaison.schemas.catalogue import HUB_ONLY_TYPES as HUB_ONLY_TYPES  # the router's, too
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.types import CLASSIFICATION_RANK, Classification
 
-#: Types only the hub may originate; no rule can grant them to a partner.
-HUB_ONLY_TYPES = frozenset({"error.report"})
 #: Types routed by their own rule (back to the sender of the referenced message), not by policy.
 REPLY_TYPES = frozenset({"ack"})
 #: The sender id of the hub's own messages; no organisation may take it.

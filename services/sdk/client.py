@@ -1,44 +1,39 @@
 """The partner SDK's client: connect as one organisation, send typed messages, read the inbox.
 
-    async with Client.connect("mag", "amqps://mag:SECRET@broker.example.org/liaison") as client:
-        distribution_id = await client.send(report, recipients=["org:unmas"])
-        async for delivery in client.inbox():
-            ...
-            await delivery.ack()
-
 The connection is aio-pika's robust connection: after a broker restart or a dropped link it
 reconnects on its own, re-attaches the inbox consumers, and ``send`` waits for it (up to the
 confirm timeout) and sends again — safe, because the hub dedupes on the distribution id.
 """
 
 import asyncio
-from collections.abc import Generator, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aio_pika
 import aio_pika.abc
 import aiormq.exceptions
 import msgspec
-import structlog
 
-from liaison.common.config import redact_url
-from liaison.common.dedupe import DedupeWindow
 from liaison.schemas.envelope import Body, Envelope, decode_envelope, encode, error_path
 from liaison.schemas.types import Classification, Precedence
 from liaison.schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
 from liaison.sdk.compose import compose
+from liaison.sdk.connection import frame_text, open_connection, parse_url, partner_url
 from liaison.sdk.errors import (
+    ClientClosed,
     ConfirmTimeout,
     ConnectFailed,
+    InvalidArgument,
     InvalidMessage,
     PublishFailed,
 )
 from liaison.sdk.inbox import Inbox
 
-log = structlog.get_logger("liaison.sdk")
+log = logging.getLogger("liaison.sdk.client")
 
 _LOST = (
     aiormq.exceptions.ConnectionClosed,
@@ -52,45 +47,43 @@ _REFUSED = (
 )
 
 
-def partner_url(url: str, account: str | None, password: str | None) -> str:
-    """``url`` with ``account`` and ``password`` put in (URL-quoted) when given."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise ConnectFailed(f"not an amqp:// or amqps:// URL: {redact_url(url)!r}")
-    if account is None and password is None:
-        return url
-    user = account if account is not None else unquote(parts.username or "")
-    secret = password if password is not None else unquote(parts.password or "")
-    netloc = f"{quote(user, safe='')}:{quote(secret, safe='')}@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """What ``Client.connect`` opened: internals a partner never builds by hand."""
+
+    org: str
+    account: str
+    connection: aio_pika.abc.AbstractRobustConnection
+    channel: aio_pika.abc.AbstractRobustChannel
+    exchange: aio_pika.abc.AbstractExchange
+    confirm_timeout: float
+    prefetch: int
+    dedupe_seconds: float
+    dedupe_max_entries: int
 
 
 class Client:
-    """One organisation's connection to Liaison."""
+    """One organisation's connection to Liaison; open it with ``Client.connect``.
 
-    def __init__(
-        self,
-        org: str,
-        account: str,
-        connection: aio_pika.abc.AbstractRobustConnection,
-        channel: aio_pika.abc.AbstractRobustChannel,
-        exchange: aio_pika.abc.AbstractExchange,
-        *,
-        confirm_timeout: float,
-        prefetch: int,
-        seen: DedupeWindow,
-    ) -> None:
-        self.org = org
-        self.account = account
-        self.connection = connection
-        self._channel = channel
-        self._exchange = exchange
-        self._confirm_timeout = confirm_timeout
-        self._prefetch = prefetch
-        self._seen = seen
-        self._inboxes: list[Inbox] = []
+        async with Client.connect("mag", "amqps://mag:SECRET@broker.example.org/liaison") as client:
+            distribution_id = await client.send(report, recipients=["org:unmas"])
+            async with client.inbox() as inbox:
+                inbox.stop_on_signals()           # Ctrl-C / SIGTERM end the loop cleanly
+                async for delivery in inbox:
+                    ...
+                    await delivery.ack()
+
+    Every mistake raises a ``liaison.sdk.SdkError`` that says what to change.
+    """
+
+    def __init__(self, session: _Session) -> None:
+        """Internal: use ``await Client.connect(...)`` or ``async with Client.connect(...)``."""
+        if not isinstance(session, _Session):
+            raise InvalidArgument("open a client with Client.connect(org, url, ...)")
+        self._session = session
+        self._inbox: Inbox | None = None
+        self._inbox_lock = asyncio.Lock()
+        self._closed = False
 
     @classmethod
     def connect(
@@ -109,30 +102,60 @@ class Client:
         """Connect as ``org``: ``async with Client.connect(...) as client`` (or ``await`` it).
 
         Credentials come from the URL or from ``account``/``password``; the account defaults to
-        the URL's user name, else the organisation id.
+        the URL's user name, else the organisation id. The URL's path is the vhost your operator
+        gave you (``amqps://broker.example.org/liaison``). Raises ``LoginRefused`` for a wrong
+        account or password, ``VhostRefused`` for a wrong vhost, ``ConnectFailed`` otherwise.
         """
+        if not org or not isinstance(org, str):
+            raise InvalidArgument("org is your organisation id, e.g. 'mag'")
+        for name, value in (
+            ("confirm_timeout", confirm_timeout),
+            ("reconnect_interval", reconnect_interval),
+            ("dedupe_seconds", dedupe_seconds),
+        ):
+            if not value > 0:
+                raise InvalidArgument(f"{name} must be a positive number of seconds, not {value}")
+        for name, count in (("prefetch", prefetch), ("dedupe_max_entries", dedupe_max_entries)):
+            if not isinstance(count, int) or count < 1:
+                raise InvalidArgument(f"{name} must be a whole number of at least 1, not {count}")
         full_url = partner_url(url, account, password)
-        login = account or unquote(urlsplit(full_url).username or "") or org
+        login = account or parse_url(full_url).user or org
         return _Connecting(
-            cls,
-            org,
-            login,
-            full_url,
-            {
+            org=org,
+            account=login,
+            url=full_url,
+            reconnect_interval=reconnect_interval,
+            settings={
                 "confirm_timeout": confirm_timeout,
                 "prefetch": prefetch,
-                "seen": DedupeWindow(seconds=dedupe_seconds, max_entries=dedupe_max_entries),
+                "dedupe_seconds": dedupe_seconds,
+                "dedupe_max_entries": dedupe_max_entries,
             },
-            reconnect_interval,
         )
+
+    @property
+    def org(self) -> str:
+        """The organisation this client sends as."""
+        return self._session.org
+
+    @property
+    def account(self) -> str:
+        """The broker account it logged in with."""
+        return self._session.account
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._closed
 
     async def close(self) -> None:
         """Stop the inbox consumers and close the connection."""
-        for inbox in self._inboxes:
-            await inbox.close()
-        self._inboxes.clear()
-        if not self.connection.is_closed:
-            await self.connection.close()
+        self._closed = True
+        if self._inbox is not None:
+            await self._inbox.close()
+        connection = self._session.connection
+        if not connection.is_closed:
+            await connection.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -158,7 +181,12 @@ class Client:
         in_reply_to: str | None = None,
         distribution_id: str | None = None,
     ) -> str:
-        """Send ``body``; returns its distribution id once the broker has confirmed it."""
+        """Send ``body``; returns its distribution id once the broker has confirmed it.
+
+        Checked before anything is published (``InvalidMessage``/``InvalidArgument``): the
+        contract, a type only the hub sends, the precedence and classification values, an
+        ``expires_at`` already past or without a time zone, a ``ttl`` that is not positive.
+        """
         envelope = compose(
             body,
             sender=self.org,
@@ -175,6 +203,8 @@ class Client:
 
     async def send_envelope(self, envelope: Envelope) -> str:
         """Validate and send a complete envelope; its sender must be this organisation."""
+        if not isinstance(envelope, Envelope):
+            raise InvalidArgument(f"send_envelope takes an Envelope, not {type(envelope).__name__}")
         data = encode(envelope)
         try:
             decode_envelope(data)
@@ -185,7 +215,7 @@ class Client:
                 f"sender must be {self.org!r}, not {envelope.sender!r}", "$.sender"
             )
         await self.publish_bytes(data, message_id=envelope.distribution_id)
-        log.debug("sent", distribution_id=envelope.distribution_id, sender=self.org)
+        log.debug("sent %s as %s", envelope.distribution_id, self.org)
         return envelope.distribution_id
 
     async def publish_bytes(self, data: bytes, *, message_id: str | None = None) -> None:
@@ -193,36 +223,41 @@ class Client:
 
         For documents built outside the SDK; ``send`` is the checked way.
         """
+        if self._closed:
+            raise ClientClosed("this client is closed; open another with Client.connect")
+        session = self._session
         message = aio_pika.Message(
             data,
             content_type=CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            user_id=self.account,
+            user_id=session.account,
             message_id=message_id,
             timestamp=datetime.now(UTC),
             app_id="liaison-sdk",
         )
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._confirm_timeout
+        deadline = loop.time() + session.confirm_timeout
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ConfirmTimeout(
-                    f"the broker did not confirm within {self._confirm_timeout:g}s; "
+                    f"the broker did not confirm within {session.confirm_timeout:g}s; "
                     "sending again with the same distribution id is safe"
                 )
             try:
-                confirm = await self._exchange.publish(
-                    message, routing_key=self.org, mandatory=True, timeout=remaining
+                confirm = await session.exchange.publish(
+                    message, routing_key=session.org, mandatory=True, timeout=remaining
                 )
             except TimeoutError:
                 continue  # loops once more and raises ConfirmTimeout
             except _REFUSED as exc:
-                raise PublishFailed(f"the broker refused the message: {_frame_text(exc)}") from None
+                raise PublishFailed(f"the broker refused the message: {frame_text(exc)}") from None
             except aiormq.exceptions.DeliveryError as exc:
                 raise PublishFailed(f"the broker did not take the message: {exc}") from None
             except _LOST as exc:
-                log.info("send_waiting_for_reconnect", error=str(exc) or type(exc).__name__)
+                if self._closed:
+                    raise ClientClosed("the client was closed while sending") from None
+                log.info("send waits for the reconnect: %s", str(exc) or type(exc).__name__)
                 await self._wait_reconnected(deadline - loop.time())
                 continue
             if not isinstance(confirm, aiormq.spec.Basic.Ack):
@@ -232,32 +267,39 @@ class Client:
     async def _wait_reconnected(self, budget: float) -> None:
         try:
             async with asyncio.timeout(max(budget, 0.01)):
-                await self.connection.ready()
-                await self._channel.ready()
+                await self._session.connection.ready()
+                await self._session.channel.ready()
         except TimeoutError:
             pass
         await asyncio.sleep(0.05)
 
-    async def inbox(self) -> Inbox:
-        """Start reading ``inbox.<org>`` and ``inbox.<org>.flash``: ``async for d in inbox``."""
-        inbox = Inbox(
-            self.connection,
-            self.org,
-            reply=self._reply,
-            seen=self._seen,
-            prefetch=self._prefetch,
-        )
-        await inbox.start()
-        self._inboxes.append(inbox)
-        return inbox
+    def inbox(self) -> "_OpeningInbox":
+        """Read ``inbox.<org>`` and ``inbox.<org>.flash`` as one stream, flash first.
 
-    async def _reply(self, body: Body, *, recipients: list[str], in_reply_to: str | None) -> str:
-        return await self.send(body, recipients=recipients, in_reply_to=in_reply_to)
+        ``async with client.inbox() as inbox`` (closes it at the end) or ``await
+        client.inbox()``. A client has one inbox: while it is open, calling this again gives
+        the same one, not a second pair of consumers.
+        """
+        return _OpeningInbox(self._open_inbox)
 
-
-def _frame_text(exc: BaseException) -> str:
-    args = [str(a) for a in exc.args if a]
-    return "; ".join(args) or type(exc).__name__
+    async def _open_inbox(self) -> Inbox:
+        if self._closed:
+            raise ClientClosed("this client is closed; open another with Client.connect")
+        async with self._inbox_lock:
+            if self._inbox is not None and not self._inbox.closed:
+                return self._inbox
+            session = self._session
+            inbox = Inbox(
+                session.connection,
+                session.org,
+                reply=self.send,
+                prefetch=session.prefetch,
+                dedupe_seconds=session.dedupe_seconds,
+                dedupe_max_entries=session.dedupe_max_entries,
+            )
+            await inbox.start()
+            self._inbox = inbox
+            return inbox
 
 
 class _Connecting:
@@ -265,41 +307,44 @@ class _Connecting:
 
     def __init__(
         self,
-        cls: type[Client],
+        *,
         org: str,
         account: str,
         url: str,
-        options: dict[str, Any],
         reconnect_interval: float,
+        settings: dict[str, Any],
     ) -> None:
-        self._cls = cls
         self._org = org
         self._account = account
         self._url = url
-        self._options = options
         self._reconnect_interval = reconnect_interval
+        self._settings = settings
         self._client: Client | None = None
 
     async def _open(self) -> Client:
-        try:
-            connection = await aio_pika.connect_robust(
-                self._url,
-                reconnect_interval=self._reconnect_interval,
-                client_properties={"connection_name": f"liaison-sdk {self._org}"},
-                timeout=15,
-            )
-        except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
-            raise ConnectFailed(
-                f"cannot connect to {redact_url(self._url)} as {self._account}: {_frame_text(exc)}"
-            ) from None
+        connection = await open_connection(
+            self._url,
+            org=self._org,
+            account=self._account,
+            reconnect_interval=self._reconnect_interval,
+        )
         try:
             channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
         except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
             await connection.close()
-            raise ConnectFailed(f"cannot open a channel: {_frame_text(exc)}") from None
+            raise ConnectFailed(f"cannot open a channel: {frame_text(exc)}") from None
         assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
-        exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
-        return self._cls(self._org, self._account, connection, channel, exchange, **self._options)
+        return Client(
+            _Session(
+                org=self._org,
+                account=self._account,
+                connection=connection,
+                channel=channel,
+                exchange=exchange,
+                **self._settings,
+            )
+        )
 
     def __await__(self) -> Generator[Any, None, Client]:
         return self._open().__await__()
@@ -316,3 +361,30 @@ class _Connecting:
     ) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+class _OpeningInbox:
+    """``client.inbox()``: awaitable, and an async context manager that closes the inbox."""
+
+    def __init__(self, open_inbox: Callable[[], Awaitable[Inbox]]) -> None:
+        self._open_inbox = open_inbox
+        self._inbox: Inbox | None = None
+
+    def __await__(self) -> Generator[Any, None, Inbox]:
+        return self._open().__await__()
+
+    async def _open(self) -> Inbox:
+        return await self._open_inbox()
+
+    async def __aenter__(self) -> Inbox:
+        self._inbox = await self._open()
+        return self._inbox
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._inbox is not None:
+            await self._inbox.close()

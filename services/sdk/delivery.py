@@ -1,26 +1,47 @@
 """One message taken from an inbox: the validated envelope, and how to settle and answer it."""
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Protocol
 
 import aio_pika.abc
+import aio_pika.exceptions
 import aiormq.exceptions
-import structlog
 
 from liaison.schemas.catalogue import tag_of
 from liaison.schemas.envelope import Body, Envelope
 from liaison.schemas.messages.system import Ack, AckLevel, ErrorReport
+from liaison.schemas.types import Classification, Precedence
+from liaison.sdk.compose import enum_value
 from liaison.sdk.errors import NotAnswerable, SettleFailed
 from liaison.sdk.refusal import Refusal
 
-log = structlog.get_logger("liaison.sdk")
+log = logging.getLogger("liaison.sdk.delivery")
+
+#: What settling a message on a channel that closed meanwhile raises; the broker redelivers it.
+SETTLE_LOST = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.MessageProcessError,
+    ConnectionError,
+    RuntimeError,
+)
 
 
 class Replier(Protocol):
-    """What a delivery needs to send a receipt: the client's ``send``."""
+    """What a delivery needs to answer: the client's ``send``."""
 
     def __call__(
-        self, body: Body, *, recipients: list[str], in_reply_to: str | None
+        self,
+        body: Body,
+        *,
+        recipients: Sequence[str],
+        in_reply_to: str | None,
+        incident_id: str | None,
+        precedence: Precedence | str,
+        classification: Classification | str,
+        ttl: timedelta | None,
     ) -> Awaitable[str]:
         """Send ``body``; return its distribution id once the broker confirmed it."""
         ...
@@ -30,10 +51,18 @@ class Delivery:
     """A delivered message. Settle it exactly once: ``ack()`` or ``reject(reason)``.
 
     Until it is settled the broker holds it for this consumer; if the connection drops first,
-    the broker redelivers it (``redelivered`` is then true on the copy).
+    the broker redelivers it and the inbox settles that copy as you settle this one.
     """
 
-    __slots__ = ("_message", "_on_settled", "_reply", "_settled", "envelope", "flash", "message_id")
+    __slots__ = (
+        "_envelope",
+        "_flash",
+        "_message",
+        "_message_id",
+        "_on_settled",
+        "_reply",
+        "_settled",
+    )
 
     def __init__(
         self,
@@ -43,12 +72,11 @@ class Delivery:
         message_id: str,
         flash: bool,
         reply: Replier,
-        on_settled: Callable[[str], None],
+        on_settled: Callable[[str, bool], Awaitable[None]],
     ) -> None:
-        self.envelope = envelope
-        self.message_id = message_id
-        #: Whether it came from the urgent ``inbox.<org>.flash`` queue.
-        self.flash = flash
+        self._envelope = envelope
+        self._message_id = message_id
+        self._flash = flash
         self._message = message
         self._reply = reply
         self._on_settled = on_settled
@@ -58,19 +86,34 @@ class Delivery:
         return f"<Delivery {self.message_id} {self.type} flash={self.flash}>"
 
     @property
+    def envelope(self) -> Envelope:
+        """The whole validated envelope: ids, times, recipients, precedence, the body."""
+        return self._envelope
+
+    @property
+    def message_id(self) -> str:
+        """``<sender>/<distribution_id>``: the same on every copy, the key of the dedupe."""
+        return self._message_id
+
+    @property
+    def flash(self) -> bool:
+        """Whether it came from the urgent ``inbox.<org>.flash`` queue."""
+        return self._flash
+
+    @property
     def sender(self) -> str:
         """The organisation that sent it (``liaison`` for the hub's own error reports)."""
-        return self.envelope.sender
+        return self._envelope.sender
 
     @property
     def body(self) -> Body:
-        """The typed body."""
-        return self.envelope.body
+        """The typed body, e.g. a ``HazardAlert``: ``match delivery.body: case HazardAlert():``."""
+        return self._envelope.body
 
     @property
     def type(self) -> str:
         """The wire type name, e.g. ``hazard.alert``."""
-        return tag_of(type(self.envelope.body))
+        return tag_of(type(self._envelope.body))
 
     @property
     def redelivered(self) -> bool:
@@ -80,13 +123,13 @@ class Delivery:
     @property
     def error_report(self) -> Refusal | None:
         """The hub's refusal of one of your messages, when this is an ``error.report``."""
-        body = self.envelope.body
+        body = self._envelope.body
         return Refusal.from_report(body) if isinstance(body, ErrorReport) else None
 
     @property
     def acknowledgement(self) -> Ack | None:
         """A partner's receipt for one of your messages, when this is an ``ack``."""
-        body = self.envelope.body
+        body = self._envelope.body
         return body if isinstance(body, Ack) else None
 
     @property
@@ -95,7 +138,11 @@ class Delivery:
         return self._settled
 
     async def ack(self) -> None:
-        """Tell the broker the message is handled; it is removed from the inbox."""
+        """Tell the broker the message is handled; it is removed from the inbox.
+
+        If the connection dropped since it was delivered, this still returns normally: the
+        broker redelivers it, and the inbox acknowledges that copy without handing it out.
+        """
         await self._settle(reject=False)
 
     async def reject(self, reason: str) -> None:
@@ -104,40 +151,66 @@ class Delivery:
         ``reason`` is logged here; to tell the sender too, send
         ``receipt(AckLevel.REJECTED, note=reason)`` as well.
         """
-        log.warning(
-            "delivery_rejected", message_id=self.message_id, type=self.type, reason=reason[:500]
-        )
+        log.warning("rejected %s (%s): %s", self.message_id, self.type, reason[:500])
         await self._settle(reject=True)
 
+    async def reply(
+        self,
+        body: Body,
+        *,
+        precedence: Precedence | str = Precedence.ROUTINE,
+        classification: Classification | str | None = None,
+        ttl: timedelta | None = None,
+    ) -> str:
+        """Send ``body`` back to the sender, as a reply; returns its distribution id.
+
+        Sets the recipient (``org:<sender>``), ``in_reply_to`` (this distribution id) and the
+        incident reference; the classification defaults to this message's.
+        """
+        self._answerable("a reply")
+        return await self._reply(
+            body,
+            recipients=[f"org:{self._envelope.sender}"],
+            in_reply_to=self._envelope.distribution_id,
+            incident_id=self._envelope.incident_id,
+            precedence=precedence,
+            classification=self._envelope.classification
+            if classification is None
+            else classification,
+            ttl=ttl,
+        )
+
     async def receipt(self, level: AckLevel | str, *, note: str | None = None) -> str:
-        """Send an ``ack`` of ``level`` to the sender; returns the receipt's distribution id."""
-        if isinstance(self.envelope.body, (ErrorReport, Ack)):
-            raise NotAnswerable(f"{self.type} messages take no receipt")
+        """Send an ``ack`` of ``level`` to the sender; returns the receipt's distribution id.
+
+        ``level`` is an ``AckLevel``: received, accepted, processed or rejected.
+        """
+        self._answerable("a receipt")
         ack = Ack(
-            ref_distribution_id=self.envelope.distribution_id,
-            ref_sender=self.envelope.sender,
-            level=AckLevel(level),
+            ref_distribution_id=self._envelope.distribution_id,
+            ref_sender=self._envelope.sender,
+            level=enum_value(AckLevel, level, "$.body.level"),
             note=note,
         )
-        return await self._reply(
-            ack,
-            recipients=[f"org:{self.envelope.sender}"],
-            in_reply_to=self.envelope.distribution_id,
-        )
+        # A receipt says nothing of the content, so it goes unclassified whatever it answers.
+        return await self.reply(ack, classification=Classification.UNCLASSIFIED)
+
+    def _answerable(self, what: str) -> None:
+        if isinstance(self._envelope.body, (ErrorReport, Ack)):
+            raise NotAnswerable(f"{self.type} messages take no {what.split()[-1]}")
 
     async def _settle(self, *, reject: bool) -> None:
         if self._settled:
             raise SettleFailed(f"{self.message_id} is already settled")
         self._settled = True
-        # Settled is what dedupe remembers: a redelivered copy of it is a duplicate now.
-        self._on_settled(self.message_id)
         try:
             if reject:
                 await self._message.reject(requeue=False)
             else:
                 await self._message.ack()
-        except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
-            raise SettleFailed(
-                f"cannot settle {self.message_id}: the channel closed ({exc}); "
-                "the broker redelivers it and the duplicate is dropped"
-            ) from None
+        except SETTLE_LOST as exc:
+            # The connection dropped since it was delivered. The broker redelivers it, and the
+            # inbox settles that copy the same way without handing it out again.
+            log.info("%s: its channel closed before it was settled (%s)", self.message_id, exc)
+        finally:
+            await self._on_settled(self.message_id, reject)

@@ -1,39 +1,55 @@
-"""Errors the partner SDK raises; each is a LiaisonError, so the command line prints one line.
+"""Errors the partner SDK raises: every mistake a partner can make is one of these.
 
-    LiaisonError                         (liaison.common.errors)
-     └── SdkError
-          ├── ConnectFailed               the broker cannot be reached or refused the login
-          ├── InvalidMessage              the envelope breaks the contract (checked before sending)
-          ├── PublishFailed               the broker did not take a message
-          │    └── ConfirmTimeout         no confirm arrived in time (the send may be retried:
-          │                               the distribution id makes a resend idempotent)
-          ├── SettleFailed                ack/reject of a delivery whose channel is gone (the
-          │                               broker redelivers it; the SDK's dedupe drops the copy)
-          └── NotAnswerable               a receipt for a message that takes none (hub reports,
-                                          receipts themselves)
+    SdkError
+     ├── InvalidArgument             a call the SDK cannot act on (ttl and expires_at together, a
+     │    │                          duration it cannot read, a closed client, …); says what to
+     │    │                          pass instead
+     │    └── InvalidMessage          the message breaks the contract (checked before sending);
+     │                                names the field path, as the hub would
+     ├── ConnectFailed               the broker cannot be reached or refused the connection
+     │    ├── LoginRefused            the account or password is wrong
+     │    └── VhostRefused            the URL's vhost does not exist or the account may not use it
+     ├── PublishFailed               the broker did not take a message
+     │    └── ConfirmTimeout          no confirm arrived in time (the send may be retried: the
+     │                                distribution id makes a resend idempotent)
+     ├── ClientClosed                a send or an inbox on a client after close()
+     ├── SettleFailed                ack/reject of a delivery settled already
+     └── NotAnswerable               a receipt for a message that takes none (hub reports,
+                                     receipts themselves)
 
-aio-pika and aiormq exceptions are translated in `liaison.sdk.client` and
-`liaison.sdk.delivery`; nothing from those libraries reaches the caller.
+aio-pika, aiormq and msgspec exceptions are translated where the SDK calls them; nothing from
+those libraries reaches the caller. The SDK stands alone: it imports the contract
+(``liaison.schemas``) and nothing of the hub.
 """
 
-from liaison.common.errors import LiaisonError
+
+class SdkError(Exception):
+    """Root of the partner SDK's errors: ``except SdkError`` catches every one of them."""
 
 
-class SdkError(LiaisonError):
-    """Root of the partner SDK's errors."""
+class InvalidArgument(SdkError):
+    """A call the SDK cannot act on; the message says what to pass instead."""
 
 
-class ConnectFailed(SdkError):
-    """The broker could not be reached, or it refused the account or the vhost."""
-
-
-class InvalidMessage(SdkError):
+class InvalidMessage(InvalidArgument):
     """The message breaks the contract; the text names the field path, as the hub would."""
 
     def __init__(self, reason: str, field_path: str) -> None:
         super().__init__(f"{reason} (at {field_path})")
         self.reason = reason
         self.field_path = field_path
+
+
+class ConnectFailed(SdkError):
+    """The broker could not be reached, or it refused the account or the vhost."""
+
+
+class LoginRefused(ConnectFailed):
+    """The broker refused the account and password."""
+
+
+class VhostRefused(ConnectFailed):
+    """The URL names a vhost that does not exist, or one the account may not use."""
 
 
 class PublishFailed(SdkError):
@@ -44,8 +60,12 @@ class ConfirmTimeout(PublishFailed):
     """The broker did not confirm a publish in time; resending the same id is safe."""
 
 
+class ClientClosed(SdkError):
+    """The client was closed: open another with ``Client.connect``."""
+
+
 class SettleFailed(SdkError):
-    """A delivery could not be acknowledged or rejected: its channel closed meanwhile."""
+    """A delivery was settled twice (``ack`` or ``reject`` after the first)."""
 
 
 class NotAnswerable(SdkError):

@@ -7,38 +7,60 @@ flash one is handed out first, and a flash message is never stuck behind unackno
 ones (its consumer has its own prefetch). A flash message that reaches the broker after a
 regular one was handed out waits only for the caller to ask for the next delivery.
 
-Each raw message is checked before it is handed out:
-- stale (its channel closed meanwhile): dropped, the broker redelivers it;
+The connection is robust: when it drops (broker restart, failover, a forced close) aio-pika
+reconnects and re-attaches both consumers, and the broker redelivers everything that was not
+acknowledged. Each raw message is checked before it is handed out:
+- stale (its channel closed meanwhile): dropped quietly, the broker redelivers it;
 - undecodable or breaking the contract: rejected without requeue (so the broker dead-letters
   it) and logged, never raised;
-- a message id settled recently or being handled now: acknowledged and skipped (duplicate).
+- a copy of a message settled recently: settled the same way (ack, or reject to the dead
+  letters) and skipped;
+- a copy of a message the caller holds right now (its ack is still to come): held, and settled
+  as the caller settles the original.
+So a handler sees each message once however often the connection drops, as long as the
+process lives (the dedupe window is in memory).
 """
 
 import asyncio
 import collections
+import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final
+from types import TracebackType
+from typing import Final, Self
 
 import aio_pika
 import aio_pika.abc
 import aiormq.exceptions
 import msgspec
-import structlog
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.schemas.envelope import decode_envelope, error_path
 from liaison.schemas.wire import delivered_message_id, flash_inbox_queue, inbox_queue
-from liaison.sdk.delivery import Delivery, Replier
+from liaison.sdk.dedupe import DedupeWindow
+from liaison.sdk.delivery import SETTLE_LOST, Delivery, Replier
 from liaison.sdk.errors import ConnectFailed
 
-log = structlog.get_logger("liaison.sdk")
+log = logging.getLogger("liaison.sdk.inbox")
 
 _Raw = tuple[aio_pika.abc.AbstractIncomingMessage, bool]
 FLASH_PREFETCH: Final = 16
 
 
+def is_stale(message: aio_pika.abc.AbstractIncomingMessage) -> bool:
+    """Whether ``message`` came on a channel that has closed since (it cannot be settled)."""
+    try:
+        # aio-pika's ``channel`` raises once the channel is closed rather than returning it.
+        return bool(message.channel.is_closed)
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return True
+
+
 class Inbox:
-    """``async for delivery in inbox`` yields validated deliveries until ``close()``."""
+    """``async for delivery in inbox`` yields validated deliveries until ``stop()``/``close()``.
+
+    Also an async context manager that closes it: ``async with client.inbox() as inbox``. For a
+    clean shutdown on Ctrl-C and SIGTERM call ``inbox.stop_on_signals()`` first.
+    """
 
     def __init__(
         self,
@@ -46,23 +68,70 @@ class Inbox:
         org: str,
         *,
         reply: Replier,
-        seen: DedupeWindow,
         prefetch: int,
+        dedupe_seconds: float,
+        dedupe_max_entries: int,
     ) -> None:
         self._connection = connection
         self._org = org
         self._reply = reply
-        self._seen = seen
         self._prefetch = prefetch
+        self._acked = DedupeWindow(seconds=dedupe_seconds, max_entries=dedupe_max_entries)
+        self._rejected = DedupeWindow(seconds=dedupe_seconds, max_entries=dedupe_max_entries)
         self._flash: collections.deque[_Raw] = collections.deque()
         self._regular: collections.deque[_Raw] = collections.deque()
         self._wakeup = asyncio.Event()
-        self._in_hand: set[str] = set()
+        # Message ids handed out and not settled yet -> copies redelivered meanwhile.
+        self._in_hand: dict[str, list[aio_pika.abc.AbstractIncomingMessage]] = {}
         self._channels: list[aio_pika.abc.AbstractChannel] = []
         self._closed = False
-        #: Counters for the caller's logs and the tests: duplicates skipped, invalid rejected.
+        self._stopped = False
+        self._signals: tuple[signal.Signals, ...] = ()
+        #: Counters for the caller's logs and the tests: duplicates skipped, invalid rejected,
+        #: buffered deliveries of a closed channel dropped (the broker redelivers those).
         self.duplicates = 0
         self.invalid = 0
+        self.stale = 0
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._closed
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``stop()`` or ``close()`` was called: no more deliveries are handed out."""
+        return self._stopped or self._closed
+
+    def stop(self) -> None:
+        """End the iteration after the delivery in hand; ``async for`` then returns normally.
+
+        The channels stay open until ``close()``, so the delivery in hand can still be
+        acknowledged; whatever was buffered and not handed out goes back to the broker then.
+        """
+        if self._stopped and self._signals:
+            # A second signal: give the signals back, so a third one interrupts as usual.
+            self._forget_signals()
+        self._stopped = True
+        self._wakeup.set()
+
+    def stop_on_signals(
+        self, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+    ) -> None:
+        """Make Ctrl-C and SIGTERM call ``stop()``: the loop ends cleanly, no traceback.
+
+        Call it from the running event loop; ``close()`` restores the previous handlers.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.stop)
+        self._signals = signals
+
+    def _forget_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals = ()
 
     async def start(self) -> None:
         """Attach a consumer to ``inbox.<org>.flash`` and one to ``inbox.<org>``."""
@@ -80,7 +149,10 @@ class Inbox:
                 await queue.consume(self._buffer(flash), no_ack=False)
         except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
             await self.close()
-            raise ConnectFailed(f"cannot read the inboxes of {self._org}: {exc}") from None
+            raise ConnectFailed(
+                f"cannot read the inboxes of {self._org}: {exc}; check that the organisation id "
+                f"is yours and that provisioning created inbox.{self._org}"
+            ) from None
 
     def _buffer(
         self, flash: bool
@@ -97,46 +169,81 @@ class Inbox:
         """Stop consuming; unsettled messages go back to the broker for redelivery."""
         self._closed = True
         self._wakeup.set()
+        if self._signals:
+            self._forget_signals()
         for channel in self._channels:
             if not channel.is_closed:
                 try:
                     await channel.close()
                 except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-                    log.debug("inbox_close_failed", error=str(exc))
+                    log.debug("closing an inbox channel failed: %s", exc)
         self._channels.clear()
+        self._flash.clear()
+        self._regular.clear()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self
 
     async def __anext__(self) -> Delivery:
         while True:
-            message, flash = await self._next_raw()
-            delivery = await self._admit(message, flash)
+            raw = await self._next_raw(None)
+            assert raw is not None  # without a deadline it waits, or stops the iteration
+            delivery = await self._admit(*raw)
             if delivery is not None:
                 return delivery
 
     async def get(self, within: float) -> Delivery | None:
-        """The next delivery, or None when none arrives within ``within`` seconds."""
+        """The next delivery, or None when none arrives within ``within`` seconds (or closed)."""
+        deadline = asyncio.get_running_loop().time() + within
         try:
-            return await asyncio.wait_for(self.__anext__(), within)
-        except (TimeoutError, StopAsyncIteration):
+            while True:
+                raw = await self._next_raw(deadline)
+                if raw is None:
+                    return None
+                delivery = await self._admit(*raw)
+                if delivery is not None:
+                    return delivery
+        except StopAsyncIteration:
             return None
 
-    async def _next_raw(self) -> _Raw:
+    async def _next_raw(self, deadline: float | None) -> _Raw | None:
+        loop = asyncio.get_running_loop()
         while True:
-            if self._closed:
+            if self._closed or self._stopped:
                 raise StopAsyncIteration
             if self._flash:
                 return self._flash.popleft()
             if self._regular:
                 return self._regular.popleft()
             self._wakeup.clear()
-            await self._wakeup.wait()
+            if deadline is None:
+                await self._wakeup.wait()
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return None
 
     async def _admit(
         self, message: aio_pika.abc.AbstractIncomingMessage, flash: bool
     ) -> Delivery | None:
-        if message.channel.is_closed:
+        if is_stale(message):
+            self.stale += 1
             return None  # from a connection that dropped: the broker redelivers it
         try:
             envelope = decode_envelope(message.body)
@@ -149,12 +256,18 @@ class Inbox:
         message_id = message.message_id or delivered_message_id(
             envelope.sender, envelope.distribution_id
         )
-        if message_id in self._seen or message_id in self._in_hand:
+        copies = self._in_hand.get(message_id)
+        if copies is not None:
+            # Redelivered while the caller still holds the original: settled with it.
             self.duplicates += 1
-            log.info("duplicate_skipped", message_id=message_id, redelivered=message.redelivered)
-            await self._quietly(message.ack())
+            copies.append(message)
             return None
-        self._in_hand.add(message_id)
+        if message_id in self._rejected or message_id in self._acked:
+            self.duplicates += 1
+            log.info("skipped a duplicate of %s (redelivered=%s)", message_id, message.redelivered)
+            await self._settle_copy(message, reject=message_id in self._rejected)
+            return None
+        self._in_hand[message_id] = []
         return Delivery(
             envelope,
             message,
@@ -164,25 +277,31 @@ class Inbox:
             on_settled=self._settled,
         )
 
-    def _settled(self, message_id: str) -> None:
-        self._in_hand.discard(message_id)
-        self._seen.add(message_id)
+    async def _settled(self, message_id: str, reject: bool) -> None:
+        # Remembered before the copies are settled, so a copy arriving meanwhile is a duplicate.
+        (self._rejected if reject else self._acked).add(message_id)
+        for copy in self._in_hand.pop(message_id, []):
+            await self._settle_copy(copy, reject=reject)
 
     async def _refuse(
         self, message: aio_pika.abc.AbstractIncomingMessage, reason: str, path: str
     ) -> None:
         self.invalid += 1
         log.warning(
-            "invalid_delivery_dead_lettered",
-            message_id=message.message_id,
-            reason=reason[:300],
-            field_path=path,
+            "dead-lettered an invalid delivery %s at %s: %s",
+            message.message_id,
+            path,
+            reason[:300],
         )
-        await self._quietly(message.reject(requeue=False))
+        await self._settle_copy(message, reject=True)
 
     @staticmethod
-    async def _quietly(settle: Awaitable[None]) -> None:
+    async def _settle_copy(message: aio_pika.abc.AbstractIncomingMessage, *, reject: bool) -> None:
         try:
-            await settle
-        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-            log.debug("settle_failed", error=str(exc))
+            if reject:
+                await message.reject(requeue=False)
+            else:
+                await message.ack()
+        except SETTLE_LOST as exc:
+            # Its channel closed too: the broker redelivers it and it is settled next time.
+            log.debug("settling a copy failed: %s", exc)

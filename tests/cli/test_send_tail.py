@@ -1,17 +1,21 @@
 """``liaison send`` and ``liaison tail`` against the real broker and an in-process hub."""
 
+import asyncio
 import json
+import signal
 from pathlib import Path
 
 import aio_pika
 import msgspec
 import pytest
 
+from liaison.directory.credentials import environment_variable
 from liaison.schemas.examples import example
 from liaison.schemas.wire import inbox_queue
-from tests.cli.support import assert_one_line_failure, liaison
+from tests.cli.support import LIAISON, assert_one_line_failure, liaison
+from tests.conftest import amqp_url_for
 from tests.hub.conftest import RunningHub
-from tests.hub.support import decode, drain
+from tests.hub.support import PASSWORD, decode, drain
 
 pytestmark = pytest.mark.broker
 
@@ -132,3 +136,62 @@ async def test_tail_shows_messages_and_error_reports(
     assert "203 type_not_permitted" in refusal[0]
     assert "[at $.body.type]" in refusal[0]
     assert refused.stdout.strip() in refusal[0]
+
+
+async def test_send_file_from_another_sender_is_refused(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """--file with an envelope another organisation sent is refused, not rewritten as --as."""
+    doc = msgspec.to_builtins(example("hazard.eo_spot_report"))
+    doc.update(sender="unmas", recipients=["org:mag"], distribution_id="unmas-file-1")
+    path = tmp_path / "theirs.json"
+    path.write_text(json.dumps(doc))
+    result = await liaison("send", "--as", "mag", "--file", str(path), env=cli_env)
+    assert_one_line_failure(result)
+    assert "'unmas'" in result.stderr
+    assert "$.sender" in result.stderr
+
+
+@pytest.mark.parametrize("with_password", [True, False])
+async def test_as_org_logs_in_with_the_urls_account(
+    hub: RunningHub,
+    cli_env: dict[str, str],
+    admin: aio_pika.abc.AbstractConnection,
+    vhost: str,
+    partner_accounts: dict[str, str],
+    with_password: bool,
+) -> None:
+    """--as ORG with --url carrying an account (and password) logs in as that account."""
+    account = partner_accounts["mag"]
+    env = {k: v for k, v in cli_env.items() if not k.startswith("LIAISON_PASSWORD_")}
+    if with_password:
+        url = amqp_url_for(vhost, account, PASSWORD)
+    else:
+        url = amqp_url_for(vhost, account, "x").replace(":x@", "@")
+        env[environment_variable(account)] = PASSWORD
+    env["LIAISON_DIRECTORY"] = "/nonexistent/directory.toml"  # a partner's machine has none
+    result = await liaison(
+        "send", "--as", "mag", "--url", url, "--type", "hazard.eo_spot_report",
+        "--body-json", SPOT, "--to", "org:unmas", env=env,
+    )  # fmt: skip
+    assert result.code == 0, result
+    got = await drain(admin, inbox_queue("unmas"), expect=1)
+    assert [decode(m)["distribution_id"] for m in got] == [result.stdout.strip()]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_tail_stops_cleanly_on_signals(
+    hub: RunningHub, cli_env: dict[str, str], signum: signal.Signals
+) -> None:
+    """Ctrl-C or SIGTERM ends a waiting tail with exit 0 and no traceback."""
+    process = await asyncio.create_subprocess_exec(
+        LIAISON, "tail", "--as", "unmas", env=cli_env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.readline(), 30)
+    assert b"watching inbox.unmas" in first
+    process.send_signal(signum)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert err == b""

@@ -2,7 +2,6 @@
 
 import asyncio
 import time
-from urllib.parse import quote
 
 import aio_pika
 import msgspec
@@ -14,19 +13,12 @@ from liaison.schemas.messages.system import Ack
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE, inbox_queue
 from liaison.sdk import AckLevel, Client, ConnectFailed, Delivery, ErrorCode, InvalidMessage
 from liaison.sdk.inbox import Inbox
-from tests.conftest import management
 from tests.hub.conftest import RunningHub
 from tests.hub.support import drain
 from tests.sdk.conftest import Connect
+from tests.sdk.support import force_close, spot_report
 
 pytestmark = pytest.mark.broker
-
-
-def spot_report() -> EoSpotReport:
-    """The published example EO spot report body."""
-    body = example("hazard.eo_spot_report").body
-    assert isinstance(body, EoSpotReport)
-    return body
 
 
 async def next_delivery(inbox: Inbox, within: float = 10.0) -> Delivery:
@@ -172,21 +164,6 @@ async def test_flash_is_handed_out_first(hub: RunningHub, connect: Connect) -> N
         await delivery.ack()
     assert order[0] == (True, flash_id)
     assert [flash for flash, _ in order[1:]] == [False] * 5
-
-
-async def force_close(vhost: str, account: str) -> None:
-    """Close every connection of ``account`` on ``vhost`` through the management API."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        connections = await management("GET", f"/vhosts/{quote(vhost, safe='')}/connections")
-        assert isinstance(connections, list)
-        names = [c["name"] for c in connections if c.get("user") == account]
-        if names:
-            for name in names:
-                await management("DELETE", f"/connections/{quote(name, safe='')}")
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no connection of {account} appeared")
 
 
 async def test_reconnects_after_connection_is_closed(

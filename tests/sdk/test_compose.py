@@ -4,11 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from liaison.common.dedupe import DedupeWindow
-from liaison.common.errors import ConfigError
 from liaison.schemas.examples import example
 from liaison.schemas.types import Precedence
-from liaison.sdk import compose, parse_ttl
+from liaison.sdk import InvalidArgument, compose, parse_ttl
+from liaison.sdk.dedupe import DedupeWindow
 
 
 def test_compose_fills_the_envelope() -> None:
@@ -32,7 +31,7 @@ def test_compose_fills_the_envelope() -> None:
 
 def test_compose_refuses_both_expiries() -> None:
     """An absolute expiry and a ttl together are a mistake, not a silent choice."""
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidArgument):
         compose(
             example("sitrep").body,
             sender="minusca",
@@ -52,8 +51,8 @@ def test_parse_ttl(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "1", "1w", "-1h", "0s", "h"])
 def test_parse_ttl_rejects(text: str) -> None:
-    """Anything else is a ConfigError with an example of the right form."""
-    with pytest.raises(ConfigError, match=r"90s, 15m, 1h or 2d|positive"):
+    """Anything else is an InvalidArgument with an example of the right form."""
+    with pytest.raises(InvalidArgument, match=r"90s, 15m, 1h or 2d|positive"):
         parse_ttl(text)
 
 

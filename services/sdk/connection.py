@@ -1,0 +1,111 @@
+"""Opening the broker connection, and what the broker's refusals mean to a partner.
+
+The one place that calls ``aio_pika.connect_robust`` and the one mapping of its failures to the
+SDK's errors; every connection option (TLS included) is passed here.
+"""
+
+from typing import Any
+
+import aio_pika
+import aio_pika.abc
+import aiormq.exceptions
+from yarl import URL
+
+from liaison.sdk.errors import ConnectFailed, InvalidArgument, LoginRefused, VhostRefused
+
+CONNECT_TIMEOUT = 15.0
+_LOGIN_REFUSED = (
+    aiormq.exceptions.ProbableAuthenticationError,
+    aiormq.exceptions.AuthenticationError,
+)
+
+
+def partner_url(url: str, account: str | None, password: str | None) -> str:
+    """``url`` with ``account`` and ``password`` put in (URL-quoted) when given."""
+    parsed = parse_url(url)
+    if account is None and password is None:
+        return url
+    user = account if account is not None else (parsed.user or "")
+    secret = password if password is not None else (parsed.password or "")
+    return str(parsed.with_user(user).with_password(secret))
+
+
+def parse_url(url: str) -> URL:
+    """``url`` parsed, or InvalidArgument when it is not an amqp:// or amqps:// URL."""
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError):
+        raise InvalidArgument("the broker URL looks like amqps://host/vhost") from None
+    if parsed.scheme not in ("amqp", "amqps") or not parsed.host:
+        raise InvalidArgument(
+            f"the broker URL must be amqp:// or amqps://host/vhost, not {redact_url(url)!r}"
+        )
+    return parsed
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for a log line or an error message."""
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError):
+        return "<unparsable URL>"
+    return str(parsed.with_password("***")) if parsed.password is not None else url
+
+
+def vhost_of(url: str) -> str:
+    """The vhost a URL names: its path without the leading slash, ``/`` when it has none."""
+    return URL(url).path[1:] or "/"
+
+
+async def open_connection(
+    url: str,
+    *,
+    org: str,
+    account: str,
+    reconnect_interval: float,
+    options: dict[str, Any] | None = None,
+) -> aio_pika.abc.AbstractRobustConnection:
+    """A robust connection to the broker as ``account``; every failure is a ConnectFailed.
+
+    ``options`` are further keyword arguments of ``aio_pika.connect_robust`` (TLS settings).
+    """
+    try:
+        connection: aio_pika.abc.AbstractRobustConnection = await aio_pika.connect_robust(
+            url,
+            reconnect_interval=reconnect_interval,
+            client_properties={"connection_name": f"liaison-sdk {org}"},
+            timeout=CONNECT_TIMEOUT,
+            **(options or {}),
+        )
+    except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
+        raise connect_error(exc, url, account) from None
+    return connection
+
+
+def connect_error(exc: BaseException, url: str, account: str) -> ConnectFailed:
+    """The SDK error for a failure to connect, saying what to change."""
+    where = redact_url(url)
+    if isinstance(
+        exc, aiormq.exceptions.ProbableAuthenticationError | aiormq.exceptions.AuthenticationError
+    ):
+        return LoginRefused(
+            f"the broker at {where} refused the login of account {account!r}: check the "
+            "account and password your operator gave you"
+        )
+    if isinstance(exc, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(exc):
+        # RabbitMQ closes the connection instead of opening the vhost; aiormq keeps no reason.
+        vhost = vhost_of(url)
+        return VhostRefused(
+            f"the broker refused vhost {vhost!r} to account {account!r}: it does not exist or "
+            "the account may not use it. Put the vhost your operator gave you in the URL's "
+            "path, e.g. amqps://broker.example.org/liaison (no path means vhost '/')"
+        )
+    if isinstance(exc, TimeoutError):
+        return ConnectFailed(f"no answer from {where} within {CONNECT_TIMEOUT:g}s")
+    return ConnectFailed(f"cannot connect to {where} as {account!r}: {frame_text(exc)}")
+
+
+def frame_text(exc: BaseException) -> str:
+    """The readable part of an aiormq exception, without object reprs."""
+    args = [str(a) for a in exc.args if a]
+    return "; ".join(args) or type(exc).__name__
