@@ -12,6 +12,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 import pytest
 
+from liaison.nodes.node import BrokerNode
+
 ADMIN_AMQP_URL = os.environ.get("LIAISON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("LIAISON_TEST_MANAGEMENT_URL", "http://127.0.0.1:15672")
 
@@ -77,3 +79,21 @@ def admin_url(vhost: str) -> str:
 def anyio_backend() -> Iterator[str]:
     """Only asyncio is used."""
     return "asyncio"
+
+
+# --- extra broker nodes ----------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts an extra broker node talks to a broker and takes seconds: mark it."""
+    for item in items:
+        if "extra_node" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def extra_node() -> Iterator[BrokerNode]:
+    """A RabbitMQ node beside the one on 5672 (management on), stopped and removed afterwards."""
+    with BrokerNode.start(prefix="liaison-test") as node:
+        yield node
