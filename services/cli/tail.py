@@ -4,7 +4,7 @@ import argparse
 import asyncio
 import sys
 
-from liaison.cli.login import add_broker_arguments, partner_login
+from liaison.cli.login import add_broker_arguments, broker_tls, partner_login
 from liaison.cli.render import dim, message_line, quiet_logging, use_colour
 from liaison.sdk import Client
 
@@ -45,7 +45,9 @@ async def run(args: argparse.Namespace) -> int:
     url, account = partner_login(args.org, args.url)
     colour = use_colour()
     shown = 0
-    async with Client.connect(args.org, url, account=account) as client:
+    async with Client.connect(
+        args.org, url, account=account, ssl_context=broker_tls(args, url)
+    ) as client:
         inbox = await client.inbox()
         print(dim(f"watching inbox.{args.org} and inbox.{args.org}.flash", colour=colour))
         sys.stdout.flush()

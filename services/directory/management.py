@@ -7,6 +7,7 @@ list rather than raising, because "absent" is an ordinary state when comparing.
 """
 
 import base64
+import ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -16,6 +17,7 @@ import aiohttp
 import msgspec
 
 from liaison.common.errors import BrokerError
+from liaison.common.tls import handshake_failure
 from liaison.directory.settings import Secret
 
 
@@ -115,8 +117,18 @@ def _q(segment: str) -> str:
 class ManagementClient:
     """Async client for ``/api``; use as ``async with ManagementClient(...) as api``."""
 
-    def __init__(self, url: str, user: str, password: Secret, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        user: str,
+        password: Secret,
+        *,
+        timeout: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
+        #: For https: the CA to trust and any client certificate (liaison.common.tls).
+        self._ssl_context = ssl_context
         token = base64.b64encode(f"{user}:{password.reveal()}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}"}
         self._user = user
@@ -124,7 +136,12 @@ class ManagementClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        connector = (
+            None if self._ssl_context is None else aiohttp.TCPConnector(ssl=self._ssl_context)
+        )
+        self._session = aiohttp.ClientSession(
+            headers=self._headers, timeout=self._timeout, connector=connector
+        )
         return self
 
     async def __aexit__(
@@ -155,6 +172,10 @@ class ManagementClient:
             ) as response:
                 payload = await response.read()
                 status = response.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # An untrusted or misnamed certificate does not heal by retrying: name the setting.
+            error = handshake_failure(exc.certificate_error, "LIAISON_MANAGEMENT_URL")
+            raise error or BrokerError(f"{self.url}: {exc.certificate_error}") from None
         except aiohttp.ClientConnectorError as exc:
             raise BrokerError(
                 f"cannot reach the management API at {self.url} "

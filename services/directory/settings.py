@@ -5,6 +5,7 @@ variable's name. The admin password is wrapped in :class:`Secret`, so neither a 
 traceback that shows the settings can reveal it.
 """
 
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -14,6 +15,7 @@ import msgspec
 
 from liaison.common.config import amqp_url, env_str
 from liaison.common.errors import ConfigError
+from liaison.common.tls import TlsFiles
 
 DEFAULT_VHOST: Final = "liaison"
 DEFAULT_MANAGEMENT_URL: Final = "http://127.0.0.1:15672"
@@ -57,6 +59,15 @@ class ProvisionSettings(msgspec.Struct, frozen=True, kw_only=True):
     amqp_url: str
     credentials_dir: Path
     directory: Path
+    #: LIAISON_TLS_*: the CA that signed the broker's certificates (management https, amqps),
+    #: and a client certificate where the broker asks for one.
+    tls: TlsFiles = TlsFiles()
+
+    def ssl_context(self, url: str) -> ssl.SSLContext | None:
+        """The TLS context for an https:// or amqps:// ``url``; None for plain ones."""
+        if urlsplit(url).scheme not in ("https", "amqps"):
+            return None
+        return self.tls.context()
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:
@@ -73,6 +84,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:
             "set LIAISON_ADMIN_USER and LIAISON_ADMIN_PASSWORD"
         )
     vhost = env_str("LIAISON_VHOST", DEFAULT_VHOST, env)
+    tls = TlsFiles.from_env(env)
+    if tls.configured:
+        tls.context()  # a bad file fails the command now, naming its variable
     return ProvisionSettings(
         vhost=vhost,
         management_url=management_url,
@@ -81,4 +95,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:
         amqp_url=amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env),
         credentials_dir=Path(env_str("LIAISON_CREDENTIALS_DIR", DEFAULT_CREDENTIALS_DIR, env)),
         directory=Path(env_str("LIAISON_DIRECTORY", DEFAULT_DIRECTORY, env)),
+        tls=tls,
     )

@@ -38,6 +38,8 @@ from liaison.common.errors import BrokerError
 #: The Debian package's server script; /usr/sbin/rabbitmq-server only wraps it in ``su``.
 SERVER_SCRIPT = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 BROKER_USER = "rabbitmq"
+#: What provisioning and the hub need of a broker (deploy/broker.sh enables these and more).
+LIAISON_PLUGINS = ("rabbitmq_management", "rabbitmq_consistent_hash_exchange")
 #: Loopback only: an extra node is for this machine's tests and trials.
 HOST = "127.0.0.1"
 

@@ -19,6 +19,7 @@ from liaison.sdk.errors import (
 )
 from liaison.sdk.inbox import Inbox
 from liaison.sdk.refusal import Refusal
+from liaison.sdk.tls import tls_context
 
 __all__ = [
     "AckLevel",
@@ -38,4 +39,5 @@ __all__ = [
     "new_distribution_id",
     "parse_ttl",
     "partner_url",
+    "tls_context",
 ]

@@ -12,6 +12,7 @@ confirm timeout) and sends again — safe, because the hub dedupes on the distri
 """
 
 import asyncio
+import ssl
 from collections.abc import Generator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -26,6 +27,7 @@ import structlog
 
 from liaison.common.config import redact_url
 from liaison.common.dedupe import DedupeWindow
+from liaison.common.tls import handshake_failure
 from liaison.schemas.envelope import Body, Envelope, decode_envelope, encode, error_path
 from liaison.schemas.types import Classification, Precedence
 from liaison.schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
@@ -37,6 +39,7 @@ from liaison.sdk.errors import (
     PublishFailed,
 )
 from liaison.sdk.inbox import Inbox
+from liaison.sdk.tls import PARAMETERS
 
 log = structlog.get_logger("liaison.sdk")
 
@@ -105,12 +108,17 @@ class Client:
         reconnect_interval: float = 1.0,
         dedupe_seconds: float = 3600.0,
         dedupe_max_entries: int = 50_000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> "_Connecting":
         """Connect as ``org``: ``async with Client.connect(...) as client`` (or ``await`` it).
 
         Credentials come from the URL or from ``account``/``password``; the account defaults to
-        the URL's user name, else the organisation id.
+        the URL's user name, else the organisation id. For ``amqps://`` with a private CA or a
+        client certificate pass ``ssl_context`` (``liaison.sdk.tls_context(...)`` builds one);
+        with certificate login the URL ends in ``?auth=external`` and carries no password.
         """
+        if ssl_context is not None and urlsplit(url).scheme != "amqps":
+            raise ConnectFailed("ssl_context is given but the URL is not amqps://")
         full_url = partner_url(url, account, password)
         login = account or unquote(urlsplit(full_url).username or "") or org
         return _Connecting(
@@ -124,6 +132,7 @@ class Client:
                 "seen": DedupeWindow(seconds=dedupe_seconds, max_entries=dedupe_max_entries),
             },
             reconnect_interval,
+            ssl_context,
         )
 
     async def close(self) -> None:
@@ -271,8 +280,10 @@ class _Connecting:
         url: str,
         options: dict[str, Any],
         reconnect_interval: float,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._cls = cls
+        self._ssl_context = ssl_context
         self._org = org
         self._account = account
         self._url = url
@@ -287,8 +298,11 @@ class _Connecting:
                 reconnect_interval=self._reconnect_interval,
                 client_properties={"connection_name": f"liaison-sdk {self._org}"},
                 timeout=15,
+                ssl_context=self._ssl_context,
             )
         except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
+            if (tls := handshake_failure(exc, "url", PARAMETERS)) is not None:
+                raise ConnectFailed(f"cannot connect to {redact_url(self._url)}: {tls}") from None
             raise ConnectFailed(
                 f"cannot connect to {redact_url(self._url)} as {self._account}: {_frame_text(exc)}"
             ) from None
