@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
 
-.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node-tools fuzz clean
+.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node node-tools fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ node-tools: $(NODE_TOOLS)/.installed ## install the AsyncAPI parser, Ajv and the
 
 broker: ## make sure a RabbitMQ is reachable, with the plugins Liaison needs
 	@bash deploy/broker.sh
+
+node: install broker ## run one extra RabbitMQ node beside the broker (Ctrl-C stops and removes it)
+	$(BIN)/python -m liaison.nodes
 
 lint: install ## ruff
 	$(BIN)/ruff check services schemas tests bench liaison/__init__.py docs/examples/python

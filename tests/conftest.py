@@ -15,6 +15,7 @@ from liaison.common.settings import Secret
 from liaison.common.urls import amqp_url_for as _amqp_url_for
 from liaison.common.urls import password_of, user_of
 from liaison.directory.management import ManagementClient, Permission
+from liaison.nodes.node import BrokerNode
 
 ADMIN_AMQP_URL = os.environ.get("LIAISON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("LIAISON_TEST_MANAGEMENT_URL", "http://127.0.0.1:15672")
@@ -71,3 +72,21 @@ def admin_url(vhost: str) -> str:
 def anyio_backend() -> Iterator[str]:
     """Only asyncio is used."""
     return "asyncio"
+
+
+# --- extra broker nodes ----------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts an extra broker node talks to a broker and takes seconds: mark it."""
+    for item in items:
+        if "extra_node" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def extra_node() -> Iterator[BrokerNode]:
+    """A RabbitMQ node beside the one on 5672 (management on), stopped and removed afterwards."""
+    with BrokerNode.start(prefix="liaison-test") as node:
+        yield node

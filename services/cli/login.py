@@ -5,14 +5,22 @@ and the password ``liaison provision`` stored (``LIAISON_PASSWORD_<ACCOUNT>`` or
 ``LIAISON_CREDENTIALS_DIR``) — unless ``--url`` names an account: then that account, with the
 URL's password or else the one provisioned for it. The broker and vhost come from ``--url``,
 else ``LIAISON_AMQP_URL``; a URL without a vhost gets ``LIAISON_VHOST`` (default ``liaison``).
+Over ``amqps://``, ``--ca-file`` trusts a private CA and ``--cert-file``/``--key-file`` present a
+client certificate (defaults ``LIAISON_TLS_CA_FILE``, ``LIAISON_TLS_CERT_FILE``,
+``LIAISON_TLS_KEY_FILE``); with certificate login (``?auth=external`` in the URL) no password is
+looked up: the certificate is the login.
 """
 
 import argparse
 import os
+import ssl
 from pathlib import Path
+
+from yarl import URL
 
 from liaison.common.config import amqp_url, env_str
 from liaison.common.errors import ConfigError, DirectoryError
+from liaison.common.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsFiles
 from liaison.common.urls import (
     AMQP_SCHEMES,
     parse_url,
@@ -36,6 +44,36 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         help="broker URL, amqp:// or amqps://, optionally with credentials and vhost "
         "(default: LIAISON_AMQP_URL, vhost LIAISON_VHOST)",
     )
+    tls = parser.add_argument_group("TLS (amqps:// only)")
+    tls.add_argument("--ca-file", help=f"CA certificate to trust (default: {CA_FILE})")
+    tls.add_argument("--cert-file", help=f"client certificate to present (default: {CERT_FILE})")
+    tls.add_argument("--key-file", help=f"the client certificate's key (default: {KEY_FILE})")
+
+
+def broker_tls(args: argparse.Namespace, url: str) -> ssl.SSLContext | None:
+    """The TLS context for ``url`` from the options, else ``LIAISON_TLS_*``; None for amqp://."""
+    from_env = TlsFiles.from_env()
+    files = TlsFiles(
+        ca_file=Path(args.ca_file) if args.ca_file else from_env.ca_file,
+        cert_file=Path(args.cert_file) if args.cert_file else from_env.cert_file,
+        key_file=Path(args.key_file) if args.key_file else from_env.key_file,
+    )
+    if URL(url).scheme != "amqps":
+        if files.configured:
+            raise ConfigError("--ca-file/--cert-file/--key-file need an amqps:// URL")
+        return None
+    return files.context(
+        {
+            "ca_file": f"--ca-file ({CA_FILE})",
+            "cert_file": f"--cert-file ({CERT_FILE})",
+            "key_file": f"--key-file ({KEY_FILE})",
+        }
+    )
+
+
+def certificate_login(url: str) -> bool:
+    """The URL asks for SASL EXTERNAL: the client certificate, not a password, logs in."""
+    return URL(url).query.get("auth", "").lower() == "external"
 
 
 def broker_url(url: str | None) -> str:
@@ -57,6 +95,8 @@ def partner_login(org: str, url: str | None) -> tuple[str, str]:
             return resolved, user
         return with_credentials(resolved, user, load_credential(user)), user
     account = account_of(org)
+    if certificate_login(resolved):
+        return resolved, account
     return with_credentials(resolved, account, load_credential(account)), account
 
 

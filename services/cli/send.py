@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from liaison.cli.login import add_broker_arguments, partner_login
+from liaison.cli.login import add_broker_arguments, broker_tls, partner_login
 from liaison.cli.render import quiet_logging
 from liaison.common.errors import ConfigError
 from liaison.schemas.catalogue import MESSAGE_TYPES
@@ -76,7 +76,9 @@ async def run(args: argparse.Namespace) -> int:
         parser.error("name at least one recipient with --to (or in the --file envelope)")
     ttl = parse_ttl(args.ttl) if args.ttl else None
     url, account = partner_login(args.org, args.url)
-    async with Client.connect(args.org, url, account=account) as client:
+    async with Client.connect(
+        args.org, url, account=account, ssl_context=broker_tls(args, url)
+    ) as client:
         distribution_id = await client.send(
             template.body,
             ttl=ttl,

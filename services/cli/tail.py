@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from liaison.cli.login import add_broker_arguments, partner_login
+from liaison.cli.login import add_broker_arguments, broker_tls, partner_login
 from liaison.cli.render import dim, message_line, quiet_logging, use_colour
 from liaison.sdk import Client
 
@@ -45,7 +45,7 @@ async def run(args: argparse.Namespace) -> int:
     colour = use_colour()
     shown = 0
     async with (
-        Client.connect(args.org, url, account=account) as client,
+        Client.connect(args.org, url, account=account, ssl_context=broker_tls(args, url)) as client,
         client.inbox() as inbox,
     ):
         inbox.stop_on_signals()

@@ -6,6 +6,7 @@ was attempted and what the broker answered. A GET of something absent returns No
 list rather than raising, because "absent" is an ordinary state when comparing.
 """
 
+import ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -16,6 +17,7 @@ import msgspec
 
 from liaison.common.errors import BrokerError
 from liaison.common.settings import Secret
+from liaison.common.tls import handshake_failure
 
 
 class User(msgspec.Struct, frozen=True):
@@ -117,8 +119,18 @@ def _q(segment: str) -> str:
 class ManagementClient:
     """Async client for ``/api``; use as ``async with ManagementClient(...) as api``."""
 
-    def __init__(self, url: str, user: str, password: Secret, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        user: str,
+        password: Secret,
+        *,
+        timeout: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
+        #: For https: the CA to trust and any client certificate (liaison.common.tls).
+        self._ssl_context = ssl_context
         # aiohttp's own encoding (BasicAuth is deprecated in favour of it since aiohttp 3.12).
         self._headers = {"Authorization": aiohttp.encode_basic_auth(user, password.reveal())}
         self._user = user
@@ -128,7 +140,12 @@ class ManagementClient:
     async def open(self) -> Self:
         """Open the HTTP session (``async with`` does it for you)."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+            connector = (
+                None if self._ssl_context is None else aiohttp.TCPConnector(ssl=self._ssl_context)
+            )
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=self._timeout, connector=connector
+            )
         return self
 
     async def close(self) -> None:
@@ -176,6 +193,10 @@ class ManagementClient:
             ) as response:
                 payload = await response.read()
                 status = response.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # An untrusted or misnamed certificate does not heal by retrying: name the setting.
+            error = handshake_failure(exc.certificate_error, "LIAISON_MANAGEMENT_URL")
+            raise error or BrokerError(f"{self.url}: {exc.certificate_error}") from None
         except aiohttp.ClientConnectorError as exc:
             raise BrokerError(
                 f"cannot reach the management API at {self.url} "

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import tomli_w
+from yarl import URL
 
 from liaison.common.errors import BrokerError, DirectoryError
 from liaison.common.settings import Secret
@@ -53,22 +54,41 @@ class IssuedCredentials:
     password: Secret
     stored_at: Path
     amqp_url: str
+    #: The CA that signed the broker's certificate (LIAISON_TLS_CA_FILE), handed to the partner.
+    ca_file: Path | None = None
 
     def announcement(self) -> list[str]:
         """What the operator hands to the partner, printed once: URL and SDK snippet."""
         secret = self.password.reveal()
-        return [
+        tls = URL(self.amqp_url).scheme == "amqps"
+        lines = [
             f"Credentials for {self.org} (shown once; stored in {self.stored_at}, mode 0600):",
             f"  user:     {self.account}",
             f"  password: {secret}",
             f"  AMQP URL: {self.amqp_url}",
-            "Connect from Python (aio-pika, as the Liaison SDK does):",
-            "  import aio_pika",
-            f'  connection = await aio_pika.connect_robust("{self.amqp_url}")',
+        ]
+        if tls and self.ca_file is not None:
+            lines.append(f"  CA:       {self.ca_file} (hand this file to the partner with the URL)")
+        lines += [
+            "Connect from Python with the Liaison SDK (in an async function):",
+            "  from liaison.sdk import Client, tls_context",
+        ]
+        if tls:
+            trust = f'ca_file="{self.ca_file}"' if self.ca_file is not None else ""
+            where = "the broker's CA, where you keep it" if trust else "the system's CAs"
+            lines.append(f"  context = tls_context({trust})  # trusts {where}")
+        context = ", ssl_context=context" if tls else ""
+        lines += [
+            f'  async with Client.connect("{self.org}", "{self.amqp_url}"{context}) as client:',
+            "      ...",
+            "Any AMQP client works the same way"
+            + (" (aio-pika: connect_robust(url, ssl_context=context))" if tls else "")
+            + ":",
             f'  # publish to "liaison.ingress" with routing_key="{self.org}" and '
             f'user_id="{self.account}";',
             f'  # consume "{inbox_queue(self.org)}" and "{flash_inbox_queue(self.org)}".',
         ]
+        return lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +129,7 @@ async def add_partner(
         Secret(password),
         store.path(org.broker_account),
         partner_url(settings, vhost, org.broker_account, password),
+        settings.tls.ca_file,
     )
     return result, issued
 
@@ -172,7 +193,9 @@ async def rotate_credentials(
             await api.put_topic_permission(desired.topic_permissions[account])
         await close_connections(api, vhost, account, "credentials rotated")
     url = partner_url(settings, vhost, account, password)
-    return IssuedCredentials(org_id, account, Secret(password), stored_at, url)
+    return IssuedCredentials(
+        org_id, account, Secret(password), stored_at, url, settings.tls.ca_file
+    )
 
 
 async def list_partners(

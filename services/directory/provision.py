@@ -73,7 +73,12 @@ class ProvisionResult:
 
 def management_client(settings: ProvisionSettings) -> ManagementClient:
     """A client for the configured management API, as the configured admin."""
-    return ManagementClient(settings.management_url, settings.admin_user, settings.admin_password)
+    return ManagementClient(
+        settings.management_url,
+        settings.admin_user,
+        settings.admin_password,
+        ssl_context=settings.ssl_context(settings.management_url),
+    )
 
 
 async def provision(
@@ -137,7 +142,10 @@ def amqp_depth_probe(settings: ProvisionSettings, vhost: str, *, wait: float = 5
 
     async def probe(queue: str) -> int | None:
         try:
-            connection = await aio_pika.connect(admin_amqp_url(settings, vhost), timeout=10)
+            url = admin_amqp_url(settings, vhost)
+            connection = await aio_pika.connect(
+                url, timeout=10, ssl_context=settings.ssl_context(url)
+            )
         except (aio_pika.exceptions.AMQPError, OSError, TimeoutError):
             return None
         async with connection:

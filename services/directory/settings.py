@@ -5,6 +5,7 @@ variable's name. The admin password is wrapped in :class:`Secret`, so neither a 
 traceback that shows the settings can reveal it.
 """
 
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -15,6 +16,7 @@ import msgspec
 from liaison.common.config import amqp_url, env_int, env_str
 from liaison.common.errors import ConfigError
 from liaison.common.settings import Secret
+from liaison.common.tls import TlsFiles
 from liaison.common.topology import DEFAULT_SHARDS
 
 DEFAULT_VHOST: Final = "liaison"
@@ -37,6 +39,15 @@ class ProvisionSettings(msgspec.Struct, frozen=True, kw_only=True):
     directory: Path
     #: Shard queues of the hub's ingress (LIAISON_SHARD_COUNT, as the hub reads it).
     shard_count: int = DEFAULT_SHARDS
+    #: LIAISON_TLS_*: the CA that signed the broker's certificates (management https, amqps),
+    #: and a client certificate where the broker asks for one.
+    tls: TlsFiles = TlsFiles()
+
+    def ssl_context(self, url: str) -> ssl.SSLContext | None:
+        """The TLS context for an https:// or amqps:// ``url``; None for plain ones."""
+        if urlsplit(url).scheme not in ("https", "amqps"):
+            return None
+        return self.tls.context()
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:
@@ -53,6 +64,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:
             "set LIAISON_ADMIN_USER and LIAISON_ADMIN_PASSWORD"
         )
     vhost = env_str("LIAISON_VHOST", DEFAULT_VHOST, env)
+    tls = TlsFiles.from_env(env)
+    if tls.configured:
+        tls.context()  # a bad file fails the command now, naming its variable
     return ProvisionSettings(
         vhost=vhost,
         management_url=management_url,
@@ -62,4 +76,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:
         credentials_dir=Path(env_str("LIAISON_CREDENTIALS_DIR", DEFAULT_CREDENTIALS_DIR, env)),
         directory=Path(env_str("LIAISON_DIRECTORY", DEFAULT_DIRECTORY, env)),
         shard_count=env_int("LIAISON_SHARD_COUNT", DEFAULT_SHARDS, env, minimum=1),
+        tls=tls,
     )

@@ -3,13 +3,13 @@
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
 
 from liaison.common.dedupe import DedupeWindow
-from liaison.common.errors import DirectoryError
+from liaison.common.errors import DirectoryError, LiaisonError
 from liaison.common.health import add_health_routes
 from liaison.directory.index import load_directory
 from liaison.hub.admin import AdminRefusal, check_admin_access
@@ -24,6 +24,8 @@ SETTINGS = web.AppKey("settings", HubSettings)
 METRICS = web.AppKey("metrics", HubMetrics)
 ROUTER = web.AppKey("router", Router)
 CONSUMER = web.AppKey("consumer", HubConsumer)
+#: Called when the consumer stops on an error retrying cannot heal (a bad TLS file or CA).
+ON_FATAL: web.AppKey[Callable[[LiaisonError], None]] = web.AppKey("on_fatal")
 
 
 def reload_directory(app: web.Application) -> str:
@@ -66,6 +68,7 @@ async def _reload(request: web.Request) -> web.Response:
 async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     consumer = app[CONSUMER]
     task = asyncio.create_task(consumer.run(), name="hub-consumer")
+    task.add_done_callback(lambda done: _consumer_ended(app, done))
     loop = asyncio.get_running_loop()
     # Not the main thread, or no signals on this platform: reload stays on /admin/reload.
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -77,7 +80,14 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(task, app[SETTINGS].shutdown_grace_seconds + 5)
     except TimeoutError:
         task.cancel()
+    except LiaisonError:
+        pass  # already handed to ON_FATAL when the task ended
     log.info("stopped")
+
+
+def _consumer_ended(app: web.Application, task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and isinstance(error := task.exception(), LiaisonError):
+        app[ON_FATAL](error)
 
 
 def _on_sighup(app: web.Application) -> None:
@@ -86,10 +96,20 @@ def _on_sighup(app: web.Application) -> None:
         reload_directory(app)
 
 
-def create_app(settings: HubSettings, *, metrics: HubMetrics | None = None) -> web.Application:
-    """The hub application; starting it connects to the broker and starts consuming."""
+def create_app(
+    settings: HubSettings,
+    *,
+    metrics: HubMetrics | None = None,
+    on_fatal: Callable[[LiaisonError], None] | None = None,
+) -> web.Application:
+    """The hub application; starting it connects to the broker and starts consuming.
+
+    ``on_fatal`` hears of a configuration error found only on connecting (the process runner
+    stops the hub with it); without one it is only logged.
+    """
     app = web.Application()
     app[SETTINGS] = settings
+    app[ON_FATAL] = on_fatal or (lambda error: None)
     app[METRICS] = metrics or HubMetrics()
     index = load_directory(settings.directory)
     dedupe = DedupeWindow(

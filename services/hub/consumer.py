@@ -21,6 +21,8 @@ from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 
 from liaison.common.config import redact_url
+from liaison.common.errors import ConfigError
+from liaison.common.tls import handshake_failure
 from liaison.common.topology import HUB_DELIVERY_LIMIT, hub_queue
 from liaison.hub.acks import AckTracker
 from liaison.hub.metrics import HubMetrics
@@ -96,7 +98,14 @@ class HubConsumer:
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
+            except ConfigError as exc:
+                # A bad TLS file does not heal by retrying: stop, naming the setting.
+                log.error("stopping_on_config_error", error=str(exc))
+                raise
             except Exception as exc:
+                if (fatal := handshake_failure(exc)) is not None:
+                    log.error("stopping_on_config_error", error=str(fatal))
+                    raise fatal from None
                 log.warning(
                     "broker_unavailable",
                     url=redact_url(self.settings.amqp_url),
@@ -140,6 +149,7 @@ class HubConsumer:
         shards = ",".join(map(str, self.settings.shards))
         connection = await aiormq.connect(
             self.settings.amqp_url,
+            context=self.settings.ssl_context(),
             client_properties={"connection_name": f"liaison-hub shards={shards}"},
         )
         ack_sender: asyncio.Task[None] | None = None

@@ -1,9 +1,10 @@
 """The hub's configuration, read once from ``LIAISON_*`` variables."""
 
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 
@@ -16,6 +17,7 @@ from liaison.common.config import (
     with_credentials,
 )
 from liaison.common.errors import ConfigError
+from liaison.common.tls import TlsFiles
 from liaison.common.topology import DEFAULT_SHARDS
 from liaison.directory.credentials import load_credential
 from liaison.hub.admin import admin_token_from_env
@@ -44,6 +46,8 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
     confirm_timeout_seconds: float = 30.0
     #: Bearer token for /admin/*; without one, only loopback callers may administer.
     admin_token: str | None = None
+    #: LIAISON_TLS_CA_FILE / _CERT_FILE / _KEY_FILE: the CA to trust, the certificate to show.
+    tls: TlsFiles = TlsFiles()
 
     def __repr__(self) -> str:
         # Settings get logged and printed in tracebacks: never with the secret in them.
@@ -56,8 +60,9 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, env: Mapping[str, str] | None = None) -> "HubSettings":
         """Parse the environment; a bad value raises ConfigError naming the variable."""
         shard_count = env_int("LIAISON_SHARD_COUNT", DEFAULT_SHARDS, env, minimum=1)
+        url = _with_credential(amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env), env)
         return cls(
-            amqp_url=_with_credential(amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env), env),
+            amqp_url=url,
             directory=Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml", env)),
             shard_count=shard_count,
             shards=parse_shards(env_str("LIAISON_HUB_SHARDS", "all", env), shard_count),
@@ -72,14 +77,37 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
             log_level=env_str("LIAISON_LOG_LEVEL", "info", env),
             shutdown_grace_seconds=env_float("LIAISON_SHUTDOWN_GRACE_SECONDS", 15.0, env),
             admin_token=admin_token_from_env(os.environ if env is None else env),
+            tls=tls_files(url, env),
         )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for an amqps:// URL (built from the files each time, so a renewed
+        certificate is picked up on reconnect); None for amqp://."""
+        if urlsplit(self.amqp_url).scheme != "amqps":
+            return None
+        return self.tls.context()
+
+
+def tls_files(url: str, env: Mapping[str, str] | None) -> TlsFiles:
+    """The TLS files, checked now: a bad one stops the hub before it tries to connect."""
+    tls = TlsFiles.from_env(env)
+    if urlsplit(url).scheme != "amqps":
+        if tls.configured:
+            raise ConfigError(
+                "LIAISON_TLS_* files are set but LIAISON_AMQP_URL is amqp://: use amqps://"
+            )
+        return tls
+    tls.context()
+    return tls
 
 
 def _with_credential(url: str, env: Mapping[str, str] | None) -> str:
     # A URL without a password takes the account's provisioned credential, so the secret
     # never has to sit in an environment variable or a process listing.
+    # Certificate login (?auth=external) has no password: the certificate is the credential.
     parts = urlsplit(url)
-    if parts.password is not None or not parts.username:
+    external = parse_qs(parts.query).get("auth", [""])[-1].lower() == "external"
+    if parts.password is not None or not parts.username or external:
         return url
     account = unquote(parts.username)
     return with_credentials(url, account, load_credential(account, env))

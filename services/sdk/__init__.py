@@ -38,6 +38,7 @@ from liaison.sdk.errors import (
 from liaison.sdk.inbox import Inbox
 from liaison.sdk.messages import *  # noqa: F403  (the contract's message classes and enums)
 from liaison.sdk.refusal import Refusal
+from liaison.sdk.tls import tls_context
 
 # A library is silent until the application configures logging.
 logging.getLogger("liaison.sdk").addHandler(logging.NullHandler())
@@ -69,5 +70,6 @@ __all__ = [
     "new_distribution_id",
     "parse_ttl",
     "partner_url",
+    "tls_context",
 ]
 __all__ += _messages.__all__

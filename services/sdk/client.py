@@ -7,6 +7,7 @@ confirm timeout) and sends again — safe, because the hub dedupes on the distri
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,14 +99,20 @@ class Client:
         reconnect_interval: float = 1.0,
         dedupe_seconds: float = 3600.0,
         dedupe_max_entries: int = 50_000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> "_Connecting":
         """Connect as ``org``: ``async with Client.connect(...) as client`` (or ``await`` it).
 
         Credentials come from the URL or from ``account``/``password``; the account defaults to
         the URL's user name, else the organisation id. The URL's path is the vhost your operator
-        gave you (``amqps://broker.example.org/liaison``). Raises ``LoginRefused`` for a wrong
-        account or password, ``VhostRefused`` for a wrong vhost, ``ConnectFailed`` otherwise.
+        gave you (``amqps://broker.example.org/liaison``). For ``amqps://`` with a private CA or a
+        client certificate pass ``ssl_context`` (``liaison.sdk.tls_context(...)`` builds one);
+        with certificate login the URL ends in ``?auth=external`` and carries no password.
+        Raises ``LoginRefused`` for a wrong account or password, ``VhostRefused`` for a wrong
+        vhost, ``ConnectFailed`` otherwise.
         """
+        if ssl_context is not None and parse_url(url).scheme != "amqps":
+            raise ConnectFailed("ssl_context is given but the URL is not amqps://")
         if not org or not isinstance(org, str):
             raise InvalidArgument("org is your organisation id, e.g. 'mag'")
         for name, value in (
@@ -131,6 +138,7 @@ class Client:
                 "dedupe_seconds": dedupe_seconds,
                 "dedupe_max_entries": dedupe_max_entries,
             },
+            ssl_context=ssl_context,
         )
 
     @property
@@ -313,7 +321,9 @@ class _Connecting:
         url: str,
         reconnect_interval: float,
         settings: dict[str, Any],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self._ssl_context = ssl_context
         self._org = org
         self._account = account
         self._url = url
@@ -327,6 +337,7 @@ class _Connecting:
             org=self._org,
             account=self._account,
             reconnect_interval=self._reconnect_interval,
+            options=None if self._ssl_context is None else {"ssl_context": self._ssl_context},
         )
         try:
             channel = await connection.channel(publisher_confirms=True)

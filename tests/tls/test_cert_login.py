@@ -1,0 +1,193 @@
+"""Certificate login (SASL EXTERNAL) on an extra node: the certificate, not the password, decides.
+
+The node offers EXTERNAL only and requires a client certificate, as deploy/rabbitmq/rabbitmq.conf
+does in production; the user name is the certificate's subject CN (make-dev-ca.sh issues them).
+"""
+
+import os
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import aiormq.exceptions
+import pytest
+
+from liaison.directory.credentials import CredentialStore
+from liaison.directory.settings import ProvisionSettings
+from liaison.nodes.node import BrokerNode
+from liaison.schemas.examples import example
+from liaison.schemas.wire import INGRESS_EXCHANGE
+from liaison.sdk import Client, ConnectFailed, tls_context
+from tests.cli.support import liaison
+from tests.cli.test_send_tail import SPOT
+from tests.tls.conftest import (
+    HUB,
+    Ca,
+    HubProcess,
+    needs_root,
+    provision_env,
+    provision_node,
+    start_node,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def node(dev_ca: Ca) -> Iterator[BrokerNode]:
+    """An extra node with certificate login only (rabbitmq_auth_mechanism_ssl on it alone)."""
+    with start_node(dev_ca, cert_login=True) as started:
+        print(f"certificate-login node {started.name} started in {started.started_in:.1f}s")
+        yield started
+
+
+@pytest.fixture(scope="module")
+def credentials(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where provisioning stores this module's passwords (which cannot log in here)."""
+    return tmp_path_factory.mktemp("cert-credentials") / "store"
+
+
+@pytest.fixture(scope="module")
+async def provisioned(node: BrokerNode, dev_ca: Ca, credentials: Path) -> ProvisionSettings:
+    """The sample directory's accounts, rights and topology on the node (over https)."""
+    return await provision_node(provision_env(node, dev_ca, credentials, node.amqps_url("liaison")))
+
+
+def external(node: BrokerNode, userinfo: str = "") -> str:
+    """The node's amqps URL on the liaison vhost asking for certificate login."""
+    return f"amqps://{userinfo}localhost:{node.ports.amqps}/liaison?auth=external"
+
+
+def context_of(ca: Ca, account: str | None) -> ssl.SSLContext:
+    """A client context trusting the dev CA, presenting ``account``'s certificate if given."""
+    if account is None:
+        return tls_context(ca_file=ca.ca)
+    return tls_context(ca_file=ca.ca, cert_file=ca.cert(account), key_file=ca.key(account))
+
+
+async def publish_as(
+    connection: aio_pika.abc.AbstractConnection, user_id: str, routing_key: str
+) -> None:
+    """Publish one confirmed message to the ingress claiming ``user_id``."""
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
+    await exchange.publish(
+        aio_pika.Message(b"{}", user_id=user_id, type="sitrep"), routing_key=routing_key, timeout=10
+    )
+
+
+async def test_certificate_logs_in_as_its_subject(
+    provisioned: ProvisionSettings, node: BrokerNode, dev_ca: Ca
+) -> None:
+    """mag's certificate publishes as mag; a publish claiming user_id unmas closes the channel."""
+    connection = await aio_pika.connect(
+        external(node), ssl_context=context_of(dev_ca, "mag"), timeout=10
+    )
+    async with connection:
+        await publish_as(connection, "mag", "mag")
+        with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="user_id"):
+            await publish_as(connection, "unmas", "mag")
+
+
+async def test_url_user_and_password_do_not_choose_the_account(
+    provisioned: ProvisionSettings, node: BrokerNode, dev_ca: Ca, credentials: Path
+) -> None:
+    """unmas's certificate with mag's name and password in the URL is still unmas, never mag."""
+    mag_password = CredentialStore(credentials).get("mag")
+    assert mag_password is not None
+    connection = await aio_pika.connect(
+        external(node, f"mag:{mag_password}@"), ssl_context=context_of(dev_ca, "unmas"), timeout=10
+    )
+    async with connection:
+        with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="user_id"):
+            await publish_as(connection, "mag", "unmas")
+    plain = f"amqps://mag:{mag_password}@localhost:{node.ports.amqps}/liaison"
+    with pytest.raises(ConnectFailed):
+        await Client.connect("mag", plain, ssl_context=context_of(dev_ca, "unmas"))
+
+
+async def test_certificate_from_another_ca_is_refused(
+    provisioned: ProvisionSettings, node: BrokerNode, dev_ca: Ca, stranger_ca: Ca
+) -> None:
+    """A certificate with CN=mag from a CA the broker does not trust logs in nowhere."""
+    forged = tls_context(
+        ca_file=dev_ca.ca, cert_file=stranger_ca.cert("mag"), key_file=stranger_ca.key("mag")
+    )
+    with pytest.raises(ConnectFailed):
+        await Client.connect("mag", external(node), ssl_context=forged)
+
+
+async def test_no_certificate_is_told_which_parameter(
+    provisioned: ProvisionSettings, node: BrokerNode, dev_ca: Ca
+) -> None:
+    """Without a client certificate the SDK's error names cert_file."""
+    with pytest.raises(ConnectFailed, match="cert_file: the broker refused the client certificate"):
+        await Client.connect("mag", external(node), ssl_context=tls_context(ca_file=dev_ca.ca))
+
+
+async def test_hub_sdk_and_cli_with_certificate_login(
+    provisioned: ProvisionSettings,
+    node: BrokerNode,
+    dev_ca: Ca,
+    hubs: list[HubProcess],
+    tmp_path: Path,
+) -> None:
+    """The hub, an SDK partner and a CLI partner, each by certificate, route a message through."""
+    hub = HubProcess(
+        {
+            "LIAISON_AMQP_URL": external(node),
+            "LIAISON_TLS_CA_FILE": str(dev_ca.ca),
+            "LIAISON_TLS_CERT_FILE": str(dev_ca.cert(HUB)),
+            "LIAISON_TLS_KEY_FILE": str(dev_ca.key(HUB)),
+        },
+        tmp_path / "hub.log",
+        free_port(),
+    )
+    hubs.append(hub)
+    await hub.wait_ready()
+    async with Client.connect("mag", external(node), ssl_context=context_of(dev_ca, "mag")) as mag:
+        await mag.send(example("hazard.eo_spot_report").body, recipients=["org:unmas"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
+    env.update(LIAISON_DIRECTORY=str(provisioned.directory), LIAISON_TLS_CA_FILE=str(dev_ca.ca))
+    sent = await liaison(
+        "send", "--as", "mag", "--url", external(node), "--type", "hazard.eo_spot_report",
+        "--body-json", SPOT, "--to", "org:unmas",
+        "--cert-file", str(dev_ca.cert("mag")), "--key-file", str(dev_ca.key("mag")), env=env,
+    )  # fmt: skip
+    tail = await liaison(
+        "tail", "--as", "unmas", "--url", external(node), "--count", "2", "--wait", "20",
+        "--cert-file", str(dev_ca.cert("unmas")), "--key-file", str(dev_ca.key("unmas")),
+        "--ack", env=env,
+    )  # fmt: skip
+    assert sent.code == 0, sent
+    assert tail.code == 0, tail
+    assert tail.stdout.count("mag → hazard.eo_spot_report") == 2, tail.stdout
+
+
+async def test_hub_without_its_certificate_stops_naming_the_setting(
+    provisioned: ProvisionSettings,
+    node: BrokerNode,
+    dev_ca: Ca,
+    hubs: list[HubProcess],
+    tmp_path: Path,
+) -> None:
+    """No client certificate where the broker requires one: exit 1 naming LIAISON_TLS_CERT_FILE."""
+    hub = HubProcess(
+        {"LIAISON_AMQP_URL": external(node), "LIAISON_TLS_CA_FILE": str(dev_ca.ca)},
+        tmp_path / "hub.log",
+        free_port(),
+    )
+    hubs.append(hub)
+    assert await hub.wait_exit() == 1
+    assert "liaison hub: LIAISON_TLS_CERT_FILE: the broker refused the client certificate" in (
+        hub.output
+    )
