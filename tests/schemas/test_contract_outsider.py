@@ -59,7 +59,7 @@ def test_vhost_is_one_truth() -> None:
     assert vhosts == {wire.VHOST}
     assert DEFAULT_VHOST == wire.VHOST
     assert urlsplit(DEFAULT_AMQP_URL).path == f"/{wire.VHOST}"
-    guide_urls = re.findall(r"amqps?://[^\s`/\"]+(/[^\s`\",]*)", GUIDE)
+    guide_urls = re.findall(r"amqps?://[^\s`/\"]+(/[^\s`\",?]*)", GUIDE)
     assert guide_urls, "the guide names no AMQP URL"
     assert set(guide_urls) == {f"/{wire.VHOST}"}
     assert f"virtual host is `{wire.VHOST}`" in GUIDE
