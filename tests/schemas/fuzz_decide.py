@@ -20,7 +20,7 @@ from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.hub.refusal import Delivery, Duplicate, Refusal, error_report
 from liaison.hub.router import Router
 from liaison.schemas.catalogue import MESSAGE_TYPES
-from liaison.schemas.codes import ErrorCode
+from liaison.schemas.codes import Delivered, ErrorCode, info
 from liaison.schemas.envelope import decode_envelope
 from liaison.schemas.generate import GENERATED_DIR
 
@@ -68,6 +68,10 @@ def check(router: Router, data: bytes) -> None:
     )
     if isinstance(decision, Refusal):
         assert decision.code in ErrorCode, decision
+        # A whole refusal delivers nothing; a code that can deliver to the rest says "delivered
+        # to" only when it did, and a broker refusal (unknown) never comes from the router.
+        assert info(decision.code).delivered is not Delivered.UNKNOWN, decision
+        assert not decision.reason.startswith("delivered to"), decision
         if decision.reply_to is not None:
             # The answer must be sendable: the hub's own report passes the contract.
             _, report = error_report(decision, now=_NOW, original=body)
@@ -76,6 +80,9 @@ def check(router: Router, data: bytes) -> None:
         assert decision.recipients, decision
         if decision.partial is not None:
             assert decision.partial.refused_recipients, decision
+            assert decision.partial.refused_addresses, decision
+            assert info(decision.partial.code).delivered is Delivered.THE_REST, decision
+            assert decision.partial.reason.startswith("delivered to"), decision
         # Later inputs with the same id exercise the Duplicate path.
         router.dedupe.add(decision.message_id)
     else:
