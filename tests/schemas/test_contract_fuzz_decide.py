@@ -36,7 +36,9 @@ def test_fuzz_smoke(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "Done 3000 runs" in result.stderr
+    # libFuzzer ran the instrumented harness: coverage guided it (cov: counts edges seen).
+    assert "Instrumentation complete" in result.stderr, result.stderr[-2000:]
+    assert " cov: " in result.stderr, result.stderr[-2000:]
     assert not list(tmp_path.iterdir()), "the fuzzer saved a crashing input"
 
 
