@@ -23,6 +23,7 @@ from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import Delivered, ErrorCode, info
 from liaison.schemas.envelope import decode_envelope
 from liaison.schemas.generate import GENERATED_DIR
+from liaison.schemas.probe import PROBE_ID_MAX, PROBE_TYPE_MAX, probe
 
 REPO = Path(__file__).resolve().parents[2]
 DIRECTORY = REPO / "deploy" / "directory.toml"
@@ -87,6 +88,10 @@ def check(router: Router, data: bytes) -> None:
         router.dedupe.add(decision.message_id)
     else:
         assert isinstance(decision, Duplicate), decision
+    # The hub's poison fallback reads the same bytes with the lenient probe.
+    distribution_id, message_type = probe(body)
+    assert distribution_id is None or 0 < len(distribution_id) <= PROBE_ID_MAX
+    assert message_type is None or 0 < len(message_type) <= PROBE_TYPE_MAX
 
 
 def seeds() -> list[bytes]:
