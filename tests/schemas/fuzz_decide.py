@@ -6,13 +6,13 @@ message body; the seed corpus is every contract example plus pathological JSON, 
 dictionary holds the contract's field names, types and addresses, so mutations reach deep into
 the router. A failure leaves the crashing input under ``-artifact_prefix`` and exits non-zero.
 
-    python tests/schemas/fuzz_decide.py [-max_total_time=S] [-runs=N] [libFuzzer flags]
+    python tests/schemas/fuzz_decide.py [-max_total_time=S] [-runs=N] [libFuzzer flags] [CORPUS]
 """
 
 import json
 import sys
-import tempfile
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from liaison.common.dedupe import DedupeWindow
@@ -124,20 +124,22 @@ def dictionary() -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    """Run atheris with the seed corpus and dictionary written to a temporary directory."""
-    import atheris  # only `make fuzz` installs it; the suite imports the rest
+    """Run atheris over a corpus directory (the first non-flag argument) seeded with seeds()."""
+    import atheris  # only `make fuzz` installs it; the suite imports the rest of this module
 
-    router = make_router()
-    work = Path(tempfile.mkdtemp(prefix="liaison-fuzz-"))
-    corpus = work / "corpus"
-    corpus.mkdir()
+    flags = [arg for arg in argv[1:] if arg.startswith("-")]
+    corpus = Path(next((arg for arg in argv[1:] if not arg.startswith("-")), "var/fuzz/corpus"))
+    # libFuzzer adds what it finds to the corpus, so a later run starts where this one ended.
+    corpus.mkdir(parents=True, exist_ok=True)
     for number, seed in enumerate(seeds()):
         (corpus / f"seed-{number:03d}").write_bytes(seed)
-    words = work / "contract.dict"
+    words = corpus.parent / "contract.dict"
     words.write_text("\n".join(dictionary()) + "\n")
+    router = make_router()
     atheris.instrument_all()
-    args = [argv[0], f"-dict={words}", "-max_len=8192", *argv[1:], str(corpus)]
-    atheris.Setup(args, lambda data: check(router, data))
+    atheris.Setup(
+        [argv[0], f"-dict={words}", "-max_len=8192", *flags, str(corpus)], partial(check, router)
+    )
     atheris.Fuzz()
 
 
