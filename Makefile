@@ -74,7 +74,7 @@ bench: install $(VENV)/.bench-installed broker ## throughput and latency: shovel
 FUZZ_SECONDS ?= 600
 fuzz: $(VENV)/.fuzz-installed ## coverage-guided fuzzing (atheris) of the hub's decision for FUZZ_SECONDS (600)
 	mkdir -p var/fuzz
-	$(BIN)/python tests/schemas/fuzz_decide.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/ -print_final_stats=1
+	$(BIN)/python tests/schemas/fuzz_decide.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/ -print_final_stats=1 var/fuzz/corpus
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

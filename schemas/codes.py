@@ -8,7 +8,7 @@ from typing import Final
 
 import msgspec
 
-__all__ = ["BANDS", "CATALOGUE", "CodeInfo", "ErrorCode", "info", "markdown_table"]
+__all__ = ["BANDS", "CATALOGUE", "CodeInfo", "Delivered", "ErrorCode", "info", "markdown_table"]
 
 
 class ErrorCode(enum.IntEnum):
@@ -36,14 +36,27 @@ class ErrorCode(enum.IntEnum):
     POISON = 503
 
 
+class Delivered(enum.StrEnum):
+    """What became of the refused message when this code is reported."""
+
+    #: No recipient received it; the original is kept in the dead letters for the operator.
+    NOTHING = "nothing"
+    #: Every recipient not listed in `refused_recipients` received it, and the reason starts
+    #: with "delivered to"; when nobody was left, nothing was delivered (as for NOTHING).
+    THE_REST = "the rest"
+    #: The broker refused at least one inbox of a single publish; others may have taken it.
+    UNKNOWN = "unknown"
+
+
 class CodeInfo(msgspec.Struct, frozen=True):
-    """What a code means and whether sending again (unchanged) may succeed."""
+    """What a code means, whether sending again (unchanged) may succeed, what was delivered."""
 
     code: int
     name: str
     band: str
     meaning: str
     retryable: bool
+    delivered: Delivered = Delivered.NOTHING
 
 
 #: Hundreds digit -> band name.
@@ -55,48 +68,96 @@ BANDS: Final[dict[int, str]] = {
     5: "undeliverable",
 }
 
-_MEANINGS: Final[dict[ErrorCode, tuple[str, bool]]] = {
-    ErrorCode.MALFORMED: ("The message body is not a UTF-8 JSON object.", False),
-    ErrorCode.OVERSIZED: ("The message body is larger than the hub accepts (256 KiB).", False),
+NOTHING, THE_REST, UNKNOWN = Delivered.NOTHING, Delivered.THE_REST, Delivered.UNKNOWN
+
+_MEANINGS: Final[dict[ErrorCode, tuple[str, bool, Delivered]]] = {
+    ErrorCode.MALFORMED: ("The message body is not a UTF-8 JSON object.", False, NOTHING),
+    ErrorCode.OVERSIZED: (
+        "The message body is larger than the hub accepts (256 KiB).",
+        False,
+        NOTHING,
+    ),
     ErrorCode.UNSUPPORTED_CONTENT_TYPE: (
         "The content_type property is not application/json.",
         False,
+        NOTHING,
     ),
     ErrorCode.UNSUPPORTED_SCHEMA_VERSION: (
         "The schema_version major is not one the hub speaks.",
         False,
+        NOTHING,
     ),
     ErrorCode.MISSING_USER_ID: (
         "The user_id property is missing; set it to your broker account.",
         False,
+        NOTHING,
     ),
-    ErrorCode.UNKNOWN_ACCOUNT: ("The broker account is not registered to any organisation.", False),
+    ErrorCode.UNKNOWN_ACCOUNT: (
+        "The broker account is not registered to any organisation.",
+        False,
+        NOTHING,
+    ),
     ErrorCode.SENDER_MISMATCH: (
         "The envelope sender is not the authenticated organisation.",
         False,
+        NOTHING,
     ),
-    ErrorCode.TYPE_NOT_PERMITTED: ("Your organisation may not send this message type.", False),
-    ErrorCode.RECIPIENT_NOT_PERMITTED: ("Your organisation may not address this recipient.", False),
-    ErrorCode.INSUFFICIENT_CLEARANCE: ("A recipient is not cleared for the classification.", False),
-    ErrorCode.RESERVED_TYPE: ("Only the hub sends this message type (error.report).", False),
-    ErrorCode.INVALID_ENVELOPE: ("The envelope breaks the contract; see field_path.", False),
-    ErrorCode.INVALID_BODY: ("The body breaks its message type's schema; see field_path.", False),
-    ErrorCode.UNKNOWN_MESSAGE_TYPE: ("The body type is not in the catalogue.", False),
+    ErrorCode.TYPE_NOT_PERMITTED: (
+        "Your organisation may not send this message type.",
+        False,
+        NOTHING,
+    ),
+    ErrorCode.RECIPIENT_NOT_PERMITTED: (
+        "Your organisation may not address these recipients.",
+        False,
+        THE_REST,
+    ),
+    ErrorCode.INSUFFICIENT_CLEARANCE: (
+        "These recipients are not cleared for the classification.",
+        False,
+        THE_REST,
+    ),
+    ErrorCode.RESERVED_TYPE: (
+        "Only the hub sends this message type (error.report).",
+        False,
+        NOTHING,
+    ),
+    ErrorCode.INVALID_ENVELOPE: (
+        "The envelope breaks the contract; see field_path.",
+        False,
+        NOTHING,
+    ),
+    ErrorCode.INVALID_BODY: (
+        "The body breaks its message type's schema; see field_path.",
+        False,
+        NOTHING,
+    ),
+    ErrorCode.UNKNOWN_MESSAGE_TYPE: ("The body type is not in the catalogue.", False, NOTHING),
     ErrorCode.INCONSISTENT: (
         "Fields contradict each other (e.g. expires_at before sent_at).",
         False,
+        NOTHING,
     ),
-    ErrorCode.EXPIRED: ("The message expired before the hub could deliver it.", False),
+    ErrorCode.EXPIRED: ("The message expired before the hub could deliver it.", False, NOTHING),
     ErrorCode.UNKNOWN_RECIPIENT: (
         "A recipient address names no known organisation or group.",
         False,
+        NOTHING,
     ),
-    ErrorCode.NO_RECIPIENTS: ("The addressing resolved to nobody.", False),
-    ErrorCode.DELIVERY_REFUSED: ("The broker refused delivery (a recipient inbox is full).", True),
-    ErrorCode.POISON: ("The message repeatedly crashed the hub and was dead-lettered.", False),
+    ErrorCode.NO_RECIPIENTS: ("The addressing resolved to nobody.", False, NOTHING),
+    ErrorCode.DELIVERY_REFUSED: (
+        "The broker refused delivery (a recipient inbox is full); send it again unchanged.",
+        True,
+        UNKNOWN,
+    ),
+    ErrorCode.POISON: (
+        "The message repeatedly crashed the hub and was dead-lettered.",
+        False,
+        NOTHING,
+    ),
 }
 
-#: Every code with its name, band, meaning and retryability.
+#: Every code with its name, band, meaning, retryability and what was delivered.
 CATALOGUE: Final[dict[ErrorCode, CodeInfo]] = {
     code: CodeInfo(
         code=int(code),
@@ -104,14 +165,34 @@ CATALOGUE: Final[dict[ErrorCode, CodeInfo]] = {
         band=BANDS[int(code) // 100],
         meaning=meaning,
         retryable=retryable,
+        delivered=delivered,
     )
-    for code, (meaning, retryable) in _MEANINGS.items()
+    for code, (meaning, retryable, delivered) in _MEANINGS.items()
 }
 
 
 def info(code: ErrorCode) -> CodeInfo:
     """The catalogue entry for a code."""
     return CATALOGUE[code]
+
+
+_DELIVERED_NOTES: Final = (
+    "**delivered** says what became of the refused message:",
+    "",
+    "- `nothing` — no recipient received it. The original is kept in the dead-letter queue "
+    "for the operator, who can replay it.",
+    "- `the rest` — the recipients that were allowed received it: the reason starts with "
+    '"delivered to <n>, refused:" and names the organisations left out. The original is not '
+    "kept (it was delivered; the audit queue holds a copy). When nobody was left, nothing was "
+    'delivered, the reason has no "delivered to", and the original is kept as for `nothing`.',
+    "- `unknown` — the broker refused at least one recipient's inbox, and other inboxes of the "
+    "same publish may have taken the message; the original is kept. Send it again unchanged "
+    "(same `distribution_id`): recipients drop a repeat by its `message_id`.",
+    "",
+    "`refused_recipients` holds addresses exactly as you wrote them in `recipients` (for "
+    "example `org:unmas` or `group:icg-ma`): those through which an organisation was left out. "
+    "The reason names the organisations.",
+)
 
 
 def markdown_table() -> str:
@@ -121,11 +202,13 @@ def markdown_table() -> str:
         "",
         "Generated from `schemas/codes.py` by `python -m liaison.schemas.generate`; do not edit.",
         "",
-        "| code | name | band | retryable | meaning |",
-        "|---:|---|---|---|---|",
+        "| code | name | band | retryable | delivered | meaning |",
+        "|---:|---|---|---|---|---|",
     ]
     lines += [
-        f"| {i.code} | `{i.name}` | {i.band} | {'yes' if i.retryable else 'no'} | {i.meaning} |"
+        f"| {i.code} | `{i.name}` | {i.band} | {'yes' if i.retryable else 'no'} "
+        f"| {i.delivered.value} | {i.meaning} |"
         for i in CATALOGUE.values()
     ]
+    lines += ["", *_DELIVERED_NOTES]
     return "\n".join(lines) + "\n"

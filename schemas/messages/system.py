@@ -40,4 +40,12 @@ class ErrorReport(BodyBase, frozen=True, kw_only=True, tag="error.report"):
     field_path: _Bounded | None = None
     ref_distribution_id: _Bounded | None = None
     ref_type: Annotated[str, Meta(max_length=64)] | None = None
-    refused_recipients: Annotated[list[_Bounded], Meta(max_length=64)] = []
+    refused_recipients: Annotated[
+        list[_Bounded],
+        Meta(
+            max_length=64,
+            description="The addresses of the refused message, as its sender wrote them (e.g. "
+            "`group:icg-ma`), through which an organisation was left out; empty when the whole "
+            "message was refused for another reason.",
+        ),
+    ] = []

@@ -15,6 +15,7 @@ from liaison.directory.partners import (
     remove_partner,
     rotate_credentials,
 )
+from liaison.directory.policy import markdown, partner_policy
 from liaison.directory.settings import load_settings
 from liaison.schemas.types import Classification
 
@@ -49,6 +50,11 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> None:
 
     listing = sub.add_parser("list", help="organisations, accounts and inbox depths")
     listing.set_defaults(handler=run_list)
+
+    policy = sub.add_parser("policy", help="what one organisation may send to whom (its contract)")
+    policy.add_argument("org", help="organisation id, e.g. mag")
+    policy.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    policy.set_defaults(handler=run_policy)
 
 
 async def run_add(args: argparse.Namespace) -> int:
@@ -116,4 +122,17 @@ async def run_list(args: argparse.Namespace) -> int:
         )
     if rows and rows[0].inbox_depth is None:
         print("(inbox depths unavailable: the management API did not answer)")
+    return 0
+
+
+async def run_policy(args: argparse.Namespace) -> int:
+    """Print an organisation's policy from the directory file; no broker needed."""
+    index = load_directory(args.directory or load_settings().directory)
+    if args.org not in index.organisations:
+        raise DirectoryError(f"no organisation {args.org!r} in the directory")
+    policy = partner_policy(index, args.org)
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(policy)).decode())
+    else:
+        print(markdown(policy), end="")
     return 0

@@ -32,7 +32,11 @@ class Refusal:
     message_type: str | None = None
     #: Organisation that gets the error report; None when nobody can be told.
     reply_to: str | None = None
+    #: Organisation ids left out (for logs and metrics).
     refused_recipients: tuple[str, ...] = ()
+    #: The sender's addresses, as written, that reached an organisation left out: what the
+    #: report's `refused_recipients` carries. Empty: `org:<id>` of each refused_recipients.
+    refused_addresses: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -96,10 +100,17 @@ def error_report(refusal: Refusal, *, now: datetime, original: bytes) -> tuple[s
                 None if refusal.distribution_id is None else refusal.distribution_id[:256]
             ),
             ref_type=None if refusal.message_type is None else refusal.message_type[:64],
-            refused_recipients=list(refusal.refused_recipients[:64]),
+            refused_recipients=_refused_addresses(refusal)[:64],
         ),
     )
     return report_id, encode(envelope)
+
+
+def _refused_addresses(refusal: Refusal) -> list[str]:
+    # Addresses as the sender wrote them; an organisation refused some other way is `org:<id>`.
+    if refusal.refused_addresses:
+        return list(refusal.refused_addresses)
+    return [f"org:{org}" for org in refusal.refused_recipients]
 
 
 _DISTRIBUTION_ID = re.compile(DISTRIBUTION_ID_PATTERN)

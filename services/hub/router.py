@@ -148,6 +148,7 @@ class Router:
             return self._route_ack(envelope, envelope.body, sender, message_id, expiration_ms)
 
         resolved: set[str] = set()
+        reached: dict[str, frozenset[str]] = {}
         for index, address in enumerate(envelope.recipients):
             members = directory.resolve(address)
             if members is None:
@@ -157,6 +158,7 @@ class Router:
                     f"$.recipients[{index}]",
                 )
             resolved |= members
+            reached[address] = members
         resolved.discard(sender)
         if not resolved:
             return refuse(
@@ -192,6 +194,10 @@ class Router:
                 )
             partial = refuse(code, "; ".join(reasons), "$.recipients")
             partial.refused_recipients = tuple(sorted(not_permitted | uncleared))
+            # The report names the sender's own addresses that reached someone left out.
+            partial.refused_addresses = tuple(
+                a for a, members in reached.items() if members & (not_permitted | uncleared)
+            )
             if not deliver:
                 return partial
             partial.reason = f"delivered to {len(deliver)}, refused: " + partial.reason

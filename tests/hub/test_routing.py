@@ -138,7 +138,7 @@ async def test_uncleared_recipients_are_left_out_and_named(
     assert await drain(admin, inbox_queue("nrc"), expect=0) == []
     (report,) = await error_reports(admin, "unmas")
     assert report["code"] == 205
-    assert report["refused_recipients"] == ["mag", "nrc"]
+    assert report["refused_recipients"] == ["org:mag", "org:nrc"]
 
 
 async def test_recipient_not_permitted_is_left_out(
@@ -151,7 +151,7 @@ async def test_recipient_not_permitted_is_left_out(
     assert await drain(admin, inbox_queue("nrc"), expect=0) == []
     (report,) = await error_reports(admin, "mag")
     assert report["code"] == 204
-    assert report["refused_recipients"] == ["nrc"]
+    assert report["refused_recipients"] == ["org:nrc"]
 
 
 async def test_invalid_body_report_carries_distribution_id_and_path(

@@ -6,13 +6,13 @@ message body; the seed corpus is every contract example plus pathological JSON, 
 dictionary holds the contract's field names, types and addresses, so mutations reach deep into
 the router. A failure leaves the crashing input under ``-artifact_prefix`` and exits non-zero.
 
-    python tests/schemas/fuzz_decide.py [-max_total_time=S] [-runs=N] [libFuzzer flags]
+    python tests/schemas/fuzz_decide.py [-max_total_time=S] [-runs=N] [libFuzzer flags] [CORPUS]
 """
 
 import json
 import sys
-import tempfile
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from liaison.common.dedupe import DedupeWindow
@@ -20,9 +20,10 @@ from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.hub.refusal import Delivery, Duplicate, Refusal, error_report
 from liaison.hub.router import Router
 from liaison.schemas.catalogue import MESSAGE_TYPES
-from liaison.schemas.codes import ErrorCode
+from liaison.schemas.codes import Delivered, ErrorCode, info
 from liaison.schemas.envelope import decode_envelope
 from liaison.schemas.generate import GENERATED_DIR
+from liaison.schemas.probe import PROBE_ID_MAX, PROBE_TYPE_MAX, probe
 
 REPO = Path(__file__).resolve().parents[2]
 DIRECTORY = REPO / "deploy" / "directory.toml"
@@ -68,6 +69,10 @@ def check(router: Router, data: bytes) -> None:
     )
     if isinstance(decision, Refusal):
         assert decision.code in ErrorCode, decision
+        # A whole refusal delivers nothing; a code that can deliver to the rest says "delivered
+        # to" only when it did, and a broker refusal (unknown) never comes from the router.
+        assert info(decision.code).delivered is not Delivered.UNKNOWN, decision
+        assert not decision.reason.startswith("delivered to"), decision
         if decision.reply_to is not None:
             # The answer must be sendable: the hub's own report passes the contract.
             _, report = error_report(decision, now=_NOW, original=body)
@@ -76,10 +81,17 @@ def check(router: Router, data: bytes) -> None:
         assert decision.recipients, decision
         if decision.partial is not None:
             assert decision.partial.refused_recipients, decision
+            assert decision.partial.refused_addresses, decision
+            assert info(decision.partial.code).delivered is Delivered.THE_REST, decision
+            assert decision.partial.reason.startswith("delivered to"), decision
         # Later inputs with the same id exercise the Duplicate path.
         router.dedupe.add(decision.message_id)
     else:
         assert isinstance(decision, Duplicate), decision
+    # The hub's poison fallback reads the same bytes with the lenient probe.
+    distribution_id, message_type = probe(body)
+    assert distribution_id is None or 0 < len(distribution_id) <= PROBE_ID_MAX
+    assert message_type is None or 0 < len(message_type) <= PROBE_TYPE_MAX
 
 
 def seeds() -> list[bytes]:
@@ -112,20 +124,22 @@ def dictionary() -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    """Run atheris with the seed corpus and dictionary written to a temporary directory."""
-    import atheris  # only `make fuzz` installs it; the suite imports the rest
+    """Run atheris over a corpus directory (the first non-flag argument) seeded with seeds()."""
+    import atheris  # only `make fuzz` installs it; the suite imports the rest of this module
 
-    router = make_router()
-    work = Path(tempfile.mkdtemp(prefix="liaison-fuzz-"))
-    corpus = work / "corpus"
-    corpus.mkdir()
+    flags = [arg for arg in argv[1:] if arg.startswith("-")]
+    corpus = Path(next((arg for arg in argv[1:] if not arg.startswith("-")), "var/fuzz/corpus"))
+    # libFuzzer adds what it finds to the corpus, so a later run starts where this one ended.
+    corpus.mkdir(parents=True, exist_ok=True)
     for number, seed in enumerate(seeds()):
         (corpus / f"seed-{number:03d}").write_bytes(seed)
-    words = work / "contract.dict"
+    words = corpus.parent / "contract.dict"
     words.write_text("\n".join(dictionary()) + "\n")
+    router = make_router()
     atheris.instrument_all()
-    args = [argv[0], f"-dict={words}", "-max_len=8192", *argv[1:], str(corpus)]
-    atheris.Setup(args, lambda data: check(router, data))
+    atheris.Setup(
+        [argv[0], f"-dict={words}", "-max_len=8192", *flags, str(corpus)], partial(check, router)
+    )
     atheris.Fuzz()
 
 

@@ -12,11 +12,11 @@ from fuzz_decide import make_router
 
 from liaison.directory import index
 from liaison.directory.settings import DEFAULT_VHOST
-from liaison.hub.refusal import HUB_SENDER, Refusal, error_report
+from liaison.hub.refusal import HUB_SENDER, Delivery, Refusal, error_report
 from liaison.hub.settings import DEFAULT_AMQP_URL
 from liaison.schemas import wire
 from liaison.schemas.catalogue import FLASH_TYPES, HUB_ONLY_TYPES, MESSAGE_TYPES, PARTNER_TYPES
-from liaison.schemas.codes import ErrorCode
+from liaison.schemas.codes import CATALOGUE, Delivered, ErrorCode, info
 from liaison.schemas.envelope import decode_envelope
 from liaison.schemas.generate import GENERATED_DIR
 from liaison.schemas.messages.system import ErrorReport
@@ -130,3 +130,68 @@ def test_report_names_the_refused_message_whenever_it_can_be_read(
     assert isinstance(report.body, ErrorReport)
     assert (report.body.ref_distribution_id, report.body.ref_type) == ("mag-2024-0001", "ack")
     assert report.in_reply_to == "mag-2024-0001"
+
+
+def _report_for(doc: dict[str, Any], user_id: str) -> ErrorReport:
+    """The error report a partner gets for the partial refusal of ``doc``."""
+    decision = make_router().decide(
+        json.dumps(doc).encode(), user_id=user_id, routing_key=user_id, content_type=None
+    )
+    assert isinstance(decision, Delivery), decision
+    assert decision.partial is not None
+    assert info(decision.partial.code).delivered is Delivered.THE_REST
+    _, encoded = error_report(decision.partial, now=datetime.now(UTC), original=b"")
+    report = decode_envelope(encoded).body
+    assert isinstance(report, ErrorReport)
+    return report
+
+
+def test_refused_recipients_are_the_addresses_the_sender_wrote() -> None:
+    """A 205 names `org:`, `group:` and `mission:` addresses as written, in the sender's order."""
+    recipients = ["org:unmas", "group:icg-ma", "org:minusca", "mission:minusca"]
+    doc = {
+        **example_json("sitrep"),
+        "sender": "dpko",
+        "recipients": recipients,
+        "classification": "strictly_confidential",
+    }
+    report = _report_for(doc, "dpko")
+    assert report.code == ErrorCode.INSUFFICIENT_CLEARANCE
+    # minusca is cleared; unmas (confidential) is reached through the other three.
+    assert report.refused_recipients == ["org:unmas", "group:icg-ma", "mission:minusca"]
+    assert report.reason.startswith("delivered to ")
+    assert "unmas" in report.reason
+
+
+def test_codes_say_what_was_delivered() -> None:
+    """Only 204 and 205 deliver to the rest, 502 may have; the table and the guide say so."""
+    partial = {c for c, i in CATALOGUE.items() if i.delivered is Delivered.THE_REST}
+    assert partial == {ErrorCode.RECIPIENT_NOT_PERMITTED, ErrorCode.INSUFFICIENT_CLEARANCE}
+    assert info(ErrorCode.DELIVERY_REFUSED).delivered is Delivered.UNKNOWN
+    codes_md = (GENERATED_DIR / "codes.md").read_text()
+    assert "| retryable | delivered | meaning |" in codes_md
+    for entry in CATALOGUE.values():
+        row = f"| {entry.code} | `{entry.name}` | {entry.band} | "
+        row += f"{'yes' if entry.retryable else 'no'} | {entry.delivered.value} |"
+        assert row in codes_md
+        assert row in GUIDE
+    for value in Delivered:
+        assert f"- `{value.value}` — " in codes_md
+
+
+def test_guide_says_what_the_hub_does_with_fan_out_unknown_fields_and_originals() -> None:
+    """Sender left out of its fan-out, unknown fields passed through, which originals are kept."""
+    decision = make_router().decide(
+        json.dumps(
+            {**example_json("sitrep"), "sender": "unmas", "recipients": ["group:icg-ma"]}
+        ).encode(),
+        user_id="unmas",
+        routing_key="unmas",
+        content_type=None,
+    )
+    assert isinstance(decision, Delivery)
+    assert "unmas" not in decision.recipients
+    assert "**You are left out of your own fan-out**" in GUIDE
+    assert "**passed through unchanged**" in GUIDE
+    assert "are ignored" not in GUIDE
+    assert "The original is not kept (it was delivered; the audit queue holds a copy)" in GUIDE
