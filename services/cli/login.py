@@ -14,11 +14,11 @@ import argparse
 import os
 import ssl
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from liaison.common.config import amqp_url, env_str, with_credentials
 from liaison.common.errors import ConfigError, DirectoryError
-from liaison.common.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsFiles
+from liaison.common.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsFiles, certificate_login
 from liaison.directory.credentials import load_credential
 from liaison.directory.index import load_directory
 
@@ -51,6 +51,8 @@ def broker_tls(args: argparse.Namespace, url: str) -> ssl.SSLContext | None:
         if files.configured:
             raise ConfigError("--ca-file/--cert-file/--key-file need an amqps:// URL")
         return None
+    if certificate_login(url) and files.cert_file is None:
+        raise ConfigError(f"certificate login (?auth=external) needs --cert-file ({CERT_FILE})")
     return files.context(
         {
             "ca_file": f"--ca-file ({CA_FILE})",
@@ -58,11 +60,6 @@ def broker_tls(args: argparse.Namespace, url: str) -> ssl.SSLContext | None:
             "key_file": f"--key-file ({KEY_FILE})",
         }
     )
-
-
-def certificate_login(url: str) -> bool:
-    """The URL asks for SASL EXTERNAL: the client certificate, not a password, logs in."""
-    return parse_qs(urlsplit(url).query).get("auth", [""])[-1].lower() == "external"
 
 
 def broker_url(url: str | None) -> str:

@@ -17,6 +17,7 @@ tried, so a misconfigured process stops instead of retrying a handshake that can
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
@@ -55,6 +56,11 @@ class TlsFiles(msgspec.Struct, frozen=True, kw_only=True):
         return client_context(
             ca_file=self.ca_file, cert_file=self.cert_file, key_file=self.key_file, names=names
         )
+
+
+def certificate_login(url: str) -> bool:
+    """The URL asks for SASL EXTERNAL (``?auth=external``): the client certificate logs in."""
+    return parse_qs(urlsplit(url).query).get("auth", [""])[-1].lower() == "external"
 
 
 _ENV_NAMES = {"ca_file": CA_FILE, "cert_file": CERT_FILE, "key_file": KEY_FILE}

@@ -27,7 +27,7 @@ import structlog
 
 from liaison.common.config import redact_url
 from liaison.common.dedupe import DedupeWindow
-from liaison.common.tls import handshake_failure
+from liaison.common.tls import certificate_login, handshake_failure
 from liaison.schemas.envelope import Body, Envelope, decode_envelope, encode, error_path
 from liaison.schemas.types import Classification, Precedence
 from liaison.schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
@@ -119,6 +119,11 @@ class Client:
         """
         if ssl_context is not None and urlsplit(url).scheme != "amqps":
             raise ConnectFailed("ssl_context is given but the URL is not amqps://")
+        if ssl_context is None and certificate_login(url):
+            raise ConnectFailed(
+                "certificate login (?auth=external) needs ssl_context with the client "
+                "certificate: tls_context(ca_file=..., cert_file=..., key_file=...)"
+            )
         full_url = partner_url(url, account, password)
         login = account or unquote(urlsplit(full_url).username or "") or org
         return _Connecting(
@@ -303,6 +308,14 @@ class _Connecting:
         except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
             if (tls := handshake_failure(exc, "url", PARAMETERS)) is not None:
                 raise ConnectFailed(f"cannot connect to {redact_url(self._url)}: {tls}") from None
+            if certificate_login(self._url) and not isinstance(exc, TimeoutError):
+                # A refused client certificate often shows only as a reset connection (the
+                # broker's TLS 1.3 alert can be lost with it): say what to check.
+                raise ConnectFailed(
+                    f"cannot connect to {redact_url(self._url)} by certificate: "
+                    f"{_frame_text(exc)}; check that ssl_context presents a client certificate "
+                    "(cert_file, key_file) issued by the broker's CA for an existing account"
+                ) from None
             raise ConnectFailed(
                 f"cannot connect to {redact_url(self._url)} as {self._account}: {_frame_text(exc)}"
             ) from None

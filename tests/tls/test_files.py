@@ -128,13 +128,23 @@ def test_hub_settings_carry_the_tls_files(dev_ca: Ca) -> None:
     assert context.verify_mode == ssl.CERT_REQUIRED
 
 
-def test_certificate_login_url_needs_no_password() -> None:
+def test_certificate_login_url_needs_no_password(dev_ca: Ca) -> None:
     """With ?auth=external the hub looks up no password: the certificate is the login."""
     url = "amqps://liaison-hub@localhost:5671/liaison?auth=external"
-    settings = HubSettings.from_env(
-        {"LIAISON_AMQP_URL": url, "LIAISON_CREDENTIALS_DIR": "/nonexistent"}
-    )
-    assert settings.amqp_url == url
+    env = {
+        "LIAISON_AMQP_URL": url,
+        "LIAISON_CREDENTIALS_DIR": "/nonexistent",
+        "LIAISON_TLS_CERT_FILE": str(dev_ca.cert("liaison-hub")),
+        "LIAISON_TLS_KEY_FILE": str(dev_ca.key("liaison-hub")),
+    }
+    assert HubSettings.from_env(env).amqp_url == url
+
+
+def test_certificate_login_without_a_certificate_is_refused() -> None:
+    """?auth=external with no LIAISON_TLS_CERT_FILE cannot log in: the hub does not start."""
+    url = "amqps://localhost:5671/liaison?auth=external"
+    with pytest.raises(ConfigError, match=r"^LIAISON_TLS_CERT_FILE is required"):
+        HubSettings.from_env({"LIAISON_AMQP_URL": url})
 
 
 def test_provisioning_fails_fast_on_a_bad_ca(tmp_path: Path) -> None:
