@@ -5,6 +5,7 @@ management served over TLS): EXTERNAL only, a client certificate required, the u
 the certificate's subject CN (make-dev-ca.sh issues them).
 """
 
+import asyncio
 import ipaddress
 import os
 import socket
@@ -247,6 +248,17 @@ async def test_the_plugin_is_enabled_on_this_node_only(node: BrokerNode, dev_ca:
     assert "rabbitmq_auth_mechanism_ssl" in (node.directory / "enabled_plugins").read_text()
     assert not shared_file.exists() or "auth_mechanism_ssl" not in shared_file.read_text()
     auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
+    running: list[str] = []
+    https = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(dev_ca.ca)))
+    async with aiohttp.ClientSession(headers=auth, connector=https) as session:
+        # A node's statistics, plugins included, appear a few seconds after it boots.
+        for _ in range(60):
+            async with session.get(f"{node.management_url}/api/nodes/{node.name}") as response:
+                running = (await response.json()).get("enabled_plugins", [])
+            if running:
+                break
+            await asyncio.sleep(0.5)
+    assert "rabbitmq_auth_mechanism_ssl" in running
     async with (
         aiohttp.ClientSession(headers=auth) as session,
         session.get(f"{MANAGEMENT_URL}/api/overview") as response,
