@@ -165,11 +165,11 @@ def handshake_failure(
                 f"{label['ca_file']}: the broker's certificate is not signed by a trusted CA "
                 f"({cause.verify_message})"
             )
-        if isinstance(cause, ssl.SSLError) and any(
-            alert in str(cause.reason) for alert in _CLIENT_CERT_ALERTS
-        ):
+        # An SSLError made by hand (not by OpenSSL) has no ``reason``: fall back to its text.
+        reason = str(getattr(cause, "reason", None) or cause)
+        if isinstance(cause, ssl.SSLError) and any(a in reason for a in _CLIENT_CERT_ALERTS):
             return ConfigError(
-                f"{label['cert_file']}: the broker refused the client certificate ({cause.reason})"
+                f"{label['cert_file']}: the broker refused the client certificate ({reason})"
             )
     return None
 
