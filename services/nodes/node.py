@@ -118,10 +118,11 @@ class BrokerNode:
         ``{prometheus}`` and ``{tls_dir}`` in it become this node's ports and certificate folder.
         """
         wanted = tuple(dict.fromkeys([*plugins, *_tls_plugins(tls)]))
+        ports = Ports.pick()
         directory = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
         node = cls(
             name=f"{prefix}-{secrets.token_hex(3)}@localhost",
-            ports=Ports.pick(),
+            ports=ports,
             directory=directory,
             cookie=cookie or secrets.token_hex(16),
             plugins=wanted,
