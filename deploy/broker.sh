@@ -40,6 +40,16 @@ if ! command -v rabbitmq-server >/dev/null 2>&1; then
   fi
 fi
 
+# make-dev-ca.sh (development certificates, and the TLS tests on an extra node) needs openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing openssl with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  else
+    say "openssl is missing (needed by deploy/rabbitmq/make-dev-ca.sh): sudo apt-get install openssl"
+  fi
+fi
+
 if ! reachable "$host" "$port"; then
   say "starting rabbitmq-server"
   if [ "$(id -u)" = 0 ]; then

@@ -24,6 +24,7 @@ import asyncio
 import enum
 import hashlib
 import re
+import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -203,15 +204,20 @@ def _text(value: object) -> str | None:
 class DeadLetterQueue:
     """A browsing session on the dead-letter queue: ``async with DeadLetterQueue(url) as q``."""
 
-    def __init__(self, url: str, *, idle_seconds: float = 1.0) -> None:
+    def __init__(
+        self, url: str, *, idle_seconds: float = 1.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._url = url
+        self._ssl_context = ssl_context
         self._idle = idle_seconds
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self.channel: aio_pika.abc.AbstractChannel | None = None
 
     async def __aenter__(self) -> Self:
         try:
-            self._connection = await aio_pika.connect(self._url, timeout=15)
+            self._connection = await aio_pika.connect(
+                self._url, timeout=15, ssl_context=self._ssl_context
+            )
         except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
             raise BrokerError(f"cannot connect to {redact_url(self._url)}: {exc}") from None
         return self

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from liaison.cli.dead_letter_store import DeadLetter, DeadLetterQueue
-from liaison.cli.login import add_broker_arguments, operator_url
+from liaison.cli.login import add_broker_arguments, broker_tls, operator_url
 from liaison.cli.render import quiet_logging, table
 from liaison.cli.replay import Replayer, ReplayLog
 from liaison.common.errors import ConfigError, LiaisonError
@@ -61,7 +61,8 @@ def _positive(text: str) -> int:
 async def run_list(args: argparse.Namespace) -> int:
     """Print the dead letters as a table."""
     quiet_logging()
-    async with DeadLetterQueue(operator_url(args.url)) as queue:
+    url = operator_url(args.url)
+    async with DeadLetterQueue(url, ssl_context=broker_tls(args, url)) as queue:
         letters = await queue.browse(args.limit)
     if not letters:
         print("no dead letters")
@@ -87,7 +88,8 @@ async def run_list(args: argparse.Namespace) -> int:
 async def run_show(args: argparse.Namespace) -> int:
     """Print one dead letter in full."""
     quiet_logging()
-    async with DeadLetterQueue(operator_url(args.url)) as queue:
+    url = operator_url(args.url)
+    async with DeadLetterQueue(url, ssl_context=broker_tls(args, url)) as queue:
         letter = _find(await queue.browse(), args.id)
     print(f"dead letter   {letter.id}")
     print(f"refused at    {letter.refused_at or '-'}")
@@ -115,7 +117,7 @@ async def run_replay(args: argparse.Namespace) -> int:
     url = operator_url(args.url)
     operator = user_of(url) or ""
     log = ReplayLog.from_env(args.log)
-    async with DeadLetterQueue(url) as queue:
+    async with DeadLetterQueue(url, ssl_context=broker_tls(args, url)) as queue:
         letters = await queue.browse()
         chosen = letters if args.all else [_find(letters, args.id)]
         if not chosen:

@@ -20,7 +20,7 @@ from yarl import URL
 
 from liaison.common.config import amqp_url, env_str
 from liaison.common.errors import ConfigError, DirectoryError
-from liaison.common.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsFiles
+from liaison.common.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsFiles, certificate_login
 from liaison.common.urls import (
     AMQP_SCHEMES,
     parse_url,
@@ -62,6 +62,8 @@ def broker_tls(args: argparse.Namespace, url: str) -> ssl.SSLContext | None:
         if files.configured:
             raise ConfigError("--ca-file/--cert-file/--key-file need an amqps:// URL")
         return None
+    if certificate_login(url) and files.cert_file is None:
+        raise ConfigError(f"certificate login (?auth=external) needs --cert-file ({CERT_FILE})")
     return files.context(
         {
             "ca_file": f"--ca-file ({CA_FILE})",
@@ -69,11 +71,6 @@ def broker_tls(args: argparse.Namespace, url: str) -> ssl.SSLContext | None:
             "key_file": f"--key-file ({KEY_FILE})",
         }
     )
-
-
-def certificate_login(url: str) -> bool:
-    """The URL asks for SASL EXTERNAL: the client certificate, not a password, logs in."""
-    return URL(url).query.get("auth", "").lower() == "external"
 
 
 def broker_url(url: str | None) -> str:

@@ -12,6 +12,8 @@ Services read them from ``LIAISON_TLS_CA_FILE``, ``LIAISON_TLS_CERT_FILE`` and
 ``LIAISON_TLS_KEY_FILE``; the SDK takes them as parameters. A file that is missing, unreadable
 or not what it should be is a ConfigError naming the setting, raised before any connection is
 tried, so a misconfigured process stops instead of retrying a handshake that cannot succeed.
+The context itself is built by ``liaison.sdk.tls.client_context`` (the partner distribution
+carries it); this module names the services' variables and turns its errors into ConfigError.
 """
 
 import ssl
@@ -22,6 +24,8 @@ import msgspec
 
 from liaison.common.config import env_str
 from liaison.common.errors import ConfigError
+from liaison.sdk import tls as _sdk_tls
+from liaison.sdk.tls import certificate_login
 
 CA_FILE = "LIAISON_TLS_CA_FILE"
 CERT_FILE = "LIAISON_TLS_CERT_FILE"
@@ -59,6 +63,16 @@ class TlsFiles(msgspec.Struct, frozen=True, kw_only=True):
 
 _ENV_NAMES = {"ca_file": CA_FILE, "cert_file": CERT_FILE, "key_file": KEY_FILE}
 
+__all__ = [
+    "CA_FILE",
+    "CERT_FILE",
+    "KEY_FILE",
+    "TlsFiles",
+    "certificate_login",
+    "client_context",
+    "handshake_failure",
+]
+
 
 def client_context(
     *,
@@ -67,73 +81,17 @@ def client_context(
     key_file: str | Path | None = None,
     names: Mapping[str, str] | None = None,
 ) -> ssl.SSLContext:
-    """A TLS 1.2+ client context that verifies the server's certificate and host name.
-
-    Without ``ca_file`` the system's trusted CAs are used. ``key_file`` may be left out when the
-    certificate file holds the key too. A bad file raises ConfigError naming the setting
-    (``names`` maps ``ca_file``/``cert_file``/``key_file`` to what the caller calls them).
-    """
-    label = {**_ENV_NAMES, **(names or {})}
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca_file is not None:
-        _readable(ca_file, label["ca_file"])
-        try:
-            context.load_verify_locations(cafile=str(ca_file))
-        except ssl.SSLError as exc:
-            raise ConfigError(
-                f"{label['ca_file']}: {ca_file} holds no usable CA certificate ({exc.reason})"
-            ) from None
-    if key_file is not None and cert_file is None:
-        raise ConfigError(f"{label['key_file']} is set but {label['cert_file']} is not")
-    if cert_file is not None:
-        _readable(cert_file, label["cert_file"])
-        if key_file is not None:
-            _readable(key_file, label["key_file"])
-        try:
-            context.load_cert_chain(
-                str(cert_file),
-                None if key_file is None else str(key_file),
-                # Never prompt on a terminal: a service has nobody to answer.
-                password=_no_passphrase,
-            )
-        except (ssl.SSLError, _EncryptedKey) as exc:
-            what = "an encrypted key (give it unencrypted, readable only by this account)"
-            reason = what if isinstance(exc, _EncryptedKey) else str(exc.reason or exc)
-            raise ConfigError(
-                f"{label['cert_file']}/{label['key_file']}: cannot use the client certificate "
-                f"{cert_file} with key {key_file or cert_file}: {reason}"
-            ) from None
-    return context
-
-
-class _EncryptedKey(Exception):
-    pass
-
-
-def _no_passphrase() -> str:
-    raise _EncryptedKey
-
-
-def _readable(path: str | Path, setting: str) -> None:
+    """The SDK's client context; a bad file is a ConfigError naming the ``LIAISON_TLS_*`` setting
+    (or ``names[field]``)."""
     try:
-        with open(path, "rb") as handle:
-            handle.read(1)
-    except OSError as exc:
-        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror or exc}") from None
-
-
-# What the broker's TLS alert says about the certificate we presented (or did not).
-_CLIENT_CERT_ALERTS = (
-    "CERTIFICATE_REQUIRED",
-    "UNKNOWN_CA",
-    "BAD_CERTIFICATE",
-    "CERTIFICATE_UNKNOWN",
-    "CERTIFICATE_EXPIRED",
-    "CERTIFICATE_REVOKED",
-    "UNSUPPORTED_CERTIFICATE",
-)
-_HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
+        return _sdk_tls.client_context(
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            names={**_ENV_NAMES, **(names or {})},
+        )
+    except _sdk_tls.TlsFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def handshake_failure(
@@ -141,42 +99,6 @@ def handshake_failure(
     url_setting: str = "LIAISON_AMQP_URL",
     names: Mapping[str, str] | None = None,
 ) -> ConfigError | None:
-    """The configuration error behind a failed connection, when TLS says it is one.
-
-    A broker certificate our CA does not vouch for, a host name it was not issued for, or a
-    broker alert about our client certificate cannot heal by retrying: the returned ConfigError
-    names the setting to fix. Anything else (refused, reset, timed out) returns None.
-    """
-    label = {**_ENV_NAMES, **(names or {})}
-    for cause in _causes(exc):
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            if cause.verify_code == _HOSTNAME_MISMATCH:
-                return ConfigError(
-                    f"{url_setting}: the broker's certificate is not issued for this host name "
-                    f"({cause.verify_message})"
-                )
-            return ConfigError(
-                f"{label['ca_file']}: the broker's certificate is not signed by a trusted CA "
-                f"({cause.verify_message})"
-            )
-        if isinstance(cause, ssl.SSLError) and any(
-            alert in str(cause.reason) for alert in _CLIENT_CERT_ALERTS
-        ):
-            return ConfigError(
-                f"{label['cert_file']}: the broker refused the client certificate ({cause.reason})"
-            )
-    return None
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    # aiormq wraps the ssl error: as __cause__/__context__, or as an argument.
-    seen: list[BaseException] = []
-    todo = [exc]
-    while todo and len(seen) < 20:
-        current = todo.pop()
-        if any(current is s for s in seen):
-            continue
-        seen.append(current)
-        todo.extend(a for a in current.args if isinstance(a, BaseException))
-        todo.extend(c for c in (current.__cause__, current.__context__) if c is not None)
-    return seen
+    """The configuration error behind a failed connection, when TLS says it is one."""
+    reason = _sdk_tls.handshake_failure(exc, url_setting, {**_ENV_NAMES, **(names or {})})
+    return None if reason is None else ConfigError(reason)

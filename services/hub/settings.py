@@ -4,7 +4,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -17,7 +17,7 @@ from liaison.common.config import (
     with_credentials,
 )
 from liaison.common.errors import ConfigError
-from liaison.common.tls import TlsFiles
+from liaison.common.tls import TlsFiles, certificate_login
 from liaison.common.topology import DEFAULT_SHARDS
 from liaison.directory.credentials import load_credential
 from liaison.hub.admin import admin_token_from_env
@@ -97,6 +97,11 @@ def tls_files(url: str, env: Mapping[str, str] | None) -> TlsFiles:
                 "LIAISON_TLS_* files are set but LIAISON_AMQP_URL is amqp://: use amqps://"
             )
         return tls
+    if certificate_login(url) and tls.cert_file is None:
+        raise ConfigError(
+            "LIAISON_TLS_CERT_FILE is required: LIAISON_AMQP_URL asks for certificate login "
+            "(?auth=external)"
+        )
     tls.context()
     return tls
 
@@ -106,8 +111,7 @@ def _with_credential(url: str, env: Mapping[str, str] | None) -> str:
     # never has to sit in an environment variable or a process listing.
     # Certificate login (?auth=external) has no password: the certificate is the credential.
     parts = urlsplit(url)
-    external = parse_qs(parts.query).get("auth", [""])[-1].lower() == "external"
-    if parts.password is not None or not parts.username or external:
+    if parts.password is not None or not parts.username or certificate_login(url):
         return url
     account = unquote(parts.username)
     return with_credentials(url, account, load_credential(account, env))

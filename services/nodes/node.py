@@ -106,26 +106,30 @@ class BrokerNode:
         plugins: Sequence[str] = ("rabbitmq_management",),
         tls: NodeTls | None = None,
         config: str = "",
+        config_template: str | None = None,
         cookie: str | None = None,
         timeout: float = 90.0,
     ) -> "BrokerNode":
         """Start a node and wait until its listeners answer; on failure nothing is left behind.
 
         ``config`` is appended to the generated ``rabbitmq.conf`` (keys of enabled plugins only:
-        RabbitMQ refuses keys it has no schema for).
+        RabbitMQ refuses keys it has no schema for). ``config_template`` replaces the generated
+        file instead (to boot a shipped configuration): ``{amqp}``, ``{amqps}``, ``{management}``,
+        ``{prometheus}`` and ``{tls_dir}`` in it become this node's ports and certificate folder.
         """
         wanted = tuple(dict.fromkeys([*plugins, *_tls_plugins(tls)]))
+        ports = Ports.pick()
         directory = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
         node = cls(
             name=f"{prefix}-{secrets.token_hex(3)}@localhost",
-            ports=Ports.pick(),
+            ports=ports,
             directory=directory,
             cookie=cookie or secrets.token_hex(16),
             plugins=wanted,
             tls=tls,
         )
         try:
-            node._prepare(config)
+            node._prepare(config, config_template)
             node._launch(timeout)
         except BaseException:
             node.stop()
@@ -174,7 +178,7 @@ class BrokerNode:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def _prepare(self, extra_config: str) -> None:
+    def _prepare(self, extra_config: str, template: str | None) -> None:
         for sub in ("mnesia", "log", "tls"):
             (self.directory / sub).mkdir()
         (self.directory / ".erlang.cookie").write_text(self.cookie)
@@ -188,7 +192,16 @@ class BrokerNode:
                 (self.tls.key_file, "server_key.pem"),
             ):
                 shutil.copyfile(source, self.directory / "tls" / target)
-        conf = "\n".join([*self._config_lines(), extra_config, ""])
+        if template is None:
+            conf = "\n".join([*self._config_lines(), extra_config, ""])
+        else:
+            conf = template.format(
+                amqp=self.ports.amqp,
+                amqps=self.ports.amqps,
+                management=self.ports.management,
+                prometheus=self.ports.prometheus,
+                tls_dir=self.directory / "tls",
+            )
         (self.directory / "rabbitmq.conf").write_text(conf)
         if os.geteuid() == 0:
             broker = pwd.getpwnam(BROKER_USER)

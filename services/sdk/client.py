@@ -33,6 +33,7 @@ from liaison.sdk.errors import (
     PublishFailed,
 )
 from liaison.sdk.inbox import Inbox
+from liaison.sdk.tls import certificate_login
 
 log = logging.getLogger("liaison.sdk.client")
 
@@ -113,6 +114,11 @@ class Client:
         """
         if ssl_context is not None and parse_url(url).scheme != "amqps":
             raise ConnectFailed("ssl_context is given but the URL is not amqps://")
+        if ssl_context is None and certificate_login(url):
+            raise ConnectFailed(
+                "certificate login (?auth=external) needs ssl_context with the client "
+                "certificate: tls_context(ca_file=..., cert_file=..., key_file=...)"
+            )
         if not org or not isinstance(org, str):
             raise InvalidArgument("org is your organisation id, e.g. 'mag'")
         for name, value in (

@@ -12,6 +12,7 @@ import aiormq.exceptions
 from yarl import URL
 
 from liaison.sdk.errors import ConnectFailed, InvalidArgument, LoginRefused, VhostRefused
+from liaison.sdk.tls import certificate_login, handshake_failure
 
 CONNECT_TIMEOUT = 15.0
 _LOGIN_REFUSED = (
@@ -85,6 +86,16 @@ async def open_connection(
 def connect_error(exc: BaseException, url: str, account: str) -> ConnectFailed:
     """The SDK error for a failure to connect, saying what to change."""
     where = redact_url(url)
+    if (reason := handshake_failure(exc, "url")) is not None:
+        return ConnectFailed(f"cannot connect to {where}: {reason}")
+    if certificate_login(url) and not isinstance(exc, TimeoutError):
+        # A refused client certificate often shows only as a reset connection (the broker's
+        # TLS 1.3 alert can be lost with it): say what to check.
+        return ConnectFailed(
+            f"cannot connect to {where} by certificate: {frame_text(exc)}; check that "
+            "ssl_context presents a client certificate (cert_file, key_file) issued by the "
+            "broker's CA for an existing account"
+        )
     if isinstance(
         exc, aiormq.exceptions.ProbableAuthenticationError | aiormq.exceptions.AuthenticationError
     ):

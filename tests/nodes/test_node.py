@@ -1,6 +1,5 @@
 """The extra-node harness: a node of its own beside the shared broker, gone after the test."""
 
-import asyncio
 import os
 import socket
 import tempfile
@@ -11,7 +10,6 @@ import aiohttp
 import pytest
 
 from liaison.nodes.node import BrokerNode, NodeError
-from tests.conftest import MANAGEMENT_URL
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="an extra RabbitMQ node is started as root (then as rabbitmq)"
@@ -67,35 +65,3 @@ def test_a_node_that_cannot_start_says_why_and_leaves_nothing() -> None:
     assert "no_such.setting" in str(failure.value)
     after = set(Path(tempfile.gettempdir()).glob("liaison-badconf-*"))
     assert after == before
-
-
-async def test_a_plugin_is_enabled_on_the_extra_node_only() -> None:
-    """The SSL auth plugin runs on the extra node; the shared node's plugins stay as they were."""
-    shared_file = Path("/etc/rabbitmq/enabled_plugins")
-    before = shared_file.read_text() if shared_file.exists() else None
-    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
-    with BrokerNode.start(
-        prefix="liaison-test", plugins=("rabbitmq_management", "rabbitmq_auth_mechanism_ssl")
-    ) as node:
-        enabled: list[str] = []
-        async with aiohttp.ClientSession(headers=auth) as session:
-            # A node's statistics, plugins included, appear a few seconds after it boots.
-            for _ in range(60):
-                async with session.get(f"{node.management_url}/api/nodes/{node.name}") as response:
-                    enabled = (await response.json()).get("enabled_plugins", [])
-                if enabled:
-                    break
-                await asyncio.sleep(0.5)
-        async with (
-            aiohttp.ClientSession(headers=auth) as session,
-            session.get(f"{MANAGEMENT_URL}/api/overview") as response,
-        ):
-            shared = (await response.json())["node"]
-        async with (
-            aiohttp.ClientSession(headers=auth) as session,
-            session.get(f"{MANAGEMENT_URL}/api/nodes/{shared}") as response,
-        ):
-            shared_enabled = (await response.json())["enabled_plugins"]
-    assert "rabbitmq_auth_mechanism_ssl" in enabled
-    assert "rabbitmq_auth_mechanism_ssl" not in shared_enabled
-    assert (shared_file.read_text() if shared_file.exists() else None) == before

@@ -23,9 +23,11 @@ from liaison.nodes.node import LIAISON_PLUGINS, BrokerNode, NodeTls
 
 ROOT = Path(__file__).resolve().parents[2]
 MAKE_DEV_CA = ROOT / "deploy" / "rabbitmq" / "make-dev-ca.sh"
+SHIPPED_CONF = ROOT / "deploy" / "rabbitmq" / "rabbitmq.conf"
 DIRECTORY = ROOT / "deploy" / "directory.toml"
 HUB = "liaison-hub"
-ACCOUNTS = (HUB, "mag", "unmas")
+OPERATOR = "liaison-operator"
+ACCOUNTS = (HUB, OPERATOR, "mag", "unmas")
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="an extra RabbitMQ node is started as root (then as rabbitmq)"
@@ -81,11 +83,35 @@ def stranger_ca(tmp_path_factory: pytest.TempPathFactory) -> Ca:
     return Ca(folder)
 
 
+def shipped_template() -> str:
+    """deploy/rabbitmq/rabbitmq.conf with this node's ports and certificate folder put in, and
+    its commented management-over-TLS block switched on in place of the plain one."""
+    lines = []
+    for line in SHIPPED_CONF.read_text().splitlines():
+        if line.startswith("management.tcp."):
+            line = "# " + line
+        elif line.startswith("# management.ssl."):
+            line = line[2:]
+        lines.append(line)
+    return (
+        "\n".join(lines)
+        .replace("/etc/rabbitmq/tls", "{tls_dir}")
+        .replace("127.0.0.1:5672", "127.0.0.1:{amqp}")
+        # Loopback here: the test machine's other interfaces are none of this test's business.
+        .replace("listeners.ssl.default = 5671", "listeners.ssl.default = 127.0.0.1:{amqps}")
+        .replace("15671", "{management}")
+        .replace("15692", "{prometheus}")
+    ) + "\n"
+
+
 def start_node(ca: Ca, *, cert_login: bool) -> BrokerNode:
-    """A node with amqps and the management API over https, both signed by ``ca``."""
+    """A node with amqps and the management API over https, both signed by ``ca``.
+
+    With certificate login it boots the shipped deploy/rabbitmq/rabbitmq.conf itself.
+    """
     return BrokerNode.start(
         prefix="liaison-tls",
-        plugins=LIAISON_PLUGINS,
+        plugins=(*LIAISON_PLUGINS, "rabbitmq_prometheus") if cert_login else LIAISON_PLUGINS,
         tls=NodeTls(
             ca_file=ca.ca,
             cert_file=ca.folder / "server_certificate.pem",
@@ -93,6 +119,7 @@ def start_node(ca: Ca, *, cert_login: bool) -> BrokerNode:
             cert_login=cert_login,
             management_over_tls=True,
         ),
+        config_template=shipped_template() if cert_login else None,
     )
 
 

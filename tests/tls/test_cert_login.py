@@ -1,9 +1,12 @@
 """Certificate login (SASL EXTERNAL) on an extra node: the certificate, not the password, decides.
 
-The node offers EXTERNAL only and requires a client certificate, as deploy/rabbitmq/rabbitmq.conf
-does in production; the user name is the certificate's subject CN (make-dev-ca.sh issues them).
+The node boots deploy/rabbitmq/rabbitmq.conf as shipped (ports and certificate paths rewritten,
+management served over TLS): EXTERNAL only, a client certificate required, the user name from
+the certificate's subject CN (make-dev-ca.sh issues them).
 """
 
+import asyncio
+import ipaddress
 import os
 import socket
 import ssl
@@ -11,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
+import aiohttp
 import aiormq.exceptions
 import pytest
 
@@ -22,8 +26,10 @@ from liaison.schemas.wire import INGRESS_EXCHANGE
 from liaison.sdk import Client, ConnectFailed, tls_context
 from tests.cli.support import liaison
 from tests.cli.test_send_tail import SPOT
+from tests.conftest import MANAGEMENT_URL
 from tests.tls.conftest import (
     HUB,
+    OPERATOR,
     Ca,
     HubProcess,
     needs_root,
@@ -129,9 +135,11 @@ async def test_certificate_from_another_ca_is_refused(
 async def test_no_certificate_is_told_which_parameter(
     provisioned: ProvisionSettings, node: BrokerNode, dev_ca: Ca
 ) -> None:
-    """Without a client certificate the SDK's error names cert_file."""
-    with pytest.raises(ConnectFailed, match="cert_file: the broker refused the client certificate"):
+    """Without a client certificate the SDK's error names cert_file (with or without a context)."""
+    with pytest.raises(ConnectFailed, match="cert_file"):
         await Client.connect("mag", external(node), ssl_context=tls_context(ca_file=dev_ca.ca))
+    with pytest.raises(ConnectFailed, match="needs ssl_context with the client certificate"):
+        Client.connect("mag", external(node))
 
 
 async def test_hub_sdk_and_cli_with_certificate_login(
@@ -180,7 +188,7 @@ async def test_hub_without_its_certificate_stops_naming_the_setting(
     hubs: list[HubProcess],
     tmp_path: Path,
 ) -> None:
-    """No client certificate where the broker requires one: exit 1 naming LIAISON_TLS_CERT_FILE."""
+    """Certificate login without a client certificate: exit 1 naming LIAISON_TLS_CERT_FILE."""
     hub = HubProcess(
         {"LIAISON_AMQP_URL": external(node), "LIAISON_TLS_CA_FILE": str(dev_ca.ca)},
         tmp_path / "hub.log",
@@ -188,6 +196,76 @@ async def test_hub_without_its_certificate_stops_naming_the_setting(
     )
     hubs.append(hub)
     assert await hub.wait_exit() == 1
-    assert "liaison hub: LIAISON_TLS_CERT_FILE: the broker refused the client certificate" in (
-        hub.output
+    assert "liaison hub: LIAISON_TLS_CERT_FILE is required" in hub.output
+
+
+async def test_operator_reads_dead_letters_by_certificate(
+    provisioned: ProvisionSettings, node: BrokerNode, dev_ca: Ca
+) -> None:
+    """`liaison deadletters list` connects with the operator's certificate and --ca-file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
+    env.update(LIAISON_DIRECTORY=str(provisioned.directory))
+    listed = await liaison(
+        "dead-letters", "list", "--url", external(node), "--ca-file", str(dev_ca.ca),
+        "--cert-file", str(dev_ca.cert(OPERATOR)), "--key-file", str(dev_ca.key(OPERATOR)),
+        env=env,
+    )  # fmt: skip
+    assert listed.code == 0, listed
+    refused = await liaison(
+        "dead-letters", "list", "--url", external(node), "--ca-file", str(dev_ca.ca), env=env
     )
+    assert refused.code == 1, refused
+    assert "needs --cert-file (LIAISON_TLS_CERT_FILE)" in refused.stderr
+
+
+def listening_on(port: int) -> set[str]:
+    """The local addresses a socket listens on ``port`` at (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                # /proc prints each 32-bit word in host (little-endian) order.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(str(ipaddress.ip_address(words)))
+    return found
+
+
+def test_shipped_http_listeners_stay_on_loopback(node: BrokerNode) -> None:
+    """The shipped file's management-over-TLS and Prometheus listen on 127.0.0.1 only."""
+    # Not the management API's own listener list: it reports "::" for the https listener.
+    assert listening_on(node.ports.management) == {"127.0.0.1"}
+    assert listening_on(node.ports.prometheus) == {"127.0.0.1"}
+    assert listening_on(node.ports.amqp) == {"127.0.0.1"}
+
+
+async def test_the_plugin_is_enabled_on_this_node_only(node: BrokerNode, dev_ca: Ca) -> None:
+    """rabbitmq_auth_mechanism_ssl runs here; the shared node's plugin list is as it was."""
+    shared_file = Path("/etc/rabbitmq/enabled_plugins")
+    assert "rabbitmq_auth_mechanism_ssl" in node.plugins
+    assert "rabbitmq_auth_mechanism_ssl" in (node.directory / "enabled_plugins").read_text()
+    assert not shared_file.exists() or "auth_mechanism_ssl" not in shared_file.read_text()
+    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
+    running: list[str] = []
+    https = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(dev_ca.ca)))
+    async with aiohttp.ClientSession(headers=auth, connector=https) as session:
+        # A node's statistics, plugins included, appear a few seconds after it boots.
+        for _ in range(60):
+            async with session.get(f"{node.management_url}/api/nodes/{node.name}") as response:
+                running = (await response.json()).get("enabled_plugins", [])
+            if running:
+                break
+            await asyncio.sleep(0.5)
+    assert "rabbitmq_auth_mechanism_ssl" in running
+    async with (
+        aiohttp.ClientSession(headers=auth) as session,
+        session.get(f"{MANAGEMENT_URL}/api/overview") as response,
+    ):
+        shared = (await response.json())["node"]
+    async with (
+        aiohttp.ClientSession(headers=auth) as session,
+        session.get(f"{MANAGEMENT_URL}/api/nodes/{shared}") as response,
+    ):
+        assert "rabbitmq_auth_mechanism_ssl" not in (await response.json())["enabled_plugins"]

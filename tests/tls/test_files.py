@@ -4,11 +4,12 @@ import ssl
 import subprocess
 from pathlib import Path
 
+import aiormq.exceptions
 import pytest
 
 from liaison.cli.login import broker_tls
 from liaison.common.errors import ConfigError
-from liaison.common.tls import TlsFiles, client_context
+from liaison.common.tls import TlsFiles, client_context, handshake_failure
 from liaison.directory.settings import load_settings
 from liaison.hub.settings import HubSettings
 from liaison.sdk import Client, ConnectFailed, tls_context
@@ -128,13 +129,23 @@ def test_hub_settings_carry_the_tls_files(dev_ca: Ca) -> None:
     assert context.verify_mode == ssl.CERT_REQUIRED
 
 
-def test_certificate_login_url_needs_no_password() -> None:
+def test_certificate_login_url_needs_no_password(dev_ca: Ca) -> None:
     """With ?auth=external the hub looks up no password: the certificate is the login."""
     url = "amqps://liaison-hub@localhost:5671/liaison?auth=external"
-    settings = HubSettings.from_env(
-        {"LIAISON_AMQP_URL": url, "LIAISON_CREDENTIALS_DIR": "/nonexistent"}
-    )
-    assert settings.amqp_url == url
+    env = {
+        "LIAISON_AMQP_URL": url,
+        "LIAISON_CREDENTIALS_DIR": "/nonexistent",
+        "LIAISON_TLS_CERT_FILE": str(dev_ca.cert("liaison-hub")),
+        "LIAISON_TLS_KEY_FILE": str(dev_ca.key("liaison-hub")),
+    }
+    assert HubSettings.from_env(env).amqp_url == url
+
+
+def test_certificate_login_without_a_certificate_is_refused() -> None:
+    """?auth=external with no LIAISON_TLS_CERT_FILE cannot log in: the hub does not start."""
+    url = "amqps://localhost:5671/liaison?auth=external"
+    with pytest.raises(ConfigError, match=r"^LIAISON_TLS_CERT_FILE is required"):
+        HubSettings.from_env({"LIAISON_AMQP_URL": url})
 
 
 def test_provisioning_fails_fast_on_a_bad_ca(tmp_path: Path) -> None:
@@ -177,3 +188,63 @@ def test_cli_refuses_tls_options_with_plain_amqp(
 
     with pytest.raises(ConfigError, match="need an amqps:// URL"):
         broker_tls(Args(), "amqp://127.0.0.1:5672/liaison")  # type: ignore[arg-type]
+
+
+def _verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, f"certificate verify failed: {message}")
+    error.verify_code = code
+    error.verify_message = message
+    return error
+
+
+def test_untrusted_broker_certificate_blames_the_ca_file() -> None:
+    """A verification failure inside aiormq's wrapper names LIAISON_TLS_CA_FILE."""
+    wrapped = aiormq.exceptions.AMQPConnectionError(_verify_error(19, "self-signed certificate"))
+    error = handshake_failure(wrapped)
+    assert error is not None
+    assert str(error).startswith("LIAISON_TLS_CA_FILE: the broker's certificate is not signed")
+
+
+def test_wrong_host_name_blames_the_url() -> None:
+    """A certificate for another host names the URL setting, not the CA."""
+    cause = _verify_error(62, "Hostname mismatch")
+    try:
+        raise aiormq.exceptions.AMQPConnectionError("handshake") from cause
+    except aiormq.exceptions.AMQPConnectionError as exc:
+        error = handshake_failure(exc)
+    assert error is not None
+    assert str(error).startswith("LIAISON_AMQP_URL: the broker's certificate is not issued")
+
+
+def test_broker_alert_about_our_certificate_blames_the_cert_file() -> None:
+    """The broker's certificate_required alert names LIAISON_TLS_CERT_FILE."""
+    alert = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert")
+    try:
+        raise aiormq.exceptions.AMQPConnectionError("communication error") from alert
+    except aiormq.exceptions.AMQPConnectionError as exc:
+        error = handshake_failure(exc)
+    assert error is not None
+    assert str(error).startswith("LIAISON_TLS_CERT_FILE: the broker refused")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConnectionRefusedError(111, "refused"),
+        ConnectionResetError(104, "reset"),
+        TimeoutError(),
+        ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+    ],
+)
+def test_network_faults_are_not_configuration_errors(failure: BaseException) -> None:
+    """Refused, reset, timed out or a non-TLS peer: retried, not a reason to stop."""
+    assert handshake_failure(aiormq.exceptions.AMQPConnectionError(failure)) is None
+
+
+def test_a_cyclic_exception_chain_ends() -> None:
+    """An exception whose context points back at itself is walked once, not forever."""
+    first = ConnectionError("a")
+    second = ConnectionError("b")
+    first.__context__ = second
+    second.__context__ = first
+    assert handshake_failure(first) is None
