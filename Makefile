@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
 
-.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node node-tools fuzz clean
+.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node node-tools fuzz partner-sdk clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ pytest: install $(VENV)/.bench-installed $(VENV)/.fuzz-installed node-tools brok
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(BIN)/pytest -m broker_restart; fi
 
 test: install node-tools broker lint typecheck pytest ## lint, type checks and the whole test suite
+
+# A wheel straight from the folder (not via an sdist, which would carry its links, not the code).
+partner-sdk: install ## build the partner SDK wheel (liaison.sdk + liaison.schemas only) into dist/
+	rm -rf deploy/partner-sdk/build
+	$(BIN)/python -m pip wheel -q --no-deps -w dist deploy/partner-sdk
+	@ls dist/liaison_sdk-*.whl
 
 schemas: install ## regenerate the JSON Schemas, the AsyncAPI document and the examples
 	$(BIN)/python -m liaison.schemas.generate

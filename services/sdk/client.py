@@ -23,7 +23,13 @@ from liaison.schemas.envelope import Body, Envelope, decode_envelope, encode, er
 from liaison.schemas.types import Classification, Precedence
 from liaison.schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
 from liaison.sdk.compose import compose
-from liaison.sdk.connection import frame_text, open_connection, parse_url, partner_url
+from liaison.sdk.connection import (
+    frame_text,
+    open_connection,
+    parse_url,
+    partner_url,
+    publish_error,
+)
 from liaison.sdk.errors import (
     ClientClosed,
     ConfirmTimeout,
@@ -138,13 +144,14 @@ class Client:
             account=login,
             url=full_url,
             reconnect_interval=reconnect_interval,
+            # Further aio_pika.connect_robust arguments.
+            connection_options={} if ssl_context is None else {"ssl_context": ssl_context},
             settings={
                 "confirm_timeout": confirm_timeout,
                 "prefetch": prefetch,
                 "dedupe_seconds": dedupe_seconds,
                 "dedupe_max_entries": dedupe_max_entries,
             },
-            ssl_context=ssl_context,
         )
 
     @property
@@ -267,7 +274,7 @@ class Client:
             except _REFUSED as exc:
                 raise PublishFailed(f"the broker refused the message: {frame_text(exc)}") from None
             except aiormq.exceptions.DeliveryError as exc:
-                raise PublishFailed(f"the broker did not take the message: {exc}") from None
+                raise publish_error(exc, session.org) from None
             except _LOST as exc:
                 if self._closed:
                     raise ClientClosed("the client was closed while sending") from None
@@ -275,7 +282,10 @@ class Client:
                 await self._wait_reconnected(deadline - loop.time())
                 continue
             if not isinstance(confirm, aiormq.spec.Basic.Ack):
-                raise PublishFailed(f"the broker did not confirm the message: {confirm!r}")
+                raise PublishFailed(
+                    f"the broker did not confirm the message ({type(confirm).__name__}); "
+                    "sending it again with the same distribution id is safe"
+                )
             return
 
     async def _wait_reconnected(self, budget: float) -> None:
@@ -326,14 +336,14 @@ class _Connecting:
         account: str,
         url: str,
         reconnect_interval: float,
+        connection_options: dict[str, Any],
         settings: dict[str, Any],
-        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._ssl_context = ssl_context
         self._org = org
         self._account = account
         self._url = url
         self._reconnect_interval = reconnect_interval
+        self._connection_options = connection_options
         self._settings = settings
         self._client: Client | None = None
 
@@ -343,7 +353,7 @@ class _Connecting:
             org=self._org,
             account=self._account,
             reconnect_interval=self._reconnect_interval,
-            options=None if self._ssl_context is None else {"ssl_context": self._ssl_context},
+            options=self._connection_options,
         )
         try:
             channel = await connection.channel(publisher_confirms=True)

@@ -11,7 +11,13 @@ import aio_pika.abc
 import aiormq.exceptions
 from yarl import URL
 
-from liaison.sdk.errors import ConnectFailed, InvalidArgument, LoginRefused, VhostRefused
+from liaison.sdk.errors import (
+    ConnectFailed,
+    InvalidArgument,
+    LoginRefused,
+    PublishFailed,
+    VhostRefused,
+)
 from liaison.sdk.tls import certificate_login, handshake_failure
 
 CONNECT_TIMEOUT = 15.0
@@ -120,3 +126,20 @@ def frame_text(exc: BaseException) -> str:
     """The readable part of an aiormq exception, without object reprs."""
     args = [str(a) for a in exc.args if a]
     return "; ".join(args) or type(exc).__name__
+
+
+def publish_error(exc: aiormq.exceptions.DeliveryError, org: str) -> PublishFailed:
+    """The SDK error for a publish the broker returned or nacked, saying what to do."""
+    frame = exc.frame
+    if isinstance(frame, aiormq.spec.Basic.Return):
+        return PublishFailed(
+            f"the broker could not route the message ({frame.reply_text}): nothing on "
+            f"{frame.exchange!r} takes routing key {frame.routing_key!r}; check that {org!r} "
+            "is your organisation id and that the operator has provisioned it"
+        )
+    if isinstance(frame, aiormq.spec.Basic.Nack):
+        return PublishFailed(
+            "the broker could not take the message (nack); sending it again with the same "
+            "distribution id is safe"
+        )
+    return PublishFailed(f"the broker did not take the message: {exc}")

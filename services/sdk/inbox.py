@@ -120,7 +120,8 @@ class Inbox:
     ) -> None:
         """Make Ctrl-C and SIGTERM call ``stop()``: the loop ends cleanly, no traceback.
 
-        Call it from the running event loop; ``close()`` restores the previous handlers.
+        Call it from the running event loop (Unix: asyncio's signal handlers); ``close()``
+        gives the signals back to Python's default handling.
         """
         loop = asyncio.get_running_loop()
         for sig in signals:

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiormq
+import aiormq.exceptions
 import msgspec
 import pytest
 
@@ -19,11 +21,13 @@ from liaison.sdk import (
     HazardAlert,
     InvalidArgument,
     InvalidMessage,
+    PublishFailed,
     SdkError,
     Sitrep,
     build,
     compose,
 )
+from liaison.sdk.connection import publish_error
 
 
 def compose_spot(**options: Any) -> Any:
@@ -213,3 +217,23 @@ def test_help_starts_with_connect() -> None:
     signature = str(inspect.signature(liaison.sdk.Client))
     assert "aio_pika" not in signature
     assert "connection" not in signature
+
+
+@pytest.mark.parametrize(
+    ("frame", "says"),
+    [
+        (
+            aiormq.spec.Basic.Return(
+                reply_code=312, reply_text="NO_ROUTE", exchange="liaison.ingress", routing_key="mag"
+            ),
+            "nothing on 'liaison.ingress' takes routing key 'mag'",
+        ),
+        (aiormq.spec.Basic.Nack(delivery_tag=7), "same distribution id is safe"),
+    ],
+)
+def test_returned_or_nacked_publish_reads_as_advice(frame: Any, says: str) -> None:
+    """aiormq's delivery errors become a PublishFailed that says what to do, with no repr."""
+    error = publish_error(aiormq.exceptions.DeliveryError(None, frame), "mag")
+    assert isinstance(error, PublishFailed)
+    assert says in str(error)
+    assert " object at 0x" not in str(error)

@@ -70,7 +70,9 @@ async def test_example_survives_forced_closes_with_a_backlog(
         async with asyncio.timeout(180):
             while len(handled) < BACKLOG:
                 line = (await process.stdout.readline()).decode()
-                assert line, "the example ended early"
+                if not line:
+                    _, err = await process.communicate()
+                    raise AssertionError(f"the example ended early: {err.decode()[-2000:]}")
                 lines.append(line)
                 if found := re.match(r"handled (\S+) hazard\.eo_spot_report from mag$", line):
                     handled[found.group(1)] += 1
