@@ -14,7 +14,13 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from liaison.common.errors import BrokerError
+from liaison.common.errors import (
+    BrokerAccessRefused,
+    BrokerError,
+    BrokerNotFound,
+    BrokerUnreachable,
+    broker_errors,
+)
 from liaison.common.settings import Secret
 
 
@@ -168,30 +174,29 @@ class ManagementClient:
             raise RuntimeError("ManagementClient used outside 'async with'")
         what = f"{method} {path}"
         try:
-            async with self._session.request(
-                method,
-                f"{self.url}/api{path}",
-                data=None if body is None else msgspec.json.encode(body),
-                headers={"content-type": "application/json", **(headers or {})},
-            ) as response:
-                payload = await response.read()
-                status = response.status
-        except aiohttp.ClientConnectorError as exc:
-            raise BrokerError(
+            with broker_errors(f"{what}: no answer from {self.url}"):
+                async with self._session.request(
+                    method,
+                    f"{self.url}/api{path}",
+                    data=None if body is None else msgspec.json.encode(body),
+                    headers={"content-type": "application/json", **(headers or {})},
+                ) as response:
+                    payload = await response.read()
+                    status = response.status
+        except BrokerUnreachable as exc:
+            raise BrokerUnreachable(
                 f"cannot reach the management API at {self.url} "
-                f"(LIAISON_MANAGEMENT_URL): {exc.os_error.strerror or exc}"
-            ) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BrokerError(
-                f"{what}: no answer from {self.url}: {exc or type(exc).__name__}"
+                f"(LIAISON_MANAGEMENT_URL): {exc.detail}"
             ) from None
         if status == 404 and missing_ok:
             return None
         if status == 401:
-            raise BrokerError(
+            raise BrokerAccessRefused(
                 f"the management API at {self.url} refused user {self._user!r} "
                 "(check LIAISON_ADMIN_USER and LIAISON_ADMIN_PASSWORD)"
             )
+        if status == 404:
+            raise BrokerNotFound(f"{what}: not found: {_reason(payload)}")
         if status >= 300:
             raise BrokerError(f"{what}: broker answered {status}: {_reason(payload)}")
         return payload
