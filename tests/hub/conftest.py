@@ -18,11 +18,12 @@ import tomli_w
 from liaison.common.dedupe import DedupeWindow
 from liaison.common.topology import build_topology
 from liaison.directory.index import DirectoryIndex, load_directory
+from liaison.directory.topology import apply_topology
 from liaison.hub.consumer import HubConsumer
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
-from tests.conftest import amqp_url_for, management
+from tests.conftest import admin_client, amqp_url_for, management
 from tests.hub.support import PASSWORD, Partner
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
@@ -69,28 +70,13 @@ async def partner_accounts(vhost: str, directory: DirectoryIndex) -> AsyncIterat
 
 
 @pytest.fixture(scope="session")
-async def topology(admin_url: str, directory: DirectoryIndex) -> str:
+async def topology(vhost: str, admin_url: str, directory: DirectoryIndex) -> str:
     """Declare every exchange, queue and binding of the test directory; returns the URL."""
     spec = build_topology(
         {org.id: org.inbox_max_length for org in directory.organisations.values()}
     )
-    connection = await aio_pika.connect(admin_url)
-    channel = await connection.channel()
-    for ex in spec.exchanges:
-        await channel.declare_exchange(
-            ex.name, ex.type, durable=True, internal=ex.internal, arguments=ex.arguments
-        )
-    for q in spec.queues:
-        await channel.declare_queue(q.name, durable=True, arguments=q.arguments)
-    for b in spec.bindings:
-        if b.destination_type == "exchange":
-            dest = await channel.get_exchange(b.destination, ensure=False)
-            source = await channel.get_exchange(b.source, ensure=False)
-            await dest.bind(source, routing_key=b.routing_key)
-        else:
-            queue = await channel.get_queue(b.destination, ensure=False)
-            await queue.bind(b.source, routing_key=b.routing_key)
-    await connection.close()
+    async with admin_client() as api:
+        await apply_topology(api, vhost, spec)
     return admin_url
 
 
