@@ -38,7 +38,7 @@ def amqp_url(vhost: str, user: str | None = None, password: str | None = None) -
 def management_client() -> ManagementClient:
     """Liaison's management API client, as the admin."""
     user, password = admin_credentials()
-    return ManagementClient(MANAGEMENT_URL, user, Secret(password))
+    return ManagementClient(MANAGEMENT_URL, user, Secret(password), timeout=120)
 
 
 async def create_vhost(api: ManagementClient, vhost: str) -> None:

@@ -33,8 +33,8 @@ import aio_pika
 import aio_pika.abc
 import msgspec
 
-from liaison.common.config import redact_url
 from liaison.common.errors import broker_errors
+from liaison.common.urls import redact_url
 from liaison.schemas.wire import (
     DEAD_LETTER_QUEUE,
     HEADER_ERROR_CODE,

@@ -46,6 +46,7 @@ from liaison.common.errors import (
     broker_errors,
 )
 from liaison.common.topology import REPLAY_EXCHANGE
+from liaison.directory.settings import OperatorSettings
 from liaison.schemas.wire import (
     HEADER_ORIGINAL_USER,
     HEADER_PRECEDENCE,
@@ -55,7 +56,6 @@ from liaison.schemas.wire import (
     INGRESS_EXCHANGE,
 )
 
-DEFAULT_REPLAY_LOG = "./var/replays.jsonl"
 #: Headers the hub or the broker added on the way into the dead-letter queue.
 _NOT_REPLAYED = ("x-liaison-error-", "x-delivery-count", "x-death", "x-first-death", "x-last-")
 
@@ -84,7 +84,7 @@ class ReplayLog:
     @classmethod
     def from_env(cls, path: Path | None = None) -> "ReplayLog":
         """``path``, else LIAISON_REPLAY_LOG, else ./var/replays.jsonl."""
-        return cls(path or Path(os.environ.get("LIAISON_REPLAY_LOG") or DEFAULT_REPLAY_LOG))
+        return cls(path or OperatorSettings.from_env().replay_log)
 
     def records(self) -> list[ReplayRecord]:
         """Every replay recorded so far."""

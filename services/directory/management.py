@@ -123,7 +123,7 @@ def _q(segment: str) -> str:
 class ManagementClient:
     """Async client for ``/api``; use as ``async with ManagementClient(...) as api``."""
 
-    def __init__(self, url: str, user: str, password: Secret, *, timeout: float = 15.0) -> None:
+    def __init__(self, url: str, user: str, password: Secret, *, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         # aiohttp's own encoding (BasicAuth is deprecated in favour of it since aiohttp 3.12).
         self._headers = {"Authorization": aiohttp.encode_basic_auth(user, password.reveal())}
