@@ -70,9 +70,8 @@ class HubSettings(Settings, frozen=True, kw_only=True):
         source = os.environ if env is None else env
         # Two variables need more than a conversion: a list of shards (or 'all'), and a
         # token that may come from a file.
-        shards = source.get("LIAISON_HUB_SHARDS") or "all"
-        if shards.strip() != "all":
-            parsed.setdefault("shards", parse_shard_list(shards))
+        shards = (source.get("LIAISON_HUB_SHARDS") or "all").strip()
+        parsed.setdefault("shards", () if shards == "all" else parse_shard_list(shards))
         token = admin_token_from_env(source)
         parsed.setdefault("admin_token", token)
         settings = super().from_env(source, **parsed)

@@ -135,6 +135,15 @@ def test_settings_built_in_code_are_validated_too() -> None:
     assert HubSettings(shard_count=8).shards == tuple(range(8))
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("all", (0, 1, 2)), (" all ", (0, 1, 2)), ("2,0", (0, 2))]
+)
+def test_hub_shards_from_the_environment(raw: str, expected: tuple[int, ...]) -> None:
+    """LIAISON_HUB_SHARDS as an operator writes it: 'all' or a list, with the shard count."""
+    env = {**HUB_PASSWORD, "LIAISON_SHARD_COUNT": "3", "LIAISON_HUB_SHARDS": raw}
+    assert HubSettings.from_env(env).shards == expected
+
+
 def test_secrets_are_hidden_one_way() -> None:
     """Secret fields, secret strings and URL passwords all print as *** in a settings repr."""
     provision = ProvisionSettings(admin_password=Secret("hunter2-admin"))
