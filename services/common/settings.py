@@ -15,8 +15,10 @@ environment::
 ``from_env`` converts the strings with ``msgspec.convert`` (``"8"`` becomes ``8``), and the
 same validation runs when a Settings object is built directly in code, so a test or the demo
 cannot skip it. A bad value is a ConfigError naming the variable — never the value, which may
-be a secret. Secrets are :class:`Secret` fields, the one way they are hidden: they print as
-``***`` in a repr, a log line or a traceback.
+be a secret. Secrets are hidden in one place, the settings' repr (which is what a log line or a
+traceback shows): a :class:`Secret` field prints as ``Secret('***')``, a field named in
+``secret_fields`` (a token other code compares as a plain string) as ``'***'``, and the
+password of a URL as ``***``. Cross-field rules go in ``check()``.
 
 A new setting (a CA file for TLS, say) is one more annotated field, plus its row in the table
 in docs/operations.md (``tests/common/test_settings.py`` fails until it has one).
