@@ -31,7 +31,6 @@ from bench.broker import (
     amqp_url,
     create_partner,
     create_vhost,
-    declare_topology,
     management_client,
     start_shovel,
     wait_until,
@@ -51,6 +50,7 @@ from bench.workload import INBOX_MAX_LENGTH, Message, build_messages, write_dire
 from liaison.common.errors import LiaisonError
 from liaison.common.topology import build_topology, hub_queue
 from liaison.directory.index import DirectoryIndex
+from liaison.directory.topology import apply_topology
 from liaison.hub.settings import HubSettings
 from liaison.schemas.wire import AUDIT_QUEUE, DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
 
@@ -87,7 +87,7 @@ class Run:
         for org in self.index.organisations.values():
             await create_partner(self.mgmt, self.vhost, org.broker_account)
         spec = build_topology(dict.fromkeys(self.index.organisations, INBOX_MAX_LENGTH))
-        await declare_topology(self.url, spec)
+        await apply_topology(self.mgmt, self.vhost, spec)
         self.inboxes = [q.name for q in spec.queues if q.owner is not None]
         await self.counter.open()
 

@@ -13,7 +13,6 @@ from urllib.parse import quote
 import aiormq
 
 from liaison.common.settings import Secret
-from liaison.common.topology import Topology
 from liaison.common.urls import amqp_url_for, password_of, user_of
 from liaison.directory.credentials import HASHING_ALGORITHM, password_hash
 from liaison.directory.management import ManagementClient, Permission
@@ -39,7 +38,7 @@ def amqp_url(vhost: str, user: str | None = None, password: str | None = None) -
 def management_client() -> ManagementClient:
     """Liaison's management API client, as the admin."""
     user, password = admin_credentials()
-    return ManagementClient(MANAGEMENT_URL, user, Secret(password))
+    return ManagementClient(MANAGEMENT_URL, user, Secret(password), timeout=120)
 
 
 async def create_vhost(api: ManagementClient, vhost: str) -> None:
@@ -82,28 +81,6 @@ async def start_shovel(
             "src-delete-after": "queue-length",
         },
     )
-
-
-async def declare_topology(url: str, spec: Topology) -> None:
-    """Every exchange, queue and binding of ``spec`` over AMQP."""
-    connection = await aiormq.connect(url)
-    channel = await connection.channel()
-    for ex in spec.exchanges:
-        await channel.exchange_declare(
-            ex.name,
-            exchange_type=ex.type,
-            durable=True,
-            internal=ex.internal,
-            arguments=ex.arguments,
-        )
-    for q in spec.queues:
-        await channel.queue_declare(q.name, durable=True, arguments=q.arguments)
-    for b in spec.bindings:
-        if b.destination_type == "exchange":
-            await channel.exchange_bind(b.destination, b.source, routing_key=b.routing_key)
-        else:
-            await channel.queue_bind(b.destination, b.source, routing_key=b.routing_key)
-    await connection.close()
 
 
 class Counter:

@@ -34,7 +34,7 @@ def amqp_url_for(vhost: str, user: str | None = None, password: str | None = Non
 def admin_client() -> ManagementClient:
     """The management API client (Liaison's own) as the test admin."""
     user, password = _admin_credentials()
-    return ManagementClient(MANAGEMENT_URL, user, Secret(password))
+    return ManagementClient(MANAGEMENT_URL, user, Secret(password), timeout=120)
 
 
 async def management(method: str, path: str, json: object | None = None) -> Any:

@@ -32,11 +32,10 @@ from typing import Any, Self
 
 import aio_pika
 import aio_pika.abc
-import aiormq.exceptions
 import msgspec
 
-from liaison.common.config import redact_url
-from liaison.common.errors import BrokerError
+from liaison.common.errors import broker_errors
+from liaison.common.urls import redact_url
 from liaison.schemas.wire import (
     DEAD_LETTER_QUEUE,
     HEADER_ERROR_CODE,
@@ -214,12 +213,10 @@ class DeadLetterQueue:
         self.channel: aio_pika.abc.AbstractChannel | None = None
 
     async def __aenter__(self) -> Self:
-        try:
+        with broker_errors(f"cannot connect to {redact_url(self._url)}"):
             self._connection = await aio_pika.connect(
                 self._url, timeout=15, ssl_context=self._ssl_context
             )
-        except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
-            raise BrokerError(f"cannot connect to {redact_url(self._url)}: {exc}") from None
         return self
 
     async def __aexit__(
@@ -239,11 +236,9 @@ class DeadLetterQueue:
 
     async def browse(self, limit: int | None = None) -> list[DeadLetter]:
         """Up to ``limit`` dead letters (all when None), oldest first, held unacknowledged."""
-        try:
+        with broker_errors(f"cannot read {DEAD_LETTER_QUEUE}"):
             self.channel = await self.connection.channel()
             queue = await self.channel.declare_queue(DEAD_LETTER_QUEUE, passive=True)
-        except aiormq.exceptions.AMQPError as exc:
-            raise BrokerError(f"cannot read {DEAD_LETTER_QUEUE}: {exc}") from None
         waiting = queue.declaration_result.message_count or 0
         wanted = waiting if limit is None else min(limit, waiting)
         if wanted == 0:
@@ -271,7 +266,5 @@ class DeadLetterQueue:
 
     async def remove(self, dead_letter: DeadLetter) -> None:
         """Take one browsed dead letter out of the queue for good."""
-        try:
+        with broker_errors(f"cannot remove dead letter {dead_letter.id}"):
             await dead_letter.message.ack()
-        except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
-            raise BrokerError(f"cannot remove dead letter {dead_letter.id}: {exc}") from None

@@ -1,24 +1,23 @@
 """``liaison demo`` (what ``make run`` runs): provision, start a hub, play the scenario, wait.
 
-Settings: LIAISON_VHOST (default ``liaison``), LIAISON_DIRECTORY, LIAISON_CREDENTIALS_DIR,
-LIAISON_MANAGEMENT_URL, LIAISON_ADMIN_USER / _PASSWORD, LIAISON_AMQP_URL (broker host),
-LIAISON_HTTP_PORT (first port to try for the hub's endpoints, default 8080).
+Settings: ProvisionSettings (vhost, broker, admin, credentials, directory, shards) and
+OperatorSettings (log level, the first HTTP port to try for the hub's endpoints); the table in
+docs/operations.md lists them.
 """
 
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 
 from liaison.cli.render import table
-from liaison.common.config import env_int, redact_url
 from liaison.common.logging import configure_logging
+from liaison.common.urls import redact_url
 from liaison.demo.scenario import Scenario, play
 from liaison.demo.stage import account_urls, provision_directory, start_hub
 from liaison.directory.index import load_directory
-from liaison.directory.settings import load_settings
+from liaison.directory.settings import OperatorSettings, load_settings
 from liaison.sdk import Client
 
 
@@ -42,10 +41,11 @@ def out(line: str) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Provision, start, play; then wait for SIGINT/SIGTERM unless --once; stop cleanly."""
-    configure_logging(level=os.environ.get("LIAISON_LOG_LEVEL", "warning"), stream=sys.stderr)
+    operator = OperatorSettings.from_env()
+    configure_logging(level=operator.log_level, stream=sys.stderr)
     settings = load_settings()
     index = load_directory(settings.directory)
-    first_port = env_int("LIAISON_HTTP_PORT", 8080, minimum=1)
+    first_port = operator.http_port
     out(f"Liaison demo: vhost {settings.vhost!r} on {redact_url(settings.amqp_url)}")
     report = await provision_directory(settings, index)
     out(f"provisioned {len(index.organisations)} organisations: {report[-1]}")

@@ -12,13 +12,11 @@ looked up: the certificate is the login.
 """
 
 import argparse
-import os
 import ssl
 from pathlib import Path
 
 from yarl import URL
 
-from liaison.common.config import amqp_url, env_str
 from liaison.common.errors import ConfigError, DirectoryError
 from liaison.common.tls import CA_FILE, CERT_FILE, KEY_FILE, TlsFiles, certificate_login
 from liaison.common.urls import (
@@ -32,9 +30,7 @@ from liaison.common.urls import (
 )
 from liaison.directory.credentials import load_credential
 from liaison.directory.index import load_directory
-
-DEFAULT_URL = "amqp://127.0.0.1:5672/"
-DEFAULT_VHOST = "liaison"
+from liaison.directory.settings import OperatorSettings, ProvisionSettings
 
 
 def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,10 +71,11 @@ def broker_tls(args: argparse.Namespace, url: str) -> ssl.SSLContext | None:
 
 def broker_url(url: str | None) -> str:
     """The URL to use, with the configured vhost filled in when it names none."""
-    base = url or amqp_url("LIAISON_AMQP_URL", DEFAULT_URL)
+    settings = ProvisionSettings.from_env()
+    base = url or settings.amqp_url
     parse_url("--url", base, AMQP_SCHEMES)
     if vhost_of(base) is None:
-        return with_vhost(base, env_str("LIAISON_VHOST", DEFAULT_VHOST))
+        return with_vhost(base, settings.vhost)
     return base
 
 
@@ -99,7 +96,7 @@ def partner_login(org: str, url: str | None) -> tuple[str, str]:
 
 def account_of(org: str) -> str:
     """The broker account of ``org`` per the directory; an org not in it is an error."""
-    path = Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml"))
+    path = ProvisionSettings.from_env().directory
     if not path.is_file():
         return org
     index = load_directory(path)
@@ -112,16 +109,16 @@ def account_of(org: str) -> str:
 def operator_url(url: str | None) -> str:
     """The operator's URL: ``--url``, else LIAISON_OPERATOR_URL, else the directory's operator
     account with its provisioned credential, else the admin on the vhost."""
-    explicit = url or os.environ.get("LIAISON_OPERATOR_URL")
+    explicit = url or OperatorSettings.from_env().operator_url
     resolved = broker_url(explicit)
     if user_of(resolved):
         return resolved
-    path = Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml"))
+    settings = ProvisionSettings.from_env()
+    path = settings.directory
     if path.is_file():
         account = load_directory(path).directory.operator_account
         try:
             return with_credentials(resolved, account, load_credential(account))
         except ConfigError:
             pass  # not provisioned here: fall back to the admin, who can list but not replay
-    user = env_str("LIAISON_ADMIN_USER", "guest")
-    return with_credentials(resolved, user, env_str("LIAISON_ADMIN_PASSWORD", "guest"))
+    return with_credentials(resolved, settings.admin_user, settings.admin_password.reveal())

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TextIO
 
 from liaison.common.logging import configure_logging
+from liaison.directory.settings import OperatorSettings
 from liaison.schemas.catalogue import tag_of
 from liaison.schemas.envelope import Body, Envelope
 from liaison.schemas.messages import coordination as co
@@ -24,7 +25,7 @@ def quiet_logging() -> None:
 
     aio-pika and aiormq log connection failures the command reports itself in one line.
     """
-    level = os.environ.get("LIAISON_LOG_LEVEL", "warning")
+    level = OperatorSettings.from_env().log_level
     configure_logging(level=level, stream=sys.stderr)
     if level.lower() != "debug":
         for name in ("aio_pika", "aiormq"):

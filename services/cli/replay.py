@@ -28,7 +28,6 @@ from typing import Any
 
 import aio_pika
 import aio_pika.abc
-import aiormq.exceptions
 import msgspec
 
 from liaison.cli.dead_letter_store import (
@@ -38,8 +37,16 @@ from liaison.cli.dead_letter_store import (
     DeadLetter,
     Origin,
 )
-from liaison.common.errors import BrokerError, ConfigError
+from liaison.common.errors import (
+    BrokerAccessRefused,
+    BrokerError,
+    BrokerNotFound,
+    BrokerPreconditionFailed,
+    ConfigError,
+    broker_errors,
+)
 from liaison.common.topology import REPLAY_EXCHANGE
+from liaison.directory.settings import OperatorSettings
 from liaison.schemas.wire import (
     HEADER_ORIGINAL_USER,
     HEADER_PRECEDENCE,
@@ -49,7 +56,6 @@ from liaison.schemas.wire import (
     INGRESS_EXCHANGE,
 )
 
-DEFAULT_REPLAY_LOG = "./var/replays.jsonl"
 #: Headers the hub or the broker added on the way into the dead-letter queue.
 _NOT_REPLAYED = ("x-liaison-error-", "x-delivery-count", "x-death", "x-first-death", "x-last-")
 
@@ -78,7 +84,7 @@ class ReplayLog:
     @classmethod
     def from_env(cls, path: Path | None = None) -> "ReplayLog":
         """``path``, else LIAISON_REPLAY_LOG, else ./var/replays.jsonl."""
-        return cls(path or Path(os.environ.get("LIAISON_REPLAY_LOG") or DEFAULT_REPLAY_LOG))
+        return cls(path or OperatorSettings.from_env().replay_log)
 
     def records(self) -> list[ReplayRecord]:
         """Every replay recorded so far."""
@@ -185,10 +191,11 @@ class Replayer:
         try:
             # A passive declare needs no right: it tells a removed organisation's inbox apart
             # from one that is there, so nothing is replayed into the audit copy alone.
-            probe = await self.connection.channel()
-            await probe.declare_queue(inbox, passive=True)
-            await probe.close()
-        except aiormq.exceptions.ChannelNotFoundEntity:
+            with broker_errors(f"cannot check {inbox}"):
+                probe = await self.connection.channel()
+                await probe.declare_queue(inbox, passive=True)
+                await probe.close()
+        except BrokerNotFound:
             raise BrokerError(
                 f"{dead_letter.id} died in {inbox}, which no longer exists; nothing replayed"
             ) from None
@@ -204,14 +211,13 @@ class Replayer:
         )
         exchange = await self.channel.get_exchange(REPLAY_EXCHANGE, ensure=False)
         try:
-            await exchange.publish(message, routing_key=inbox, timeout=30)
-        except aiormq.exceptions.ChannelAccessRefused as exc:
+            with broker_errors(f"replay of {dead_letter.id} not confirmed"):
+                await exchange.publish(message, routing_key=inbox, timeout=30)
+        except BrokerAccessRefused as exc:
             raise BrokerError(
-                f"{self.operator!r} may not publish to {REPLAY_EXCHANGE}: {exc} "
+                f"{self.operator!r} may not publish to {REPLAY_EXCHANGE}: {exc.detail} "
                 "(run `liaison provision` to grant the operators' account)"
             ) from None
-        except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
-            raise BrokerError(f"replay of {dead_letter.id} not confirmed: {exc}") from None
 
     async def _into_ingress(self, dead_letter: DeadLetter, now: str) -> None:
         headers = self._replay_headers(dead_letter, now, _HUB_HEADERS)
@@ -225,21 +231,20 @@ class Replayer:
         )
         exchange = await self.channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
         try:
-            await exchange.publish(
-                message, routing_key=dead_letter.routing_key, mandatory=True, timeout=30
-            )
-        except aiormq.exceptions.ChannelPreconditionFailed:
+            with broker_errors(f"replay of {dead_letter.id} not confirmed"):
+                await exchange.publish(
+                    message, routing_key=dead_letter.routing_key, mandatory=True, timeout=30
+                )
+        except BrokerPreconditionFailed:
             raise BrokerError(
                 f"the broker refused to let {self.operator!r} publish as "
                 f"{dead_letter.original_user!r}: the replay account needs the "
                 "'impersonator' tag (see docs/partners.md, Replaying dead letters)"
             ) from None
-        except aiormq.exceptions.ChannelAccessRefused as exc:
+        except BrokerAccessRefused as exc:
             raise BrokerError(
-                f"{self.operator!r} may not publish to {INGRESS_EXCHANGE}: {exc}"
+                f"{self.operator!r} may not publish to {INGRESS_EXCHANGE}: {exc.detail}"
             ) from None
-        except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
-            raise BrokerError(f"replay of {dead_letter.id} not confirmed: {exc}") from None
 
 
 #: What the hub sets on the dead-letter copy; the replay starts clean.

@@ -15,8 +15,10 @@ environment::
 ``from_env`` converts the strings with ``msgspec.convert`` (``"8"`` becomes ``8``), and the
 same validation runs when a Settings object is built directly in code, so a test or the demo
 cannot skip it. A bad value is a ConfigError naming the variable — never the value, which may
-be a secret. Secrets are :class:`Secret` fields, the one way they are hidden: they print as
-``***`` in a repr, a log line or a traceback.
+be a secret. Secrets are hidden in one place, the settings' repr (which is what a log line or a
+traceback shows): a :class:`Secret` field prints as ``Secret('***')``, a field named in
+``secret_fields`` (a token other code compares as a plain string) as ``'***'``, and the
+password of a URL as ``***``. Cross-field rules go in ``check()``.
 
 A new setting (a CA file for TLS, say) is one more annotated field, plus its row in the table
 in docs/operations.md (``tests/common/test_settings.py`` fails until it has one).
@@ -32,6 +34,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import msgspec
 
 from liaison.common.errors import ConfigError
+from liaison.common.urls import redact_url
 
 ENV_PREFIX = "LIAISON_"
 
@@ -82,10 +85,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     #: Every variable is this prefix and the field's (encode) name in upper case.
     env_prefix: ClassVar[str] = ENV_PREFIX
+    #: What a field must be, in words, for the error message (else msgspec's own words).
+    explain: ClassVar[dict[str, str]] = {}
+    #: Plain-string fields that hold a secret (a token other code compares as a str).
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __repr__(self) -> str:
+        # The one place settings hide secrets: Secret values print as Secret('***'), secret
+        # fields as '***', and a URL's password as ***.
+        shown = ", ".join(f"{f.name}={self._shown(f.name)!r}" for f in _fields(type(self)))
+        return f"{type(self).__name__}({shown})"
+
+    def _shown(self, name: str) -> object:
+        value = getattr(self, name)
+        if name in self.secret_fields and value is not None:
+            return "***"
+        if isinstance(value, str) and "://" in value:
+            return redact_url(value)
+        return value
 
     def __post_init__(self) -> None:
         if _validating.get():
-            return
+            return  # this is the validating copy
         token = _validating.set(True)
         try:
             _convert(
@@ -93,6 +114,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         finally:
             _validating.reset(token)
+        self.check()
+
+    def check(self) -> None:
+        """Rules across fields, after each field passed its own; raise ConfigError."""
 
     @classmethod
     def variables(cls) -> dict[str, str]:
@@ -100,19 +125,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return {f.name: cls.env_prefix + f.encode_name.upper() for f in _fields(cls)}
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
-        """Read every field from its variable; unset or empty ones keep their default."""
+    def from_env(cls, env: Mapping[str, str] | None = None, **parsed: Any) -> Self:
+        """Read every field from its variable; unset or empty ones keep their default.
+
+        ``parsed`` gives fields (by name) whose variable a subclass has already parsed itself.
+        """
         source = os.environ if env is None else env
         raw: dict[str, Any] = {}
         for field in _fields(cls):
+            if field.name in parsed:
+                raw[field.encode_name] = parsed[field.name]
+                continue
             value = source.get(cls.env_prefix + field.encode_name.upper())
             if value not in (None, ""):
                 raw[field.encode_name] = value
-        token = _validating.set(True)
-        try:
-            return _convert(raw, cls)
-        finally:
-            _validating.reset(token)
+        return _convert(raw, cls)
 
 
 S = TypeVar("S", bound=Settings)
@@ -136,4 +163,6 @@ def _explain(message: str, cls: type[Settings]) -> str:
         return f"{cls.__name__}: {message}"
     encode_name = match.group(1)
     variable = cls.env_prefix + encode_name.upper()
-    return f"{variable}: {message[: match.start()]}"
+    names = {f.encode_name: f.name for f in _fields(cls)}
+    words = cls.explain.get(names.get(encode_name, encode_name))
+    return f"{variable} {words}" if words else f"{variable}: {message[: match.start()]}"

@@ -16,13 +16,13 @@ The context itself is built by ``liaison.sdk.tls.client_context`` (the partner d
 carries it); this module names the services' variables and turns its errors into ConfigError.
 """
 
+import os
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
 
-from liaison.common.config import env_str
 from liaison.common.errors import ConfigError
 from liaison.sdk import tls as _sdk_tls
 from liaison.sdk.tls import certificate_login
@@ -43,8 +43,10 @@ class TlsFiles(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, env: Mapping[str, str] | None = None) -> "TlsFiles":
         """Read ``LIAISON_TLS_*``; an unset or empty variable means "not used"."""
 
+        source = os.environ if env is None else env
+
         def path(name: str) -> Path | None:
-            value = env_str(name, "", env)
+            value = source.get(name, "").strip()
             return Path(value) if value else None
 
         return cls(ca_file=path(CA_FILE), cert_file=path(CERT_FILE), key_file=path(KEY_FILE))

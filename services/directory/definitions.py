@@ -33,6 +33,7 @@ from liaison.common.topology import (
 from liaison.directory.credentials import HASHING_ALGORITHM
 from liaison.directory.index import DirectoryIndex
 from liaison.directory.management import Binding, Exchange, Permission, Queue, TopicPermission
+from liaison.directory.topology import broker_objects
 from liaison.schemas.wire import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
@@ -138,26 +139,15 @@ def desired_state(
         accounts[account] = org.id
         permissions[account] = partner_permission(account, org.id, vhost)
         topic_permissions[account] = partner_topic_permission(account, org.id, vhost)
-    topology = topology_for(index, shards=shards)
+    objects = broker_objects(topology_for(index, shards=shards))
     return DesiredState(
         vhost=vhost,
         accounts=accounts,
         permissions=permissions,
         topic_permissions=topic_permissions,
-        exchanges=tuple(
-            Exchange(name=e.name, type=e.type, internal=e.internal, arguments=dict(e.arguments))
-            for e in topology.exchanges
-        ),
-        queues=tuple(Queue(name=q.name, arguments=dict(q.arguments)) for q in topology.queues),
-        bindings=tuple(
-            Binding(
-                source=b.source,
-                destination=b.destination,
-                destination_type=b.destination_type,
-                routing_key=b.routing_key,
-            )
-            for b in topology.bindings
-        ),
+        exchanges=objects.exchanges,
+        queues=objects.queues,
+        bindings=objects.bindings,
         tags={operator: OPERATOR_TAGS},
     )
 

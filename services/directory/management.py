@@ -15,7 +15,13 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from liaison.common.errors import BrokerError
+from liaison.common.errors import (
+    BrokerAccessRefused,
+    BrokerError,
+    BrokerNotFound,
+    BrokerUnreachable,
+    broker_errors,
+)
 from liaison.common.settings import Secret
 from liaison.common.tls import handshake_failure
 
@@ -125,7 +131,7 @@ class ManagementClient:
         user: str,
         password: Secret,
         *,
-        timeout: float = 15.0,
+        timeout: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url.rstrip("/")
@@ -185,34 +191,35 @@ class ManagementClient:
             raise RuntimeError("ManagementClient used outside 'async with'")
         what = f"{method} {path}"
         try:
-            async with self._session.request(
-                method,
-                f"{self.url}/api{path}",
-                data=None if body is None else msgspec.json.encode(body),
-                headers={"content-type": "application/json", **(headers or {})},
-            ) as response:
-                payload = await response.read()
-                status = response.status
-        except aiohttp.ClientConnectorCertificateError as exc:
-            # An untrusted or misnamed certificate does not heal by retrying: name the setting.
-            error = handshake_failure(exc.certificate_error, "LIAISON_MANAGEMENT_URL")
-            raise error or BrokerError(f"{self.url}: {exc.certificate_error}") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise BrokerError(
+            with broker_errors(f"{what}: no answer from {self.url}"):
+                try:
+                    async with self._session.request(
+                        method,
+                        f"{self.url}/api{path}",
+                        data=None if body is None else msgspec.json.encode(body),
+                        headers={"content-type": "application/json", **(headers or {})},
+                    ) as response:
+                        payload = await response.read()
+                        status = response.status
+                except aiohttp.ClientConnectorCertificateError as exc:
+                    # An untrusted or misnamed certificate does not heal by retrying: name the
+                    # setting (a ConfigError passes through the mapping unchanged).
+                    error = handshake_failure(exc.certificate_error, "LIAISON_MANAGEMENT_URL")
+                    raise error or BrokerError(f"{self.url}: {exc.certificate_error}") from None
+        except BrokerUnreachable as exc:
+            raise BrokerUnreachable(
                 f"cannot reach the management API at {self.url} "
-                f"(LIAISON_MANAGEMENT_URL): {exc.os_error.strerror or exc}"
-            ) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BrokerError(
-                f"{what}: no answer from {self.url}: {exc or type(exc).__name__}"
+                f"(LIAISON_MANAGEMENT_URL): {exc.detail}"
             ) from None
         if status == 404 and missing_ok:
             return None
         if status == 401:
-            raise BrokerError(
+            raise BrokerAccessRefused(
                 f"the management API at {self.url} refused user {self._user!r} "
                 "(check LIAISON_ADMIN_USER and LIAISON_ADMIN_PASSWORD)"
             )
+        if status == 404:
+            raise BrokerNotFound(f"{what}: not found: {_reason(payload)}")
         if status >= 300:
             raise BrokerError(f"{what}: broker answered {status}: {_reason(payload)}")
         return payload

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import aio_pika
-import aio_pika.exceptions
 
+from liaison.common.errors import BrokerError, BrokerNotFound, broker_errors
 from liaison.common.settings import Secret
 from liaison.common.urls import amqp_url_for
 from liaison.directory.credentials import (
@@ -143,20 +143,22 @@ def amqp_depth_probe(settings: ProvisionSettings, vhost: str, *, wait: float = 5
     async def probe(queue: str) -> int | None:
         try:
             url = admin_amqp_url(settings, vhost)
-            connection = await aio_pika.connect(
-                url, timeout=10, ssl_context=settings.ssl_context(url)
-            )
-        except (aio_pika.exceptions.AMQPError, OSError, TimeoutError):
+            with broker_errors(f"counting {queue}"):
+                connection = await aio_pika.connect(
+                    url, timeout=10, ssl_context=settings.ssl_context(url)
+                )
+        except BrokerError:
             return None
         async with connection:
             deadline = asyncio.get_running_loop().time() + wait
             while True:
                 try:
-                    channel = await connection.channel()
-                    declared = await channel.declare_queue(queue, passive=True)
-                except aio_pika.exceptions.ChannelNotFoundEntity:
+                    with broker_errors(f"counting {queue}"):
+                        channel = await connection.channel()
+                        declared = await channel.declare_queue(queue, passive=True)
+                except BrokerNotFound:
                     return 0
-                except (aio_pika.exceptions.AMQPError, OSError, TimeoutError):
+                except BrokerError:
                     return None
                 ok = declared.declaration_result
                 await channel.close()

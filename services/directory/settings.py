@@ -1,80 +1,89 @@
-"""Settings of provisioning and partner onboarding, read once from ``LIAISON_*`` variables.
+"""Settings of provisioning, partner onboarding and the operator commands (``LIAISON_*``).
 
-Every value is parsed when the command starts, and a malformed one fails it with the
-variable's name. The admin password is wrapped in :class:`Secret`, so neither a log line nor a
-traceback that shows the settings can reveal it.
+One :class:`~liaison.common.settings.Settings` each: every value is parsed when the command
+starts, a malformed one fails it naming the variable, and the admin password is a
+:class:`~liaison.common.settings.Secret`.
 """
 
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
-from urllib.parse import urlsplit
+from typing import Annotated, ClassVar, Final
 
-import msgspec
+from msgspec import Meta
 
-from liaison.common.config import amqp_url, env_int, env_str
-from liaison.common.errors import ConfigError
-from liaison.common.settings import Secret
+from liaison.common.settings import Secret, Settings
 from liaison.common.tls import TlsFiles
 from liaison.common.topology import DEFAULT_SHARDS
 
+#: An amqp:// or amqps:// URL with a host.
+AmqpUrl = Annotated[str, Meta(pattern=r"^amqps?://[^/?#\s]+(/\S*)?$")]
+#: An http:// or https:// URL with a host and no credentials in it.
+HttpUrl = Annotated[str, Meta(pattern=r"^https?://[^/@?#\s]+(/[^@\s]*)?$")]
+#: A vhost, user or account name.
+Name = Annotated[str, Meta(min_length=1, max_length=255)]
+
 DEFAULT_VHOST: Final = "liaison"
-DEFAULT_MANAGEMENT_URL: Final = "http://127.0.0.1:15672"
-DEFAULT_AMQP_URL: Final = "amqp://127.0.0.1:5672/"
 DEFAULT_CREDENTIALS_DIR: Final = "./var/credentials"
-DEFAULT_DIRECTORY: Final = "deploy/directory.toml"
 
 
-class ProvisionSettings(msgspec.Struct, frozen=True, kw_only=True):
+class ProvisionSettings(Settings, frozen=True, kw_only=True):
     """Where the broker is, who administers it, and where partner credentials are kept."""
 
-    vhost: str
-    management_url: str
-    admin_user: str
-    admin_password: Secret
+    explain: ClassVar[dict[str, str]] = {
+        "management_url": "must be an http:// or https:// URL without credentials "
+        "(set LIAISON_ADMIN_USER and LIAISON_ADMIN_PASSWORD)",
+        "amqp_url": "must be an amqp:// or amqps:// URL",
+    }
+
+    vhost: Name = DEFAULT_VHOST
+    management_url: HttpUrl = "http://127.0.0.1:15672"
+    admin_user: Name = "guest"
+    admin_password: Secret = Secret("guest")
     #: Where partners connect; its host, port and scheme go into connection snippets.
-    amqp_url: str
-    credentials_dir: Path
-    directory: Path
+    amqp_url: AmqpUrl = "amqp://127.0.0.1:5672/"
+    credentials_dir: Path = Path(DEFAULT_CREDENTIALS_DIR)
+    directory: Path = Path("deploy/directory.toml")
     #: Shard queues of the hub's ingress (LIAISON_SHARD_COUNT, as the hub reads it).
-    shard_count: int = DEFAULT_SHARDS
+    shard_count: Annotated[int, Meta(ge=1, le=1024)] = DEFAULT_SHARDS
     #: LIAISON_TLS_*: the CA that signed the broker's certificates (management https, amqps),
     #: and a client certificate where the broker asks for one.
-    tls: TlsFiles = TlsFiles()
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    def check(self) -> None:
+        """A configured TLS file must be usable now: the command fails naming its variable."""
+        if self.tls.configured:
+            self.tls.context()
+
+    @property
+    def tls(self) -> TlsFiles:
+        """The CA to trust and the client certificate to present."""
+        return TlsFiles(
+            ca_file=self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file
+        )
 
     def ssl_context(self, url: str) -> ssl.SSLContext | None:
         """The TLS context for an https:// or amqps:// ``url``; None for plain ones."""
-        if urlsplit(url).scheme not in ("https", "amqps"):
+        if not url.startswith(("https://", "amqps://")):
             return None
         return self.tls.context()
 
 
+class OperatorSettings(Settings, frozen=True, kw_only=True):
+    """What the operator commands (``liaison dead-letters``, ``liaison demo``) read."""
+
+    #: The operators' broker URL with credentials; unset: the directory's operator account.
+    operator_url: AmqpUrl | None = None
+    #: The append-only record of replays.
+    replay_log: Path = Path("./var/replays.jsonl")
+    #: Log level of the command line and the demo (the hub has its own default).
+    log_level: Annotated[str, Meta(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "warning"
+    #: The demo hub's first HTTP port to try.
+    http_port: Annotated[int, Meta(ge=1, le=65535)] = 8080
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:
     """Parse the provisioning settings; a bad value is a ConfigError naming its variable."""
-    management_url = env_str("LIAISON_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL, env).rstrip("/")
-    parts = urlsplit(management_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"LIAISON_MANAGEMENT_URL must be an http:// or https:// URL, got {management_url!r}"
-        )
-    if parts.username or parts.password:
-        raise ConfigError(
-            "LIAISON_MANAGEMENT_URL must not carry credentials; "
-            "set LIAISON_ADMIN_USER and LIAISON_ADMIN_PASSWORD"
-        )
-    vhost = env_str("LIAISON_VHOST", DEFAULT_VHOST, env)
-    tls = TlsFiles.from_env(env)
-    if tls.configured:
-        tls.context()  # a bad file fails the command now, naming its variable
-    return ProvisionSettings(
-        vhost=vhost,
-        management_url=management_url,
-        admin_user=env_str("LIAISON_ADMIN_USER", "guest", env),
-        admin_password=Secret(env_str("LIAISON_ADMIN_PASSWORD", "guest", env)),
-        amqp_url=amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env),
-        credentials_dir=Path(env_str("LIAISON_CREDENTIALS_DIR", DEFAULT_CREDENTIALS_DIR, env)),
-        directory=Path(env_str("LIAISON_DIRECTORY", DEFAULT_DIRECTORY, env)),
-        shard_count=env_int("LIAISON_SHARD_COUNT", DEFAULT_SHARDS, env, minimum=1),
-        tls=tls,
-    )
+    return ProvisionSettings.from_env(env)

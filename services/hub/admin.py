@@ -56,5 +56,5 @@ def admin_token_from_env(env: Mapping[str, str]) -> str | None:
         except OSError as exc:
             raise ConfigError(f"LIAISON_ADMIN_TOKEN_FILE: cannot read {path}: {exc}") from None
     if token is not None and len(token) < 16:
-        raise ConfigError("the admin token must be at least 16 characters")
+        raise ConfigError("LIAISON_ADMIN_TOKEN (or its file) must be at least 16 characters")
     return token

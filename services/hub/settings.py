@@ -1,132 +1,153 @@
-"""The hub's configuration, read once from ``LIAISON_*`` variables."""
+"""The hub's configuration: one Settings read once from ``LIAISON_*`` variables.
+
+Every field is reachable as ``LIAISON_<FIELD>`` (``shards`` as ``LIAISON_HUB_SHARDS``); the
+constraints are in the types, so a HubSettings built in code is checked the same way.
+"""
 
 import os
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from typing import Annotated, ClassVar
 
 import msgspec
+from msgspec import Meta
 
-from liaison.common.config import (
-    amqp_url,
-    env_float,
-    env_int,
-    env_str,
-    redact_url,
-    with_credentials,
-)
 from liaison.common.errors import ConfigError
+from liaison.common.settings import Settings
 from liaison.common.tls import TlsFiles, certificate_login
 from liaison.common.topology import DEFAULT_SHARDS
+from liaison.common.urls import password_of, user_of, with_credentials
 from liaison.directory.credentials import load_credential
+from liaison.directory.settings import AmqpUrl
 from liaison.hub.admin import admin_token_from_env
 from liaison.schemas.wire import MAX_MESSAGE_BYTES
 
 DEFAULT_AMQP_URL = "amqp://liaison-hub@127.0.0.1:5672/liaison"
+#: Shorter admin tokens are refused: they could be guessed.
+MIN_ADMIN_TOKEN = 16
+
+Seconds = Annotated[float, Meta(ge=0)]
 
 
-class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
+class HubSettings(Settings, frozen=True, kw_only=True):
     """Everything the hub reads from its environment."""
 
-    amqp_url: str = DEFAULT_AMQP_URL
+    explain: ClassVar[dict[str, str]] = {
+        "amqp_url": "must be an amqp:// or amqps:// URL",
+        "admin_token": f"must be at least {MIN_ADMIN_TOKEN} characters",
+    }
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"admin_token"})
+
+    #: Broker, account and vhost. Without a password, the account's provisioned credential.
+    amqp_url: AmqpUrl = DEFAULT_AMQP_URL
     directory: Path = Path("deploy/directory.toml")
-    shard_count: int = DEFAULT_SHARDS
+    shard_count: Annotated[int, Meta(ge=1, le=1024)] = DEFAULT_SHARDS
     #: Shards this process consumes; several processes split the shards between them.
-    shards: tuple[int, ...] = tuple(range(DEFAULT_SHARDS))
-    prefetch: int = 256
-    dedupe_window_seconds: float = 3600.0
-    dedupe_max_entries: int = 200_000
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080
-    log_level: str = "info"
-    shutdown_grace_seconds: float = 15.0
-    reconnect_max_seconds: float = 10.0
-    confirm_timeout_seconds: float = 30.0
+    #: Empty means all of them (LIAISON_HUB_SHARDS=all).
+    shards: tuple[Annotated[int, Meta(ge=0)], ...] = msgspec.field(default=(), name="hub_shards")
+    prefetch: Annotated[int, Meta(ge=1, le=65535)] = 256
+    dedupe_window_seconds: Seconds = 3600.0
+    dedupe_max_entries: Annotated[int, Meta(ge=1)] = 200_000
+    max_message_bytes: Annotated[int, Meta(ge=1024)] = MAX_MESSAGE_BYTES
+    http_host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
+    http_port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    log_level: Annotated[str, Meta(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "info"
+    shutdown_grace_seconds: Seconds = 15.0
+    reconnect_max_seconds: Annotated[float, Meta(gt=0)] = 10.0
+    confirm_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
     #: Bearer token for /admin/*; without one, only loopback callers may administer.
-    admin_token: str | None = None
-    #: LIAISON_TLS_CA_FILE / _CERT_FILE / _KEY_FILE: the CA to trust, the certificate to show.
-    tls: TlsFiles = TlsFiles()
+    admin_token: Annotated[str, Meta(min_length=MIN_ADMIN_TOKEN)] | None = None
+    #: For amqps://: a CA to trust instead of the system's, and a client certificate and key
+    #: (the login itself with certificate login, ``?auth=external``).
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
-    def __repr__(self) -> str:
-        # Settings get logged and printed in tracebacks: never with the secret in them.
-        fields = {f: getattr(self, f) for f in self.__struct_fields__}
-        fields["amqp_url"] = redact_url(self.amqp_url)
-        fields["admin_token"] = None if self.admin_token is None else "***"
-        return "HubSettings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+    def check(self) -> None:
+        """Shards below the shard count (all of them when none are named); usable TLS files."""
+        if not self.shards:
+            msgspec.structs.force_setattr(self, "shards", tuple(range(self.shard_count)))
+        if any(shard >= self.shard_count for shard in self.shards):
+            raise ConfigError(f"LIAISON_HUB_SHARDS must name shards 0..{self.shard_count - 1}")
+        self._check_tls()
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "HubSettings":
-        """Parse the environment; a bad value raises ConfigError naming the variable."""
-        shard_count = env_int("LIAISON_SHARD_COUNT", DEFAULT_SHARDS, env, minimum=1)
-        url = _with_credential(amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env), env)
-        return cls(
-            amqp_url=url,
-            directory=Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml", env)),
-            shard_count=shard_count,
-            shards=parse_shards(env_str("LIAISON_HUB_SHARDS", "all", env), shard_count),
-            prefetch=env_int("LIAISON_PREFETCH", 256, env, minimum=1),
-            dedupe_window_seconds=env_float("LIAISON_DEDUPE_WINDOW_SECONDS", 3600.0, env),
-            dedupe_max_entries=env_int("LIAISON_DEDUPE_MAX_ENTRIES", 200_000, env, minimum=1),
-            max_message_bytes=env_int(
-                "LIAISON_MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES, env, minimum=1024
-            ),
-            http_host=env_str("LIAISON_HTTP_HOST", "127.0.0.1", env),
-            http_port=env_int("LIAISON_HTTP_PORT", 8080, env),
-            log_level=env_str("LIAISON_LOG_LEVEL", "info", env),
-            shutdown_grace_seconds=env_float("LIAISON_SHUTDOWN_GRACE_SECONDS", 15.0, env),
-            admin_token=admin_token_from_env(os.environ if env is None else env),
-            tls=tls_files(url, env),
+    @property
+    def tls(self) -> TlsFiles:
+        """The CA to trust and the client certificate to present (LIAISON_TLS_*)."""
+        return TlsFiles(
+            ca_file=self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for an amqps:// URL (built from the files each time, so a renewed
         certificate is picked up on reconnect); None for amqp://."""
-        if urlsplit(self.amqp_url).scheme != "amqps":
+        if not self.amqp_url.startswith("amqps://"):
             return None
         return self.tls.context()
 
-
-def tls_files(url: str, env: Mapping[str, str] | None) -> TlsFiles:
-    """The TLS files, checked now: a bad one stops the hub before it tries to connect."""
-    tls = TlsFiles.from_env(env)
-    if urlsplit(url).scheme != "amqps":
-        if tls.configured:
+    def _check_tls(self) -> None:
+        # A bad file stops the hub before it tries to connect, naming the variable.
+        tls = self.tls
+        if not self.amqp_url.startswith("amqps://"):
+            if tls.configured:
+                raise ConfigError(
+                    "LIAISON_TLS_* files are set but LIAISON_AMQP_URL is amqp://: use amqps://"
+                )
+            return
+        if certificate_login(self.amqp_url) and tls.cert_file is None:
             raise ConfigError(
-                "LIAISON_TLS_* files are set but LIAISON_AMQP_URL is amqp://: use amqps://"
+                "LIAISON_TLS_CERT_FILE is required: LIAISON_AMQP_URL asks for certificate login "
+                "(?auth=external)"
             )
-        return tls
-    if certificate_login(url) and tls.cert_file is None:
-        raise ConfigError(
-            "LIAISON_TLS_CERT_FILE is required: LIAISON_AMQP_URL asks for certificate login "
-            "(?auth=external)"
-        )
-    tls.context()
-    return tls
+        tls.context()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **parsed: object) -> "HubSettings":
+        """Parse the environment; a bad value raises ConfigError naming the variable."""
+        source = os.environ if env is None else env
+        # Two variables need more than a conversion: a list of shards (or 'all'), and a
+        # token that may come from a file.
+        shards = (source.get("LIAISON_HUB_SHARDS") or "all").strip()
+        parsed.setdefault("shards", () if shards == "all" else parse_shard_list(shards))
+        token = admin_token_from_env(source)
+        parsed.setdefault("admin_token", token)
+        settings = super().from_env(source, **parsed)
+        # A URL that names only the account takes its provisioned credential.
+        with_password = _with_credential(settings.amqp_url, source)
+        if with_password == settings.amqp_url:
+            return settings
+        return msgspec.structs.replace(settings, amqp_url=with_password)
 
 
-def _with_credential(url: str, env: Mapping[str, str] | None) -> str:
+def _with_credential(url: str, env: Mapping[str, str]) -> str:
     # A URL without a password takes the account's provisioned credential, so the secret
     # never has to sit in an environment variable or a process listing.
     # Certificate login (?auth=external) has no password: the certificate is the credential.
-    parts = urlsplit(url)
-    if parts.password is not None or not parts.username or certificate_login(url):
+    account = user_of(url)
+    if password_of(url) is not None or not account or certificate_login(url):
         return url
-    account = unquote(parts.username)
     return with_credentials(url, account, load_credential(account, env))
 
 
-def parse_shards(raw: str, shard_count: int) -> tuple[int, ...]:
-    """``all`` or a comma list such as ``0,2``; each shard below ``shard_count``."""
-    if raw.strip() == "all":
-        return tuple(range(shard_count))
+def parse_shard_list(raw: str) -> tuple[int, ...]:
+    """A comma list such as ``0,2``: shard numbers, deduplicated and sorted."""
     try:
         shards = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
     except ValueError:
         raise ConfigError(
             f"LIAISON_HUB_SHARDS must be 'all' or a list like 0,2; got {raw!r}"
         ) from None
-    if not shards or any(s < 0 or s >= shard_count for s in shards):
+    if not shards or any(s < 0 for s in shards):
+        raise ConfigError(f"LIAISON_HUB_SHARDS must name shards from 0; got {raw!r}")
+    return shards
+
+
+def parse_shards(raw: str, shard_count: int) -> tuple[int, ...]:
+    """``all`` or a comma list such as ``0,2``; each shard below ``shard_count``."""
+    if raw.strip() == "all":
+        return tuple(range(shard_count))
+    shards = parse_shard_list(raw)
+    if any(s >= shard_count for s in shards):
         raise ConfigError(f"LIAISON_HUB_SHARDS must name shards 0..{shard_count - 1}; got {raw!r}")
     return shards

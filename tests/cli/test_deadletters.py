@@ -16,7 +16,7 @@ from liaison.schemas.wire import DEAD_LETTER_QUEUE, HEADER_SENDER, flash_inbox_q
 from tests.cli.support import Result, assert_one_line_failure, liaison
 from tests.conftest import amqp_url_for, management
 from tests.hub.conftest import RunningHub
-from tests.hub.support import Partner, decode, drain, envelope
+from tests.hub.support import Partner, decode, drain, envelope, now_iso
 
 pytestmark = pytest.mark.broker
 
@@ -157,7 +157,10 @@ async def test_replay_without_impersonator_is_explained(
 
 
 async def die_in_inbox(admin: aio_pika.abc.AbstractConnection, inbox: str, how: str) -> None:
-    """Make the one message in ``inbox`` leave it unread: ``rejected`` or ``delivery_limit``."""
+    """Make the one message in ``inbox`` leave it unread: ``rejected``, ``delivery_limit`` or
+    ``expired`` (nothing to do: its expiration runs out)."""
+    if how == "expired":
+        return
     channel = await admin.channel()
     queue = await channel.get_queue(inbox, ensure=False)
     for _ in range(50):
@@ -173,7 +176,7 @@ async def die_in_inbox(admin: aio_pika.abc.AbstractConnection, inbox: str, how: 
     await channel.close()
 
 
-@pytest.mark.parametrize("how", ["rejected", "delivery_limit"])
+@pytest.mark.parametrize("how", ["rejected", "delivery_limit", "expired"])
 async def test_inbox_dead_letter_is_replayed_into_its_inbox(
     how: str,
     hub: RunningHub,
@@ -187,12 +190,19 @@ async def test_inbox_dead_letter_is_replayed_into_its_inbox(
     hub (no refusal, no report to anyone) and not to the first recipient."""
     distribution_id = f"mag-inbox-{how}"
     doc = envelope("mag", ["org:unmas", "org:ocha"], distribution_id=distribution_id)
+    if how == "expired":
+        doc["expires_at"] = now_iso(2)
     await partners["mag"].send(doc)
     (first,) = await drain(admin, inbox_queue("unmas"), expect=1)
     await die_in_inbox(admin, inbox_queue("ocha"), how)
     (row,) = await dead_letter_rows(replayer_url, cli_env, expect=1)
     assert f"mag → {inbox_queue('ocha')}" in row
-    assert ("rejected by the recipient" if how == "rejected" else "over the delivery") in row
+    reasons = {
+        "rejected": "rejected by the recipient",
+        "delivery_limit": "over the delivery",
+        "expired": "expired unread",
+    }
+    assert reasons[how] in row
     letter_id = row.split()[0]
     shown = await liaison("dead-letters", "show", letter_id, "--url", replayer_url, env=cli_env)
     assert f"header        {HEADER_SENDER}: mag" in shown.stdout

@@ -13,7 +13,7 @@ import pytest
 import tomli_w
 
 from tests.cli.support import LIAISON
-from tests.conftest import management
+from tests.conftest import admin_client, management
 
 pytestmark = pytest.mark.broker
 
@@ -44,9 +44,10 @@ async def demo_env(
         LIAISON_HTTP_PORT="18080",
     )
     yield env
-    await management("DELETE", f"/vhosts/{quote(vhost, safe='')}")
-    for account in accounts:
-        await management("DELETE", f"/users/{account}")
+    async with admin_client() as api:
+        await api.delete_vhost(vhost)
+        for account in accounts:
+            await api.delete_user(account)
 
 
 async def test_demo_once_plays_the_scenario(demo_env: dict[str, str]) -> None:

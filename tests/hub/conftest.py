@@ -9,7 +9,6 @@ import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aio_pika
 import pytest
@@ -17,12 +16,15 @@ import tomli_w
 
 from liaison.common.dedupe import DedupeWindow
 from liaison.common.topology import build_topology
+from liaison.directory.credentials import HASHING_ALGORITHM, password_hash
 from liaison.directory.index import DirectoryIndex, load_directory
+from liaison.directory.management import Permission
+from liaison.directory.topology import apply_topology
 from liaison.hub.consumer import HubConsumer
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
-from tests.conftest import amqp_url_for, management
+from tests.conftest import admin_client, amqp_url_for
 from tests.hub.support import PASSWORD, Partner
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
@@ -56,41 +58,24 @@ def directory(directory_file: Path) -> DirectoryIndex:
 async def partner_accounts(vhost: str, directory: DirectoryIndex) -> AsyncIterator[dict[str, str]]:
     """A broker user per organisation (org -> account), with full rights on the test vhost."""
     accounts = {org.id: org.broker_account for org in directory.organisations.values()}
-    for account in accounts.values():
-        await management("PUT", f"/users/{quote(account)}", {"password": PASSWORD, "tags": ""})
-        await management(
-            "PUT",
-            f"/permissions/{quote(vhost, safe='')}/{quote(account)}",
-            {"configure": ".*", "write": ".*", "read": ".*"},
-        )
+    async with admin_client() as api:
+        for account in accounts.values():
+            await api.put_user(account, password_hash(PASSWORD), HASHING_ALGORITHM)
+            await api.put_permission(Permission(account, vhost, ".*", ".*", ".*"))
     yield accounts
-    for account in accounts.values():
-        await management("DELETE", f"/users/{quote(account)}")
+    async with admin_client() as api:  # absent is fine: another package's copy of this fixture
+        for account in accounts.values():
+            await api.delete_user(account)
 
 
 @pytest.fixture(scope="session")
-async def topology(admin_url: str, directory: DirectoryIndex) -> str:
+async def topology(vhost: str, admin_url: str, directory: DirectoryIndex) -> str:
     """Declare every exchange, queue and binding of the test directory; returns the URL."""
     spec = build_topology(
         {org.id: org.inbox_max_length for org in directory.organisations.values()}
     )
-    connection = await aio_pika.connect(admin_url)
-    channel = await connection.channel()
-    for ex in spec.exchanges:
-        await channel.declare_exchange(
-            ex.name, ex.type, durable=True, internal=ex.internal, arguments=ex.arguments
-        )
-    for q in spec.queues:
-        await channel.declare_queue(q.name, durable=True, arguments=q.arguments)
-    for b in spec.bindings:
-        if b.destination_type == "exchange":
-            dest = await channel.get_exchange(b.destination, ensure=False)
-            source = await channel.get_exchange(b.source, ensure=False)
-            await dest.bind(source, routing_key=b.routing_key)
-        else:
-            queue = await channel.get_queue(b.destination, ensure=False)
-            await queue.bind(b.source, routing_key=b.routing_key)
-    await connection.close()
+    async with admin_client() as api:
+        await apply_topology(api, vhost, spec)
     return admin_url
 
 
