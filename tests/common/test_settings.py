@@ -2,6 +2,7 @@
 every variable in the table of docs/operations.md."""
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_HTTP_PORT": "9090",
     },
     HubSettings: {
-        "LIAISON_AMQP_URL": "amqp://hub:pw@broker:5672/liaison",
+        "LIAISON_AMQP_URL": "amqps://hub:pw@broker:5671/liaison",
         "LIAISON_DIRECTORY": "/etc/liaison/directory.toml",
         "LIAISON_SHARD_COUNT": "8",
         "LIAISON_HUB_SHARDS": "1,5",
@@ -88,10 +89,39 @@ def test_every_variable_the_services_read_is_in_the_table() -> None:
     assert not missing, f"read but not documented: {sorted(missing)}"
 
 
+#: Settings classes that read the LIAISON_TLS_* files (their samples are made per run).
+TLS_READERS = (ProvisionSettings, HubSettings)
+
+
+@pytest.fixture(scope="module")
+def tls_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A CA and a client certificate with its key, real files (settings check them at once)."""
+    folder = tmp_path_factory.mktemp("tls")
+    ca_key, ca, key, cert = (folder / n for n in ("ca.key", "ca.pem", "client.key", "client.pem"))
+    subj = ["-subj", "/CN=settings-test"]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", *subj],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", *subj],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return {
+        "LIAISON_TLS_CA_FILE": str(ca),
+        "LIAISON_TLS_CERT_FILE": str(cert),
+        "LIAISON_TLS_KEY_FILE": str(key),
+    }
+
+
 @pytest.mark.parametrize("cls", list(SAMPLES))
-def test_every_setting_is_reachable_from_the_environment(cls: type[Settings]) -> None:
+def test_every_setting_is_reachable_from_the_environment(
+    cls: type[Settings], tls_samples: dict[str, str]
+) -> None:
     """Setting each variable changes its field: no setting is only reachable in code."""
-    samples = SAMPLES[cls]
+    samples = {**SAMPLES[cls], **(tls_samples if cls in TLS_READERS else {})}
     assert set(samples) == set(cls.variables().values()), "a field has no sample here"
     default = cls.from_env(HUB_PASSWORD)
     configured = cls.from_env({**HUB_PASSWORD, **samples})
