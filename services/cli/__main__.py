@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "liaison.cli.send",
     "liaison.cli.tail",
     "liaison.cli.deadletters",
+    "liaison.cli.ledger",
     "liaison.cli.demo",
 )
 

@@ -23,7 +23,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from liaison.common.topology import HUB_QUEUE_PREFIX, Topology, build_topology
+from liaison.common.topology import (
+    HUB_QUEUE_PREFIX,
+    LEDGER_EXCHANGE,
+    LEDGER_QUEUE,
+    Topology,
+    build_topology,
+)
 from liaison.directory.credentials import HASHING_ALGORITHM
 from liaison.directory.index import DirectoryIndex
 from liaison.directory.management import Binding, Exchange, Permission, Queue, TopicPermission
@@ -85,7 +91,10 @@ def partner_topic_permission(account: str, org: str, vhost: str) -> TopicPermiss
 
 def hub_permission(account: str, vhost: str) -> Permission:
     """The hub's vhost permissions: consume its shards, publish deliveries and dead letters."""
-    writes = "|".join(re.escape(name) for name in (DELIVERY_EXCHANGE, DEAD_LETTER_EXCHANGE))
+    # LEDGER_EXCHANGE: the hub's decision records for the ledger.
+    writes = "|".join(
+        re.escape(name) for name in (DELIVERY_EXCHANGE, DEAD_LETTER_EXCHANGE, LEDGER_EXCHANGE)
+    )
     return Permission(
         user=account,
         vhost=vhost,
@@ -102,7 +111,8 @@ def operator_permission(account: str, vhost: str) -> Permission:
         vhost=vhost,
         configure=NOTHING,
         write=f"^{re.escape(INGRESS_EXCHANGE)}$",
-        read=f"^{re.escape(DEAD_LETTER_QUEUE)}$",
+        # LEDGER_QUEUE: the ledger runs as the operators' account (it replays from the console).
+        read=f"^({re.escape(DEAD_LETTER_QUEUE)}|{re.escape(LEDGER_QUEUE)})$",
     )
 
 
