@@ -98,11 +98,11 @@ class RunningLedger:
 
 
 async def start_ledger(
-    topology: str, database_url: str, directory: DirectoryIndex | None, **overrides: Any
+    amqp_url: str, database_url: str, index: DirectoryIndex | None, **overrides: Any
 ) -> RunningLedger:
     """Start a ledger consumer and wait until it consumes."""
     consumer = LedgerConsumer(
-        ledger_settings(topology, database_url, **overrides), LedgerMetrics(), directory
+        ledger_settings(amqp_url, database_url, **overrides), LedgerMetrics(), index
     )
     task = asyncio.create_task(consumer.run())
     for _ in range(200):
@@ -146,5 +146,3 @@ async def ledger_queue_depth(admin_connection: aio_pika.abc.AbstractConnection) 
     queue = await channel.declare_queue("liaison.ledger", passive=True)
     await channel.close()
     return queue.declaration_result.message_count or 0
-
-

@@ -112,9 +112,7 @@ async def test_refusals_and_duplicates_are_recorded(
     await partners["mag"].send(doc)
     await partners["mag"].send(doc)
     refused_id = f"mag/{refused['distribution_id']}"
-    await wait_for(
-        db, "SELECT count(*) FROM events WHERE message_id = $1", refused_id, expect=2
-    )
+    await wait_for(db, "SELECT count(*) FROM events WHERE message_id = $1", refused_id, expect=2)
     assert await kinds(db, refused_id) == [(None, "kept"), (None, "refused")]
     row = await db.fetchrow("SELECT outcome, code FROM messages WHERE message_id = $1", refused_id)
     assert (row["outcome"], row["code"]) == ("refused", 500)
