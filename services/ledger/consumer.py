@@ -52,6 +52,8 @@ class LedgerConsumer:
         self.connected = False
         self.database_ok = False
         self.last_commit: float | None = None
+        #: Writes that failed since start (each retried), for health pages and tests.
+        self.failed_writes = 0
 
     async def run(self) -> None:
         """Consume until ``stop``; reconnect to the broker with backoff."""
@@ -156,6 +158,7 @@ class LedgerConsumer:
                 break
             except DATABASE_DOWN as exc:
                 self.database_ok = False
+                self.failed_writes += 1
                 self.metrics.database_errors.inc()
                 log.warning(
                     "database_unavailable",
