@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "liaison.cli.tail",
     "liaison.cli.deadletters",
     "liaison.cli.ledger",
+    "liaison.cli.track",
+    "liaison.cli.audit",
     "liaison.cli.demo",
 )
 

@@ -74,6 +74,8 @@ class Queue(msgspec.Struct, frozen=True):
     auto_delete: bool = False
     arguments: dict[str, Any] = {}
     messages: int | None = None
+    #: Consumers attached (the ledger's partner view: is the organisation connected).
+    consumers: int | None = None
 
 
 class Binding(msgspec.Struct, frozen=True):

@@ -54,6 +54,9 @@ class LedgerConsumer:
         self.last_commit: float | None = None
         #: Writes that failed since start (each retried), for health pages and tests.
         self.failed_writes = 0
+        #: Messages waiting in the ledger queue (sampled) and the last batch's lag, in seconds.
+        self.backlog = 0
+        self.lag = 0.0
 
     async def run(self) -> None:
         """Consume until ``stop``; reconnect to the broker with backoff."""
@@ -181,7 +184,7 @@ class LedgerConsumer:
         self.metrics.dead_letters.inc(letters)
         self.metrics.unreadable.inc(len(rows.unreadable))
         if rows.newest is not None:
-            lag = max(0.0, now - rows.newest.timestamp())
+            lag = self.lag = max(0.0, now - rows.newest.timestamp())
             self.metrics.lag.set(lag)
             self.metrics.record_lag.observe(lag)
 
@@ -235,16 +238,30 @@ class LedgerConsumer:
                 await asyncio.wait_for(store.pool.close(), 2)
             store.pool.terminate()
 
+    async def _ping_database(self) -> None:
+        # Readiness reflects the database even when no batch is being written.
+        try:
+            store = await self._store()
+            await store.pool.fetchval("SELECT 1")
+        except DATABASE_DOWN:
+            self.database_ok = False
+            await self._drop_pool()
+        else:
+            self.database_ok = True
+
     async def _sample_backlog(self, channel: aio_pika.abc.AbstractChannel) -> None:
+        await self._ping_database()
         while True:
             await asyncio.sleep(2)
             try:
                 queue = await channel.declare_queue(LEDGER_QUEUE, passive=True)
             except Exception:
                 return
-            waiting = queue.declaration_result.message_count or 0
+            await self._ping_database()
+            waiting = self.backlog = queue.declaration_result.message_count or 0
             self.metrics.backlog.set(waiting)
             if waiting == 0 and self._arrived.empty():
+                self.lag = 0.0
                 self.metrics.lag.set(0)
 
 

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from liaison.common.config import amqp_url, env_int, env_str, redact_url
+from liaison.common.config import amqp_url, env_float, env_int, env_str, redact_url
 from liaison.common.errors import ConfigError
 from liaison.hub.admin import admin_token_from_env
 
@@ -38,6 +38,10 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
     keep_body: bool = True
     #: Whole months of partitions kept by ``liaison ledger retention``.
     retention_months: int = 24
+    #: The hub's HTTP base (its /readyz shows in the console), if known.
+    hub_url: str | None = None
+    #: An inbox whose oldest unread copy is older than this is flagged stale.
+    stale_seconds: float = 900.0
     reconnect_max_seconds: float = 5.0
     log_level: str = "info"
 
@@ -83,5 +87,7 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
             batch_size=env_int("LIAISON_LEDGER_BATCH", 500, env, minimum=1),
             keep_body=keep in ("true", "1", "yes"),
             retention_months=env_int("LIAISON_LEDGER_RETENTION_MONTHS", 24, env, minimum=1),
+            hub_url=source.get("LIAISON_HUB_URL") or None,
+            stale_seconds=env_float("LIAISON_LEDGER_STALE_SECONDS", 900.0, env, minimum=1),
             log_level=env_str("LIAISON_LOG_LEVEL", "info", env),
         )
