@@ -44,7 +44,7 @@ _BY_FAMILY: Final[dict[str, tuple[type[BodyBase], ...]]] = {
         coordination.InformationResponse,
         coordination.DdrReport,
     ),
-    "system": (system.Ack, system.ErrorReport),
+    "system": (system.Ack, system.ErrorReport, system.StatusRequest, system.StatusReport),
 }
 
 #: Family name -> the wire type names in it, in catalogue order.

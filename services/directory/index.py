@@ -20,9 +20,9 @@ from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.types import CLASSIFICATION_RANK, Classification
 
 #: Types only the hub may originate; no rule can grant them to a partner.
-HUB_ONLY_TYPES = frozenset({"error.report"})
+HUB_ONLY_TYPES = frozenset({"error.report", "status.report"})
 #: Types routed by their own rule (back to the sender of the referenced message), not by policy.
-REPLY_TYPES = frozenset({"ack"})
+REPLY_TYPES = frozenset({"ack", "status.request"})
 #: The sender id of the hub's own messages; no organisation may take it.
 HUB_SENDER_ID = "liaison"
 

@@ -20,13 +20,23 @@ import structlog
 
 from liaison.common.config import redact_url
 from liaison.common.topology import LEDGER_EXCHANGE, LEDGER_QUEUE
-from liaison.directory.index import DirectoryIndex
+from liaison.directory.index import HUB_SENDER_ID, DirectoryIndex
 from liaison.ledger.metrics import LedgerMetrics
-from liaison.ledger.records import RECORD_BATCH_TYPE, decode_batch
+from liaison.ledger.records import RECORD_BATCH_TYPE, DecisionRecord, decode_batch
 from liaison.ledger.rows import Rows, dead_letter_rows, record_rows
 from liaison.ledger.settings import LedgerSettings
+from liaison.ledger.status import report_envelope, report_for, status_request
 from liaison.ledger.store import LedgerStore, open_pool
-from liaison.schemas.wire import DEAD_LETTER_EXCHANGE
+from liaison.schemas.messages.system import StatusReport, StatusRequest
+from liaison.schemas.wire import (
+    CONTENT_TYPE,
+    DEAD_LETTER_EXCHANGE,
+    DELIVERY_EXCHANGE,
+    HEADER_SENDER,
+    HEADER_TYPE,
+    delivered_message_id,
+    delivery_key,
+)
 
 log = structlog.get_logger("liaison.ledger")
 
@@ -57,6 +67,7 @@ class LedgerConsumer:
         #: Messages waiting in the ledger queue (sampled) and the last batch's lag, in seconds.
         self.backlog = 0
         self.lag = 0.0
+        self._reports: aio_pika.abc.AbstractExchange | None = None
 
     async def run(self) -> None:
         """Consume until ``stop``; reconnect to the broker with backoff."""
@@ -96,6 +107,9 @@ class LedgerConsumer:
         )
         self._arrived = asyncio.Queue()
         try:
+            # Status reports go out on their own confirmed channel, before the batch is acked.
+            publisher = await connection.channel(publisher_confirms=True)
+            self._reports = await publisher.get_exchange(DELIVERY_EXCHANGE, ensure=False)
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await channel.declare_queue(LEDGER_QUEUE, passive=True)
@@ -152,12 +166,16 @@ class LedgerConsumer:
                 return
 
     async def _commit(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
-        rows, records, letters = self.rows_of(batch)
+        rows, records, letters, requests = self.rows_of(batch)
         backoff = 0.2
         while True:
             try:
                 store = await self._store()
                 await store.write(rows)
+                reports = [
+                    (record, await report_for(store.pool, record, request))
+                    for record, request in requests
+                ]
                 break
             except DATABASE_DOWN as exc:
                 self.database_ok = False
@@ -176,6 +194,8 @@ class LedgerConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.reconnect_max_seconds)
         self.database_ok = True
+        for record, report in reports:
+            await self._send_report(record, report)
         await batch[-1].ack(multiple=True)
         now = time.time()
         self.last_commit = now
@@ -188,8 +208,11 @@ class LedgerConsumer:
             self.metrics.lag.set(lag)
             self.metrics.record_lag.observe(lag)
 
-    def rows_of(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> tuple[Rows, int, int]:
-        """The rows of a batch of queue messages, with counts of records and dead letters."""
+    def rows_of(
+        self, batch: list[aio_pika.abc.AbstractIncomingMessage]
+    ) -> tuple[Rows, int, int, list[tuple[DecisionRecord, StatusRequest]]]:
+        """A batch's rows, counts of records and dead letters, and status requests to answer."""
+        requests: list[tuple[DecisionRecord, StatusRequest]] = []
         rows = Rows()
         records = letters = 0
         directory = self.directory
@@ -208,6 +231,9 @@ class LedgerConsumer:
                     continue
                 for record in decoded.records:
                     record_rows(rows, record, resolve=resolve, keep_body=self.settings.keep_body)
+                    request = status_request(record)
+                    if request is not None and record.sender is not None:
+                        requests.append((record, request))
                 records += len(decoded.records)
             elif message.exchange == DEAD_LETTER_EXCHANGE:
                 dead_letter_rows(
@@ -224,7 +250,24 @@ class LedgerConsumer:
             else:
                 reason = f"from exchange {str(message.exchange)[:64]!r}, not a ledger source"
                 rows.unreadable.append((reason, _props(message), message.body))
-        return rows, records, letters
+        return rows, records, letters, requests
+
+    async def _send_report(self, record: DecisionRecord, report: StatusReport) -> None:
+        assert self._reports is not None
+        assert record.sender is not None
+        report_id, body = report_envelope(record, report)
+        await self._reports.publish(
+            aio_pika.Message(
+                body,
+                content_type=CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=delivered_message_id(HUB_SENDER_ID, report_id),
+                type="status.report",
+                app_id=HUB_SENDER_ID,
+                headers={HEADER_SENDER: HUB_SENDER_ID, HEADER_TYPE: "status.report"},
+            ),
+            routing_key=delivery_key(record.sender, flash=False),
+        )
 
     async def _store(self) -> LedgerStore:
         if self.store is None:

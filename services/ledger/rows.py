@@ -139,7 +139,9 @@ def record_rows(
             _text_of(record.body) if keep_body else None,
         )
     )
-    for org in record.recipients:
+    # A status.request is addressed to the ledger itself: no recipient copy to follow.
+    copies = record.recipients if record.message_type != "status.request" else []
+    for org in copies:
         rows.recipients.append(
             (decided_at, rid, org, message_id, _via(org, addresses, resolve), False, None, None)
         )
