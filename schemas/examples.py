@@ -371,9 +371,7 @@ def _bodies() -> list[tuple[str, list[str], Body, dict[str, Any]]]:
                 ref_sender="unmas",
                 found=True,
                 recipients=[
-                    sy.CopyStatus(
-                        org="mag-car", state="receipt_accepted", since=_at(0.35)
-                    ),
+                    sy.CopyStatus(org="mag-car", state="receipt_accepted", since=_at(0.35)),
                     sy.CopyStatus(org="unicef", state="in_inbox", since=_at(0.2)),
                 ],
             ),

@@ -23,8 +23,16 @@ from liaison.directory.settings import Secret
 from liaison.hub.admin import AdminRefusal, check_admin_access
 from liaison.ledger import queries
 from liaison.ledger.openapi import openapi_document
+from liaison.ledger.replay import ReplayRefused, replay_dead_letter
 from liaison.ledger.store import open_pool
-from liaison.ledger.views import Health, MessageSummary, PartnerView, Problem, SearchQuery
+from liaison.ledger.views import (
+    Health,
+    MessageSummary,
+    PartnerView,
+    Problem,
+    ReplayResult,
+    SearchQuery,
+)
 from liaison.schemas.wire import inbox_queue
 
 log = structlog.get_logger("liaison.ledger")
@@ -137,6 +145,7 @@ class LedgerApi:
         health: Callable[[], dict[str, Any]],
         hub_url: str | None,
         stale_seconds: float,
+        amqp_url: str,
     ) -> None:
         self.pool = pool
         self._management = management
@@ -145,6 +154,7 @@ class LedgerApi:
         self._health = health
         self._hub_url = hub_url
         self._stale = stale_seconds
+        self._amqp_url = amqp_url
 
     def routes(self, app: web.Application) -> None:
         """Register every API route."""
@@ -156,6 +166,7 @@ class LedgerApi:
         app.router.add_get("/api/traffic", self.traffic)
         app.router.add_get("/api/dead-letters", self.dead_letters)
         app.router.add_get("/api/health", self.health)
+        app.router.add_post("/api/dead-letters/{dead_letter_id}/replay", self.replay)
 
     async def openapi(self, _: web.Request) -> web.Response:
         """The OpenAPI 3.1 document."""
@@ -228,6 +239,26 @@ class LedgerApi:
         """The newest dead letters kept."""
         pool = await self.pool.get()
         return json_response(await queries.dead_letters(pool))
+
+    async def replay(self, request: web.Request) -> web.Response:
+        """Replay one dead letter as its original sender; at most once unless ?force=true."""
+        dead_letter_id = request.match_info["dead_letter_id"]
+        if not 0 < len(dead_letter_id) <= 64:
+            raise _problem(400, "dead letter ids are 1-64 characters")
+        force = request.query.get("force", "false").lower() == "true"
+        operator = f"ledger-api@{request.remote or 'unknown'}"
+        pool = await self.pool.get()
+        async with pool.acquire() as connection:
+            try:
+                when = await replay_dead_letter(
+                    connection, self._amqp_url, dead_letter_id, operator=operator, force=force
+                )
+            except ReplayRefused as refused:
+                raise _problem(refused.status, str(refused)) from None
+        log.info("replayed", dead_letter_id=dead_letter_id, by=operator)
+        return json_response(
+            ReplayResult(dead_letter_id=dead_letter_id, replayed_at=when, replayed_by=operator)
+        )
 
     async def partners(self, _: web.Request) -> web.Response:
         """Each organisation: inbox backlog and consumers (management API), ledger activity."""

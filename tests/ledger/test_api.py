@@ -269,3 +269,34 @@ async def test_readiness_health_and_lag_metric(
     health = await (await api.get("/api/health", headers=AUTH)).json()
     assert health["ledger_ready"] is True
     assert health["lag_seconds"] >= 0
+
+
+async def test_replay_endpoint_refuses_bad_requests_and_rolls_back(
+    api: TestClient[web.Request, web.Application],
+    hub: RunningHub,
+    partners: dict[str, Partner],
+    db: asyncpg.Connection,
+) -> None:
+    """Replay needs the token, a known id, and an account that may impersonate; a refused
+    publish leaves the dead letter unreplayed."""
+    refused = envelope("mag", ["org:not-registered"])
+    await partners["mag"].send(refused)
+    message_id = f"mag/{refused['distribution_id']}"
+    await wait_for(
+        db, "SELECT count(*) FROM dead_letters WHERE message_id = $1", message_id, expect=1
+    )
+    letter = await db.fetchval(
+        "SELECT dead_letter_id FROM dead_letters WHERE message_id = $1", message_id
+    )
+    path = f"/api/dead-letters/{letter}/replay"
+    assert (await api.post(path)).status == 401
+    assert (await api.post("/api/dead-letters/nope/replay", headers=AUTH)).status == 404
+    assert (await api.post(f"/api/dead-letters/{'x' * 100}/replay", headers=AUTH)).status == 400
+    # The test ledger runs as the broker admin, who lacks the impersonator tag.
+    response = await api.post(path, headers=AUTH)
+    assert response.status == 503
+    assert "impersonator" in (await response.json())["error"]
+    assert (
+        await db.fetchval("SELECT replayed_at FROM dead_letters WHERE dead_letter_id = $1", letter)
+        is None
+    )
