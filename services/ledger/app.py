@@ -77,7 +77,7 @@ def create_app(
         health=lambda: _health(consumer),
         hub_url=settings.hub_url,
         stale_seconds=settings.stale_seconds,
-        amqp_url=settings.amqp_url,
+        amqp_url=settings.replay_amqp_url or settings.amqp_url,
     )
     add_health_routes(
         app,

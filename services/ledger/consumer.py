@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import aio_pika
 import aio_pika.abc
+import aiormq.exceptions
 import asyncpg
 import msgspec
 import structlog
@@ -68,6 +69,7 @@ class LedgerConsumer:
         self.backlog = 0
         self.lag = 0.0
         self._reports: aio_pika.abc.AbstractExchange | None = None
+        self._connection: aio_pika.abc.AbstractConnection | None = None
 
     async def run(self) -> None:
         """Consume until ``stop``; reconnect to the broker with backoff."""
@@ -106,6 +108,7 @@ class LedgerConsumer:
             self.settings.amqp_url, client_properties={"connection_name": "liaison-ledger"}
         )
         self._arrived = asyncio.Queue()
+        self._connection = connection
         try:
             # Status reports go out on their own confirmed channel, before the batch is acked.
             publisher = await connection.channel(publisher_confirms=True)
@@ -195,7 +198,21 @@ class LedgerConsumer:
                 backoff = min(backoff * 2, self.settings.reconnect_max_seconds)
         self.database_ok = True
         for record, report in reports:
-            await self._send_report(record, report)
+            try:
+                await self._send_report(record, report)
+            except (
+                aiormq.exceptions.AMQPChannelError,
+                aiormq.exceptions.ChannelInvalidStateError,
+            ) as exc:
+                # The broker refused the answer (the account may not write liaison.delivery):
+                # the request stays recorded; only this answer is missing, and said so.
+                self._reports = None
+                log.error(
+                    "status_report_refused",
+                    asker=record.sender,
+                    request=record.distribution_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
         await batch[-1].ack(multiple=True)
         now = time.time()
         self.last_commit = now
@@ -253,8 +270,11 @@ class LedgerConsumer:
         return rows, records, letters, requests
 
     async def _send_report(self, record: DecisionRecord, report: StatusReport) -> None:
-        assert self._reports is not None
         assert record.sender is not None
+        if self._reports is None:
+            assert self._connection is not None
+            publisher = await self._connection.channel(publisher_confirms=True)
+            self._reports = await publisher.get_exchange(DELIVERY_EXCHANGE, ensure=False)
         report_id, body = report_envelope(record, report)
         await self._reports.publish(
             aio_pika.Message(

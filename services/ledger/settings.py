@@ -20,6 +20,8 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     database_url: str = DEFAULT_DATABASE_URL
     amqp_url: str = DEFAULT_AMQP_URL
+    #: Account that replays dead letters (needs the 'impersonator' tag); default: amqp_url.
+    replay_amqp_url: str | None = None
     #: The directory, to name the address each recipient was resolved from (optional).
     directory: Path | None = None
     http_host: str = "127.0.0.1"
@@ -50,6 +52,7 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
         fields = {f: getattr(self, f) for f in self.__struct_fields__}
         fields["database_url"] = redact_url(self.database_url)
         fields["amqp_url"] = redact_url(self.amqp_url)
+        fields["replay_amqp_url"] = self.replay_amqp_url and redact_url(self.replay_amqp_url)
         fields["token"] = None if self.token is None else "***"
         fields["management_password"] = "***"  # noqa: S105 - the mask, not a password
         return "LedgerSettings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
@@ -76,6 +79,11 @@ class LedgerSettings(msgspec.Struct, frozen=True, kw_only=True):
         return cls(
             database_url=database_url,
             amqp_url=amqp_url("LIAISON_LEDGER_AMQP_URL", DEFAULT_AMQP_URL, env),
+            replay_amqp_url=(
+                amqp_url("LIAISON_LEDGER_REPLAY_URL", DEFAULT_AMQP_URL, env)
+                if source.get("LIAISON_LEDGER_REPLAY_URL")
+                else None
+            ),
             directory=Path(directory) if directory else None,
             http_host=env_str("LIAISON_LEDGER_HOST", "127.0.0.1", env),
             http_port=env_int("LIAISON_LEDGER_PORT", 8090, env),
