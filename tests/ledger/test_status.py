@@ -1,18 +1,21 @@
 """Partners ask the ledger through the queue: status.request in, status.report back."""
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import aio_pika
 import asyncpg
 import pytest
 
+from liaison.directory.index import DirectoryIndex
 from liaison.ledger.status import NOT_FOUND_NOTE, build_report
 from liaison.ledger.views import TimelineEvent
 from liaison.schemas.messages.system import StatusRequest
 from liaison.schemas.wire import inbox_queue
+from tests.conftest import amqp_url_for, management
 from tests.hub.conftest import RunningHub
 from tests.hub.support import Partner, decode, drain, envelope, new_id
-from tests.ledger.conftest import RunningLedger, wait_for
+from tests.ledger.conftest import RunningLedger, start_ledger, wait_for
 from tests.ledger.test_lifecycle import ack_from
 
 Admin = aio_pika.abc.AbstractConnection
@@ -129,3 +132,45 @@ async def test_status_request_round_trip_and_refusals(
     codes = sorted(decode(m)["body"]["code"] for m in got)  # type: ignore[index]
     assert codes == [206, 303]
     assert await drain(admin, inbox_queue("mag"), expect=0, settle=0.5) == []
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+async def test_refused_answer_does_not_stop_the_ledger(
+    hub: RunningHub,
+    partners: dict[str, Partner],
+    admin: Admin,
+    db: asyncpg.Connection,
+    vhost: str,
+    run_id: str,
+    database_url: str,
+    directory: DirectoryIndex,
+) -> None:
+    """A ledger whose account may not write liaison.delivery records on; only the answer is lost."""
+    account, password = f"t-{run_id}-ledger-ro", "ledger-read-only-password"
+    await management("PUT", f"/users/{account}", {"password": password, "tags": ""})
+    await management(
+        "PUT",
+        f"/permissions/{quote(vhost, safe='')}/{account}",
+        {"configure": "^$", "write": "^$", "read": ".*"},
+    )
+    running = await start_ledger(amqp_url_for(vhost, account, password), database_url, directory)
+    try:
+        doc = envelope("mag", ["org:unmas"])
+        await partners["mag"].send(doc)
+        await partners["mag"].send(request("mag", "mag", str(doc["distribution_id"])))
+        after = envelope("mag", ["org:unmas"])
+        await partners["mag"].send(after)
+        recorded = await wait_for(
+            db,
+            "SELECT count(*) FROM messages WHERE message_id = $1",
+            f"mag/{after['distribution_id']}",
+            expect=1,
+        )
+        assert recorded == 1
+        assert running.consumer.connected
+        got = await drain(admin, inbox_queue("mag"), expect=0, settle=0.5)
+        assert [decode(m)["body"]["type"] for m in got] == []  # type: ignore[index]
+    finally:
+        await running.stop()
+        await management("DELETE", f"/users/{account}")
