@@ -7,6 +7,7 @@ end; each test starts from empty tables. Never the shared cluster's other databa
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,10 +20,10 @@ from liaison.ledger.consumer import LedgerConsumer
 from liaison.ledger.database import migrate_database
 from liaison.ledger.metrics import LedgerMetrics
 from liaison.ledger.settings import LedgerSettings
+from tests.cli.support import directory_with_accounts
 from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
     admin,
     directory,
-    directory_file,
     hub,
     partner_accounts,
     partners,
@@ -32,6 +33,12 @@ from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
 SERVER_URL = os.environ.get(
     "LIAISON_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+@pytest.fixture(scope="session")
+def directory_file(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Path:
+    """The sample directory with this package's own run-unique accounts (l-<run>-<org>)."""
+    return directory_with_accounts(tmp_path_factory.mktemp("directory"), f"l-{run_id}-")
 
 
 def database_url_for(name: str) -> str:

@@ -33,7 +33,7 @@ REPLAYER_PASSWORD = "ledger-replayer-password"
 @pytest.fixture(scope="session")
 async def replayer(vhost: str, run_id: str) -> AsyncIterator[str]:
     """An account with the impersonator tag, as the ledger runs in production; its AMQP URL."""
-    account = f"t-{run_id}-ledger"
+    account = f"l-{run_id}-ledger"
     await management(
         "PUT", f"/users/{account}", {"password": REPLAYER_PASSWORD, "tags": "impersonator"}
     )

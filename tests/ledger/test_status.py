@@ -147,7 +147,7 @@ async def test_refused_answer_does_not_stop_the_ledger(
     directory: DirectoryIndex,
 ) -> None:
     """A ledger whose account may not write liaison.delivery records on; only the answer is lost."""
-    account, password = f"t-{run_id}-ledger-ro", "ledger-read-only-password"
+    account, password = f"l-{run_id}-ledger-ro", "ledger-read-only-password"
     await management("PUT", f"/users/{account}", {"password": password, "tags": ""})
     await management(
         "PUT",
