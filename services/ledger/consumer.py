@@ -70,6 +70,7 @@ class LedgerConsumer:
         self.lag = 0.0
         self._reports: aio_pika.abc.AbstractExchange | None = None
         self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._pool_lock = asyncio.Lock()
 
     async def run(self) -> None:
         """Consume until ``stop``; reconnect to the broker with backoff."""
@@ -290,9 +291,11 @@ class LedgerConsumer:
         )
 
     async def _store(self) -> LedgerStore:
-        if self.store is None:
-            self.store = LedgerStore(await open_pool(self.settings.database_url))
-        return self.store
+        # One pool at a time: the writer and the readiness ping may both ask at once.
+        async with self._pool_lock:
+            if self.store is None:
+                self.store = LedgerStore(await open_pool(self.settings.database_url))
+            return self.store
 
     async def _drop_pool(self) -> None:
         store, self.store = self.store, None
