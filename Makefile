@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
 
-.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node node-tools fuzz partner-sdk clean
+.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker postgres chromium node node-tools fuzz partner-sdk clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,14 @@ broker: ## make sure a RabbitMQ is reachable, with the plugins Liaison needs
 node: install broker ## run one extra RabbitMQ node beside the broker (Ctrl-C stops and removes it)
 	$(BIN)/python -m liaison.nodes
 
+postgres: ## make sure a PostgreSQL is reachable for the ledger (LIAISON_DATABASE_URL or local)
+	@bash deploy/postgres.sh
+
+chromium: ## Debian's Chromium, which the console's browser tests drive (never a downloaded one)
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "chromium is missing: run 'sudo apt-get install chromium'"; exit 1; fi; }
+
 lint: install ## ruff
 	$(BIN)/ruff check services schemas tests bench liaison/__init__.py docs/examples/python
 	$(BIN)/ruff format --check services schemas tests bench liaison/__init__.py docs/examples/python
@@ -56,7 +64,7 @@ typecheck: install ## mypy --strict on services/ and schemas/
 	$(BIN)/mypy
 
 # The broker-restart test drops every connection on the node, so it runs after the rest, alone.
-pytest: install $(VENV)/.bench-installed $(VENV)/.fuzz-installed node-tools broker
+pytest: install $(VENV)/.bench-installed $(VENV)/.fuzz-installed node-tools broker postgres chromium
 	$(BIN)/pytest -m "not broker_restart" $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(BIN)/pytest -m broker_restart; fi
 
@@ -71,7 +79,7 @@ partner-sdk: install ## build the partner SDK wheel (liaison.sdk + liaison.schem
 schemas: install ## regenerate the JSON Schemas, the AsyncAPI document and the examples
 	$(BIN)/python -m liaison.schemas.generate
 
-run: install broker ## bring the system up and play the demo scenario (Ctrl-C stops it)
+run: install broker postgres ## bring the system up and play the demo scenario (Ctrl-C stops it)
 	$(BIN)/liaison demo
 
 bench: install $(VENV)/.bench-installed broker ## throughput and latency: shovel vs plain aio-pika vs FastStream vs the hub

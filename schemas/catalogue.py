@@ -44,7 +44,7 @@ _BY_FAMILY: Final[dict[str, tuple[type[BodyBase], ...]]] = {
         coordination.InformationResponse,
         coordination.DdrReport,
     ),
-    "system": (system.Ack, system.ErrorReport),
+    "system": (system.Ack, system.ErrorReport, system.StatusRequest, system.StatusReport),
 }
 
 #: Family name -> the wire type names in it, in catalogue order.
@@ -58,9 +58,11 @@ MESSAGE_TYPES: Final[dict[str, type[BodyBase]]] = {
 }
 
 #: Types only the hub originates: a partner sending one is refused with code 206.
-HUB_ONLY_TYPES: Final = frozenset({tag_of(system.ErrorReport)})
+HUB_ONLY_TYPES: Final = frozenset({tag_of(system.ErrorReport), tag_of(system.StatusReport)})
 #: Types a partner may publish (the directory's policy says to whom), in catalogue order.
 PARTNER_TYPES: Final = tuple(t for t in MESSAGE_TYPES if t not in HUB_ONLY_TYPES)
 #: Types that can arrive in a flash inbox: those a partner may send with precedence `flash`.
-#: Receipts (`ack`) and error reports always go to the regular inbox.
-FLASH_TYPES: Final = tuple(t for t in PARTNER_TYPES if t != tag_of(system.Ack))
+#: Receipts (`ack`), status requests (the ledger answers them) and hub reports never do.
+FLASH_TYPES: Final = tuple(
+    t for t in PARTNER_TYPES if t not in {tag_of(system.Ack), tag_of(system.StatusRequest)}
+)

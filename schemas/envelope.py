@@ -38,7 +38,7 @@ from liaison.schemas.messages.resources import (
     ResourceRequest,
     ResourceResponse,
 )
-from liaison.schemas.messages.system import Ack, ErrorReport
+from liaison.schemas.messages.system import Ack, ErrorReport, StatusReport, StatusRequest
 from liaison.schemas.types import (
     Address,
     AwareDatetime,
@@ -95,6 +95,8 @@ Body: TypeAlias = (
     | DdrReport
     | Ack
     | ErrorReport
+    | StatusRequest
+    | StatusReport
 )
 
 

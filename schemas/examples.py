@@ -358,6 +358,26 @@ def _bodies() -> list[tuple[str, list[str], Body, dict[str, Any]]]:
             ),
             {},
         ),
+        (
+            "unmas",
+            ["org:liaison"],
+            sy.StatusRequest(ref_distribution_id="unmas-2024-03-12-0008", ref_sender="unmas"),
+            {},
+        ),
+        (
+            "liaison",
+            ["org:unmas"],
+            sy.StatusReport(
+                ref_distribution_id="unmas-2024-03-12-0008",
+                ref_sender="unmas",
+                found=True,
+                recipients=[
+                    sy.CopyStatus(org="mag-car", state="receipt_accepted", since=_at(0.35)),
+                    sy.CopyStatus(org="unicef", state="in_inbox", since=_at(0.2)),
+                ],
+            ),
+            {"in_reply_to": "unmas-2024-03-12-0022"},
+        ),
     ]
 
 

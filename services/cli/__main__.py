@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "liaison.cli.send",
     "liaison.cli.tail",
     "liaison.cli.deadletters",
+    "liaison.cli.ledger",
+    "liaison.cli.track",
+    "liaison.cli.audit",
     "liaison.cli.demo",
 )
 

@@ -11,13 +11,18 @@ import contextlib
 import signal
 import sys
 
+import msgspec
+
+from liaison.cli.login import operator_url
 from liaison.cli.render import table
+from liaison.common.errors import LiaisonError
 from liaison.common.logging import configure_logging
-from liaison.common.urls import redact_url
+from liaison.common.urls import redact_url, with_credentials
 from liaison.demo.scenario import Scenario, play
-from liaison.demo.stage import account_urls, provision_directory, start_hub
+from liaison.demo.stage import Stage, account_urls, provision_directory, start_hub, start_ledger
 from liaison.directory.index import load_directory
 from liaison.directory.settings import OperatorSettings, load_settings
+from liaison.ledger.settings import LedgerSettings
 from liaison.sdk import Client
 
 
@@ -57,6 +62,26 @@ async def run(args: argparse.Namespace) -> int:
         shard_count=settings.shard_count,
     )
     out(f"hub consuming; health {stage.base_url}/healthz")
+    # The ledger (make run's console): consumes as the admin, replays as the operators'
+    # account (impersonator); the demo goes on without it when PostgreSQL is missing.
+    ledger: Stage | None = None
+    try:
+        ledger_settings = msgspec.structs.replace(
+            LedgerSettings.from_env(),
+            amqp_url=with_credentials(
+                urls[index.directory.hub_account],
+                settings.admin_user,
+                settings.admin_password.reveal(),
+            ),
+            replay_amqp_url=operator_url(None),
+            directory=settings.directory,
+            vhost=settings.vhost,
+            hub_url=stage.base_url,
+        )
+        ledger = await start_ledger(ledger_settings, ledger_settings.http_port)
+        out(f"ledger console {ledger.base_url}/  (API {ledger.base_url}/openapi.json)")
+    except LiaisonError as exc:
+        out(f"ledger not started ({exc}); run 'make postgres' and try again")
     clients: dict[str, Client] = {}
     scenario: Scenario | None = None
     try:
@@ -71,6 +96,8 @@ async def run(args: argparse.Namespace) -> int:
         out(f"ready    {stage.base_url}/readyz")
         out(f"metrics  {stage.base_url}/metrics")
         out("refused originals: liaison dead-letters list")
+        if ledger is not None:
+            out(f"console  {ledger.base_url}/  (search, timelines, dead letters, replay)")
         if not args.once:
             out("the hub keeps running; press Ctrl-C to stop")
             await _until_stopped()
@@ -80,6 +107,8 @@ async def run(args: argparse.Namespace) -> int:
         for client in clients.values():
             await client.close()
         await stage.stop()
+        if ledger is not None:
+            await ledger.stop()
     out("stopped: hub and clients closed")
     return 0
 

@@ -47,7 +47,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def broker_tls(args: argparse.Namespace, url: str) -> ssl.SSLContext | None:
-    """The TLS context for ``url`` from the options, else ``LIAISON_TLS_CA_FILE/_CERT_FILE/_KEY_FILE``; None for amqp://."""
+    """The TLS context for ``url`` from the options, else TLS file; None for amqp://."""
     from_env = TlsFiles.from_env()
     files = TlsFiles(
         ca_file=Path(args.ca_file) if args.ca_file else from_env.ca_file,

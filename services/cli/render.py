@@ -88,6 +88,12 @@ def summary(body: Body) -> str:
         case sy.ErrorReport():
             at = f" [at {body.field_path}]" if body.field_path else ""
             return f"{body.code} {body.name}: {body.reason}{at}"
+        case sy.StatusRequest():
+            return f"status of {body.ref_sender}/{body.ref_distribution_id}?"
+        case sy.StatusReport():
+            states = ", ".join(f"{c.org} {c.state}" for c in body.recipients)
+            found = states or ("nothing you may see" if not body.found else "no recipients")
+            return f"status of {body.ref_sender}/{body.ref_distribution_id}: {found}"
 
 
 def message_line(envelope: Envelope, *, colour: bool = False, to: str | None = None) -> str:

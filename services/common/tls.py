@@ -41,7 +41,7 @@ class TlsFiles(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "TlsFiles":
-        """Read ``LIAISON_TLS_CA_FILE/_CERT_FILE/_KEY_FILE``; an unset or empty variable means "not used"."""
+        """Read TLS file; an unset or empty variable means "not used"."""
 
         source = os.environ if env is None else env
 
@@ -57,7 +57,7 @@ class TlsFiles(msgspec.Struct, frozen=True, kw_only=True):
         return any((self.ca_file, self.cert_file, self.key_file))
 
     def context(self, names: Mapping[str, str] | None = None) -> ssl.SSLContext:
-        """The client context; errors name ``names[field]`` (the ``LIAISON_TLS_CA_FILE/_CERT_FILE/_KEY_FILE`` variable)."""
+        """The client context; errors name ``names[field]`` (the TLS file variable)."""
         return client_context(
             ca_file=self.ca_file, cert_file=self.cert_file, key_file=self.key_file, names=names
         )
@@ -83,7 +83,7 @@ def client_context(
     key_file: str | Path | None = None,
     names: Mapping[str, str] | None = None,
 ) -> ssl.SSLContext:
-    """The SDK's client context; a bad file is a ConfigError naming the ``LIAISON_TLS_CA_FILE/_CERT_FILE/_KEY_FILE`` setting
+    """The SDK's client context; a bad file is a ConfigError naming the TLS file setting
     (or ``names[field]``)."""
     try:
         return _sdk_tls.client_context(

@@ -12,6 +12,8 @@ test fixtures over AMQP. The names partners depend on come from ``liaison.schema
     refusals and poison --> liaison.dead (fanout) --> liaison.dead-letters
     operator replays of inbox dead letters --> liaison.replay (topic)
       --'inbox.<org>[.flash]'--> that inbox, and liaison.audit ('#')
+    hub decision records --> liaison.ledger (fanout) --> liaison.ledger (quorum), which is also
+      bound to liaison.dead: the ledger sees every decision and every dead letter
 """
 
 from dataclasses import dataclass, field
@@ -39,6 +41,9 @@ HUB_DELIVERY_LIMIT: Final = 5
 INBOX_DELIVERY_LIMIT: Final = 20
 HUB_QUEUE_MAX_LENGTH: Final = 1_000_000
 AUDIT_MAX_LENGTH: Final = 1_000_000
+#: The hub's decision records (batched) go here; the ledger reads them with the dead letters.
+LEDGER_EXCHANGE: Final = "liaison.ledger"
+LEDGER_QUEUE: Final = "liaison.ledger"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,7 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
         ExchangeSpec(DELIVERY_EXCHANGE, "topic"),
         ExchangeSpec(DEAD_LETTER_EXCHANGE, "fanout"),
         ExchangeSpec(REPLAY_EXCHANGE, "topic"),
+        ExchangeSpec(LEDGER_EXCHANGE, "fanout"),
     )
     queues: list[QueueSpec] = [
         QueueSpec(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
@@ -126,12 +132,17 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
                 "x-overflow": "reject-publish",
             },
         ),
+        # The audit trail: no length limit and no dead-letter exchange (a rejected record must
+        # not loop back through liaison.dead into this queue).
+        QueueSpec(LEDGER_QUEUE, {"x-queue-type": "quorum"}),
     ]
     bindings: list[BindingSpec] = [
         BindingSpec(INGRESS_EXCHANGE, SHARD_EXCHANGE, "#", destination_type="exchange"),
         BindingSpec(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, ""),
         BindingSpec(DELIVERY_EXCHANGE, AUDIT_QUEUE, "#"),
         BindingSpec(REPLAY_EXCHANGE, AUDIT_QUEUE, "#"),
+        BindingSpec(LEDGER_EXCHANGE, LEDGER_QUEUE, ""),
+        BindingSpec(DEAD_LETTER_EXCHANGE, LEDGER_QUEUE, ""),
     ]
     for shard in range(shards):
         args = _quorum(max_length=HUB_QUEUE_MAX_LENGTH, delivery_limit=HUB_DELIVERY_LIMIT)

@@ -6,6 +6,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 
 from liaison.common.errors import BrokerError, ConfigError
@@ -17,6 +18,10 @@ from liaison.directory.provision import provision
 from liaison.directory.settings import ProvisionSettings
 from liaison.hub.app import CONSUMER, create_app
 from liaison.hub.settings import HubSettings
+from liaison.ledger.app import CONSUMER as LEDGER_CONSUMER
+from liaison.ledger.app import create_app as create_ledger_app
+from liaison.ledger.database import migrate_database
+from liaison.ledger.settings import LedgerSettings
 
 #: The demo's HTTP port, or the next free one after it.
 FIRST_PORT = 8080
@@ -96,6 +101,23 @@ async def start_hub(
         await asyncio.sleep(0.05)
     await runner.cleanup()
     raise BrokerError("the hub did not start consuming within 10s")
+
+
+async def start_ledger(settings: LedgerSettings, first_port: int) -> Stage:
+    """Migrate the ledger's database, serve the ledger (API and console) and wait until it
+    consumes; a PostgreSQL that cannot be reached raises LiaisonError."""
+    await migrate_database(settings.database_url)
+    port = free_port(first_port)
+    app = create_ledger_app(msgspec.structs.replace(settings, http_port=port))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    for _ in range(200):
+        if app[LEDGER_CONSUMER].connected:
+            return Stage(runner, port)
+        await asyncio.sleep(0.05)
+    await runner.cleanup()
+    raise BrokerError("the ledger did not start consuming within 10s")
 
 
 def free_port(first: int, tries: int = 50) -> int:

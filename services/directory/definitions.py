@@ -26,6 +26,8 @@ from typing import Any
 from liaison.common.topology import (
     DEFAULT_SHARDS,
     HUB_QUEUE_PREFIX,
+    LEDGER_EXCHANGE,
+    LEDGER_QUEUE,
     REPLAY_EXCHANGE,
     Topology,
     build_topology,
@@ -92,7 +94,10 @@ def partner_topic_permission(account: str, org: str, vhost: str) -> TopicPermiss
 
 def hub_permission(account: str, vhost: str) -> Permission:
     """The hub's vhost permissions: consume its shards, publish deliveries and dead letters."""
-    writes = "|".join(re.escape(name) for name in (DELIVERY_EXCHANGE, DEAD_LETTER_EXCHANGE))
+    # LEDGER_EXCHANGE: the hub's decision records for the ledger.
+    writes = "|".join(
+        re.escape(name) for name in (DELIVERY_EXCHANGE, DEAD_LETTER_EXCHANGE, LEDGER_EXCHANGE)
+    )
     return Permission(
         user=account,
         vhost=vhost,
@@ -115,7 +120,8 @@ def operator_permission(account: str, vhost: str) -> Permission:
         vhost=vhost,
         configure=NOTHING,
         write=f"^({writes})$",
-        read=f"^{re.escape(DEAD_LETTER_QUEUE)}$",
+        # LEDGER_QUEUE: the ledger runs as the operators' account (it replays from the console).
+        read=f"^({re.escape(DEAD_LETTER_QUEUE)}|{re.escape(LEDGER_QUEUE)})$",
     )
 
 

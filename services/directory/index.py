@@ -21,7 +21,7 @@ from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.types import CLASSIFICATION_RANK, Classification
 
 #: Types routed by their own rule (back to the sender of the referenced message), not by policy.
-REPLY_TYPES = frozenset({"ack"})
+REPLY_TYPES = frozenset({"ack", "status.request"})
 #: The sender id of the hub's own messages; no organisation may take it.
 HUB_SENDER_ID = "liaison"
 

@@ -46,7 +46,7 @@ class ProvisionSettings(Settings, frozen=True, kw_only=True):
     directory: Path = Path("deploy/directory.toml")
     #: Shard queues of the hub's ingress (LIAISON_SHARD_COUNT, as the hub reads it).
     shard_count: Annotated[int, Meta(ge=1, le=1024)] = DEFAULT_SHARDS
-    #: LIAISON_TLS_CA_FILE/_CERT_FILE/_KEY_FILE: the CA that signed the broker's certificates (management https, amqps),
+    #: TLS files: the CA that signed the broker's certificates (management https, amqps),
     #: and a client certificate where the broker asks for one.
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None

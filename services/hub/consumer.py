@@ -25,11 +25,13 @@ from liaison.common.errors import ConfigError
 from liaison.common.tls import handshake_failure
 from liaison.common.topology import HUB_DELIVERY_LIMIT, hub_queue
 from liaison.hub.acks import AckTracker
+from liaison.hub.ledger_feed import LedgerFeed
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.outbox import Outbox, delivery_properties
-from liaison.hub.refusal import HUB_SENDER, Delivery, Duplicate, Refusal, error_report
+from liaison.hub.refusal import HUB_SENDER, Decision, Delivery, Duplicate, Refusal, error_report
 from liaison.hub.router import Router, probe
 from liaison.hub.settings import HubSettings
+from liaison.ledger.records import decision_record
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
 from liaison.schemas.wire import (
@@ -69,6 +71,7 @@ class HubConsumer:
         self._acks = AckTracker()
         self._channel: aiormq.Channel | None = None
         self._outbox: Outbox | None = None
+        self._ledger: LedgerFeed | None = None
         self._consumer_tags: list[str] = []
         self._stopping = asyncio.Event()
         self._stop_requested = False
@@ -159,6 +162,7 @@ class HubConsumer:
             await channel.basic_qos(prefetch_count=self.settings.prefetch)
             self._channel = channel
             self._outbox = outbox = Outbox(channel, self.settings.confirm_timeout_seconds)
+            self._ledger = LedgerFeed(outbox)  # ledger seam: decision records share the outbox
             senders.append(asyncio.create_task(outbox.send(), name="hub-publishes"))
             senders.append(asyncio.create_task(outbox.watch(), name="hub-confirm-watch"))
             self._ack_upto = self._ack_sent = 0
@@ -232,6 +236,8 @@ class HubConsumer:
                 outcome = "refused"
             else:
                 outcome = "duplicate"
+            # Ledger seam: the decision's record, batched, confirmed before the ingress ack.
+            await self._record(channel, decision, message)
         except aiormq.exceptions.DeliveryError as exc:
             # A recipient inbox refused it (full). Tell the sender; keep the original.
             refusal = Refusal(
@@ -244,6 +250,7 @@ class HubConsumer:
             )
             try:
                 await self._refuse(channel, message, refusal)
+                await self._record(channel, refusal, message)  # ledger seam
                 outcome = "undeliverable"
             except Exception:
                 await self._requeue(channel, tag)
@@ -360,6 +367,23 @@ class HubConsumer:
                 headers={HEADER_SENDER: HUB_SENDER, HEADER_TYPE: "error.report"},
             ),
         )
+
+    def _record(
+        self, channel: aiormq.Channel, decision: Decision, message: DeliveredMessage
+    ) -> "asyncio.Future[object]":
+        # Ledger seam: one record per decision into the current session's batch; the caller
+        # awaits the batch's confirm before the ingress message may be acked.
+        self._outbox_of(channel)
+        assert self._ledger is not None
+        props = message.header.properties
+        record = decision_record(
+            decision,
+            message.body,
+            user_id=props.user_id,
+            headers=props.headers,
+            decided_at=self._clock(),
+        )
+        return self._ledger.record(record)
 
     def _outbox_of(self, channel: aiormq.Channel) -> Outbox:
         outbox = self._outbox

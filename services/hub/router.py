@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from liaison.common.dedupe import DedupeWindow
-from liaison.directory.index import HUB_ONLY_TYPES, DirectoryIndex
+from liaison.directory.index import HUB_ONLY_TYPES, HUB_SENDER_ID, DirectoryIndex
 from liaison.hub.refusal import (
     Decision,
     Delivery,
@@ -22,7 +22,7 @@ from liaison.hub.refusal import (
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
 from liaison.schemas.envelope import Envelope, decode_envelope, error_message, error_path
-from liaison.schemas.messages.system import Ack
+from liaison.schemas.messages.system import Ack, StatusRequest
 from liaison.schemas.probe import probe as probe  # consumer.py imports it from here
 from liaison.schemas.types import Precedence
 from liaison.schemas.wire import CONTENT_TYPE, delivered_message_id
@@ -146,6 +146,26 @@ class Router:
 
         if isinstance(envelope.body, Ack):
             return self._route_ack(envelope, envelope.body, sender, message_id, expiration_ms)
+        if isinstance(envelope.body, StatusRequest):
+            # Ledger route: addressed to the hub's id; the ledger answers from the decision
+            # record, so any partner may ask (the ledger decides what it may learn).
+            if envelope.recipients != [f"org:{HUB_SENDER_ID}"]:
+                return refuse(
+                    ErrorCode.INCONSISTENT,
+                    f"a status.request goes to the ledger: recipients must be "
+                    f"['org:{HUB_SENDER_ID}']",
+                    "$.recipients",
+                )
+            return Delivery(
+                sender=sender,
+                distribution_id=distribution_id,
+                message_type=message_type,
+                message_id=message_id,
+                recipients=[HUB_SENDER_ID],
+                flash=False,
+                precedence=envelope.precedence.value,
+                expiration_ms=expiration_ms,
+            )
 
         resolved: set[str] = set()
         reached: dict[str, frozenset[str]] = {}

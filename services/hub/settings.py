@@ -74,7 +74,7 @@ class HubSettings(Settings, frozen=True, kw_only=True):
 
     @property
     def tls(self) -> TlsFiles:
-        """The CA to trust and the client certificate to present (LIAISON_TLS_CA_FILE/_CERT_FILE/_KEY_FILE)."""
+        """The CA to trust and the client certificate to present (the TLS file settings)."""
         return TlsFiles(
             ca_file=self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file
         )
@@ -91,9 +91,7 @@ class HubSettings(Settings, frozen=True, kw_only=True):
         tls = self.tls
         if not self.amqp_url.startswith("amqps://"):
             if tls.configured:
-                raise ConfigError(
-                    "LIAISON_TLS_CA_FILE/_CERT_FILE/_KEY_FILE files are set but LIAISON_AMQP_URL is amqp://: use amqps://"
-                )
+                raise ConfigError("TLS files are set but LIAISON_AMQP_URL is amqp://: use amqps://")
             return
         if certificate_login(self.amqp_url) and tls.cert_file is None:
             raise ConfigError(

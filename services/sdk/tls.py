@@ -7,7 +7,7 @@
 
 Any ``ssl.SSLContext`` works (as with aio-pika). ``client_context`` here is the one function
 that builds a Liaison TLS context — the hub, the command line and provisioning use it too,
-through ``liaison.common.tls``, which names their ``LIAISON_TLS_CA_FILE/_CERT_FILE/_KEY_FILE`` variables in its errors:
+through ``liaison.common.tls``, which names their TLS file variables in its errors:
 TLS 1.2 or later, the broker's certificate and host name verified. It lives in the SDK so that
 the partner distribution stands alone.
 """

@@ -14,8 +14,9 @@ import tomli_w
 
 from tests.cli.support import LIAISON
 from tests.conftest import admin_client, management
+from tests.ledger.conftest import database_url_for, server
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
 
@@ -42,12 +43,18 @@ async def demo_env(
         LIAISON_DIRECTORY=str(root / "directory.toml"),
         LIAISON_CREDENTIALS_DIR=str(root / "credentials"),
         LIAISON_HTTP_PORT="18080",
+        # The demo's ledger gets a database of its own, dropped afterwards.
+        LIAISON_DATABASE_URL=database_url_for(f"liaison_demo_{run_id}"),
+        LIAISON_LEDGER_PORT="18090",
     )
     yield env
     async with admin_client() as api:
         await api.delete_vhost(vhost)
         for account in accounts:
             await api.delete_user(account)
+    connection = await server()
+    await connection.execute(f'DROP DATABASE IF EXISTS "liaison_demo_{run_id}" WITH (FORCE)')
+    await connection.close()
 
 
 async def test_demo_once_plays_the_scenario(demo_env: dict[str, str]) -> None:
@@ -73,6 +80,7 @@ async def test_demo_once_plays_the_scenario(demo_env: dict[str, str]) -> None:
     assert "REFUSED 203 type_not_permitted at $.body.type" in text
     assert "REFUSED 301 invalid_body at $.body.quantity" in text
     assert "metrics  http://127.0.0.1:" in text
+    assert "ledger console http://127.0.0.1:" in text
     assert text.rstrip().endswith("stopped: hub and clients closed")
 
 

@@ -41,9 +41,9 @@ def test_markdown_table_lists_every_code() -> None:
         assert f"| {entry.code} | `{entry.name}` |" in table
 
 
-def test_catalogue_has_all_21_types_in_families() -> None:
-    """21 wire types, each in exactly one family, all in the Body union."""
-    assert len(MESSAGE_TYPES) == 21
+def test_catalogue_has_all_23_types_in_families() -> None:
+    """23 wire types (21 + status.request/report), each in one family, all in the Body union."""
+    assert len(MESSAGE_TYPES) == 23
     in_families = [t for types in FAMILIES.values() for t in types]
     assert sorted(in_families) == sorted(MESSAGE_TYPES)
     assert set(Body.__args__) == set(MESSAGE_TYPES.values())

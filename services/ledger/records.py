@@ -1,0 +1,202 @@
+"""Decision records: what the hub tells the ledger about each message it decided.
+
+The seam between hub and ledger. The hub builds one ``DecisionRecord`` per decision with
+``decision_record`` (pure, cheap: no second decode of the envelope except for acks) and
+publishes them in batches (``RecordBatch``, MessagePack) to the ``liaison.ledger`` exchange
+before it acknowledges the ingress message. The ledger reads the envelope's metadata out of the
+body the record carries, off the hub's hot path.
+
+Evolution follows the contract's rules (schemas/EVOLUTION.md): new fields get defaults, a field's
+type never changes, unknown fields are skipped.
+"""
+
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+
+from liaison.hub.refusal import Decision, Delivery, Duplicate, Refusal
+
+#: AMQP ``type`` of a batch of decision records on the ledger queue.
+RECORD_BATCH_TYPE: Final = "liaison.ledger.records"
+RECORD_CONTENT_TYPE: Final = "application/msgpack"
+#: Header a replay carries (set by ``liaison dead-letters replay`` and the console).
+HEADER_REPLAY_OF: Final = "x-liaison-replay-of"
+HEADER_REPLAYED_BY: Final = "x-liaison-replayed-by"
+
+
+class Outcome(enum.StrEnum):
+    """What the hub did with a message."""
+
+    DELIVERED = "delivered"
+    PARTIAL = "partial"
+    REFUSED = "refused"
+    DUPLICATE = "duplicate"
+
+
+class AckReference(msgspec.Struct, frozen=True, kw_only=True):
+    """What an ``ack`` message acknowledges, and how far its sender got."""
+
+    ref_sender: str
+    ref_distribution_id: str
+    level: str
+
+
+class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One hub decision, as the ledger stores it."""
+
+    #: Unique per decision; the ledger's idempotency key (a redelivered record is the same).
+    record_id: str
+    #: Unix time (seconds) of the decision, by the hub's clock.
+    decided_at: float
+    outcome: Outcome
+    #: The broker-validated account that published the message.
+    user_id: str | None = None
+    sender: str | None = None
+    distribution_id: str | None = None
+    message_type: str | None = None
+    precedence: str | None = None
+    #: Organisations the message was published to (broker-confirmed in their inboxes).
+    recipients: list[str] = []
+    #: Organisations the addressing named but the hub refused, with the refusal's code.
+    refused_recipients: list[str] = []
+    code: int | None = None
+    reason: str | None = None
+    field_path: str | None = None
+    #: The organisation told about a refusal (error report), if any.
+    reply_to: str | None = None
+    ack: AckReference | None = None
+    #: Dead-letter id this message replays, and who replayed it (replay headers).
+    replay_of: str | None = None
+    replayed_by: str | None = None
+    #: The message exactly as received.
+    body: bytes = b""
+
+
+class RecordBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Records published together in one AMQP message."""
+
+    records: list[DecisionRecord]
+
+
+class _AckBody(msgspec.Struct):
+    ref_sender: str
+    ref_distribution_id: str
+    level: str
+
+
+class _AckProbe(msgspec.Struct):
+    body: _AckBody
+
+
+_ack_decoder = msgspec.json.Decoder(_AckProbe)
+_batch_encoder = msgspec.msgpack.Encoder()
+_batch_decoder = msgspec.msgpack.Decoder(RecordBatch)
+
+
+def decision_record(
+    decision: Decision,
+    body: bytes,
+    *,
+    user_id: str | None,
+    headers: Mapping[str, object] | None,
+    decided_at: float,
+) -> DecisionRecord:
+    """The record of ``decision`` on the message ``body``; pure, never raises."""
+    headers = headers or {}
+    replay_of = _text(headers.get(HEADER_REPLAY_OF))
+    replayed_by = _text(headers.get(HEADER_REPLAYED_BY))
+    record_id = uuid.uuid4().hex
+    if isinstance(decision, Refusal):
+        return DecisionRecord(
+            record_id=record_id,
+            decided_at=decided_at,
+            outcome=Outcome.REFUSED,
+            user_id=user_id,
+            sender=decision.reply_to,
+            distribution_id=decision.distribution_id,
+            message_type=decision.message_type,
+            refused_recipients=list(decision.refused_recipients),
+            code=int(decision.code),
+            reason=decision.reason,
+            field_path=decision.field_path,
+            reply_to=decision.reply_to,
+            replay_of=replay_of,
+            replayed_by=replayed_by,
+            body=body,
+        )
+    if isinstance(decision, Duplicate):
+        return DecisionRecord(
+            record_id=record_id,
+            decided_at=decided_at,
+            outcome=Outcome.DUPLICATE,
+            user_id=user_id,
+            sender=decision.sender,
+            distribution_id=decision.distribution_id,
+            message_type=decision.message_type,
+            replay_of=replay_of,
+            replayed_by=replayed_by,
+            body=body,
+        )
+    return _delivery_record(decision, body, record_id, user_id, decided_at, replay_of, replayed_by)
+
+
+def _delivery_record(
+    decision: Delivery,
+    body: bytes,
+    record_id: str,
+    user_id: str | None,
+    decided_at: float,
+    replay_of: str | None,
+    replayed_by: str | None,
+) -> DecisionRecord:
+    partial = decision.partial
+    ack = None
+    if decision.message_type == "ack":
+        # Receipts: the ledger needs which message and how far; only acks pay this decode.
+        try:
+            probe = _ack_decoder.decode(body).body
+            ack = AckReference(
+                ref_sender=probe.ref_sender,
+                ref_distribution_id=probe.ref_distribution_id,
+                level=probe.level,
+            )
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            ack = None
+    return DecisionRecord(
+        record_id=record_id,
+        decided_at=decided_at,
+        outcome=Outcome.DELIVERED if partial is None else Outcome.PARTIAL,
+        user_id=user_id,
+        sender=decision.sender,
+        distribution_id=decision.distribution_id,
+        message_type=decision.message_type,
+        precedence=decision.precedence,
+        recipients=list(decision.recipients),
+        refused_recipients=[] if partial is None else list(partial.refused_recipients),
+        code=None if partial is None else int(partial.code),
+        reason=None if partial is None else partial.reason,
+        reply_to=None if partial is None else partial.reply_to,
+        ack=ack,
+        replay_of=replay_of,
+        replayed_by=replayed_by,
+        body=body,
+    )
+
+
+def encode_batch(records: list[DecisionRecord]) -> bytes:
+    """A batch as the bytes published to the ledger exchange."""
+    return _batch_encoder.encode(RecordBatch(records=records))
+
+
+def decode_batch(data: bytes) -> RecordBatch:
+    """A batch read back; raises msgspec.DecodeError (or ValidationError) on bad input."""
+    return _batch_decoder.decode(data)
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value[:256] if isinstance(value, str) and value else None

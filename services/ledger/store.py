@@ -1,0 +1,137 @@
+"""Writing the ledger: one transaction per batch, idempotent, partitions made on demand.
+
+Also the one database pool factory (``open_pool``) the ledger, its CLI and the tests use, and
+the retention policy (``drop_partitions_before``).
+"""
+
+import json
+from datetime import UTC, datetime
+from typing import Final
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from liaison.ledger.rows import Rows
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+#: Tables partitioned by month, with the column they are partitioned on.
+PARTITIONED: Final = {"messages": "decided_at", "recipients": "decided_at", "events": "occurred_at"}
+
+_INSERT_MESSAGES = """
+INSERT INTO messages (decided_at, record_id, outcome, message_id, sender, user_id,
+    distribution_id, message_type, precedence, classification, envelope_status, incident_id,
+    in_reply_to, sent_at, expires_at, code, reason, field_path, reply_to, recipient_count,
+    refused_count, replay_of, replayed_by, body, body_text)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20, $21, $22, $23, $24, $25)
+ON CONFLICT DO NOTHING"""
+_INSERT_RECIPIENTS = """
+INSERT INTO recipients (decided_at, record_id, org, message_id, via, refused, code, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"""
+_INSERT_EVENTS = """
+INSERT INTO events (occurred_at, event_key, message_id, org, kind, record_id, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"""
+_INSERT_DEAD_LETTERS = """
+INSERT INTO dead_letters (dead_letter_id, kept_at, message_id, source_queue, reason, code,
+    routing_key, user_id, message_type, headers, body)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"""
+_MARK_REPLAYED = """
+UPDATE dead_letters SET replayed_at = $2, replayed_by = coalesce(replayed_by, $3)
+WHERE dead_letter_id = $1 AND replayed_at IS NULL"""
+_INSERT_UNREADABLE = "INSERT INTO unreadable (reason, properties, body) VALUES ($1, $2, $3)"
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    # jsonb columns take and give Python values.
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def open_pool(database_url: str, *, max_size: int = 4) -> asyncpg.Pool:
+    """A connection pool with the ledger's type codecs."""
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=max_size, init=_init_connection, timeout=5
+    )
+    assert pool is not None
+    return pool
+
+
+def partition_name(table: str, month: datetime) -> str:
+    """``messages_2026_11`` for November 2026."""
+    return f"{table}_{month.year:04d}_{month.month:02d}"
+
+
+def _next_month(month: datetime) -> datetime:
+    return month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
+
+
+async def ensure_partitions(connection: Connection, month: datetime) -> None:
+    """Create the month's partition of every partitioned table, if missing."""
+    start = month.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = _next_month(start)
+    for table in PARTITIONED:
+        # Names and bounds come from datetimes, never from input: safe to format in.
+        await connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {partition_name(table, start)} PARTITION OF {table} "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
+
+
+class LedgerStore:
+    """Writes batches of rows; remembers which monthly partitions exist."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._months: set[datetime] = set()
+
+    async def write(self, rows: Rows) -> None:
+        """Insert ``rows`` in one transaction; rows already present are left as they are."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            for month in rows.months() - self._months:
+                await ensure_partitions(connection, month)
+            if rows.messages:
+                await connection.executemany(_INSERT_MESSAGES, rows.messages)
+            if rows.recipients:
+                await connection.executemany(_INSERT_RECIPIENTS, rows.recipients)
+            if rows.dead_letters:
+                await connection.executemany(_INSERT_DEAD_LETTERS, rows.dead_letters)
+            if rows.events:
+                await connection.executemany(_INSERT_EVENTS, rows.events)
+            if rows.replays:
+                await connection.executemany(_MARK_REPLAYED, rows.replays)
+            if rows.unreadable:
+                await connection.executemany(_INSERT_UNREADABLE, rows.unreadable)
+        self._months |= rows.months()
+
+
+async def drop_partitions_before(connection: Connection, keep_months: int) -> list[str]:
+    """The retention policy: drop whole monthly partitions older than ``keep_months`` months.
+
+    The current month counts as one; dead letters kept before the horizon go too. Returns the
+    partitions dropped.
+    """
+    now = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    horizon = now
+    for _ in range(keep_months - 1):
+        horizon = horizon.replace(
+            year=horizon.year - (1 if horizon.month == 1 else 0),
+            month=12 if horizon.month == 1 else horizon.month - 1,
+        )
+    dropped = []
+    async with connection.transaction():
+        for table in PARTITIONED:
+            children = await connection.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = $1",
+                table,
+            )
+            for child in children:
+                name = child["relname"]
+                year, month = name.rsplit("_", 2)[-2:]
+                if datetime(int(year), int(month), 1, tzinfo=UTC) < horizon:
+                    await connection.execute(f'DROP TABLE "{name}"')
+                    dropped.append(name)
+        await connection.execute("DELETE FROM dead_letters WHERE kept_at < $1", horizon)
+    return dropped
