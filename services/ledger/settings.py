@@ -1,6 +1,6 @@
 """The ledger's configuration: one Settings read once from ``LIAISON_*`` variables.
 
-Every field is reachable as ``LIAISON_<NAME>`` (the ledger's own ones as ``LIAISON_LEDGER_…``);
+Every field is reachable as ``LIAISON_<NAME>`` (the ledger's own ones prefixed with LEDGER_);
 the constraints are in the types, so LedgerSettings built in code is checked the same way.
 """
 

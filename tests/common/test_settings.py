@@ -11,11 +11,14 @@ from liaison.common.errors import ConfigError
 from liaison.common.settings import Secret, Settings
 from liaison.directory.settings import OperatorSettings, ProvisionSettings
 from liaison.hub.settings import HubSettings
+from liaison.ledger.settings import LedgerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
 #: Where services read LIAISON_* variables (the SDK documents its own in partners.md).
-SERVICES = [ROOT / "services" / name for name in ("common", "directory", "cli", "demo", "hub")]
+SERVICES = [
+    ROOT / "services" / name for name in ("common", "directory", "cli", "demo", "hub", "ledger")
+]
 HUB_PASSWORD = {"LIAISON_PASSWORD_LIAISON_HUB": "x"}
 
 #: A valid value for every variable of every settings class, each different from the default.
@@ -52,6 +55,28 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_RECONNECT_MAX_SECONDS": "2",
         "LIAISON_CONFIRM_TIMEOUT_SECONDS": "5",
         "LIAISON_ADMIN_TOKEN": "0123456789abcdef-token",
+    },
+    LedgerSettings: {
+        "LIAISON_DATABASE_URL": "postgresql://ledger@db.example.org/audit",
+        "LIAISON_LEDGER_AMQP_URL": "amqps://ledger:pw@broker:5671/liaison",
+        "LIAISON_LEDGER_REPLAY_URL": "amqps://ops:pw@broker:5671/liaison",
+        "LIAISON_DIRECTORY": "/etc/liaison/directory.toml",
+        "LIAISON_LEDGER_HOST": "0.0.0.0",  # noqa: S104  (a value under test, not a bind)
+        "LIAISON_LEDGER_PORT": "9191",
+        "LIAISON_LEDGER_TOKEN": "0123456789abcdef-ledger",
+        "LIAISON_MANAGEMENT_URL": "https://broker.example.org:15671",
+        "LIAISON_ADMIN_USER": "root",
+        "LIAISON_ADMIN_PASSWORD": "s3cret-admin",
+        "LIAISON_VHOST": "elsewhere",
+        "LIAISON_LEDGER_PREFETCH": "100",
+        "LIAISON_LEDGER_BATCH": "50",
+        "LIAISON_LEDGER_BATCH_WAIT_SECONDS": "0.5",
+        "LIAISON_LEDGER_KEEP_BODY": "false",
+        "LIAISON_LEDGER_RETENTION_MONTHS": "6",
+        "LIAISON_HUB_URL": "http://127.0.0.1:8080",
+        "LIAISON_LEDGER_STALE_SECONDS": "60",
+        "LIAISON_LEDGER_RECONNECT_MAX_SECONDS": "2",
+        "LIAISON_LOG_LEVEL": "debug",
     },
 }
 
