@@ -16,6 +16,9 @@ DEAD_LETTER_QUEUE: Final = "liaison.dead-letters"
 #: One copy of every delivery, bound with ``#``.
 AUDIT_QUEUE: Final = "liaison.audit"
 
+#: The sender id of the hub's own messages (error reports); no organisation may take it.
+HUB_SENDER: Final = "liaison"
+
 CONTENT_TYPE: Final = "application/json"
 #: Largest message body the hub accepts, in bytes; larger ones are refused with code 101.
 MAX_MESSAGE_BYTES: Final = 256 * 1024

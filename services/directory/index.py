@@ -18,13 +18,12 @@ from liaison.common.errors import DirectoryError
 from liaison.directory.model import Directory, Group, Organisation, Selector
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.types import CLASSIFICATION_RANK, Classification
+from liaison.schemas.wire import HUB_SENDER
 
 #: Types only the hub may originate; no rule can grant them to a partner.
 HUB_ONLY_TYPES = frozenset({"error.report"})
 #: Types routed by their own rule (back to the sender of the referenced message), not by policy.
 REPLY_TYPES = frozenset({"ack"})
-#: The sender id of the hub's own messages; no organisation may take it.
-HUB_SENDER_ID = "liaison"
 
 _T = TypeVar("_T")
 
@@ -74,8 +73,8 @@ def load_directory(path: Path) -> DirectoryIndex:
 
 def compile_directory(directory: Directory, *, source: str = "directory") -> DirectoryIndex:
     """Check cross-references and build the lookup tables."""
-    if any(o.id == HUB_SENDER_ID for o in directory.organisations):
-        raise DirectoryError(f"{source}: organisation id {HUB_SENDER_ID!r} is reserved for the hub")
+    if any(o.id == HUB_SENDER for o in directory.organisations):
+        raise DirectoryError(f"{source}: organisation id {HUB_SENDER!r} is reserved for the hub")
     if directory.hub_account == directory.operator_account:
         raise DirectoryError(f"{source}: hub_account and operator_account must differ")
     orgs = _unique(

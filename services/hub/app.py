@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.common.errors import DirectoryError
 from liaison.common.health import add_health_routes
 from liaison.directory.index import load_directory
 from liaison.hub.admin import AdminRefusal, check_admin_access
 from liaison.hub.consumer import HubConsumer
+from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
@@ -77,6 +77,7 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(task, app[SETTINGS].shutdown_grace_seconds + 5)
     except TimeoutError:
         task.cancel()
+    await consumer.memory.close()
     log.info("stopped")
 
 
@@ -92,11 +93,13 @@ def create_app(settings: HubSettings, *, metrics: HubMetrics | None = None) -> w
     app[SETTINGS] = settings
     app[METRICS] = metrics or HubMetrics()
     index = load_directory(settings.directory)
-    dedupe = DedupeWindow(
+    app[ROUTER] = Router(index, max_message_bytes=settings.max_message_bytes)
+    # One process's memory of what it handled; a store shared by every hub process plugs in
+    # here behind the same DeliveryMemory interface.
+    memory = LocalMemory(
         seconds=settings.dedupe_window_seconds, max_entries=settings.dedupe_max_entries
     )
-    app[ROUTER] = Router(index, dedupe, max_message_bytes=settings.max_message_bytes)
-    app[CONSUMER] = HubConsumer(settings, app[ROUTER], app[METRICS])
+    app[CONSUMER] = HubConsumer(settings, app[ROUTER], memory, app[METRICS])
     consumer = app[CONSUMER]
     add_health_routes(
         app,

@@ -15,10 +15,10 @@ import aio_pika
 import pytest
 import tomli_w
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.common.topology import build_topology
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.hub.consumer import HubConsumer
+from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
@@ -163,12 +163,9 @@ async def hub(
     """A hub consuming every shard of the test vhost, on clean queues."""
     await purge_all(admin, directory)
     settings = hub_settings(topology, directory_file)
-    router = Router(
-        directory,
-        DedupeWindow(seconds=600, max_entries=10_000),
-        max_message_bytes=settings.max_message_bytes,
-    )
-    consumer = HubConsumer(settings, router, HubMetrics())
+    router = Router(directory, max_message_bytes=settings.max_message_bytes)
+    memory = LocalMemory(seconds=600, max_entries=10_000)
+    consumer = HubConsumer(settings, router, memory, HubMetrics())
     task = asyncio.create_task(consumer.run())
     for _ in range(200):
         if consumer.ready:

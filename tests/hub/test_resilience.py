@@ -9,7 +9,7 @@ import aio_pika
 import msgspec
 import pytest
 
-from liaison.hub.refusal import Decision
+from liaison.hub.decisions import Verdict
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, HEADER_ERROR_CODE, inbox_queue
 from tests.conftest import management
 from tests.hub.conftest import RunningHub
@@ -64,14 +64,15 @@ async def test_poison_message_is_dead_lettered_and_the_hub_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A message that makes the hub fail every time is dead-lettered as 503; others flow."""
-    real = hub.router.decide
+    real = hub.router.route
 
-    def failing(body: bytes, **kwargs: Any) -> Decision:
+    def failing(body: bytes, **kwargs: Any) -> Verdict:
         if b"POISON-PILL" in body:
             raise RuntimeError("simulated hub bug")
         return real(body, **kwargs)
 
-    monkeypatch.setattr(hub.router, "decide", failing)
+    # The routing fails; the router's own poison rule (at the delivery limit) must not.
+    monkeypatch.setattr(hub.router, "route", failing)
     poison = envelope("mag", ["org:unmas"], incident_id="POISON-PILL")
     healthy = envelope("mag", ["org:unmas"])
     await partners["mag"].send(poison)

@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.directory.index import DirectoryIndex, load_directory
-from liaison.hub.refusal import Delivery, Duplicate, Refusal
-from liaison.hub.router import Router
+from liaison.hub.decisions import Delivery, Refusal
+from liaison.hub.router import LAST_DELIVERY, Router
 from liaison.schemas.codes import ErrorCode
 from tests.hub.support import envelope, now_iso, sample_body
 
@@ -25,8 +24,8 @@ def sample() -> DirectoryIndex:
 
 
 def make_router(directory: DirectoryIndex) -> Router:
-    """A router with a fresh dedupe window."""
-    return Router(directory, DedupeWindow(seconds=60, max_entries=100), max_message_bytes=4096)
+    """A router over ``directory`` with a 4 KiB size limit."""
+    return Router(directory, max_message_bytes=4096)
 
 
 def decide(router: Router, doc: dict[str, Any] | bytes, user: str | None = "mag") -> Any:
@@ -42,17 +41,6 @@ def test_delivery_excludes_the_sender_and_resolves_groups(sample: DirectoryIndex
     assert isinstance(decision, Delivery)
     assert decision.recipients == ["halo-trust", "unmas"]
     assert decision.message_id.startswith("mag/")
-
-
-def test_duplicate_only_after_delivery_is_recorded(sample: DirectoryIndex) -> None:
-    """The dedupe window answers Duplicate for an id it has recorded, not before."""
-    router = make_router(sample)
-    doc = envelope("mag", ["org:unmas"])
-    first = decide(router, doc)
-    assert isinstance(first, Delivery)
-    assert isinstance(decide(router, doc), Delivery)
-    router.dedupe.add(first.message_id)
-    assert isinstance(decide(router, doc), Duplicate)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +126,7 @@ json_values = st.recursive(
 def test_any_bytes_get_a_decision(sample: DirectoryIndex, data: bytes, user: str | None) -> None:
     """Arbitrary bytes never raise: they are refused (or, improbably, routed)."""
     decision = decide(make_router(sample), data, user=user)
-    assert isinstance(decision, Refusal | Delivery | Duplicate)
+    assert isinstance(decision, Refusal | Delivery)
 
 
 @settings(max_examples=300, deadline=None)
@@ -165,3 +153,21 @@ def test_any_field_value_gets_a_decision(sample: DirectoryIndex, field: str, val
     if isinstance(decision, Refusal):
         assert decision.field_path is None or decision.field_path.startswith("$")
         assert decision.reply_to == "mag"
+
+
+def test_last_delivery_is_refused_as_poison(sample: DirectoryIndex) -> None:
+    """At the delivery limit the router gives up, names the message, and tells its sender."""
+    doc = envelope("mag", ["org:unmas"])
+    raw = msgspec.json.encode(doc)
+    router = make_router(sample)
+    first = router.decide(raw, user_id="mag", routing_key="mag", content_type=None)
+    assert isinstance(first, Delivery)
+    last = router.decide(
+        raw, user_id="mag", routing_key="mag", content_type=None, delivery_count=LAST_DELIVERY
+    )
+    assert isinstance(last, Refusal)
+    assert (last.code, last.reply_to) == (ErrorCode.POISON, "mag")
+    assert (last.distribution_id, last.message_type) == (
+        doc["distribution_id"],
+        doc["body"]["type"],
+    )
