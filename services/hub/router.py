@@ -123,6 +123,11 @@ class Router:
             return _refuse_invalid(body, exc, account_org)
         except msgspec.DecodeError as exc:
             return Refusal(ErrorCode.MALFORMED, f"not a JSON document: {exc}", reply_to=account_org)
+        except RecursionError:
+            # msgspec gives up on documents nested deeper than the interpreter's stack allows.
+            return Refusal(
+                ErrorCode.MALFORMED, "the JSON document is nested too deeply", reply_to=account_org
+            )
 
         return self._route(envelope, account_org)
 
@@ -286,7 +291,8 @@ def probe(body: bytes) -> tuple[str | None, str | None]:
     """The distribution id and type of a message, if they can be read; never raises."""
     try:
         probe = _probe_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        # Not JSON, invalid UTF-8 in a string, or nested deeper than msgspec can follow.
         return None, None
     distribution_id = probe.distribution_id
     if not isinstance(distribution_id, str) or not 0 < len(distribution_id) <= 256:

@@ -142,3 +142,28 @@ async def test_full_inbox_is_answered_as_undeliverable(
     assert len(dead) == len(reports)
     assert all(m.headers[HEADER_ERROR_CODE] == 502 for m in dead)
     assert hub.consumer.ready
+
+
+async def test_deeply_nested_documents_get_exactly_one_report_each(
+    hub: RunningHub, partners: dict[str, Partner], admin: Admin
+) -> None:
+    """A thousand levels of nesting (as a document, in the body, in an unknown field): one
+    error report with a code and one dead letter each; nothing delivered, the hub goes on."""
+    doc = envelope("mag", ["org:unmas"])
+    encoded = msgspec.json.encode({**doc, "body": "BODY", "x_extra": "EXTRA"})
+    deep = b"[" * 1000 + b"]" * 1000
+    payloads = [
+        b'{"a":' * 1000 + b"1" + b"}" * 1000,
+        encoded.replace(b'"BODY"', deep).replace(b'"EXTRA"', b"1"),
+        encoded.replace(b'"BODY"', msgspec.json.encode(doc["body"])).replace(b'"EXTRA"', deep),
+    ]
+    for payload in payloads:
+        await partners["mag"].send(payload)
+    reports = await drain(admin, inbox_queue("mag"), expect=len(payloads), settle=1.5)
+    codes = [decode(r)["body"]["code"] for r in reports]
+    assert len(codes) == len(payloads), codes
+    assert all(100 <= code < 400 for code in codes), codes
+    dead = await drain(admin, DEAD_LETTER_QUEUE, expect=len(payloads), settle=0.5)
+    assert sorted(m.body for m in dead) == sorted(payloads)
+    assert await drain(admin, inbox_queue("unmas"), expect=0) == []
+    assert hub.consumer.ready
