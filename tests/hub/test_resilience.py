@@ -88,10 +88,8 @@ async def test_poison_message_is_dead_lettered_and_the_hub_goes_on(
     assert hub.consumer.ready
 
 
-async def test_hub_reconnects_after_its_connection_is_closed(
-    hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str
-) -> None:
-    """When the broker drops the hub's connection, the hub reconnects and delivers again."""
+async def close_hub_connection(vhost: str) -> None:
+    """Have the broker close the hub's connection, as an operator (or a network fault) would."""
     for _ in range(100):
         connections = await management("GET", f"/vhosts/{quote(vhost, safe='')}/connections")
         names = [
@@ -104,6 +102,13 @@ async def test_hub_reconnects_after_its_connection_is_closed(
         await asyncio.sleep(0.2)
     assert names, "the hub's connection never showed up in the management API"
     await management("DELETE", f"/connections/{quote(names[0], safe='')}")
+
+
+async def test_hub_reconnects_after_its_connection_is_closed(
+    hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str
+) -> None:
+    """When the broker drops the hub's connection, the hub reconnects and delivers again."""
+    await close_hub_connection(vhost)
     doc = envelope("mag", ["org:unmas"])
     await partners["mag"].send(doc)
     (got,) = await drain(admin, inbox_queue("unmas"), expect=1, timeout=20)
@@ -166,4 +171,53 @@ async def test_deeply_nested_documents_get_exactly_one_report_each(
     dead = await drain(admin, DEAD_LETTER_QUEUE, expect=len(payloads), settle=0.5)
     assert sorted(m.body for m in dead) == sorted(payloads)
     assert await drain(admin, inbox_queue("unmas"), expect=0) == []
+    assert hub.consumer.ready
+
+
+def recalled(hub: RunningHub) -> float:
+    """Messages the hub found in its memory (outcome ``duplicate``), over every type."""
+    return sum(
+        sample.value
+        for metric in hub.consumer.metrics.messages.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["outcome"] == "duplicate"
+    )
+
+
+async def test_a_redelivered_refusal_is_answered_and_kept_once(
+    hub: RunningHub,
+    partners: dict[str, Partner],
+    admin: Admin,
+    vhost: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refusals whose publishes were confirmed but whose ack never left (the connection closed)
+    come back redelivered: the hub remembers them and publishes no second report or dead letter."""
+    unacked: list[int] = []
+    monkeypatch.setattr(hub.consumer, "_ack", unacked.append)
+    forged = envelope("unmas", ["org:nrc"])  # sent by mag: sender mismatch, 201
+    payloads = [b"{not json", msgspec.json.encode(forged)]
+    for payload in payloads:
+        await partners["mag"].send(payload)
+    first = await drain(admin, inbox_queue("mag"), expect=len(payloads), settle=0.5)
+    assert len(first) == len(payloads)
+    assert unacked, "the refusals were never finished"
+    # The reports are out (so their publishes were confirmed); the acks are not: drop the
+    # connection, and the broker hands both messages to the reconnected hub again.
+    monkeypatch.undo()
+    recalled_before = recalled(hub)
+    await close_hub_connection(vhost)
+
+    async def both_recalled() -> bool:
+        return recalled(hub) - recalled_before >= len(payloads)
+
+    for _ in range(200):
+        if await both_recalled():
+            break
+        await asyncio.sleep(0.1)
+    assert await both_recalled(), "the refused messages were not redelivered and recalled"
+    again = await drain(admin, inbox_queue("mag"), expect=0, settle=1.0)
+    assert again == []
+    dead = await drain(admin, DEAD_LETTER_QUEUE, expect=len(payloads), settle=1.0)
+    assert sorted(m.body for m in dead) == sorted(payloads)
     assert hub.consumer.ready
