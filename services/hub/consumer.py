@@ -66,9 +66,10 @@ class HubConsumer:
         self._acks = AckTracker()
         self._channel: aiormq.Channel | None = None
         self._outbox: Outbox | None = None
-        self._consumer_tags: list[str] = []
         self._stopping = asyncio.Event()
         self._stop_requested = False
+        # Set by stop(): deliveries arriving from then on are left unstarted (and unacked).
+        self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
         # Acks go out from one task only: frames written from many tasks could reach the broker
@@ -116,16 +117,20 @@ class HubConsumer:
             self.metrics.reconnects.inc()
 
     async def stop(self) -> None:
-        """Stop consuming, let in-flight messages finish (bounded), then close."""
+        """Hand this process's shards over without reordering anyone's messages.
+
+        Start no new deliveries, finish and ack the started ones (bounded by the grace period),
+        then close the connection: the deliveries never started go back to their queue, and a
+        quorum queue gives returned messages to the next active consumer first, in order
+        (tests/hub/test_handover.py pins this on the broker). Cancelling the consumers first
+        would promote a standby at once, which would route newer messages while this process
+        still worked through older ones.
+        """
         self._stop_requested = True
+        self._draining = True
+        self.consuming = False
         channel = self._channel
         if channel is not None and not channel.is_closed:
-            for tag in self._consumer_tags:
-                try:
-                    await channel.basic_cancel(tag)
-                except Exception as exc:  # the connection may already be gone
-                    log.debug("cancel_failed", consumer_tag=tag, error=str(exc))
-            self.consuming = False
             try:
                 await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_seconds)
                 await asyncio.wait_for(self._acks_flushed.wait(), 5)
@@ -156,10 +161,8 @@ class HubConsumer:
             self._acks_flushed.set()
             ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
             self.connected = True
-            self._consumer_tags = []
             for shard in self.settings.shards:
-                ok = await channel.basic_consume(hub_queue(shard), self._on_message, no_ack=False)
-                self._consumer_tags.append(str(ok.consumer_tag))
+                await channel.basic_consume(hub_queue(shard), self._on_message, no_ack=False)
             self.consuming = True
             log.info(
                 "consuming",
@@ -189,6 +192,10 @@ class HubConsumer:
                 await connection.close()
 
     async def _on_message(self, message: DeliveredMessage) -> None:
+        if self._draining:
+            # Stopping: leave it unacked; closing the channel gives it back to the queue, ahead
+            # of everything newer, for whichever consumer is active next.
+            return
         # Receive.
         channel = cast(aiormq.Channel, message.channel)
         deliver = cast(spec.Basic.Deliver, message.delivery)
