@@ -79,10 +79,13 @@ async def test_quorum_queue_gives_returned_messages_first_and_in_order(
     standby = await standby_connection.channel()
     await standby.basic_qos(prefetch_count=100)
     seen_by_standby: list[int] = []
+    counts: dict[int, object] = {}
     everything = asyncio.Event()
 
     async def on_standby(message: DeliveredMessage) -> None:
         seen_by_standby.append(int(message.body))
+        headers = message.header.properties.headers or {}
+        counts[int(message.body)] = headers.get("x-delivery-count")
         await standby.basic_ack(message.delivery_tag)  # type: ignore[arg-type]
         if len(seen_by_standby) == 300:
             everything.set()
@@ -96,7 +99,8 @@ async def test_quorum_queue_gives_returned_messages_first_and_in_order(
     await asyncio.wait_for(everything.wait(), 20)
     print(
         f"\nactive consumer: acked 50, left {len(seen_by_active) - 50} unacked; "
-        f"standby got {seen_by_standby[:3]}... first, {len(seen_by_standby)} in all"
+        f"standby got {seen_by_standby[:3]}... first, {len(seen_by_standby)} in all; "
+        f"x-delivery-count of a returned one: {counts[50]}, of a newer one: {counts[300]}"
     )
     assert seen_by_standby == list(range(50, 350))
     for connection in (publisher, active_connection, standby_connection):
