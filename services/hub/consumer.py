@@ -6,11 +6,11 @@ One message, top to bottom (``_on_message``):
             -> publish all (outbox.py) -> await confirms -> remember -> ack (acks.py)
 
 This talks to aiormq, the AMQP layer under aio-pika, directly: the hub's cost is Python work per
-message, and aiormq hands over the raw frames without building an aio-pika Message per delivery.
+message, and aiormq hands over the raw frames without building an aio-pika Message for each.
 Publishes go out without waiting for the socket (so many confirms are in flight) and leave in
-delivery order, so each shard's order is kept; the longest finished prefix of deliveries is
-acked in one frame. A lost connection drops every unacked delivery back to the broker, which
-redelivers it; the memory keeps a redelivery from reaching anyone twice.
+the order received, so each shard's order is kept; the longest finished prefix of ingress
+messages is acked in one frame. A lost connection drops every unacked message back to the
+broker, which redelivers it; the memory keeps a redelivery from reaching anyone twice.
 """
 
 import asyncio
@@ -283,17 +283,17 @@ class HubConsumer:
             # A partner may republish a distribution id: deliveries are always recalled. A
             # refusal is recalled only on redelivery, so identical bad inputs published twice
             # are answered twice, but a redelivered refusal is not answered again.
-            delivery = True
+            is_delivery = True
             key = verdict.message_id
             claims = self._claims
             while key in claims:
                 await self._wait_for_claim(key)
             claims[key] = None
         else:
-            delivery = False
+            is_delivery = False
             key = memory_key(verdict, body)
         try:
-            handled = await memory.recall(key) if delivery or redelivered else None
+            handled = await memory.recall(key) if is_delivery or redelivered else None
             effects = plan(
                 verdict,
                 handled,
@@ -305,7 +305,7 @@ class HubConsumer:
             )
             await carry_out(effects, publisher, memory)
         finally:
-            if delivery:
+            if is_delivery:
                 waiter = self._claims.pop(key, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)

@@ -4,9 +4,9 @@
     report_properties        an error report to a sender
     dead_letter_properties   a refused original, kept with the reason in its headers
 
-Every publish is persistent and names the hub as its app; the delivery's set is encoded by
-hand because it is the one the hub sends per message (a third of pamqp's cost), and a property
-test holds it equal to pamqp's encoding.
+Every publish is persistent. The delivery's set is encoded by hand because it is the one the
+hub sends per message (a third of pamqp's cost); a property test holds it equal to pamqp's
+encoding (tests/hub/test_outbox.py).
 """
 
 import struct
