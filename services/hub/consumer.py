@@ -29,12 +29,13 @@ from liaison.common.topology import hub_queue
 from liaison.hub.acks import AckTracker
 from liaison.hub.channel import AiormqChannel
 from liaison.hub.decisions import Delivery, Refusal, Verdict
-from liaison.hub.effects import Publisher, carry_out, memory_key, plan
+from liaison.hub.effects import Publisher, memory_key, plan, publish_all, settle
 from liaison.hub.memory import DeliveryMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.outbox import Outbox
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
+from liaison.hub.turns import Turns
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
 
@@ -66,6 +67,8 @@ class HubConsumer:
         self._acks = AckTracker()
         self._channel: aiormq.Channel | None = None
         self._outbox: Outbox | None = None
+        # Publishing turns of the current channel (turns.py); a new channel starts afresh.
+        self._turns = Turns()
         self._stopping = asyncio.Event()
         self._stop_requested = False
         # Set by stop(): deliveries arriving from then on are left unstarted (and unacked).
@@ -158,6 +161,7 @@ class HubConsumer:
             senders.append(asyncio.create_task(outbox.send(), name="hub-publishes"))
             senders.append(asyncio.create_task(outbox.watch(), name="hub-confirm-watch"))
             self._ack_upto = self._ack_sent = 0
+            self._turns = Turns()
             self._acks_flushed.set()
             ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
             self.connected = True
@@ -203,6 +207,8 @@ class HubConsumer:
         assert tag is not None
         started = time.perf_counter()
         self._acks.begin(tag)
+        turns = self._turns
+        ticket = turns.ticket()
         self._idle.clear()
         self.metrics.in_flight.inc()
         props = message.header.properties
@@ -224,7 +230,13 @@ class HubConsumer:
             )
             # Recall, plan, publish, await the confirms, remember.
             outcome = await self._handle(
-                verdict, publisher, body, props, routing_key, redelivered=redelivered
+                verdict,
+                publisher,
+                body,
+                props,
+                routing_key,
+                redelivered=redelivered,
+                turn=(turns, ticket),
             )
         except aiormq.exceptions.DeliveryError as exc:
             # A recipient inbox refused it (full). Tell the sender; keep the original.
@@ -260,6 +272,9 @@ class HubConsumer:
             self.metrics.count(label, "crashed")
             await self._requeue(channel, tag)
             return
+        finally:
+            # Failed before its turn, or published nothing: the next message may go.
+            turns.done(ticket)
         # Ack.
         last = self._acks.finish(tag)
         if last is not None:
@@ -276,8 +291,10 @@ class HubConsumer:
         routing_key: str,
         *,
         redelivered: bool,
+        turn: tuple[Turns, int] | None = None,
     ) -> str:
-        """Recall, plan, publish, await the confirms, remember; the outcome for the log line."""
+        """Recall, plan, publish (on its ``turn``), await the confirms, remember; the outcome
+        for the log line."""
         memory = self.memory
         if isinstance(verdict, Delivery):
             # A partner may republish a distribution id: deliveries are always recalled. A
@@ -303,7 +320,18 @@ class HubConsumer:
                 routing_key=routing_key,
                 now=self._clock(),
             )
-            await carry_out(effects, publisher, memory)
+            if turn is None:
+                confirms = publish_all(effects, publisher)
+            else:
+                # Publish in the order received, however long the recall took.
+                turns, ticket = turn
+                if ticket != turns.serving:
+                    await turns.wait(ticket)
+                try:
+                    confirms = publish_all(effects, publisher)
+                finally:
+                    turns.done(ticket)
+            await settle(effects, confirms, memory)
         finally:
             if is_delivery:
                 waiter = self._claims.pop(key, None)

@@ -5,9 +5,9 @@
         remember    what the hub's memory records once every publish is confirmed
         (the ack)   every plan ends with acking the ingress message, after the two above
 
-``plan`` is pure (no I/O, no clock of its own); ``carry_out`` does a plan through a
-``Publisher`` and the hub's memory. Both are unit-tested with a fake publisher behind the
-outbox's interface (tests/hub/test_effects.py).
+``plan`` is pure (no I/O, no clock of its own); ``carry_out`` (``publish_all``, then
+``settle``) does a plan through a ``Publisher`` and the hub's memory. Both are unit-tested with a
+fake publisher behind the outbox's interface (tests/hub/test_effects.py).
 """
 
 import asyncio
@@ -157,23 +157,39 @@ def answer(refusal: Refusal, original: bytes, now: float, *, report: str | None 
 
 
 async def carry_out(effects: Effects, publisher: Publisher, memory: DeliveryMemory) -> None:
-    """Publish everything, await every confirm, then record the memo (never before: a
-    message the broker did not take must be handled again when it is redelivered)."""
+    """Publish everything, await every confirm, then record the memo."""
+    await settle(effects, publish_all(effects, publisher), memory)
+
+
+def publish_all(effects: Effects, publisher: Publisher) -> Awaitable[object] | None:
+    """Hand every planned publish to the publisher at once, in plan order; their confirms.
+
+    All are published before any confirm is awaited, so they share one round trip.
+    """
     publishes = effects.publishes
     if len(publishes) == 1:  # the common case, kept cheap: one delivery
         exchange, routing_key, properties, body = publishes[0]
-        await publisher.publish(
+        return publisher.publish(
             body, exchange=exchange, routing_key=routing_key, properties=properties
         )
-    elif publishes:
-        # All published before any confirm is awaited, so they share one round trip.
-        await asyncio.gather(
-            *(
-                publisher.publish(
-                    p.body, exchange=p.exchange, routing_key=p.routing_key, properties=p.properties
-                )
-                for p in publishes
+    if not publishes:
+        return None
+    return asyncio.gather(
+        *(
+            publisher.publish(
+                p.body, exchange=p.exchange, routing_key=p.routing_key, properties=p.properties
             )
+            for p in publishes
         )
+    )
+
+
+async def settle(
+    effects: Effects, confirms: Awaitable[object] | None, memory: DeliveryMemory
+) -> None:
+    """Await the confirms, then record the memo (never before: a message the broker did not
+    take must be handled again when it is redelivered)."""
+    if confirms is not None:
+        await confirms
     if effects.remember is not None:
         await memory.remember(*effects.remember)
