@@ -17,9 +17,8 @@ from typing import Any
 import msgspec
 import tomli_w
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.directory.index import HUB_ONLY_TYPES, DirectoryIndex, load_directory
-from liaison.hub.refusal import Delivery
+from liaison.hub.decisions import Delivery
 from liaison.hub.router import Router
 from liaison.schemas.envelope import Envelope, encode
 from liaison.schemas.examples import EXAMPLES
@@ -79,9 +78,7 @@ def build_messages(
     rng = random.Random(seed)  # noqa: S311 - a reproducible workload, not security
     now = now or datetime.now(UTC)
     tables = {t: _candidates(index, t, EXAMPLES[t]) for t in MIX}
-    router = Router(
-        index, DedupeWindow(seconds=3600, max_entries=count + 1), max_message_bytes=1 << 20
-    )
+    router = Router(index, max_message_bytes=1 << 20)
     out: list[Message] = []
     for i in range(count):
         message_type = MIX[i % len(MIX)]
@@ -113,7 +110,6 @@ def build_messages(
             raise AssertionError(
                 f"bench message {i} ({message_type}) is not a delivery: {decision}"
             )
-        router.dedupe.add(decision.message_id)
         flash = envelope.precedence is Precedence.FLASH
         inboxes = tuple(flash_inbox_queue(o) if flash else inbox_queue(o) for o in sorted(chosen))
         out.append(Message(sender, account, envelope, encoded, inboxes))

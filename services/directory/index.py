@@ -19,11 +19,12 @@ from liaison.directory.model import Directory, Group, Organisation, Selector
 from liaison.schemas.catalogue import HUB_ONLY_TYPES as HUB_ONLY_TYPES  # the router's, too
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.types import CLASSIFICATION_RANK, Classification
+from liaison.schemas.wire import HUB_SENDER
 
 #: Types routed by their own rule (back to the sender of the referenced message), not by policy.
 REPLY_TYPES = frozenset({"ack", "status.request"})
 #: The sender id of the hub's own messages; no organisation may take it.
-HUB_SENDER_ID = "liaison"
+HUB_SENDER_ID = HUB_SENDER
 
 _T = TypeVar("_T")
 
@@ -73,8 +74,8 @@ def load_directory(path: Path) -> DirectoryIndex:
 
 def compile_directory(directory: Directory, *, source: str = "directory") -> DirectoryIndex:
     """Check cross-references and build the lookup tables."""
-    if any(o.id == HUB_SENDER_ID for o in directory.organisations):
-        raise DirectoryError(f"{source}: organisation id {HUB_SENDER_ID!r} is reserved for the hub")
+    if any(o.id == HUB_SENDER for o in directory.organisations):
+        raise DirectoryError(f"{source}: organisation id {HUB_SENDER!r} is reserved for the hub")
     if directory.hub_account == directory.operator_account:
         raise DirectoryError(f"{source}: hub_account and operator_account must differ")
     orgs = _unique(

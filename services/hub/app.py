@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Callable
 import structlog
 from aiohttp import web
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.common.errors import DirectoryError, LiaisonError
 from liaison.common.health import add_health_routes
 from liaison.directory.index import load_directory
 from liaison.hub.admin import AdminRefusal, check_admin_access
 from liaison.hub.consumer import HubConsumer
+from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
@@ -82,6 +82,7 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
     except LiaisonError:
         pass  # already handed to ON_FATAL when the task ended
+    await consumer.memory.close()
     log.info("stopped")
 
 
@@ -112,11 +113,13 @@ def create_app(
     app[ON_FATAL] = on_fatal or (lambda error: None)
     app[METRICS] = metrics or HubMetrics()
     index = load_directory(settings.directory)
-    dedupe = DedupeWindow(
+    app[ROUTER] = Router(index, max_message_bytes=settings.max_message_bytes)
+    # One process's memory of what it handled; a store shared by every hub process plugs in
+    # here behind the same DeliveryMemory interface.
+    memory = LocalMemory(
         seconds=settings.dedupe_window_seconds, max_entries=settings.dedupe_max_entries
     )
-    app[ROUTER] = Router(index, dedupe, max_message_bytes=settings.max_message_bytes)
-    app[CONSUMER] = HubConsumer(settings, app[ROUTER], app[METRICS])
+    app[CONSUMER] = HubConsumer(settings, app[ROUTER], memory, app[METRICS])
     consumer = app[CONSUMER]
     add_health_routes(
         app,

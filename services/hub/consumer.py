@@ -1,18 +1,22 @@
-"""The hub's broker side: consume the ingress shards, carry out each decision, ack in order.
+"""The hub's broker side: consume the ingress shards, carry out each verdict, ack in order.
+
+One message, top to bottom (``_on_message``):
+
+    receive -> decide (router.py, pure) -> recall (memory.py) -> plan (effects.py, pure)
+            -> publish all (outbox.py) -> await confirms -> remember -> ack (acks.py)
 
 This talks to aiormq, the AMQP layer under aio-pika, directly: the hub's cost is Python work per
-message, and aiormq hands over the raw frames without building an aio-pika Message per delivery.
-Per message: decide (pure), publish what the decision causes without waiting for the socket
-(so many confirms are in flight), await those confirms, then ack the longest finished prefix of
-deliveries in one frame. Publishes leave in delivery order, so each shard's order is kept.
-A lost connection drops every unacked delivery back to the broker, which redelivers it.
+message, and aiormq hands over the raw frames without building an aio-pika Message for each.
+Publishes go out without waiting for the socket (so many confirms are in flight) and leave in
+the order received, so each shard's order is kept; the longest finished prefix of ingress
+messages is acked in one frame. A lost connection drops every unacked message back to the
+broker, which redelivers it; the memory keeps a redelivery from reaching anyone twice.
 """
 
 import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import cast
 
 import aiormq
@@ -23,32 +27,21 @@ from pamqp import commands as spec
 from liaison.common.config import redact_url
 from liaison.common.errors import ConfigError
 from liaison.common.tls import handshake_failure
-from liaison.common.topology import HUB_DELIVERY_LIMIT, hub_queue
+from liaison.common.topology import hub_queue
 from liaison.hub.acks import AckTracker
+from liaison.hub.channel import AiormqChannel
+from liaison.hub.decisions import Delivery, Refusal, Verdict
+from liaison.hub.effects import Publisher, memory_key, plan, publish_all, settle
 from liaison.hub.ledger_feed import LedgerFeed
+from liaison.hub.memory import DeliveryMemory
 from liaison.hub.metrics import HubMetrics
-from liaison.hub.outbox import Outbox, delivery_properties
-from liaison.hub.refusal import HUB_SENDER, Decision, Delivery, Duplicate, Refusal, error_report
-from liaison.hub.router import Router, probe
+from liaison.hub.outbox import Outbox
+from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
+from liaison.hub.turns import Turns
 from liaison.ledger.records import decision_record
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
-from liaison.schemas.wire import (
-    CONTENT_TYPE,
-    DEAD_LETTER_EXCHANGE,
-    DELIVERY_EXCHANGE,
-    HEADER_ERROR_CODE,
-    HEADER_ERROR_FIELD,
-    HEADER_ERROR_REASON,
-    HEADER_ORIGINAL_USER,
-    HEADER_PRECEDENCE,
-    HEADER_REFUSED_AT,
-    HEADER_SENDER,
-    HEADER_TYPE,
-    delivered_message_id,
-    delivery_key,
-)
 
 log = structlog.get_logger("liaison.hub")
 
@@ -60,21 +53,32 @@ class HubConsumer:
         self,
         settings: HubSettings,
         router: Router,
+        memory: DeliveryMemory,
         metrics: HubMetrics,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.router = router
+        self.memory = memory
         self.metrics = metrics
         self._clock = clock
+        # The memory's size for the dedupe gauge, when it can tell (a shared store may not).
+        self._memory_size: Callable[[], int] | None = getattr(memory, "__len__", None)
+        # Keys of deliveries being carried out in this process: a second copy of the same
+        # message (republished before the first was confirmed) waits for the first's outcome.
+        self._claims: dict[str, asyncio.Future[None] | None] = {}
         self._acks = AckTracker()
         self._channel: aiormq.Channel | None = None
         self._outbox: Outbox | None = None
+        # Publishing turns of the current channel (turns.py); a new channel starts afresh.
+        self._turns = Turns()
+        # Decision records for the ledger, batched into the current session's outbox.
         self._ledger: LedgerFeed | None = None
-        self._consumer_tags: list[str] = []
         self._stopping = asyncio.Event()
         self._stop_requested = False
+        # Set by stop(): deliveries arriving from then on are left unstarted (and unacked).
+        self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
         # Acks go out from one task only: frames written from many tasks could reach the broker
@@ -129,16 +133,20 @@ class HubConsumer:
             self.metrics.reconnects.inc()
 
     async def stop(self) -> None:
-        """Stop consuming, let in-flight messages finish (bounded), then close."""
+        """Hand this process's shards over without reordering anyone's messages.
+
+        Start no new deliveries, finish and ack the started ones (bounded by the grace period),
+        then close the connection: the deliveries never started go back to their queue, and a
+        quorum queue gives returned messages to the next active consumer first, in order
+        (tests/hub/test_handover.py pins this on the broker). Cancelling the consumers first
+        would promote a standby at once, which would route newer messages while this process
+        still worked through older ones.
+        """
         self._stop_requested = True
+        self._draining = True
+        self.consuming = False
         channel = self._channel
         if channel is not None and not channel.is_closed:
-            for tag in self._consumer_tags:
-                try:
-                    await channel.basic_cancel(tag)
-                except Exception as exc:  # the connection may already be gone
-                    log.debug("cancel_failed", consumer_tag=tag, error=str(exc))
-            self.consuming = False
             try:
                 await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_seconds)
                 await asyncio.wait_for(self._acks_flushed.wait(), 5)
@@ -161,18 +169,19 @@ class HubConsumer:
             channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
             await channel.basic_qos(prefetch_count=self.settings.prefetch)
             self._channel = channel
-            self._outbox = outbox = Outbox(channel, self.settings.confirm_timeout_seconds)
-            self._ledger = LedgerFeed(outbox)  # ledger seam: decision records share the outbox
+            self._outbox = outbox = Outbox(
+                AiormqChannel(channel), self.settings.confirm_timeout_seconds
+            )
+            self._ledger = LedgerFeed(outbox)
             senders.append(asyncio.create_task(outbox.send(), name="hub-publishes"))
             senders.append(asyncio.create_task(outbox.watch(), name="hub-confirm-watch"))
             self._ack_upto = self._ack_sent = 0
+            self._turns = Turns()
             self._acks_flushed.set()
             ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
             self.connected = True
-            self._consumer_tags = []
             for shard in self.settings.shards:
-                ok = await channel.basic_consume(hub_queue(shard), self._on_message, no_ack=False)
-                self._consumer_tags.append(str(ok.consumer_tag))
+                await channel.basic_consume(hub_queue(shard), self._on_message, no_ack=False)
             self.consuming = True
             log.info(
                 "consuming",
@@ -202,55 +211,68 @@ class HubConsumer:
                 await connection.close()
 
     async def _on_message(self, message: DeliveredMessage) -> None:
+        if self._draining:
+            # Stopping: leave it unacked; closing the channel gives it back to the queue, ahead
+            # of everything newer, for whichever consumer is active next.
+            return
+        # Receive.
         channel = cast(aiormq.Channel, message.channel)
-        delivery = cast(spec.Basic.Deliver, message.delivery)
-        tag = delivery.delivery_tag
+        deliver = cast(spec.Basic.Deliver, message.delivery)
+        tag = deliver.delivery_tag
         assert tag is not None
         started = time.perf_counter()
-        acks = self._acks
-        acks.begin(tag)
+        self._acks.begin(tag)
+        turns = self._turns
+        ticket = turns.ticket()
         self._idle.clear()
         self.metrics.in_flight.inc()
         props = message.header.properties
-        headers = props.headers or {}
-        user_id = props.user_id
-        outcome = "error"
-        message_type = "unknown"
+        body = message.body
+        routing_key = deliver.routing_key or ""
+        redelivered = bool(deliver.redelivered)
+        verdict: Verdict | None = None
         try:
-            count = headers.get("x-delivery-count", 0)
-            if isinstance(count, int) and count >= HUB_DELIVERY_LIMIT - 1:
-                decision: Delivery | Refusal | Duplicate = self._poison(message)
-            else:
-                decision = self.router.decide(
-                    message.body,
-                    user_id=user_id,
-                    routing_key=delivery.routing_key or "",
-                    content_type=props.content_type,
-                )
-            message_type = _type_label(decision.message_type)
-            if isinstance(decision, Delivery):
-                await self._deliver(channel, message.body, decision)
-                outcome = "partial" if decision.partial else "delivered"
-            elif isinstance(decision, Refusal):
-                await self._refuse(channel, message, decision)
-                outcome = "refused"
-            else:
-                outcome = "duplicate"
-            # Ledger seam: the decision's record, batched, confirmed before the ingress ack.
-            await self._record(channel, decision, message)
+            publisher = self._publisher_of(channel)
+            headers = props.headers
+            count = headers.get("x-delivery-count", 0) if headers else 0
+            # Decide.
+            verdict = self.router.decide(
+                body,
+                user_id=props.user_id,
+                routing_key=routing_key,
+                content_type=props.content_type,
+                delivery_count=count if isinstance(count, int) else 0,
+            )
+            # Recall, plan, publish, await the confirms, remember.
+            outcome = await self._handle(
+                verdict,
+                publisher,
+                body,
+                props,
+                routing_key,
+                redelivered=redelivered,
+                turn=(turns, ticket),
+            )
         except aiormq.exceptions.DeliveryError as exc:
             # A recipient inbox refused it (full). Tell the sender; keep the original.
-            refusal = Refusal(
+            assert verdict is not None
+            verdict = Refusal(
                 ErrorCode.DELIVERY_REFUSED,
                 f"the broker refused delivery: {exc}",
                 None,
-                getattr(decision, "distribution_id", None),
-                getattr(decision, "message_type", None),
-                getattr(decision, "sender", None),
+                verdict.distribution_id,
+                verdict.message_type,
+                verdict.sender if isinstance(verdict, Delivery) else None,
             )
             try:
-                await self._refuse(channel, message, refusal)
-                await self._record(channel, refusal, message)  # ledger seam
+                await self._handle(
+                    verdict,
+                    publisher,
+                    body,
+                    props,
+                    routing_key,
+                    redelivered=redelivered,
+                )
                 outcome = "undeliverable"
             except Exception:
                 await self._requeue(channel, tag)
@@ -260,153 +282,134 @@ class HubConsumer:
             self._settled()
             raise
         except Exception:
-            log.exception("hub_failure", delivery_tag=tag, user_id=user_id)
-            self.metrics.count(message_type, "crashed")
+            log.exception("hub_failure", delivery_tag=tag, user_id=props.user_id)
+            label = "unknown" if verdict is None else _type_label(verdict.message_type)
+            self.metrics.count(label, "crashed")
             await self._requeue(channel, tag)
             return
-        last = acks.finish(tag)
+        finally:
+            # Failed before its turn, or published nothing: the next message may go.
+            turns.done(ticket)
+        # Ack.
+        last = self._acks.finish(tag)
         if last is not None:
             self._ack(last)
         self._settled()
-        elapsed = time.perf_counter() - started
-        self.metrics.decision_seconds.observe(elapsed)
-        self.metrics.count(message_type, outcome)
-        self.metrics.dedupe_entries.set(len(self.router.dedupe))
+        self._account(verdict, outcome, time.perf_counter() - started)
+
+    async def _handle(
+        self,
+        verdict: Verdict,
+        publisher: Publisher,
+        body: bytes,
+        props: spec.Basic.Properties,
+        routing_key: str,
+        *,
+        redelivered: bool,
+        turn: tuple[Turns, int] | None = None,
+    ) -> str:
+        """Recall, plan, publish (on its ``turn``), await the confirms, remember; the outcome
+        for the log line."""
+        memory = self.memory
+        if isinstance(verdict, Delivery):
+            # A partner may republish a distribution id: deliveries are always recalled. A
+            # refusal is recalled only on redelivery, so identical bad inputs published twice
+            # are answered twice, but a redelivered refusal is not answered again.
+            is_delivery = True
+            key = verdict.message_id
+            claims = self._claims
+            while key in claims:
+                await self._wait_for_claim(key)
+            claims[key] = None
+        else:
+            is_delivery = False
+            key = memory_key(verdict, body)
+        try:
+            handled = await memory.recall(key) if is_delivery or redelivered else None
+            effects = plan(
+                verdict,
+                handled,
+                key=key,
+                original=body,
+                properties=props,
+                routing_key=routing_key,
+                now=self._clock(),
+            )
+            if turn is None:
+                confirms = publish_all(effects, publisher)
+            else:
+                # Publish in the order received, however long the recall took.
+                turns, ticket = turn
+                if ticket != turns.serving:
+                    await turns.wait(ticket)
+                try:
+                    confirms = publish_all(effects, publisher)
+                finally:
+                    turns.done(ticket)
+            # The ledger's record of this verdict joins the current batch; its confirm, like the
+            # publishes', comes before the ingress ack, so the ledger never misses a decision.
+            recorded = self._record(verdict, handled is not None, body, props)
+            await settle(effects, confirms, memory)
+            await recorded
+        finally:
+            if is_delivery:
+                waiter = self._claims.pop(key, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+        return effects.outcome
+
+    async def _wait_for_claim(self, key: str) -> None:
+        waiter = self._claims[key]
+        if waiter is None:
+            waiter = self._claims[key] = asyncio.get_running_loop().create_future()
+        await asyncio.shield(waiter)
+
+    def _account(self, verdict: Verdict, outcome: str, elapsed: float) -> None:
+        # The canonical log line and the metrics of one handled message.
+        metrics = self.metrics
+        metrics.decision_seconds.observe(elapsed)
+        metrics.count(_type_label(verdict.message_type), outcome)
+        if self._memory_size is not None:
+            metrics.dedupe_entries.set(self._memory_size())
+        if isinstance(verdict, Delivery):
+            sender: str | None = verdict.sender
+            code = None
+            recipients = 0 if outcome == "duplicate" else len(verdict.recipients)
+        else:
+            sender, code, recipients = verdict.reply_to, int(verdict.code), 0
         log.info(
             "decision",
-            distribution_id=getattr(decision, "distribution_id", None),
-            sender=getattr(decision, "sender", None) or getattr(decision, "reply_to", None),
-            type=decision.message_type,
+            distribution_id=verdict.distribution_id,
+            sender=sender,
+            type=verdict.message_type,
             outcome=outcome,
-            code=int(decision.code) if isinstance(decision, Refusal) else None,
-            recipients=len(decision.recipients) if not isinstance(decision, Refusal) else 0,
+            code=code,
+            recipients=recipients,
             duration_ms=round(elapsed * 1000, 3),
         )
 
-    async def _deliver(self, channel: aiormq.Channel, body: bytes, delivery: Delivery) -> None:
-        dedupe = self.router.dedupe
-        dedupe.add(delivery.message_id)
-        keys = [delivery_key(org, flash=delivery.flash) for org in delivery.recipients]
-        headers: dict[str, str | list[str]] = {
-            HEADER_SENDER: delivery.sender,
-            HEADER_TYPE: delivery.message_type,
-            HEADER_PRECEDENCE: delivery.precedence,
-        }
-        if len(keys) > 1:
-            # Sender-selected distribution: one publish reaches every inbox named here, and the
-            # broker strips the header before delivery.
-            headers["BCC"] = keys[1:]
-        properties = delivery_properties(
-            message_id=delivery.message_id,
-            message_type=delivery.message_type,
-            timestamp=int(self._clock()),
-            expiration=None if delivery.expiration_ms is None else str(delivery.expiration_ms),
-            headers=headers,
-        )
-        try:
-            confirm = self._outbox_of(channel).publish(
-                body, exchange=DELIVERY_EXCHANGE, routing_key=keys[0], properties=properties
-            )
-            if delivery.partial is None:
-                await confirm
-            else:
-                await asyncio.gather(confirm, self._answer(channel, delivery.partial, body))
-        except BaseException:
-            dedupe.discard(delivery.message_id)
-            raise
-
-    async def _refuse(
-        self, channel: aiormq.Channel, message: DeliveredMessage, refusal: Refusal
-    ) -> None:
-        props = message.header.properties
-        headers = dict(props.headers or {})
-        headers.update(
-            {
-                HEADER_ERROR_CODE: int(refusal.code),
-                HEADER_ERROR_REASON: refusal.reason[:1000],
-                HEADER_ORIGINAL_USER: props.user_id or "",
-                HEADER_REFUSED_AT: datetime.fromtimestamp(self._clock(), UTC).isoformat(),
-            }
-        )
-        if refusal.field_path:
-            headers[HEADER_ERROR_FIELD] = refusal.field_path
-        kept = spec.Basic.Properties(
-            content_type=props.content_type,
-            delivery_mode=2,
-            message_id=props.message_id,
-            message_type=refusal.message_type,
-            timestamp=props.timestamp,
-            headers=headers,
-        )
-        dead_letter = self._outbox_of(channel).publish(
-            message.body,
-            exchange=DEAD_LETTER_EXCHANGE,
-            routing_key=cast(spec.Basic.Deliver, message.delivery).routing_key or "",
-            properties=kept,
-        )
-        if refusal.reply_to is None:
-            await dead_letter
-        else:
-            await asyncio.gather(dead_letter, self._answer(channel, refusal, message.body))
-
-    async def _answer(self, channel: aiormq.Channel, refusal: Refusal, original: bytes) -> None:
-        assert refusal.reply_to is not None
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        report_id, body = error_report(refusal, now=now, original=original)
-        await self._outbox_of(channel).publish(
-            body,
-            exchange=DELIVERY_EXCHANGE,
-            routing_key=delivery_key(refusal.reply_to, flash=False),
-            properties=spec.Basic.Properties(
-                content_type=CONTENT_TYPE,
-                delivery_mode=2,
-                message_id=delivered_message_id(HUB_SENDER, report_id),
-                message_type="error.report",
-                app_id=HUB_SENDER,
-                timestamp=now,
-                headers={HEADER_SENDER: HUB_SENDER, HEADER_TYPE: "error.report"},
-            ),
-        )
-
     def _record(
-        self, channel: aiormq.Channel, decision: Decision, message: DeliveredMessage
+        self, verdict: Verdict, duplicate: bool, body: bytes, props: spec.Basic.Properties
     ) -> "asyncio.Future[object]":
-        # Ledger seam: one record per decision into the current session's batch; the caller
-        # awaits the batch's confirm before the ingress message may be acked.
-        self._outbox_of(channel)
-        assert self._ledger is not None
-        props = message.header.properties
+        ledger = self._ledger
+        if ledger is None:
+            raise aiormq.exceptions.ChannelInvalidStateError("no session: nothing to record into")
         record = decision_record(
-            decision,
-            message.body,
+            verdict,
+            body,
+            duplicate=duplicate and isinstance(verdict, Delivery),
             user_id=props.user_id,
             headers=props.headers,
             decided_at=self._clock(),
         )
-        return self._ledger.record(record)
+        return ledger.record(record)
 
-    def _outbox_of(self, channel: aiormq.Channel) -> Outbox:
+    def _publisher_of(self, channel: aiormq.Channel) -> Publisher:
         outbox = self._outbox
-        if outbox is None or outbox.channel is not channel:
+        if outbox is None or self._channel is not channel:
             # A message of a session that has ended: its channel is gone, and so is its delivery.
             raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} is not current")
         return outbox
-
-    def _poison(self, message: DeliveredMessage) -> Refusal:
-        # Its last delivery before the broker gives up on it: answer and dead-letter it
-        # ourselves without running the routing that failed on it before; only the lenient
-        # probe reads it, so the sender learns which message it was.
-        props = message.header.properties
-        router = self.router
-        account_org = router.directory.org_for_account(props.user_id) if props.user_id else None
-        distribution_id, message_type = probe(message.body)
-        return Refusal(
-            ErrorCode.POISON,
-            f"processing failed {HUB_DELIVERY_LIMIT - 1} times; kept for an operator",
-            distribution_id=distribution_id,
-            message_type=message_type,
-            reply_to=account_org,
-        )
 
     async def _requeue(self, channel: aiormq.Channel, tag: int) -> None:
         try:

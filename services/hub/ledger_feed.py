@@ -14,13 +14,13 @@ from pamqp import commands as spec
 
 from liaison.common.topology import LEDGER_EXCHANGE
 from liaison.hub.outbox import Outbox
-from liaison.hub.refusal import HUB_SENDER
 from liaison.ledger.records import (
     RECORD_BATCH_TYPE,
     RECORD_CONTENT_TYPE,
     DecisionRecord,
     encode_batch,
 )
+from liaison.schemas.wire import HUB_SENDER
 
 _PROPERTIES = spec.Basic.Properties(
     content_type=RECORD_CONTENT_TYPE,

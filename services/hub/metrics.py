@@ -27,7 +27,7 @@ class HubMetrics:
         )
         self.dedupe_entries = Gauge(
             "liaison_hub_dedupe_window_entries",
-            "Deliveries remembered for duplicate suppression.",
+            "Messages (deliveries and refusals) remembered so a repeat is not handled twice.",
             registry=self.registry,
         )
         self.reconnects = Counter(

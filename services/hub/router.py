@@ -1,24 +1,20 @@
-"""The hub's decision for one ingress message, as a pure function of its bytes and properties.
+"""The hub's verdict on one ingress message, as a pure function of its bytes and properties.
 
-Checks run cheapest and most fundamental first: size and content type, who really sent it
-(the broker-validated ``user_id``), the contract, expiry, dedupe, then addressing and policy.
-No I/O here, so every rule is unit-testable and property-testable without a broker.
+Checks run cheapest and most fundamental first: the delivery limit (poison), size and content
+type, who really sent it (the broker-validated ``user_id``), the contract, expiry, then
+addressing and policy. No I/O and no state but the directory in force, so every rule is
+unit-testable and property-testable without a broker. Whether a message was handled before is
+the hub's memory's to say (memory.py), not the router's.
 """
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import msgspec
 
-from liaison.common.dedupe import DedupeWindow
+from liaison.common.topology import HUB_DELIVERY_LIMIT
 from liaison.directory.index import HUB_ONLY_TYPES, HUB_SENDER_ID, DirectoryIndex
-from liaison.hub.refusal import (
-    Decision,
-    Delivery,
-    Duplicate,
-    Refusal,
-)
+from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
 from liaison.schemas.envelope import Envelope, decode_envelope, error_message, error_path
@@ -29,6 +25,9 @@ from liaison.schemas.wire import CONTENT_TYPE, delivered_message_id
 
 _TAGS = {cls: tag for tag, cls in MESSAGE_TYPES.items()}
 _ACCEPTED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/json; charset=utf-8"})
+#: The delivery count (``x-delivery-count``) of a message's last delivery before the broker
+#: gives up on it: the hub answers and dead-letters it itself instead of routing it again.
+LAST_DELIVERY = HUB_DELIVERY_LIMIT - 1
 
 
 class Router:
@@ -37,13 +36,11 @@ class Router:
     def __init__(
         self,
         directory: DirectoryIndex,
-        dedupe: DedupeWindow,
         *,
         max_message_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = directory
-        self.dedupe = dedupe
         self._max_bytes = max_message_bytes
         self._clock = clock
 
@@ -54,15 +51,43 @@ class Router:
         user_id: str | None,
         routing_key: str,
         content_type: str | None,
-    ) -> Decision:
-        """The decision for one message; never raises for any input."""
+        delivery_count: int = 0,
+    ) -> Verdict:
+        """The verdict on one message; never raises for any input.
+
+        ``delivery_count`` is how often the broker delivered it before (``x-delivery-count``).
+        """
+        if delivery_count >= LAST_DELIVERY:
+            return self.give_up(body, user_id=user_id, routing_key=routing_key)
+        return self.route(body, user_id=user_id, routing_key=routing_key, content_type=content_type)
+
+    def give_up(self, body: bytes, *, user_id: str | None, routing_key: str) -> Refusal:
+        """Refuse a message whose handling failed every time (poison), telling its sender.
+
+        The routing that failed on it before is not run again; only the lenient probe reads
+        it, so the sender learns which message it was.
+        """
+        distribution_id, message_type = probe(body)
+        return Refusal(
+            ErrorCode.POISON,
+            f"processing failed {LAST_DELIVERY} times; kept for an operator",
+            distribution_id=distribution_id,
+            message_type=message_type,
+            reply_to=self._reply_to(user_id, routing_key),
+        )
+
+    def route(
+        self,
+        body: bytes,
+        *,
+        user_id: str | None,
+        routing_key: str,
+        content_type: str | None,
+    ) -> Verdict:
+        """Where a message goes, or why it goes nowhere, under the directory in force."""
         directory = self.directory
         account_org = directory.org_for_account(user_id) if user_id else None
-        # Without user_id, the routing key still names the publisher: topic permissions only
-        # let a partner publish with its own organisation id, so it is who to answer.
-        reply_to = account_org or (
-            routing_key if user_id is None and routing_key in directory.organisations else None
-        )
+        reply_to = account_org or self._reply_to(user_id, routing_key)
 
         if len(body) > self._max_bytes:
             return self._refuse_unread(
@@ -103,10 +128,28 @@ class Router:
             return _refuse_probed(
                 body, ErrorCode.MALFORMED, f"not a JSON document: {exc}", None, account_org
             )
+        except RecursionError:
+            # msgspec gives up on documents nested deeper than the interpreter's stack allows.
+            return _refuse_probed(
+                body,
+                ErrorCode.MALFORMED,
+                "the JSON document is nested too deeply",
+                None,
+                account_org,
+            )
 
         return self._route(envelope, account_org)
 
-    def _route(self, envelope: Envelope, sender: str) -> Decision:
+    def _reply_to(self, user_id: str | None, routing_key: str) -> str | None:
+        # Who hears of a refusal: the account's organisation; without user_id, the routing key
+        # still names the publisher (topic permissions only let a partner publish with its own
+        # organisation id).
+        directory = self.directory
+        if user_id:
+            return directory.org_for_account(user_id)
+        return routing_key if routing_key in directory.organisations else None
+
+    def _route(self, envelope: Envelope, sender: str) -> Verdict:
         directory = self.directory
         message_type = _TAGS[type(envelope.body)]
         distribution_id = envelope.distribution_id
@@ -141,9 +184,6 @@ class Router:
             expiration_ms = max(1, int(remaining * 1000))
 
         message_id = delivered_message_id(sender, distribution_id)
-        if message_id in self.dedupe:
-            return Duplicate(sender, distribution_id, message_type, message_id)
-
         if isinstance(envelope.body, Ack):
             return self._route_ack(envelope, envelope.body, sender, message_id, expiration_ms)
         if isinstance(envelope.body, StatusRequest):
@@ -240,7 +280,7 @@ class Router:
         sender: str,
         message_id: str,
         expiration_ms: int | None,
-    ) -> Decision:
+    ) -> Verdict:
         def refuse(code: ErrorCode, reason: str, path: str) -> Refusal:
             return Refusal(code, reason, path, envelope.distribution_id, "ack", sender)
 
@@ -292,8 +332,3 @@ def _refuse_invalid(body: bytes, error: msgspec.ValidationError, sender: str) ->
     else:
         code = ErrorCode.INVALID_ENVELOPE
     return _refuse_probed(body, code, error_message(error), path, sender)
-
-
-def utc_now(clock: Callable[[], float] = time.time) -> datetime:
-    """The clock as an aware datetime, for stamping the hub's own messages."""
-    return datetime.fromtimestamp(clock(), UTC)

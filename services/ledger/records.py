@@ -17,7 +17,7 @@ from typing import Final
 
 import msgspec
 
-from liaison.hub.refusal import Decision, Delivery, Duplicate, Refusal
+from liaison.hub.decisions import Delivery, Refusal, Verdict
 
 #: AMQP ``type`` of a batch of decision records on the ledger queue.
 RECORD_BATCH_TYPE: Final = "liaison.ledger.records"
@@ -97,14 +97,18 @@ _batch_decoder = msgspec.msgpack.Decoder(RecordBatch)
 
 
 def decision_record(
-    decision: Decision,
+    decision: Verdict,
     body: bytes,
     *,
+    duplicate: bool = False,
     user_id: str | None,
     headers: Mapping[str, object] | None,
     decided_at: float,
 ) -> DecisionRecord:
-    """The record of ``decision`` on the message ``body``; pure, never raises."""
+    """The record of ``decision`` on the message ``body``; pure, never raises.
+
+    ``duplicate``: the hub's memory says the delivery was made before, so nothing was published.
+    """
     headers = headers or {}
     replay_of = _text(headers.get(HEADER_REPLAY_OF))
     replayed_by = _text(headers.get(HEADER_REPLAYED_BY))
@@ -127,7 +131,7 @@ def decision_record(
             replayed_by=replayed_by,
             body=body,
         )
-    if isinstance(decision, Duplicate):
+    if duplicate:
         return DecisionRecord(
             record_id=record_id,
             decided_at=decided_at,

@@ -8,10 +8,9 @@ import msgspec
 import pytest
 
 from liaison.cli.__main__ import main
-from liaison.common.dedupe import DedupeWindow
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.directory.policy import PartnerPolicy, markdown, partner_policy
-from liaison.hub.refusal import Decision, Delivery, Refusal
+from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.hub.router import Router
 from liaison.schemas.catalogue import PARTNER_TYPES
 from liaison.schemas.codes import ErrorCode
@@ -34,8 +33,8 @@ def policy(index: DirectoryIndex) -> PartnerPolicy:
     return partner_policy(index, ORG)
 
 
-def _decide(index: DirectoryIndex, message_type: str, recipients: list[str], **kw: Any) -> Decision:
-    router = Router(index, DedupeWindow(seconds=60, max_entries=10), max_message_bytes=1 << 18)
+def _decide(index: DirectoryIndex, message_type: str, recipients: list[str], **kw: Any) -> Verdict:
+    router = Router(index, max_message_bytes=1 << 18)
     doc = envelope(ORG, recipients, body=sample_body(message_type), **kw)
     return router.decide(
         msgspec.json.encode(doc), user_id=ORG, routing_key=ORG, content_type="application/json"

@@ -14,13 +14,13 @@ import aio_pika
 import pytest
 import tomli_w
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.common.topology import build_topology
 from liaison.directory.credentials import HASHING_ALGORITHM, password_hash
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.directory.management import Permission
 from liaison.directory.topology import apply_topology
 from liaison.hub.consumer import HubConsumer
+from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
@@ -148,12 +148,9 @@ async def hub(
     """A hub consuming every shard of the test vhost, on clean queues."""
     await purge_all(admin, directory)
     settings = hub_settings(topology, directory_file)
-    router = Router(
-        directory,
-        DedupeWindow(seconds=600, max_entries=10_000),
-        max_message_bytes=settings.max_message_bytes,
-    )
-    consumer = HubConsumer(settings, router, HubMetrics())
+    router = Router(directory, max_message_bytes=settings.max_message_bytes)
+    memory = LocalMemory(seconds=600, max_entries=10_000)
+    consumer = HubConsumer(settings, router, memory, HubMetrics())
     task = asyncio.create_task(consumer.run())
     for _ in range(200):
         if consumer.ready:

@@ -76,7 +76,9 @@ async def test_health_ready_and_metrics(
     assert 'liaison_hub_messages_total{outcome="refused",type="unknown"} 1.0' in text
     assert "liaison_hub_decision_seconds_bucket" in text
     assert "liaison_hub_in_flight 0.0" in text
-    assert "liaison_hub_dedupe_window_entries 1.0" in text
+    # The memory holds the delivery and, since a redelivered refusal must not be answered
+    # twice, the refusal too.
+    assert "liaison_hub_dedupe_window_entries 2.0" in text
 
 
 async def test_bad_directory_is_refused_and_the_old_one_stays(

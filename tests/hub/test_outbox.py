@@ -6,15 +6,15 @@ import contextlib
 from datetime import UTC, datetime
 from typing import cast
 
-import aiormq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
-from liaison.hub.outbox import Outbox, delivery_properties
-from liaison.hub.refusal import HUB_SENDER
-from liaison.schemas.wire import CONTENT_TYPE
+from liaison.hub.channel import ConfirmChannel
+from liaison.hub.outbox import Outbox
+from liaison.hub.properties import delivery_properties
+from liaison.schemas.wire import CONTENT_TYPE, HUB_SENDER
 
 short = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
 # The hub never sends an empty message id or type (pamqp would leave such a property out).
@@ -64,13 +64,17 @@ def test_delivery_properties_match_pamqp(
 
 
 class _StuckChannel:
-    """The two parts of an aiormq channel the confirm watchdog reads: confirmations, close."""
+    """The two parts of a ConfirmChannel the confirm watchdog reads: the oldest unconfirmed
+    publish, and close."""
 
     def __init__(self) -> None:
         self.confirmations: dict[int, object] = {}
         self.closed_with: BaseException | None = None
 
-    async def close(self, exc: BaseException | None = None, timeout: float | None = None) -> None:
+    def oldest_unconfirmed(self) -> int | None:
+        return next(iter(self.confirmations), None)
+
+    async def close(self, exc: BaseException) -> None:
         self.closed_with = exc
 
 
@@ -78,7 +82,7 @@ async def test_watchdog_closes_the_channel_when_a_confirm_never_comes() -> None:
     """A publish left unconfirmed past the timeout closes the channel (so it is redelivered)."""
     channel = _StuckChannel()
     channel.confirmations[7] = object()
-    outbox = Outbox(cast(aiormq.Channel, channel), confirm_timeout=0.2)
+    outbox = Outbox(cast(ConfirmChannel, channel), confirm_timeout=0.2)
     await asyncio.wait_for(outbox.watch(), 5)
     assert isinstance(channel.closed_with, ConnectionError)
     assert "no publish confirm" in str(channel.closed_with)
@@ -87,7 +91,7 @@ async def test_watchdog_closes_the_channel_when_a_confirm_never_comes() -> None:
 async def test_watchdog_leaves_a_channel_whose_confirms_keep_coming() -> None:
     """Confirms that arrive, however many are in flight, never trip the watchdog."""
     channel = _StuckChannel()
-    outbox = Outbox(cast(aiormq.Channel, channel), confirm_timeout=0.5)
+    outbox = Outbox(cast(ConfirmChannel, channel), confirm_timeout=0.5)
     watch = asyncio.create_task(outbox.watch())
     # Four times the timeout, each confirm arriving well within it.
     for tag in range(1, 101):

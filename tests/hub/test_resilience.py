@@ -9,7 +9,7 @@ import aio_pika
 import msgspec
 import pytest
 
-from liaison.hub.refusal import Decision
+from liaison.hub.decisions import Verdict
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, HEADER_ERROR_CODE, inbox_queue
 from tests.conftest import management
 from tests.hub.conftest import RunningHub
@@ -64,14 +64,15 @@ async def test_poison_message_is_dead_lettered_and_the_hub_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A message that makes the hub fail every time is dead-lettered as 503; others flow."""
-    real = hub.router.decide
+    real = hub.router.route
 
-    def failing(body: bytes, **kwargs: Any) -> Decision:
+    def failing(body: bytes, **kwargs: Any) -> Verdict:
         if b"POISON-PILL" in body:
             raise RuntimeError("simulated hub bug")
         return real(body, **kwargs)
 
-    monkeypatch.setattr(hub.router, "decide", failing)
+    # The routing fails; the router's own poison rule (at the delivery limit) must not.
+    monkeypatch.setattr(hub.router, "route", failing)
     poison = envelope("mag", ["org:unmas"], incident_id="POISON-PILL")
     healthy = envelope("mag", ["org:unmas"])
     await partners["mag"].send(poison)
@@ -87,10 +88,8 @@ async def test_poison_message_is_dead_lettered_and_the_hub_goes_on(
     assert hub.consumer.ready
 
 
-async def test_hub_reconnects_after_its_connection_is_closed(
-    hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str
-) -> None:
-    """When the broker drops the hub's connection, the hub reconnects and delivers again."""
+async def close_hub_connection(vhost: str) -> None:
+    """Have the broker close the hub's connection, as an operator (or a network fault) would."""
     for _ in range(100):
         connections = await management("GET", f"/vhosts/{quote(vhost, safe='')}/connections")
         names = [
@@ -103,6 +102,13 @@ async def test_hub_reconnects_after_its_connection_is_closed(
         await asyncio.sleep(0.2)
     assert names, "the hub's connection never showed up in the management API"
     await management("DELETE", f"/connections/{quote(names[0], safe='')}")
+
+
+async def test_hub_reconnects_after_its_connection_is_closed(
+    hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str
+) -> None:
+    """When the broker drops the hub's connection, the hub reconnects and delivers again."""
+    await close_hub_connection(vhost)
     doc = envelope("mag", ["org:unmas"])
     await partners["mag"].send(doc)
     (got,) = await drain(admin, inbox_queue("unmas"), expect=1, timeout=20)
@@ -140,4 +146,78 @@ async def test_full_inbox_is_answered_as_undeliverable(
     assert all(b["code"] == 502 and b["retryable"] for b in bodies)
     assert len(dead) == len(reports)
     assert all(m.headers[HEADER_ERROR_CODE] == 502 for m in dead)
+    assert hub.consumer.ready
+
+
+async def test_deeply_nested_documents_get_exactly_one_report_each(
+    hub: RunningHub, partners: dict[str, Partner], admin: Admin
+) -> None:
+    """A thousand levels of nesting (as a document, in the body, in an unknown field): one
+    error report with a code and one dead letter each; nothing delivered, the hub goes on."""
+    doc = envelope("mag", ["org:unmas"])
+    encoded = msgspec.json.encode({**doc, "body": "BODY", "x_extra": "EXTRA"})
+    deep = b"[" * 1000 + b"]" * 1000
+    payloads = [
+        b'{"a":' * 1000 + b"1" + b"}" * 1000,
+        encoded.replace(b'"BODY"', deep).replace(b'"EXTRA"', b"1"),
+        encoded.replace(b'"BODY"', msgspec.json.encode(doc["body"])).replace(b'"EXTRA"', deep),
+    ]
+    for payload in payloads:
+        await partners["mag"].send(payload)
+    reports = await drain(admin, inbox_queue("mag"), expect=len(payloads), settle=1.5)
+    codes = [decode(r)["body"]["code"] for r in reports]
+    assert len(codes) == len(payloads), codes
+    assert all(100 <= code < 400 for code in codes), codes
+    dead = await drain(admin, DEAD_LETTER_QUEUE, expect=len(payloads), settle=0.5)
+    assert sorted(m.body for m in dead) == sorted(payloads)
+    assert await drain(admin, inbox_queue("unmas"), expect=0) == []
+    assert hub.consumer.ready
+
+
+def recalled(hub: RunningHub) -> float:
+    """Messages the hub found in its memory (outcome ``duplicate``), over every type."""
+    return sum(
+        sample.value
+        for metric in hub.consumer.metrics.messages.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["outcome"] == "duplicate"
+    )
+
+
+async def test_a_redelivered_refusal_is_answered_and_kept_once(
+    hub: RunningHub,
+    partners: dict[str, Partner],
+    admin: Admin,
+    vhost: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refusals whose publishes were confirmed but whose ack never left (the connection closed)
+    come back redelivered: the hub remembers them and publishes no second report or dead letter."""
+    unacked: list[int] = []
+    monkeypatch.setattr(hub.consumer, "_ack", unacked.append)
+    forged = envelope("unmas", ["org:nrc"])  # sent by mag: sender mismatch, 201
+    payloads = [b"{not json", msgspec.json.encode(forged)]
+    for payload in payloads:
+        await partners["mag"].send(payload)
+    first = await drain(admin, inbox_queue("mag"), expect=len(payloads), settle=0.5)
+    assert len(first) == len(payloads)
+    assert unacked, "the refusals were never finished"
+    # The reports are out (so their publishes were confirmed); the acks are not: drop the
+    # connection, and the broker hands both messages to the reconnected hub again.
+    monkeypatch.undo()
+    recalled_before = recalled(hub)
+    await close_hub_connection(vhost)
+
+    async def both_recalled() -> bool:
+        return recalled(hub) - recalled_before >= len(payloads)
+
+    for _ in range(200):
+        if await both_recalled():
+            break
+        await asyncio.sleep(0.1)
+    assert await both_recalled(), "the refused messages were not redelivered and recalled"
+    again = await drain(admin, inbox_queue("mag"), expect=0, settle=1.0)
+    assert again == []
+    dead = await drain(admin, DEAD_LETTER_QUEUE, expect=len(payloads), settle=1.0)
+    assert sorted(m.body for m in dead) == sorted(payloads)
     assert hub.consumer.ready

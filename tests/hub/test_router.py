@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.directory.index import DirectoryIndex, load_directory
-from liaison.hub.refusal import Delivery, Duplicate, Refusal
-from liaison.hub.router import Router
+from liaison.hub.decisions import Delivery, Refusal
+from liaison.hub.router import LAST_DELIVERY, Router
 from liaison.schemas.codes import ErrorCode
 from tests.hub.support import envelope, now_iso, sample_body
 
@@ -25,8 +24,8 @@ def sample() -> DirectoryIndex:
 
 
 def make_router(directory: DirectoryIndex) -> Router:
-    """A router with a fresh dedupe window."""
-    return Router(directory, DedupeWindow(seconds=60, max_entries=100), max_message_bytes=4096)
+    """A router over ``directory`` with a 4 KiB size limit."""
+    return Router(directory, max_message_bytes=4096)
 
 
 def decide(router: Router, doc: dict[str, Any] | bytes, user: str | None = "mag") -> Any:
@@ -42,17 +41,6 @@ def test_delivery_excludes_the_sender_and_resolves_groups(sample: DirectoryIndex
     assert isinstance(decision, Delivery)
     assert decision.recipients == ["halo-trust", "unmas"]
     assert decision.message_id.startswith("mag/")
-
-
-def test_duplicate_only_after_delivery_is_recorded(sample: DirectoryIndex) -> None:
-    """The dedupe window answers Duplicate for an id it has recorded, not before."""
-    router = make_router(sample)
-    doc = envelope("mag", ["org:unmas"])
-    first = decide(router, doc)
-    assert isinstance(first, Delivery)
-    assert isinstance(decide(router, doc), Delivery)
-    router.dedupe.add(first.message_id)
-    assert isinstance(decide(router, doc), Duplicate)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +126,7 @@ json_values = st.recursive(
 def test_any_bytes_get_a_decision(sample: DirectoryIndex, data: bytes, user: str | None) -> None:
     """Arbitrary bytes never raise: they are refused (or, improbably, routed)."""
     decision = decide(make_router(sample), data, user=user)
-    assert isinstance(decision, Refusal | Delivery | Duplicate)
+    assert isinstance(decision, Refusal | Delivery)
 
 
 @settings(max_examples=300, deadline=None)
@@ -165,3 +153,114 @@ def test_any_field_value_gets_a_decision(sample: DirectoryIndex, field: str, val
     if isinstance(decision, Refusal):
         assert decision.field_path is None or decision.field_path.startswith("$")
         assert decision.reply_to == "mag"
+
+
+def nested(depth: int, *, inside: bytes = b"1") -> bytes:
+    """A JSON value ``depth`` arrays deep (about 2 bytes a level)."""
+    return b"[" * depth + inside + b"]" * depth
+
+
+def envelope_with(field: str, raw_value: bytes) -> bytes:
+    """A valid envelope from mag whose ``field`` holds the raw JSON ``raw_value``."""
+    doc = envelope("mag", ["org:unmas"])
+    doc[field] = "PLACEHOLDER"
+    return msgspec.json.encode(doc).replace(b'"PLACEHOLDER"', raw_value)
+
+
+PATHOLOGICAL = {
+    "nested 1000 at the top": nested(1000),
+    "nested 1000 objects": b'{"a":' * 1000 + b"1" + b"}" * 1000,
+    "nested 1000 in the body": envelope_with("body", nested(1000)),
+    "nested 1000 in an unknown field": envelope_with("x_extra", nested(1000)),
+    "nested 100000": nested(100_000),
+    "huge integer": envelope_with("x_extra", b"9" * 5000),
+    "huge exponent": envelope_with("x_extra", b"1e999999"),
+    "NaN": envelope_with("x_extra", b"NaN"),
+    "long string": envelope_with("x_extra", b'"' + b"x" * 3000 + b'"'),
+    "duplicate keys": b'{"sender":"mag","sender":"unmas","distribution_id":"a","body":{}}',
+    "lone surrogate": envelope_with("x_extra", b'"\\ud800"'),
+    "invalid UTF-8 in a string": envelope_with("x_extra", b'"\xc3\x28"'),
+}
+
+
+@pytest.mark.parametrize("raw", PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())
+@pytest.mark.parametrize("user", ["mag", None])
+@pytest.mark.parametrize("delivery_count", [0, 4])
+def test_pathological_json_gets_a_verdict(
+    sample: DirectoryIndex, raw: bytes, user: str | None, delivery_count: int
+) -> None:
+    """Deep nesting, huge numbers, NaN, duplicate keys, bad UTF-8: a verdict, never a raise,
+    on the first delivery and on the last (the poison rule's probe reads it too)."""
+    router = Router(sample, max_message_bytes=1 << 20)
+    verdict = router.decide(
+        raw,
+        user_id=user,
+        routing_key="mag",
+        content_type="application/json",
+        delivery_count=delivery_count,
+    )
+    assert isinstance(verdict, Refusal | Delivery)
+    if isinstance(verdict, Refusal):
+        assert verdict.reply_to == "mag"
+
+
+def test_deep_nesting_is_a_format_error(sample: DirectoryIndex) -> None:
+    """A document too deep to decode is refused as malformed (1xx), answered to its sender."""
+    router = Router(sample, max_message_bytes=1 << 20)
+    verdict = decide(router, b'{"a":' * 1000 + b"1" + b"}" * 1000)
+    assert isinstance(verdict, Refusal)
+    assert verdict.code is ErrorCode.MALFORMED
+    assert verdict.reply_to == "mag"
+
+
+def test_last_delivery_is_refused_as_poison(sample: DirectoryIndex) -> None:
+    """At the delivery limit the router gives up, names the message, and tells its sender."""
+    doc = envelope("mag", ["org:unmas"])
+    raw = msgspec.json.encode(doc)
+    router = make_router(sample)
+    first = router.decide(raw, user_id="mag", routing_key="mag", content_type=None)
+    assert isinstance(first, Delivery)
+    last = router.decide(
+        raw, user_id="mag", routing_key="mag", content_type=None, delivery_count=LAST_DELIVERY
+    )
+    assert isinstance(last, Refusal)
+    assert (last.code, last.reply_to) == (ErrorCode.POISON, "mag")
+    assert (last.distribution_id, last.message_type) == (
+        doc["distribution_id"],
+        doc["body"]["type"],
+    )
+
+
+pathological_json = st.one_of(
+    st.integers(min_value=1, max_value=1500).map(nested),
+    st.integers(min_value=1, max_value=1500).map(lambda n: b'{"a":' * n + b"0" + b"}" * n),
+    st.integers(min_value=20, max_value=2000).map(lambda n: b"9" * n),
+    st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999999", b"-0", b'"\\ud800"']),
+    st.text(max_size=300).map(msgspec.json.encode),
+    st.lists(st.sampled_from(["sender", "distribution_id", "body"]), max_size=6).map(
+        lambda keys: b"{" + b",".join(b'"%s":"mag"' % k.encode() for k in keys) + b"}"
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raw=pathological_json,
+    field=st.sampled_from(["body", "recipients", "sender", "distribution_id", "x_extra"]),
+    whole=st.booleans(),
+)
+def test_any_pathological_json_gets_a_verdict(
+    sample: DirectoryIndex, raw: bytes, field: str, whole: bool
+) -> None:
+    """Generated pathological JSON, as the whole document or as one field, gets a verdict."""
+    router = Router(sample, max_message_bytes=1 << 20)
+    document = raw if whole else envelope_with(field, raw)
+    for count in (0, LAST_DELIVERY):
+        verdict = router.decide(
+            document,
+            user_id="mag",
+            routing_key="mag",
+            content_type="application/json",
+            delivery_count=count,
+        )
+        assert isinstance(verdict, Refusal | Delivery)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from liaison.hub.refusal import Delivery, Duplicate, Refusal
+from liaison.hub.decisions import Delivery, Refusal
 from liaison.ledger.records import (
     DecisionRecord,
     Outcome,
@@ -71,8 +71,9 @@ def test_refusal_duplicate_and_replay_headers() -> None:
     )
     assert (record.outcome, record.code, record.sender) == (Outcome.REFUSED, 100, "mag")
     assert (record.replay_of, record.replayed_by) == ("abc123", "ops")
-    duplicate = Duplicate("mag", "d-1", "hazard.alert", "mag/d-1")
-    dup = decision_record(duplicate, BODY, user_id=None, headers={}, decided_at=3.0)
+    dup = decision_record(
+        delivery(), BODY, duplicate=True, user_id=None, headers={}, decided_at=3.0
+    )
     assert dup.outcome is Outcome.DUPLICATE
     assert dup.recipients == []
     assert record.record_id != dup.record_id

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pathological import pathological_documents
 
-from liaison.hub.refusal import Refusal
+from liaison.hub.decisions import Refusal
 from liaison.hub.router import Router
 from liaison.schemas.codes import ErrorCode
 

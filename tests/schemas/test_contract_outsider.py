@@ -12,7 +12,8 @@ from fuzz_decide import make_router
 
 from liaison.directory import index
 from liaison.directory.settings import DEFAULT_VHOST
-from liaison.hub.refusal import HUB_SENDER, Delivery, Refusal, error_report
+from liaison.hub.decisions import Delivery, Refusal
+from liaison.hub.reports import error_report, report_id
 from liaison.hub.settings import DEFAULT_AMQP_URL
 from liaison.schemas import wire
 from liaison.schemas.catalogue import FLASH_TYPES, HUB_ONLY_TYPES, MESSAGE_TYPES, PARTNER_TYPES
@@ -20,6 +21,7 @@ from liaison.schemas.codes import CATALOGUE, Delivered, ErrorCode, info
 from liaison.schemas.envelope import decode_envelope
 from liaison.schemas.generate import GENERATED_DIR
 from liaison.schemas.messages.system import ErrorReport
+from liaison.schemas.wire import HUB_SENDER
 
 GUIDE = (REPO / "docs" / "partners.md").read_text()
 
@@ -125,7 +127,7 @@ def test_report_names_the_refused_message_whenever_it_can_be_read(
     )
     assert isinstance(decision, Refusal)
     assert decision.code is code
-    _, encoded = error_report(decision, now=datetime.now(UTC), original=b"")
+    encoded = error_report(decision, report=report_id(decision, b""), now=datetime.now(UTC))
     report = decode_envelope(encoded)
     assert isinstance(report.body, ErrorReport)
     assert (report.body.ref_distribution_id, report.body.ref_type) == ("mag-2024-0001", "ack")
@@ -140,7 +142,8 @@ def _report_for(doc: dict[str, Any], user_id: str) -> ErrorReport:
     assert isinstance(decision, Delivery), decision
     assert decision.partial is not None
     assert info(decision.partial.code).delivered is Delivered.THE_REST
-    _, encoded = error_report(decision.partial, now=datetime.now(UTC), original=b"")
+    partial = decision.partial
+    encoded = error_report(partial, report=report_id(partial, b""), now=datetime.now(UTC))
     report = decode_envelope(encoded).body
     assert isinstance(report, ErrorReport)
     return report

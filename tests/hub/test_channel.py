@@ -1,0 +1,124 @@
+"""The aiormq internals the outbox relies on, driven on a real broker channel: the day an
+aiormq release changes delivery tags, the confirmation store or the write queue, this fails."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import cast
+
+import aiormq
+import pytest
+from pamqp import commands as spec
+
+from liaison.hub.channel import AiormqChannel
+from liaison.hub.outbox import Outbox
+from liaison.hub.properties import delivery_properties
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+async def channel(admin_url: str) -> AsyncIterator[aiormq.Channel]:
+    """A confirm-mode channel on the test vhost."""
+    connection = await aiormq.connect(admin_url)
+    channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
+    yield channel
+    await connection.close()
+
+
+async def scratch_queue(channel: aiormq.Channel, **arguments: object) -> str:
+    """A classic queue that goes away with the connection."""
+    name = f"test-outbox-{uuid.uuid4().hex[:8]}"
+    await channel.queue_declare(name, exclusive=True, arguments=arguments or None)
+    return name
+
+
+async def run_outbox(channel: aiormq.Channel) -> tuple[Outbox, asyncio.Task[None]]:
+    """An outbox on ``channel`` with its sender task running."""
+    outbox = Outbox(AiormqChannel(channel), confirm_timeout=30)
+    return outbox, asyncio.create_task(outbox.send())
+
+
+async def test_confirms_resolve_and_tags_are_shared_with_aiormq(channel: aiormq.Channel) -> None:
+    """Outbox publishes are confirmed, and aiormq's own publish afterwards takes the next tag."""
+    queue = await scratch_queue(channel)
+    outbox, sender = await run_outbox(channel)
+    raw = AiormqChannel(channel)
+    try:
+        confirms = [
+            outbox.publish(
+                f"m{n}".encode(),
+                exchange="",
+                routing_key=queue,
+                properties=spec.Basic.Properties(message_id=f"id-{n}"),
+            )
+            for n in range(3)
+        ]
+        assert raw.oldest_unconfirmed() == 1
+        results = await asyncio.wait_for(asyncio.gather(*confirms), 10)
+        assert all(isinstance(r, spec.Basic.Ack) for r in results)
+        assert raw.oldest_unconfirmed() is None
+        assert channel.delivery_tag == 3
+        # aiormq's own publish must continue the numbering, or its confirm would never match.
+        own = await channel.basic_publish(b"m3", routing_key=queue)
+        assert isinstance(own, spec.Basic.Ack)
+        assert channel.delivery_tag == 4
+        bodies = []
+        for _ in range(4):
+            got = await channel.basic_get(queue, no_ack=True)
+            bodies.append(got.body)
+        assert bodies == [b"m0", b"m1", b"m2", b"m3"]
+    finally:
+        sender.cancel()
+
+
+async def test_a_nack_fails_the_confirm(channel: aiormq.Channel) -> None:
+    """A publish the broker refuses (queue full, reject-publish) raises DeliveryError."""
+    queue = await scratch_queue(channel, **{"x-max-length": 0, "x-overflow": "reject-publish"})
+    outbox, sender = await run_outbox(channel)
+    try:
+        confirm = outbox.publish(
+            b"x", exchange="", routing_key=queue, properties=spec.Basic.Properties()
+        )
+        with pytest.raises(aiormq.exceptions.DeliveryError):
+            await asyncio.wait_for(confirm, 10)
+    finally:
+        sender.cancel()
+
+
+async def test_encoded_properties_and_a_multi_frame_body_arrive_intact(
+    channel: aiormq.Channel,
+) -> None:
+    """Hand-encoded properties and a body split over frames are what a consumer receives."""
+    queue = await scratch_queue(channel)
+    outbox, sender = await run_outbox(channel)
+    body = bytes(range(256)) * (3 * channel.max_content_size // 256 + 7)
+    try:
+        properties = delivery_properties(
+            message_id="mag/d-1",
+            message_type="hazard.alert",
+            timestamp=1_795_000_000,
+            expiration="60000",
+            headers={"x-liaison-sender": "mag", "x-list": ["a", "b"]},
+        )
+        confirm = outbox.publish(body, exchange="", routing_key=queue, properties=properties)
+        await asyncio.wait_for(confirm, 10)
+        got = await channel.basic_get(queue, no_ack=True)
+    finally:
+        sender.cancel()
+    assert got.body == body
+    props = got.header.properties
+    assert (props.message_id, props.message_type, props.expiration) == (
+        "mag/d-1",
+        "hazard.alert",
+        "60000",
+    )
+    assert props.headers == {"x-liaison-sender": "mag", "x-list": ["a", "b"]}
+
+
+async def test_publishing_on_a_closed_channel_raises(channel: aiormq.Channel) -> None:
+    """Once the channel is closed the outbox refuses at once instead of queueing frames."""
+    outbox = Outbox(AiormqChannel(channel), confirm_timeout=30)
+    await channel.close()
+    with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
+        outbox.publish(b"x", exchange="", routing_key="q", properties=spec.Basic.Properties())
