@@ -35,7 +35,8 @@ class PartnerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     sends: list[TypePolicy]
     #: Partner message types it may not send to anyone (203).
     may_not_send: list[str]
-    #: Types with their own rule: an `ack` goes back to the original sender of a message.
+    #: Types with their own rule: an `ack` goes back to the original sender of a message, a
+    #: `status.request` to the ledger (`org:liaison`).
     replies: list[str]
 
 
@@ -85,7 +86,8 @@ def markdown(policy: PartnerPolicy) -> str:
         f"- `{org}` receives messages classified up to `{policy.clearance.value}`.",
         "- You are left out of your own fan-out: an address that includes you reaches the others.",
         "- Receipts (`ack`) go to the original sender of a message you received, whatever the "
-        "policy says; `error.report` is the hub's alone.",
+        "policy says; a `status.request` for one of your messages goes to `org:liaison`; "
+        "`error.report` and `status.report` are the hub's alone.",
     ]
     if policy.may_not_send:
         lines.append(

@@ -42,10 +42,10 @@ def _decide(index: DirectoryIndex, message_type: str, recipients: list[str], **k
 
 
 def test_policy_covers_every_partner_type_once(policy: PartnerPolicy) -> None:
-    """Each partner type but ack is either sendable or listed as not; ack is a reply."""
+    """Each partner type is sendable, listed as not, or a reply with its own rule (ack, status)."""
     sendable = [entry.type for entry in policy.sends]
     assert sorted(sendable + policy.may_not_send + policy.replies) == sorted(PARTNER_TYPES)
-    assert policy.replies == ["ack"]
+    assert policy.replies == ["ack", "status.request"]
     assert policy.clearance is Classification.UNCLASSIFIED
 
 

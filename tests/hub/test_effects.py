@@ -132,7 +132,10 @@ def test_partial_delivery_also_answers_the_sender(router: Router) -> None:
     body = msgspec.json.decode(report.body)
     assert body["sender"] == HUB_SENDER
     assert body["body"]["code"] == int(ErrorCode.INSUFFICIENT_CLEARANCE)
-    assert "unmas" in body["body"]["refused_recipients"]
+    # The address the sender wrote, through which an organisation (unmas) was left out.
+    assert body["body"]["refused_recipients"] == ["mission:minusca"]
+    assert verdict.partial is not None
+    assert "unmas" in verdict.partial.refused_recipients
     assert effects.remember is not None
     assert effects.remember.handled is Handled.DELIVERED
 

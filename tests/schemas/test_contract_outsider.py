@@ -78,7 +78,7 @@ def test_error_report_sender_is_the_hub_sender_id() -> None:
 def test_partners_may_publish_every_type_but_error_report() -> None:
     """The publish operation and the ingress channel list the partner types, not error.report."""
     document = _asyncapi()
-    assert HUB_ONLY_TYPES == index.HUB_ONLY_TYPES == {"error.report"}
+    assert HUB_ONLY_TYPES == index.HUB_ONLY_TYPES == {"error.report", "status.report"}
     publish = document["operations"]["publish"]
     assert _types(document, publish["messages"]) == set(PARTNER_TYPES)
     ingress = document["channels"]["ingress"]["messages"]
