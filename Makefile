@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
 
-.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node-tools clean
+.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker redis node-tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ node-tools: $(NODE_TOOLS)/.installed ## install the AsyncAPI parser and the part
 broker: ## make sure a RabbitMQ is reachable, with the plugins Liaison needs
 	@bash deploy/broker.sh
 
+redis: ## make sure a Redis is reachable (the hub's shared delivery memory and its tests)
+	@bash deploy/redis.sh
+
 lint: install ## ruff
 	$(BIN)/ruff check services schemas tests bench liaison/__init__.py
 	$(BIN)/ruff format --check services schemas tests bench liaison/__init__.py
@@ -49,11 +52,11 @@ typecheck: install ## mypy --strict on services/ and schemas/
 	$(BIN)/mypy
 
 # The broker-restart test drops every connection on the node, so it runs after the rest, alone.
-pytest: install $(VENV)/.bench-installed node-tools broker
+pytest: install $(VENV)/.bench-installed node-tools broker redis
 	$(BIN)/pytest -m "not broker_restart" $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(BIN)/pytest -m broker_restart; fi
 
-test: install node-tools broker lint typecheck pytest ## lint, type checks and the whole test suite
+test: install node-tools broker redis lint typecheck pytest ## lint, type checks and the whole test suite
 
 schemas: install ## regenerate the JSON Schemas, the AsyncAPI document and the examples
 	$(BIN)/python -m liaison.schemas.generate

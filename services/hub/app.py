@@ -15,6 +15,7 @@ from liaison.directory.index import load_directory
 from liaison.hub.admin import AdminRefusal, check_admin_access
 from liaison.hub.consumer import HubConsumer
 from liaison.hub.metrics import HubMetrics
+from liaison.hub.redis_memory import open_memory
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
 
@@ -77,6 +78,8 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(task, app[SETTINGS].shutdown_grace_seconds + 5)
     except TimeoutError:
         task.cancel()
+    if consumer.memory is not None:  # memory: close the Redis connections after the consumer
+        await consumer.memory.close()
     log.info("stopped")
 
 
@@ -96,7 +99,14 @@ def create_app(settings: HubSettings, *, metrics: HubMetrics | None = None) -> w
         seconds=settings.dedupe_window_seconds, max_entries=settings.dedupe_max_entries
     )
     app[ROUTER] = Router(index, dedupe, max_message_bytes=settings.max_message_bytes)
-    app[CONSUMER] = HubConsumer(settings, app[ROUTER], app[METRICS])
+    # memory (issue 11): Redis shared by every hub process when LIAISON_REDIS_URL is set.
+    memory = open_memory(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        window_seconds=settings.dedupe_window_seconds,
+        max_entries=settings.dedupe_max_entries,
+    )
+    app[CONSUMER] = HubConsumer(settings, app[ROUTER], app[METRICS], memory=memory)
     consumer = app[CONSUMER]
     add_health_routes(
         app,

@@ -23,8 +23,10 @@ from pamqp import commands as spec
 from liaison.common.config import redact_url
 from liaison.common.topology import HUB_DELIVERY_LIMIT, hub_queue
 from liaison.hub.acks import AckTracker
+from liaison.hub.memory import DeliveryMemory, Handled
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.outbox import Outbox, delivery_properties
+from liaison.hub.redis_memory import MemoryUnavailable
 from liaison.hub.refusal import HUB_SENDER, Delivery, Duplicate, Refusal, error_report
 from liaison.hub.router import Router, probe
 from liaison.hub.settings import HubSettings
@@ -48,6 +50,9 @@ from liaison.schemas.wire import (
 
 log = structlog.get_logger("liaison.hub")
 
+#: A key no message has: recalling it checks the delivery memory answers before consuming.
+_MEMORY_PROBE = "liaison-hub/memory-probe"
+
 
 class HubConsumer:
     """Owns the connection, the consumers on this process's shards, and in-flight work."""
@@ -59,8 +64,12 @@ class HubConsumer:
         metrics: HubMetrics,
         *,
         clock: Callable[[], float] = time.time,
+        memory: DeliveryMemory | None = None,
     ) -> None:
         self.settings = settings
+        # memory (issue 11): what every hub process delivered; None keeps only the router's window.
+        self.memory = memory
+        self._memory_lost: asyncio.Future[None] | None = None
         self.router = router
         self.metrics = metrics
         self._clock = clock
@@ -98,7 +107,10 @@ class HubConsumer:
                 raise
             except Exception as exc:
                 log.warning(
-                    "broker_unavailable",
+                    # memory: Redis out of reach stops consuming too; say which one is missing.
+                    "memory_unavailable"
+                    if isinstance(exc, MemoryUnavailable)
+                    else "broker_unavailable",
                     url=redact_url(self.settings.amqp_url),
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in=round(backoff, 2),
@@ -155,6 +167,10 @@ class HubConsumer:
             self._acks_flushed.set()
             ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
             self.connected = True
+            # memory: consume only while the delivery memory answers (raises MemoryUnavailable).
+            self._memory_lost = asyncio.get_running_loop().create_future()
+            if self.memory is not None:
+                await self.memory.recall(_MEMORY_PROBE)
             self._consumer_tags = []
             for shard in self.settings.shards:
                 ok = await channel.basic_consume(hub_queue(shard), self._on_message, no_ack=False)
@@ -168,11 +184,13 @@ class HubConsumer:
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:
                 await asyncio.wait(
-                    [connection.closing, channel.closing, stopping],
+                    [connection.closing, channel.closing, stopping, self._memory_lost],
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
                 stopping.cancel()
+            if self._memory_lost.done():
+                raise self._memory_lost.exception() or MemoryUnavailable("memory lost")
             if not self._stopping.is_set():
                 reason = channel.closing.exception() if channel.closing.done() else None
                 raise ConnectionError(f"broker connection lost: {reason or 'closed'}")
@@ -213,6 +231,18 @@ class HubConsumer:
                     routing_key=delivery.routing_key or "",
                     content_type=props.content_type,
                 )
+            # memory: a delivery any hub process already made within the window is a repeat.
+            if (
+                isinstance(decision, Delivery)
+                and self.memory is not None
+                and await self.memory.recall(decision.message_id) is not None
+            ):
+                decision = Duplicate(
+                    decision.sender,
+                    decision.distribution_id,
+                    decision.message_type,
+                    decision.message_id,
+                )
             message_type = _type_label(decision.message_type)
             if isinstance(decision, Delivery):
                 await self._deliver(channel, message.body, decision)
@@ -238,9 +268,14 @@ class HubConsumer:
             except Exception:
                 await self._requeue(channel, tag)
                 return
-        except (aiormq.exceptions.AMQPError, ConnectionError, asyncio.CancelledError):
+        except (aiormq.exceptions.AMQPError, ConnectionError, asyncio.CancelledError) as exc:
             # The channel is gone; the broker redelivers everything unacked on reconnect.
             self._settled()
+            # memory: without it a redelivery cannot be told from a first delivery; end the
+            # session (the broker takes back what is unacked) and retry with backoff.
+            lost = self._memory_lost
+            if isinstance(exc, MemoryUnavailable) and lost is not None and not lost.done():
+                lost.set_exception(exc)
             raise
         except Exception:
             log.exception("hub_failure", delivery_tag=tag, user_id=user_id)
@@ -294,6 +329,11 @@ class HubConsumer:
                 await confirm
             else:
                 await asyncio.gather(confirm, self._answer(channel, delivery.partial, body))
+            # memory: recorded only once the broker confirmed the delivery, before the ack.
+            if self.memory is not None:
+                await self.memory.remember(
+                    delivery.message_id, Handled.DELIVERED, delivery.recipients
+                )
         except BaseException:
             dedupe.discard(delivery.message_id)
             raise

@@ -44,12 +44,16 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
     confirm_timeout_seconds: float = 30.0
     #: Bearer token for /admin/*; without one, only loopback callers may administer.
     admin_token: str | None = None
+    #: Redis holding what the hub delivered, shared by all hub processes; None: in-process only.
+    redis_url: str | None = None
+    redis_prefix: str = "liaison:memory:"
 
     def __repr__(self) -> str:
         # Settings get logged and printed in tracebacks: never with the secret in them.
         fields = {f: getattr(self, f) for f in self.__struct_fields__}
         fields["amqp_url"] = redact_url(self.amqp_url)
         fields["admin_token"] = None if self.admin_token is None else "***"
+        fields["redis_url"] = None if self.redis_url is None else redact_url(self.redis_url)
         return "HubSettings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @classmethod
@@ -72,7 +76,22 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
             log_level=env_str("LIAISON_LOG_LEVEL", "info", env),
             shutdown_grace_seconds=env_float("LIAISON_SHUTDOWN_GRACE_SECONDS", 15.0, env),
             admin_token=admin_token_from_env(os.environ if env is None else env),
+            redis_url=redis_url("LIAISON_REDIS_URL", env),
+            redis_prefix=env_str("LIAISON_REDIS_PREFIX", "liaison:memory:", env),
         )
+
+
+def redis_url(name: str, env: Mapping[str, str] | None) -> str | None:
+    """A redis://, rediss:// or unix:// URL, or None when unset; errors never show the password."""
+    url = (os.environ if env is None else env).get(name, "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ConfigError(
+            f"{name} must be a redis://, rediss:// or unix:// URL, got {redact_url(url)!r}"
+        )
+    return url
 
 
 def _with_credential(url: str, env: Mapping[str, str] | None) -> str:
