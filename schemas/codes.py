@@ -25,6 +25,7 @@ class ErrorCode(enum.IntEnum):
     RECIPIENT_NOT_PERMITTED = 204
     INSUFFICIENT_CLEARANCE = 205
     RESERVED_TYPE = 206
+    NOT_RECEIVED = 207
     INVALID_ENVELOPE = 300
     INVALID_BODY = 301
     UNKNOWN_MESSAGE_TYPE = 302
@@ -79,6 +80,10 @@ _MEANINGS: Final[dict[ErrorCode, tuple[str, bool]]] = {
     ErrorCode.RECIPIENT_NOT_PERMITTED: ("Your organisation may not address this recipient.", False),
     ErrorCode.INSUFFICIENT_CLEARANCE: ("A recipient is not cleared for the classification.", False),
     ErrorCode.RESERVED_TYPE: ("Only the hub sends this message type (error.report).", False),
+    ErrorCode.NOT_RECEIVED: (
+        "An ack refers to a message the hub did not deliver to you within its dedupe window.",
+        False,
+    ),
     ErrorCode.INVALID_ENVELOPE: ("The envelope breaks the contract; see field_path.", False),
     ErrorCode.INVALID_BODY: ("The body breaks its message type's schema; see field_path.", False),
     ErrorCode.UNKNOWN_MESSAGE_TYPE: ("The body type is not in the catalogue.", False),

@@ -26,6 +26,7 @@ from liaison.hub.acks import AckTracker
 from liaison.hub.memory import DeliveryMemory, Handled
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.outbox import Outbox, delivery_properties
+from liaison.hub.receipts import check_receipt
 from liaison.hub.redis_memory import MemoryUnavailable
 from liaison.hub.refusal import HUB_SENDER, Delivery, Duplicate, Refusal, error_report
 from liaison.hub.router import Router, probe
@@ -243,6 +244,9 @@ class HubConsumer:
                     decision.message_type,
                     decision.message_id,
                 )
+            # receipts: an ack must refer to a message delivered to its sender.
+            if isinstance(decision, Delivery) and self.memory is not None:
+                decision = await check_receipt(self.memory, decision, message.body)
             message_type = _type_label(decision.message_type)
             if isinstance(decision, Delivery):
                 await self._deliver(channel, message.body, decision)

@@ -10,7 +10,7 @@ from liaison.common.errors import ConfigError
 from liaison.hub.memory import Handled
 from liaison.hub.redis_memory import MemoryUnavailable, RedisMemory
 from liaison.hub.settings import HubSettings
-from tests.hub.redis_support import REDIS_URL, memory_prefix, shared_memory
+from tests.hub.memory_support import REDIS_URL, memory_prefix, shared_memory
 
 __all__ = ["memory_prefix"]  # the fixture, imported so pytest finds it here
 

@@ -11,17 +11,13 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.common.topology import hub_queue
 from liaison.directory.index import DirectoryIndex
-from liaison.hub.consumer import HubConsumer
 from liaison.hub.memory import Handled
-from liaison.hub.metrics import HubMetrics
 from liaison.hub.redis_memory import RedisMemory
-from liaison.hub.router import Router
 from liaison.schemas.wire import inbox_queue
-from tests.hub.conftest import hub_settings, purge_all
-from tests.hub.redis_support import REDIS_URL, memory_prefix, shared_memory
+from tests.hub.conftest import purge_all
+from tests.hub.memory_support import REDIS_URL, memory_prefix, shared_memory, start_hub
 from tests.hub.support import Partner, decode, drain, envelope
 from tests.hub.test_processes import HubProcess, free_port, queue_depth, wait_for
 
@@ -30,27 +26,6 @@ __all__ = ["memory_prefix"]  # the fixture, imported so pytest finds it here
 pytestmark = [pytest.mark.broker, pytest.mark.redis]
 
 Admin = aio_pika.abc.AbstractConnection
-
-
-async def start_hub(
-    topology: str, directory: DirectoryIndex, directory_file: Path, memory: RedisMemory
-) -> tuple[HubConsumer, "asyncio.Task[None]", HubMetrics]:
-    """An in-process hub with its own router (own in-process window) and the given memory."""
-    settings = hub_settings(topology, directory_file)
-    router = Router(
-        directory,
-        DedupeWindow(seconds=600, max_entries=10_000),
-        max_message_bytes=settings.max_message_bytes,
-    )
-    metrics = HubMetrics()
-    consumer = HubConsumer(settings, router, metrics, memory=memory)
-    task = asyncio.create_task(consumer.run())
-    for _ in range(200):
-        if consumer.ready:
-            break
-        await asyncio.sleep(0.05)
-    assert consumer.ready, "hub did not start consuming"
-    return consumer, task, metrics
 
 
 async def shards_empty(admin: Admin) -> bool:
