@@ -35,6 +35,7 @@ class ErrorCode(enum.IntEnum):
     NO_RECIPIENTS = 501
     DELIVERY_REFUSED = 502
     POISON = 503
+    NO_INBOX = 504
 
 
 class CodeInfo(msgspec.Struct, frozen=True):
@@ -99,6 +100,11 @@ _MEANINGS: Final[dict[ErrorCode, tuple[str, bool]]] = {
     ErrorCode.NO_RECIPIENTS: ("The addressing resolved to nobody.", False),
     ErrorCode.DELIVERY_REFUSED: ("The broker refused delivery (a recipient inbox is full).", True),
     ErrorCode.POISON: ("The message repeatedly crashed the hub and was dead-lettered.", False),
+    ErrorCode.NO_INBOX: (
+        "A recipient has no inbox on the broker (not provisioned, or removed); "
+        "refused_recipients names each one, the others got the message.",
+        True,
+    ),
 }
 
 #: Every code with its name, band, meaning and retryability.

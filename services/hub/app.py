@@ -37,6 +37,7 @@ def reload_directory(app: web.Application) -> str:
         log.error("directory_refused", error=str(exc), kept="previous version")
         raise
     router.directory = index
+    app[CONSUMER].inboxes.resurvey()  # inboxes: the new directory may name other inboxes
     metrics.directory_reloads.labels("loaded").inc()
     log.info(
         "directory_loaded", organisations=len(index.organisations), path=str(settings.directory)

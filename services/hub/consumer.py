@@ -23,6 +23,7 @@ from pamqp import commands as spec
 from liaison.common.config import redact_url
 from liaison.common.topology import HUB_DELIVERY_LIMIT, hub_queue
 from liaison.hub.acks import AckTracker
+from liaison.hub.inboxes import InboxCensus
 from liaison.hub.memory import DeliveryMemory, Handled
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.outbox import Outbox, delivery_properties
@@ -71,6 +72,8 @@ class HubConsumer:
         # memory (issue 11): what every hub process delivered; None keeps only the router's window.
         self.memory = memory
         self._memory_lost: asyncio.Future[None] | None = None
+        # inboxes (issue 11): which recipients' inbox queues exist, to report copies none took.
+        self.inboxes = InboxCensus(check_interval=settings.inbox_check_seconds)
         self.router = router
         self.metrics = metrics
         self._clock = clock
@@ -172,6 +175,14 @@ class HubConsumer:
             self._memory_lost = asyncio.get_running_loop().create_future()
             if self.memory is not None:
                 await self.memory.recall(_MEMORY_PROBE)
+            # inboxes: know which inboxes exist before the first decision, then keep checking.
+            await self.inboxes.survey(connection, self.router.directory.organisations)
+            senders.append(
+                asyncio.create_task(
+                    self.inboxes.watch(connection, lambda: self.router.directory.organisations),
+                    name="hub-inbox-census",
+                )
+            )
             self._consumer_tags = []
             for shard in self.settings.shards:
                 ok = await channel.basic_consume(hub_queue(shard), self._on_message, no_ack=False)
@@ -247,9 +258,19 @@ class HubConsumer:
             # receipts: an ack must refer to a message delivered to its sender.
             if isinstance(decision, Delivery) and self.memory is not None:
                 decision = await check_receipt(self.memory, decision, message.body)
+            # inboxes: recipients no inbox would take are left out and reported to the sender.
+            no_inbox: Refusal | None = None
+            if isinstance(decision, Delivery):
+                kept, no_inbox = await self.inboxes.check(decision)
+                if kept is None and no_inbox is not None:
+                    decision, no_inbox = no_inbox, None
             message_type = _type_label(decision.message_type)
             if isinstance(decision, Delivery):
+                if no_inbox is not None and decision.partial is None:  # inboxes
+                    decision.partial, no_inbox = no_inbox, None
                 await self._deliver(channel, message.body, decision)
+                if no_inbox is not None:  # inboxes: a second report, beside the policy's
+                    await self._answer(channel, no_inbox, message.body)
                 outcome = "partial" if decision.partial else "delivered"
             elif isinstance(decision, Refusal):
                 await self._refuse(channel, message, decision)

@@ -47,6 +47,8 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: Redis holding what the hub delivered, shared by all hub processes; None: in-process only.
     redis_url: str | None = None
     redis_prefix: str = "liaison:memory:"
+    #: Seconds between checks that every inbox queue exists (a missing one is reported).
+    inbox_check_seconds: float = 10.0
 
     def __repr__(self) -> str:
         # Settings get logged and printed in tracebacks: never with the secret in them.
@@ -78,6 +80,7 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
             admin_token=admin_token_from_env(os.environ if env is None else env),
             redis_url=redis_url("LIAISON_REDIS_URL", env),
             redis_prefix=env_str("LIAISON_REDIS_PREFIX", "liaison:memory:", env),
+            inbox_check_seconds=env_float("LIAISON_INBOX_CHECK_SECONDS", 10.0, env, minimum=0.1),
         )
 
 

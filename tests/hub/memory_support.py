@@ -5,6 +5,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
@@ -42,10 +43,14 @@ def shared_memory(prefix: str, window_seconds: float = 600) -> RedisMemory:
 
 
 async def start_hub(
-    topology: str, directory: DirectoryIndex, directory_file: Path, memory: DeliveryMemory
+    topology: str,
+    directory: DirectoryIndex,
+    directory_file: Path,
+    memory: DeliveryMemory,
+    **overrides: Any,
 ) -> tuple[HubConsumer, "asyncio.Task[None]", HubMetrics]:
     """An in-process hub with its own router (own in-process window) and the given memory."""
-    settings = hub_settings(topology, directory_file)
+    settings = hub_settings(topology, directory_file, **overrides)
     router = Router(
         directory,
         DedupeWindow(seconds=600, max_entries=10_000),

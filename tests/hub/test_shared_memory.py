@@ -77,11 +77,14 @@ async def test_a_second_hub_does_not_deliver_a_redelivered_message_again(
         got = await drain(admin, inbox_queue("unmas"), expect=2)
         ids = [decode(m)["distribution_id"] for m in got]
         assert sorted(ids) == sorted([doc["distribution_id"], after["distribution_id"]])
-        await wait_for(lambda: shards_empty(admin), 10, "the redelivery to be acknowledged")
-        duplicates = metrics.registry.get_sample_value(
-            "liaison_hub_messages_total", {"type": "hazard.eo_spot_report", "outcome": "duplicate"}
-        )
-        assert duplicates == 1
+
+        async def redelivery_decided() -> bool:
+            labels = {"type": "hazard.eo_spot_report", "outcome": "duplicate"}
+            value = metrics.registry.get_sample_value("liaison_hub_messages_total", labels)
+            return value == 1
+
+        await wait_for(redelivery_decided, 10, "the redelivery to be decided a duplicate")
+        assert await drain(admin, inbox_queue("unmas"), expect=0) == []
     finally:
         await second.stop()
         await asyncio.wait_for(second_task, 10)
@@ -110,7 +113,15 @@ async def test_a_restarted_hub_does_not_deliver_again_what_it_delivered(
         hubs.append(first)
         await first.wait_ready()
         await partners["mag"].send(doc)
-        await wait_for(lambda: shards_empty(admin), 20, "the first hub to deliver and acknowledge")
+        observer = shared_memory(memory_prefix)
+        key = f"mag/{doc['distribution_id']}"
+
+        async def recorded() -> bool:
+            return await observer.recall(key) is Handled.DELIVERED
+
+        # Killed once its delivery is recorded: acknowledged or not, nobody gets it twice.
+        await wait_for(recorded, 20, "the first hub to deliver and record")
+        await observer.close()
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL
 
         second = HubProcess(topology, directory_file, tmp_path / "hub2.log")
