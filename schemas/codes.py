@@ -31,6 +31,7 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_MESSAGE_TYPE = 302
     INCONSISTENT = 303
     EXPIRED = 400
+    EXPIRED_UNREAD = 401
     UNKNOWN_RECIPIENT = 500
     NO_RECIPIENTS = 501
     DELIVERY_REFUSED = 502
@@ -93,6 +94,10 @@ _MEANINGS: Final[dict[ErrorCode, tuple[str, bool]]] = {
         False,
     ),
     ErrorCode.EXPIRED: ("The message expired before the hub could deliver it.", False),
+    ErrorCode.EXPIRED_UNREAD: (
+        "A copy expired unread in a recipient's inbox; refused_recipients names the recipient.",
+        False,
+    ),
     ErrorCode.UNKNOWN_RECIPIENT: (
         "A recipient address names no known organisation or group.",
         False,

@@ -10,6 +10,9 @@ test fixtures over AMQP. The names partners depend on come from ``liaison.schema
     hub --(one publish, BCC = other recipients)--> liaison.delivery (topic)
       --> inbox.<org> / inbox.<org>.flash (quorum), and liaison.audit ('#')
     refusals and poison --> liaison.dead (fanout) --> liaison.dead-letters
+    inbox dead letters (expired, rejected, over the limit) --> liaison.inbox-dead (fanout)
+      --> liaison.inbox-dead-letters, read by the hub: it tells the sender of an expired copy,
+          then keeps the dead letter in liaison.dead-letters for operators
 """
 
 from dataclasses import dataclass, field
@@ -34,6 +37,9 @@ HUB_DELIVERY_LIMIT: Final = 5
 INBOX_DELIVERY_LIMIT: Final = 20
 HUB_QUEUE_MAX_LENGTH: Final = 1_000_000
 AUDIT_MAX_LENGTH: Final = 1_000_000
+#: Where inbox queues dead-letter, so the hub can read why (x-death) before operators keep it.
+INBOX_DEAD_LETTER_EXCHANGE: Final = "liaison.inbox-dead"
+INBOX_DEAD_LETTER_QUEUE: Final = "liaison.inbox-dead-letters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +111,11 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
         ExchangeSpec(SHARD_EXCHANGE, "x-consistent-hash", internal=True),
         ExchangeSpec(DELIVERY_EXCHANGE, "topic"),
         ExchangeSpec(DEAD_LETTER_EXCHANGE, "fanout"),
+        ExchangeSpec(INBOX_DEAD_LETTER_EXCHANGE, "fanout"),
     )
     queues: list[QueueSpec] = [
         QueueSpec(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
+        QueueSpec(INBOX_DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
         # Audit is a copy: when nobody drains it, drop its oldest rather than block deliveries.
         QueueSpec(
             AUDIT_QUEUE,
@@ -117,6 +125,7 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
     bindings: list[BindingSpec] = [
         BindingSpec(INGRESS_EXCHANGE, SHARD_EXCHANGE, "#", destination_type="exchange"),
         BindingSpec(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, ""),
+        BindingSpec(INBOX_DEAD_LETTER_EXCHANGE, INBOX_DEAD_LETTER_QUEUE, ""),
         BindingSpec(DELIVERY_EXCHANGE, AUDIT_QUEUE, "#"),
     ]
     for shard in range(shards):
@@ -129,6 +138,7 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
         for flash in (False, True):
             name = flash_inbox_queue(org) if flash else inbox_queue(org)
             args = _quorum(max_length=max_length, delivery_limit=INBOX_DELIVERY_LIMIT)
+            args["x-dead-letter-exchange"] = INBOX_DEAD_LETTER_EXCHANGE
             queues.append(QueueSpec(name, args, owner=org))
             bindings.append(BindingSpec(DELIVERY_EXCHANGE, name, delivery_key(org, flash=flash)))
     return Topology(tuple(exchanges), tuple(queues), tuple(bindings))

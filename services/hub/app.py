@@ -14,6 +14,7 @@ from liaison.common.health import add_health_routes
 from liaison.directory.index import load_directory
 from liaison.hub.admin import AdminRefusal, check_admin_access
 from liaison.hub.consumer import HubConsumer
+from liaison.hub.expiry import InboxDeadLetters, inbox_dead_letters_ctx
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.redis_memory import open_memory
 from liaison.hub.router import Router
@@ -116,4 +117,7 @@ def create_app(settings: HubSettings, *, metrics: HubMetrics | None = None) -> w
     )
     app.router.add_post("/admin/reload", _reload)
     app.cleanup_ctx.append(_consumer_ctx)
+    # expiry (issue 11): tell senders of copies that expired unread in an inbox.
+    reader = InboxDeadLetters(settings, lambda: app[ROUTER].directory)
+    app.cleanup_ctx.append(inbox_dead_letters_ctx(reader))
     return app

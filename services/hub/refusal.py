@@ -78,6 +78,9 @@ def error_report(refusal: Refusal, *, now: datetime, original: bytes) -> tuple[s
         seed.update(refusal.distribution_id.encode())
     else:
         seed.update(original)
+    # Reports on different recipients of one message (each inbox its copy expired in) differ.
+    for recipient in refusal.refused_recipients:
+        seed.update(recipient.encode())
     report_id = f"err-{seed.hexdigest()}"
     code = info(refusal.code)
     envelope = Envelope(
