@@ -19,6 +19,7 @@ from liaison.common.dedupe import DedupeWindow
 from liaison.common.topology import build_topology
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.hub.consumer import HubConsumer
+from liaison.hub.expiry import InboxDeadLetters
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
@@ -170,11 +171,17 @@ async def hub(
     )
     consumer = HubConsumer(settings, router, HubMetrics())
     task = asyncio.create_task(consumer.run())
+    # The hub process also reads the inbox dead letters and keeps them for operators.
+    dead_letters = InboxDeadLetters(settings, lambda: router.directory)
+    dead_letters_task = asyncio.create_task(dead_letters.run())
     for _ in range(200):
-        if consumer.ready:
+        if consumer.ready and dead_letters.consuming:
             break
         await asyncio.sleep(0.05)
     assert consumer.ready, "hub did not start consuming"
+    assert dead_letters.consuming, "hub did not start reading inbox dead letters"
     yield RunningHub(consumer, task)
     await consumer.stop()
+    await dead_letters.stop()
     await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(dead_letters_task, 10)
