@@ -172,7 +172,7 @@ class HubConsumer:
             ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
             self.connected = True
             # memory: consume only while the delivery memory answers (raises MemoryUnavailable).
-            self._memory_lost = asyncio.get_running_loop().create_future()
+            self._memory_lost = memory_lost = asyncio.get_running_loop().create_future()
             if self.memory is not None:
                 await self.memory.recall(_MEMORY_PROBE)
             # inboxes: know which inboxes exist before the first decision, then keep checking.
@@ -196,18 +196,19 @@ class HubConsumer:
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:
                 await asyncio.wait(
-                    [connection.closing, channel.closing, stopping, self._memory_lost],
+                    [connection.closing, channel.closing, stopping, memory_lost],
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
                 stopping.cancel()
-            if self._memory_lost.done():
-                raise self._memory_lost.exception() or MemoryUnavailable("memory lost")
+            if memory_lost.done():
+                raise memory_lost.exception() or MemoryUnavailable("memory lost")
             if not self._stopping.is_set():
                 reason = channel.closing.exception() if channel.closing.done() else None
                 raise ConnectionError(f"broker connection lost: {reason or 'closed'}")
         finally:
             self.connected = self.consuming = False
+            self._memory_lost = None  # memory: late failures belong to no session
             if ack_sender is not None:
                 senders.append(ack_sender)
             for task in senders:

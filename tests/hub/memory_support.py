@@ -59,7 +59,7 @@ async def start_hub(
     metrics = HubMetrics()
     consumer = HubConsumer(settings, router, metrics, memory=memory)
     task = asyncio.create_task(consumer.run())
-    for _ in range(200):
+    for _ in range(600):  # up to 30 s: the shared test machine is sometimes very slow
         if consumer.ready:
             break
         await asyncio.sleep(0.05)
