@@ -67,6 +67,7 @@ class InboxCensus:
         names = [
             name for org in sorted(orgs) for name in (inbox_queue(org), flash_inbox_queue(org))
         ]
+        started = time.perf_counter()
         missing: dict[str, float] = {}
         channel: aiormq.abc.AbstractChannel | None = None
         try:
@@ -84,6 +85,12 @@ class InboxCensus:
             log.info("inbox_found", queue=name)
         self._missing = missing
         self.surveys += 1
+        log.debug(
+            "inbox_survey",
+            queues=len(names),
+            missing=len(missing),
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
     async def watch(
         self, connection: aiormq.abc.AbstractConnection, orgs: Callable[[], Iterable[str]]
