@@ -3,13 +3,15 @@
 ``python -m bench.hub_memory [--messages N] [--repeats R] [--redis URL]``: the same hub run as
 ``make bench`` (preloaded ingress, one ``python -m liaison.hub``, timed until every inbox and
 the audit queue hold their copies), alternating a hub without ``LIAISON_REDIS_URL`` and one with
-it (keys under a run-unique prefix, deleted afterwards). Prints both rows and the medians.
+it (keys under a run-unique prefix, deleted afterwards). Prints a line per round, then the
+rounds and the medians as JSON.
 """
 
 import argparse
 import asyncio
 import json
 import os
+import shutil
 from typing import Any
 
 from bench.__main__ import Run, parse_args
@@ -35,6 +37,7 @@ async def main(messages: int, repeats: int, url: str) -> dict[str, Any]:
     finally:
         os.environ.pop("LIAISON_BENCH_HUB_ENV", None)
         await run.teardown()
+        shutil.rmtree(run.scratch, ignore_errors=True)
         memory = RedisMemory.from_url(url, prefix=prefix, window_seconds=1)
         await memory.forget_all()
         await memory.close()
