@@ -48,11 +48,13 @@ if ! reachable "$host" "$port"; then
   say "starting redis-server on $host:$port"
   # The package's service may be installed but not running (no init system in a container):
   # start the server directly, in the background, with persistence as production runs it.
-  mkdir -p /var/lib/redis 2>/dev/null || true
+  # LIAISON_REDIS_DIR: where it keeps its append-only file (default /var/lib/redis).
+  dir="${LIAISON_REDIS_DIR:-/var/lib/redis}"
+  mkdir -p "$dir" 2>/dev/null || true
+  [ -w "$dir" ] || dir="$(mktemp -d)"
   redis-server --daemonize yes --bind "$host" --port "$port" \
-    --appendonly yes --appendfsync everysec \
-    --dir "$( [ -w /var/lib/redis ] && echo /var/lib/redis || echo "${TMPDIR:-/tmp}" )" \
-    --logfile "" >/dev/null
+    --appendonly yes --appendfsync everysec --dir "$dir" \
+    --pidfile "$dir/redis-$port.pid" --logfile "" >/dev/null
 fi
 
 for _ in $(seq 1 30); do
