@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
 
-.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker postgres chromium node node-tools fuzz partner-sdk clean
+.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker redis postgres chromium node node-tools fuzz partner-sdk clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ node-tools: $(NODE_TOOLS)/.installed ## install the AsyncAPI parser, Ajv and the
 broker: ## make sure a RabbitMQ is reachable, with the plugins Liaison needs
 	@bash deploy/broker.sh
 
+redis: ## make sure a Redis is reachable (the hub's shared delivery memory and its tests)
+	@bash deploy/redis.sh
+
 node: install broker ## run one extra RabbitMQ node beside the broker (Ctrl-C stops and removes it)
 	$(BIN)/python -m liaison.nodes
 
@@ -64,11 +67,11 @@ typecheck: install ## mypy --strict on services/ and schemas/
 	$(BIN)/mypy
 
 # The broker-restart test drops every connection on the node, so it runs after the rest, alone.
-pytest: install $(VENV)/.bench-installed $(VENV)/.fuzz-installed node-tools broker postgres chromium
+pytest: install $(VENV)/.bench-installed $(VENV)/.fuzz-installed node-tools broker redis postgres chromium
 	$(BIN)/pytest -m "not broker_restart" $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(BIN)/pytest -m broker_restart; fi
 
-test: install node-tools broker lint typecheck pytest ## lint, type checks and the whole test suite
+test: install node-tools broker redis lint typecheck pytest ## lint, type checks and the whole test suite
 
 # A wheel straight from the folder (not via an sdist, which would carry its links, not the code).
 partner-sdk: install ## build the partner SDK wheel (liaison.sdk + liaison.schemas only) into dist/

@@ -25,15 +25,18 @@ class ErrorCode(enum.IntEnum):
     RECIPIENT_NOT_PERMITTED = 204
     INSUFFICIENT_CLEARANCE = 205
     RESERVED_TYPE = 206
+    NOT_RECEIVED = 207
     INVALID_ENVELOPE = 300
     INVALID_BODY = 301
     UNKNOWN_MESSAGE_TYPE = 302
     INCONSISTENT = 303
     EXPIRED = 400
+    EXPIRED_UNREAD = 401
     UNKNOWN_RECIPIENT = 500
     NO_RECIPIENTS = 501
     DELIVERY_REFUSED = 502
     POISON = 503
+    NO_INBOX = 504
 
 
 class Delivered(enum.StrEnum):
@@ -122,6 +125,11 @@ _MEANINGS: Final[dict[ErrorCode, tuple[str, bool, Delivered]]] = {
         False,
         NOTHING,
     ),
+    ErrorCode.NOT_RECEIVED: (
+        "An ack refers to a message the hub did not deliver to you within its dedupe window.",
+        False,
+        NOTHING,
+    ),
     ErrorCode.INVALID_ENVELOPE: (
         "The envelope breaks the contract; see field_path.",
         False,
@@ -139,6 +147,11 @@ _MEANINGS: Final[dict[ErrorCode, tuple[str, bool, Delivered]]] = {
         NOTHING,
     ),
     ErrorCode.EXPIRED: ("The message expired before the hub could deliver it.", False, NOTHING),
+    ErrorCode.EXPIRED_UNREAD: (
+        "A copy expired unread in a recipient's inbox; refused_recipients names the recipient.",
+        False,
+        THE_REST,
+    ),
     ErrorCode.UNKNOWN_RECIPIENT: (
         "A recipient address names no known organisation or group.",
         False,
@@ -154,6 +167,12 @@ _MEANINGS: Final[dict[ErrorCode, tuple[str, bool, Delivered]]] = {
         "The message repeatedly crashed the hub and was dead-lettered.",
         False,
         NOTHING,
+    ),
+    ErrorCode.NO_INBOX: (
+        "A recipient has no inbox on the broker (not provisioned, or removed); "
+        "refused_recipients names each one, the others got the message.",
+        True,
+        THE_REST,
     ),
 }
 

@@ -14,6 +14,9 @@ test fixtures over AMQP. The names partners depend on come from ``liaison.schema
       --'inbox.<org>[.flash]'--> that inbox, and liaison.audit ('#')
     hub decision records --> liaison.ledger (fanout) --> liaison.ledger (quorum), which is also
       bound to liaison.dead: the ledger sees every decision and every dead letter
+    inbox dead letters (expired, rejected, over the limit) --> liaison.inbox-dead (fanout)
+      --> liaison.inbox-dead-letters, read by the hub: it tells the sender of an expired copy,
+          then keeps the dead letter in liaison.dead-letters for operators
 """
 
 from dataclasses import dataclass, field
@@ -44,6 +47,9 @@ AUDIT_MAX_LENGTH: Final = 1_000_000
 #: The hub's decision records (batched) go here; the ledger reads them with the dead letters.
 LEDGER_EXCHANGE: Final = "liaison.ledger"
 LEDGER_QUEUE: Final = "liaison.ledger"
+#: Where inbox queues dead-letter, so the hub can read why (x-death) before operators keep it.
+INBOX_DEAD_LETTER_EXCHANGE: Final = "liaison.inbox-dead"
+INBOX_DEAD_LETTER_QUEUE: Final = "liaison.inbox-dead-letters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +123,11 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
         ExchangeSpec(DEAD_LETTER_EXCHANGE, "fanout"),
         ExchangeSpec(REPLAY_EXCHANGE, "topic"),
         ExchangeSpec(LEDGER_EXCHANGE, "fanout"),
+        ExchangeSpec(INBOX_DEAD_LETTER_EXCHANGE, "fanout"),
     )
     queues: list[QueueSpec] = [
         QueueSpec(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
+        QueueSpec(INBOX_DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
         # Audit keeps a copy of every delivery. Full, it refuses new ones (reject-publish): the
         # broker nacks the hub's delivery, the sender gets a 502 and the original is kept as a
         # dead letter. Nothing is dropped silently; an undrained audit queue stops deliveries
@@ -139,6 +147,7 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
     bindings: list[BindingSpec] = [
         BindingSpec(INGRESS_EXCHANGE, SHARD_EXCHANGE, "#", destination_type="exchange"),
         BindingSpec(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, ""),
+        BindingSpec(INBOX_DEAD_LETTER_EXCHANGE, INBOX_DEAD_LETTER_QUEUE, ""),
         BindingSpec(DELIVERY_EXCHANGE, AUDIT_QUEUE, "#"),
         BindingSpec(REPLAY_EXCHANGE, AUDIT_QUEUE, "#"),
         BindingSpec(LEDGER_EXCHANGE, LEDGER_QUEUE, ""),
@@ -154,6 +163,7 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
         for flash in (False, True):
             name = flash_inbox_queue(org) if flash else inbox_queue(org)
             args = _quorum(max_length=max_length, delivery_limit=INBOX_DELIVERY_LIMIT)
+            args["x-dead-letter-exchange"] = INBOX_DEAD_LETTER_EXCHANGE
             queues.append(QueueSpec(name, args, owner=org))
             bindings.append(BindingSpec(DELIVERY_EXCHANGE, name, delivery_key(org, flash=flash)))
             # Replays are addressed by queue name: the inbox the dead letter came from.

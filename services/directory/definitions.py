@@ -11,8 +11,10 @@ Who may do what (configure / write / read regexes on the vhost):
   ``inbox.<org>.flash``. The broker also checks that ``user_id`` equals the login.
 - the hub: configure nothing; write ``liaison.delivery`` (deliveries and error reports into
   inboxes) and ``liaison.dead`` (refused originals); read only its ``liaison.hub.<n>`` shard
-  queues. It does not read the dead-letter queue: replay is an operator's act, done with the
-  operator's account, so a compromised hub cannot consume the evidence of what it refused.
+  queues and ``liaison.inbox-dead-letters`` (to tell senders of expired copies, which it then
+  keeps in ``liaison.dead``). It does not read the dead-letter queue: replay is an operator's
+  act, done with the operator's account, so a compromised hub cannot consume the evidence of
+  what it refused.
 
 No policies are declared: every queue property Liaison relies on (quorum type, dead-lettering,
 delivery limit, length limit with reject-publish) is a declaration argument, which a policy could
@@ -26,6 +28,7 @@ from typing import Any
 from liaison.common.topology import (
     DEFAULT_SHARDS,
     HUB_QUEUE_PREFIX,
+    INBOX_DEAD_LETTER_QUEUE,
     LEDGER_EXCHANGE,
     LEDGER_QUEUE,
     REPLAY_EXCHANGE,
@@ -103,7 +106,8 @@ def hub_permission(account: str, vhost: str) -> Permission:
         vhost=vhost,
         configure=NOTHING,
         write=f"^({writes})$",
-        read=f"^{re.escape(HUB_QUEUE_PREFIX)}[0-9]+$",
+        # Its shards, and the inbox dead letters it reads to tell senders of expired copies.
+        read=f"^({re.escape(HUB_QUEUE_PREFIX)}[0-9]+|{re.escape(INBOX_DEAD_LETTER_QUEUE)})$",
     )
 
 

@@ -13,8 +13,9 @@ from liaison.common.health import add_health_routes
 from liaison.directory.index import load_directory
 from liaison.hub.admin import AdminRefusal, check_admin_access
 from liaison.hub.consumer import HubConsumer
-from liaison.hub.memory import LocalMemory
+from liaison.hub.expiry import InboxDeadLetters, inbox_dead_letters_ctx
 from liaison.hub.metrics import HubMetrics
+from liaison.hub.redis_memory import open_memory
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
 
@@ -38,6 +39,7 @@ def reload_directory(app: web.Application) -> str:
         log.error("directory_refused", error=str(exc), kept="previous version")
         raise
     router.directory = index
+    app[CONSUMER].inboxes.resurvey()  # inboxes: the new directory may name other inboxes
     metrics.directory_reloads.labels("loaded").inc()
     log.info(
         "directory_loaded", organisations=len(index.organisations), path=str(settings.directory)
@@ -114,10 +116,13 @@ def create_app(
     app[METRICS] = metrics or HubMetrics()
     index = load_directory(settings.directory)
     app[ROUTER] = Router(index, max_message_bytes=settings.max_message_bytes)
-    # One process's memory of what it handled; a store shared by every hub process plugs in
-    # here behind the same DeliveryMemory interface.
-    memory = LocalMemory(
-        seconds=settings.dedupe_window_seconds, max_entries=settings.dedupe_max_entries
+    # What the hub handled: Redis shared by every hub process when LIAISON_REDIS_URL is set,
+    # else this process's own (redis_memory.open_memory logs which).
+    memory = open_memory(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        window_seconds=settings.dedupe_window_seconds,
+        max_entries=settings.dedupe_max_entries,
     )
     app[CONSUMER] = HubConsumer(settings, app[ROUTER], memory, app[METRICS])
     consumer = app[CONSUMER]
@@ -128,4 +133,7 @@ def create_app(
     )
     app.router.add_post("/admin/reload", _reload)
     app.cleanup_ctx.append(_consumer_ctx)
+    # expiry (issue 11): tell senders of copies that expired unread in an inbox.
+    reader = InboxDeadLetters(settings, lambda: app[ROUTER].directory)
+    app.cleanup_ctx.append(inbox_dead_letters_ctx(reader))
     return app

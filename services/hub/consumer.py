@@ -32,10 +32,13 @@ from liaison.hub.acks import AckTracker
 from liaison.hub.channel import AiormqChannel
 from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.hub.effects import Publisher, memory_key, plan, publish_all, settle
+from liaison.hub.inboxes import InboxCensus
 from liaison.hub.ledger_feed import LedgerFeed
 from liaison.hub.memory import DeliveryMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.outbox import Outbox
+from liaison.hub.receipts import check_receipt
+from liaison.hub.redis_memory import MemoryUnavailable
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
 from liaison.hub.turns import Turns
@@ -44,6 +47,9 @@ from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
 
 log = structlog.get_logger("liaison.hub")
+
+#: A key no message has: recalling it checks the delivery memory answers before consuming.
+_MEMORY_PROBE = "liaison-hub/memory-probe"
 
 
 class HubConsumer:
@@ -61,6 +67,10 @@ class HubConsumer:
         self.settings = settings
         self.router = router
         self.memory = memory
+        # Set when the memory stops answering: the session ends rather than risk duplicates.
+        self._memory_lost: asyncio.Future[None] | None = None
+        # Which recipients' inbox queues exist, to report copies no inbox would take.
+        self.inboxes = InboxCensus(check_interval=settings.inbox_check_seconds)
         self.metrics = metrics
         self._clock = clock
         # The memory's size for the dedupe gauge, when it can tell (a shared store may not).
@@ -114,7 +124,10 @@ class HubConsumer:
                     log.error("stopping_on_config_error", error=str(fatal))
                     raise fatal from None
                 log.warning(
-                    "broker_unavailable",
+                    # Redis out of reach stops consuming too; say which one is missing.
+                    "memory_unavailable"
+                    if isinstance(exc, MemoryUnavailable)
+                    else "broker_unavailable",
                     url=redact_url(self.settings.amqp_url),
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in=round(backoff, 2),
@@ -180,6 +193,17 @@ class HubConsumer:
             self._acks_flushed.set()
             ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
             self.connected = True
+            # Consume only while the delivery memory answers (raises MemoryUnavailable).
+            self._memory_lost = memory_lost = asyncio.get_running_loop().create_future()
+            await self.memory.recall(_MEMORY_PROBE)
+            # Know which inboxes exist before the first decision, then keep checking.
+            await self.inboxes.survey(connection, self.router.directory.organisations)
+            senders.append(
+                asyncio.create_task(
+                    self.inboxes.watch(connection, lambda: self.router.directory.organisations),
+                    name="hub-inbox-census",
+                )
+            )
             for shard in self.settings.shards:
                 await channel.basic_consume(hub_queue(shard), self._on_message, no_ack=False)
             self.consuming = True
@@ -191,16 +215,19 @@ class HubConsumer:
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:
                 await asyncio.wait(
-                    [connection.closing, channel.closing, stopping],
+                    [connection.closing, channel.closing, stopping, memory_lost],
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
                 stopping.cancel()
+            if memory_lost.done():
+                raise memory_lost.exception() or MemoryUnavailable("memory lost")
             if not self._stopping.is_set():
                 reason = channel.closing.exception() if channel.closing.done() else None
                 raise ConnectionError(f"broker connection lost: {reason or 'closed'}")
         finally:
             self.connected = self.consuming = False
+            self._memory_lost = None  # late failures belong to no session
             if ack_sender is not None:
                 senders.append(ack_sender)
             for task in senders:
@@ -243,6 +270,17 @@ class HubConsumer:
                 content_type=props.content_type,
                 delivery_count=count if isinstance(count, int) else 0,
             )
+            if isinstance(verdict, Delivery):
+                # A receipt must refer to a message its sender really received.
+                verdict = await check_receipt(self.memory, verdict, body)
+            if isinstance(verdict, Delivery):
+                # Recipients no inbox would take are left out and named to the sender.
+                kept, unrouted = await self.inboxes.check(verdict)
+                if kept is None:
+                    assert unrouted is not None
+                    verdict = unrouted
+                else:
+                    kept.unrouted = unrouted
             # Recall, plan, publish, await the confirms, remember.
             outcome = await self._handle(
                 verdict,
@@ -277,9 +315,14 @@ class HubConsumer:
             except Exception:
                 await self._requeue(channel, tag)
                 return
-        except (aiormq.exceptions.AMQPError, ConnectionError, asyncio.CancelledError):
+        except (aiormq.exceptions.AMQPError, ConnectionError, asyncio.CancelledError) as exc:
             # The channel is gone; the broker redelivers everything unacked on reconnect.
             self._settled()
+            # Without the memory a redelivery cannot be told from a first delivery: end the
+            # session (the broker takes back what is unacked) and retry with backoff.
+            lost = self._memory_lost
+            if isinstance(exc, MemoryUnavailable) and lost is not None and not lost.done():
+                lost.set_exception(exc)
             raise
         except Exception:
             log.exception("hub_failure", delivery_tag=tag, user_id=props.user_id)

@@ -42,7 +42,10 @@ class Delivery:
     flash: bool
     precedence: str
     expiration_ms: int | None
+    #: Recipients the policy left out: reported to the sender.
     partial: Refusal | None = None
+    #: Recipients no inbox would take (the hub's inbox census): reported to the sender too.
+    unrouted: Refusal | None = None
 
 
 #: The router's answer for one message (named apart from the resources family's ``Decision``).

@@ -104,9 +104,10 @@ def plan(
     if isinstance(verdict, Delivery):
         publishes = [deliver(verdict, original, now)]
         outcome = "delivered"
-        if verdict.partial is not None:
-            publishes.append(answer(verdict.partial, original, now))
-            outcome = "partial"
+        for left_out in (verdict.partial, verdict.unrouted):
+            if left_out is not None:
+                publishes.append(answer(left_out, original, now))
+                outcome = "partial"
         return Effects(outcome, publishes, Memo(key, Handled.DELIVERED, verdict.recipients))
     publishes = [
         Publish(

@@ -26,6 +26,9 @@ def report_id(refusal: Refusal, original: bytes) -> str:
         seed.update(refusal.distribution_id.encode())
     else:
         seed.update(original)
+    # Reports on different recipients of one message (each inbox its copy expired in) differ.
+    for recipient in refusal.refused_recipients:
+        seed.update(recipient.encode())
     return f"err-{seed.hexdigest()}"
 
 

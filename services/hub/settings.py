@@ -28,6 +28,7 @@ DEFAULT_AMQP_URL = "amqp://liaison-hub@127.0.0.1:5672/liaison"
 MIN_ADMIN_TOKEN = 16
 
 Seconds = Annotated[float, Meta(ge=0)]
+RedisUrl = Annotated[str, Meta(pattern=r"^(rediss?://[^/?#\s]+(/\S*)?|unix:///\S+)$")]
 
 
 class HubSettings(Settings, frozen=True, kw_only=True):
@@ -36,6 +37,7 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     explain: ClassVar[dict[str, str]] = {
         "amqp_url": "must be an amqp:// or amqps:// URL",
         "admin_token": f"must be at least {MIN_ADMIN_TOKEN} characters",
+        "redis_url": "must be a redis://, rediss:// or unix:// URL",
     }
     secret_fields: ClassVar[frozenset[str]] = frozenset({"admin_token"})
 
@@ -58,6 +60,12 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     confirm_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
     #: Bearer token for /admin/*; without one, only loopback callers may administer.
     admin_token: Annotated[str, Meta(min_length=MIN_ADMIN_TOKEN)] | None = None
+    #: Redis holding what the hub delivered, shared by every hub process; None: this process's
+    #: own memory only (redis://, rediss:// or unix://).
+    redis_url: RedisUrl | None = None
+    redis_prefix: Annotated[str, Meta(min_length=1, max_length=128)] = "liaison:memory:"
+    #: Seconds between checks that every inbox queue exists (a missing one is reported).
+    inbox_check_seconds: Annotated[float, Meta(ge=0.1)] = 10.0
     #: For amqps://: a CA to trust instead of the system's, and a client certificate and key
     #: (the login itself with certificate login, ``?auth=external``).
     tls_ca_file: Path | None = None

@@ -148,6 +148,7 @@ def test_hub_rights_are_shards_delivery_and_dead_letters() -> None:
     rights = _desired("mag").permissions["liaison-hub"]
     assert rights.configure == "^$"
     assert re.search(rights.read, "liaison.hub.12")
+    assert re.search(rights.read, "liaison.inbox-dead-letters")
     assert not re.search(rights.read, "liaison.dead-letters")
     assert not re.search(rights.read, "inbox.mag")
     assert re.search(rights.write, "liaison.delivery")

@@ -20,6 +20,7 @@ from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.directory.management import Permission
 from liaison.directory.topology import apply_topology
 from liaison.hub.consumer import HubConsumer
+from liaison.hub.expiry import InboxDeadLetters
 from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
@@ -152,11 +153,17 @@ async def hub(
     memory = LocalMemory(seconds=600, max_entries=10_000)
     consumer = HubConsumer(settings, router, memory, HubMetrics())
     task = asyncio.create_task(consumer.run())
+    # The hub process also reads the inbox dead letters and keeps them for operators.
+    dead_letters = InboxDeadLetters(settings, lambda: router.directory)
+    dead_letters_task = asyncio.create_task(dead_letters.run())
     for _ in range(200):
-        if consumer.ready:
+        if consumer.ready and dead_letters.consuming:
             break
         await asyncio.sleep(0.05)
     assert consumer.ready, "hub did not start consuming"
+    assert dead_letters.consuming, "hub did not start reading inbox dead letters"
     yield RunningHub(consumer, task)
     await consumer.stop()
+    await dead_letters.stop()
     await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(dead_letters_task, 10)

@@ -1,0 +1,209 @@
+"""The hub's delivery memory in Redis: shared by every hub process, kept across restarts.
+
+One key per handled message, ``<prefix><sender>/<distribution id>``, holding how it was handled
+and who received it, with the dedupe window as its TTL, so Redis forgets on its own and the
+store never grows past one window of traffic.
+
+A hub has up to ``LIAISON_PREFETCH`` messages in flight, each asking one question before it
+publishes and writing one record after its confirms. Calls are not sent one by one: every call
+made while a round trip is under way joins the next one, a single pipeline (the writes, then one
+``MGET`` for every read), so the cost per message is a share of a round trip and of one
+command's parsing rather than a round trip each (``bench/memory.py`` measures it).
+
+Redis out of reach raises ``MemoryUnavailable``: the hub cannot tell a repeat from a first
+delivery then, so it stops consuming until Redis answers again rather than risk delivering twice.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio
+import redis.exceptions
+import structlog
+
+from liaison.common.config import redact_url
+from liaison.hub.memory import Handled, LocalMemory
+
+log = structlog.get_logger("liaison.hub")
+
+DEFAULT_PREFIX = "liaison:memory:"
+#: Seconds before an unanswered Redis call counts as Redis being out of reach.
+DEFAULT_TIMEOUT = 2.0
+
+
+#: SET every KEYS[i] to ARGV[i] with the TTL in ms that is the last ARGV. Redis keeps compiled
+#: scripts by digest, so sending the text each time costs its bytes, not a compile.
+_SET_ALL = """
+local ttl = ARGV[#ARGV]
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i], 'PX', ttl)
+end
+return #KEYS
+"""
+
+
+class MemoryUnavailable(ConnectionError):
+    """The shared memory cannot be reached; nothing can be decided until it answers again."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Calls gathered while the previous round trip was under way."""
+
+    writes: list[tuple[str, str]] = field(default_factory=list)
+    reads: list[str] = field(default_factory=list)
+    written: list["asyncio.Future[None]"] = field(default_factory=list)
+    answers: list["asyncio.Future[str | None]"] = field(default_factory=list)
+
+
+class RedisMemory:
+    """``DeliveryMemory`` over one Redis, all calls of a moment in one pipelined round trip."""
+
+    def __init__(
+        self,
+        client: "redis.asyncio.Redis",
+        *,
+        prefix: str,
+        window_seconds: float,
+        where: str = "redis",
+    ) -> None:
+        if window_seconds <= 0:
+            raise ValueError(f"the dedupe window must be positive, not {window_seconds}")
+        self._client = client
+        self._prefix = prefix
+        self._ttl_ms = max(1, int(window_seconds * 1000))
+        self._batch = _Batch()
+        self._flusher: asyncio.Task[None] | None = None
+        #: The Redis this memory uses, safe for a log line.
+        self.where = where
+        #: Round trips made, for tests and the benchmark (how well calls are batched).
+        self.round_trips = 0
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        window_seconds: float,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> "RedisMemory":
+        """A memory on the Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
+        client = redis.asyncio.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+        )
+        return cls(client, prefix=prefix, window_seconds=window_seconds, where=redact_url(url))
+
+    async def recall(self, key: str) -> Handled | None:
+        value = await self._read(key)
+        if value is None:
+            return None
+        handled, _, _ = value.partition(":")
+        try:
+            return Handled(handled)
+        except ValueError:
+            # Written by something else under our prefix: treat as unknown, not as handled.
+            return None
+
+    async def remember(self, key: str, handled: Handled, recipients: Sequence[str] = ()) -> None:
+        # Organisation ids never contain ',' or ':' (the contract's pattern), so this parses back.
+        value = f"{handled.value}:{','.join(sorted(set(recipients)))}"
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        batch = self._batch
+        batch.writes.append((self._prefix + key, value))
+        batch.written.append(future)
+        self._wake()
+        await future
+
+    async def received(self, recipient: str, key: str) -> bool:
+        value = await self._read(key)
+        if value is None:
+            return False
+        handled, _, recipients = value.partition(":")
+        return handled == Handled.DELIVERED.value and recipient in recipients.split(",")
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            with contextlib.suppress(BaseException):
+                await self._flusher
+        await self._client.aclose()
+
+    async def forget_all(self) -> int:
+        """Delete every key under this memory's prefix (tests and benchmarks clean up with it)."""
+        deleted = 0
+        async for key in self._client.scan_iter(match=self._prefix + "*", count=1000):
+            deleted += await self._client.delete(key)
+        return deleted
+
+    def _read(self, key: str) -> "asyncio.Future[str | None]":
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        batch = self._batch
+        batch.reads.append(self._prefix + key)
+        batch.answers.append(future)
+        self._wake()
+        return future
+
+    def _wake(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="hub-memory-flush")
+
+    async def _flush(self) -> None:
+        # One round trip at a time; whatever arrives meanwhile waits for the next one.
+        while self._batch.writes or self._batch.reads:
+            batch, self._batch = self._batch, _Batch()
+            try:
+                values = await self._round_trip(batch)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                failure = MemoryUnavailable(f"redis: {type(exc).__name__}: {exc}")
+                for written in batch.written:
+                    if not written.done():
+                        written.set_exception(failure)
+                for answer in batch.answers:
+                    if not answer.done():
+                        answer.set_exception(failure)
+                continue
+            for written in batch.written:
+                if not written.done():
+                    written.set_result(None)
+            for answer, value in zip(batch.answers, values, strict=True):
+                if not answer.done():
+                    answer.set_result(value)
+
+    async def _round_trip(self, batch: _Batch) -> list[str | None]:
+        self.round_trips += 1
+        # Writes first, so a read in the same trip sees what was recorded before it was asked.
+        async with self._client.pipeline(transaction=False) as pipe:
+            if batch.writes:
+                # One command for every record: redis-py's per-command work (packing, parsing,
+                # bookkeeping) was most of the memory's cost with one SET per record.
+                keys = [key for key, _ in batch.writes]
+                values = [value for _, value in batch.writes]
+                pipe.eval(_SET_ALL, len(keys), *keys, *values, self._ttl_ms)
+            if batch.reads:
+                pipe.mget(batch.reads)
+            results = await pipe.execute()
+        if not batch.reads:
+            return []
+        answers: list[str | None] = results[-1]
+        return answers
+
+
+def open_memory(
+    redis_url: str | None, *, prefix: str, window_seconds: float, max_entries: int
+) -> "RedisMemory | LocalMemory":
+    """The hub's memory: Redis when ``LIAISON_REDIS_URL`` is set, else this process's own."""
+    if redis_url is None:
+        log.info(
+            "delivery_memory",
+            store="local",
+            note="this process only: a restart or a standby may deliver a message again",
+        )
+        return LocalMemory(seconds=window_seconds, max_entries=max_entries)
+    memory = RedisMemory.from_url(redis_url, prefix=prefix, window_seconds=window_seconds)
+    log.info("delivery_memory", store="redis", url=memory.where, prefix=prefix)
+    return memory
