@@ -37,7 +37,7 @@ from liaison.hub.ledger_feed import LedgerFeed
 from liaison.hub.memory import DeliveryMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.outbox import Outbox
-from liaison.hub.receipts import check_receipt
+from liaison.hub.receipts import acknowledged, check_receipt
 from liaison.hub.redis_memory import MemoryUnavailable
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
@@ -47,9 +47,6 @@ from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
 
 log = structlog.get_logger("liaison.hub")
-
-#: A key no message has: recalling it checks the delivery memory answers before consuming.
-_MEMORY_PROBE = "liaison-hub/memory-probe"
 
 
 class HubConsumer:
@@ -195,7 +192,7 @@ class HubConsumer:
             self.connected = True
             # Consume only while the delivery memory answers (raises MemoryUnavailable).
             self._memory_lost = memory_lost = asyncio.get_running_loop().create_future()
-            await self.memory.recall(_MEMORY_PROBE)
+            await self.memory.ping()
             # Know which inboxes exist before the first decision, then keep checking.
             await self.inboxes.survey(connection, self.router.directory.organisations)
             senders.append(
@@ -271,7 +268,12 @@ class HubConsumer:
                 delivery_count=count if isinstance(count, int) else 0,
             )
             if isinstance(verdict, Delivery):
-                # A receipt must refer to a message its sender really received.
+                # A receipt must refer to a message its sender really received. A recipient
+                # can read the original before this process has recorded it (the record
+                # follows the broker's confirm): wait for that record first.
+                original = acknowledged(verdict, body)
+                while original is not None and original in self._claims:
+                    await self._wait_for_claim(original)
                 verdict = await check_receipt(self.memory, verdict, body)
             if isinstance(verdict, Delivery):
                 # Recipients no inbox would take are left out and named to the sender.

@@ -87,7 +87,8 @@ def expired_copy(
         distribution_id,
         message_type if isinstance(message_type, str) and len(message_type) <= 64 else None,
         sender,
-        (address,),
+        refused_recipients=(recipient,),
+        refused_addresses=(address,),
     )
 
 

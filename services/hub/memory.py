@@ -41,6 +41,10 @@ class DeliveryMemory(Protocol):
         """Whether ``recipient`` was delivered the message ``key`` within the window."""
         ...
 
+    async def ping(self) -> None:
+        """Return once the memory answers; raise (a ConnectionError) when it cannot."""
+        ...
+
     async def close(self) -> None:
         """Release connections; the memory is not used afterwards."""
         ...
@@ -78,6 +82,9 @@ class LocalMemory:
 
     async def received(self, recipient: str, key: str) -> bool:
         return key in self._window and recipient in self._recipients.get(key, frozenset())
+
+    async def ping(self) -> None:
+        return None
 
     async def close(self) -> None:
         return None

@@ -32,14 +32,22 @@ class _AckEnvelope(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_AckEnvelope)
 
 
+def acknowledged(delivery: Delivery, body: bytes) -> str | None:
+    """The message id an ack acknowledges (``<sender>/<distribution id>``); None for others.
+
+    Only called on a message the router already decoded and validated, so reading its
+    reference again cannot fail on input the router accepted.
+    """
+    if delivery.message_type != ACK_TYPE:
+        return None
+    reference = _decoder.decode(body).body
+    return delivered_message_id(reference.ref_sender, reference.ref_distribution_id)
+
+
 async def check_receipt(
     memory: DeliveryMemory, delivery: Delivery, body: bytes
 ) -> Delivery | Refusal:
-    """``delivery`` unchanged, or a refusal when it acknowledges a message its sender never got.
-
-    Only called on a message the router already decoded and validated as an ack, so reading
-    its reference again cannot fail on input the router accepted.
-    """
+    """``delivery`` unchanged, or a refusal when it acknowledges a message its sender never got."""
     if delivery.message_type != ACK_TYPE:
         return delivery
     reference = _decoder.decode(body).body

@@ -44,6 +44,10 @@ return #KEYS
 """
 
 
+#: A key no message has, recalled to check that Redis answers before the hub consumes.
+_PROBE = "liaison-hub/memory-probe"
+
+
 class MemoryUnavailable(ConnectionError):
     """The shared memory cannot be reached; nothing can be decided until it answers again."""
 
@@ -126,6 +130,10 @@ class RedisMemory:
             return False
         handled, _, recipients = value.partition(":")
         return handled == Handled.DELIVERED.value and recipient in recipients.split(",")
+
+    async def ping(self) -> None:
+        """A recall of a key no message has: it answers, or raises MemoryUnavailable."""
+        await self.recall(_PROBE)
 
     async def close(self) -> None:
         if self._flusher is not None:

@@ -212,8 +212,10 @@ def dead_letter_rows(
         if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping)
         else None
     )
-    if code is not None or death is None:
+    died_in = _inbox_owner(_header_text(death.get("queue")) or "") if death else None
+    if died_in is None:
         # The hub refused it and kept the original: its decision record already has the rest.
+        # (An inbox death carries x-death naming the inbox, and may carry the hub's 401 too.)
         envelope = _read_envelope(body)
         sender = org_for_account(user) if user else None
         key = message_key(sender, _short(envelope.distribution_id))

@@ -55,6 +55,9 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_RECONNECT_MAX_SECONDS": "2",
         "LIAISON_CONFIRM_TIMEOUT_SECONDS": "5",
         "LIAISON_ADMIN_TOKEN": "0123456789abcdef-token",
+        "LIAISON_REDIS_URL": "redis://:pw@redis.example.org:6379/2",
+        "LIAISON_REDIS_PREFIX": "mission-a:memory:",
+        "LIAISON_INBOX_CHECK_SECONDS": "30",
     },
     LedgerSettings: {
         "LIAISON_DATABASE_URL": "postgresql://ledger@db.example.org/audit",

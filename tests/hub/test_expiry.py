@@ -45,7 +45,8 @@ def test_expired_copy_names_sender_recipient_and_message(directory: DirectoryInd
     assert refusal is not None
     assert int(refusal.code) == 401
     assert refusal.reply_to == "mag"
-    assert refusal.refused_recipients == ("org:unmas",)
+    assert refusal.refused_recipients == ("unmas",)
+    assert refusal.refused_addresses == ("org:unmas",)
     assert (refusal.distribution_id, refusal.message_type) == ("d-1", "hazard.alert")
     flash = expired_copy(
         dead_letter_headers(**{"x-first-death-queue": "inbox.unmas.flash"}),
@@ -54,7 +55,7 @@ def test_expired_copy_names_sender_recipient_and_message(directory: DirectoryInd
         directory,
     )
     assert flash is not None
-    assert flash.refused_recipients == ("org:unmas",)
+    assert flash.refused_addresses == ("org:unmas",)
 
 
 @pytest.mark.parametrize(

@@ -167,9 +167,14 @@ def test_refused_recipients_are_the_addresses_the_sender_wrote() -> None:
 
 
 def test_codes_say_what_was_delivered() -> None:
-    """Only 204 and 205 deliver to the rest, 502 may have; the table and the guide say so."""
+    """204, 205, 401 and 504 deliver to the rest, 502 may have; the table and the guide say so."""
     partial = {c for c, i in CATALOGUE.items() if i.delivered is Delivered.THE_REST}
-    assert partial == {ErrorCode.RECIPIENT_NOT_PERMITTED, ErrorCode.INSUFFICIENT_CLEARANCE}
+    assert partial == {
+        ErrorCode.RECIPIENT_NOT_PERMITTED,
+        ErrorCode.INSUFFICIENT_CLEARANCE,
+        ErrorCode.EXPIRED_UNREAD,
+        ErrorCode.NO_INBOX,
+    }
     assert info(ErrorCode.DELIVERY_REFUSED).delivered is Delivered.UNKNOWN
     codes_md = (GENERATED_DIR / "codes.md").read_text()
     assert "| retryable | delivered | meaning |" in codes_md
