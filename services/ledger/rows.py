@@ -213,7 +213,7 @@ def dead_letter_rows(
         else None
     )
     died_in = _inbox_owner(_header_text(death.get("queue")) or "") if death else None
-    if died_in is None:
+    if death is None or died_in is None:
         # The hub refused it and kept the original: its decision record already has the rest.
         # (An inbox death carries x-death naming the inbox, and may carry the hub's 401 too.)
         envelope = _read_envelope(body)
