@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
 
-.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node node-tools fuzz clean
+.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker node cluster node-tools fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ broker: ## make sure a RabbitMQ is reachable, with the plugins Liaison needs
 
 node: install broker ## run one extra RabbitMQ node beside the broker (Ctrl-C stops and removes it)
 	$(BIN)/python -m liaison.nodes
+
+cluster: install broker ## run a three-node RabbitMQ cluster beside the broker (Ctrl-C stops and removes it)
+	$(BIN)/python -m liaison.nodes --cluster 3
 
 lint: install ## ruff
 	$(BIN)/ruff check services schemas tests bench liaison/__init__.py docs/examples/python
