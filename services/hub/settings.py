@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import msgspec
 
 from liaison.common.config import (
-    amqp_url,
     env_float,
     env_int,
     env_str,
@@ -19,16 +18,21 @@ from liaison.common.config import (
 from liaison.common.errors import ConfigError
 from liaison.common.tls import TlsFiles
 from liaison.common.topology import DEFAULT_SHARDS
+from liaison.common.urls import AMQP_SCHEMES, parse_url
 from liaison.directory.credentials import load_credential
 from liaison.hub.admin import admin_token_from_env
 from liaison.schemas.wire import MAX_MESSAGE_BYTES
 
 DEFAULT_AMQP_URL = "amqp://liaison-hub@127.0.0.1:5672/liaison"
+#: More nodes than any cluster Liaison runs on: a longer list is a mistake, not a cluster.
+MAX_BROKER_URLS = 16
 
 
 class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the hub reads from its environment."""
 
+    #: One broker URL, or a cluster's nodes comma-separated: the hub connects to one at a time
+    #: and moves on to the next when it cannot reach it or loses it.
     amqp_url: str = DEFAULT_AMQP_URL
     directory: Path = Path("deploy/directory.toml")
     shard_count: int = DEFAULT_SHARDS
@@ -52,15 +56,23 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
     def __repr__(self) -> str:
         # Settings get logged and printed in tracebacks: never with the secret in them.
         fields = {f: getattr(self, f) for f in self.__struct_fields__}
-        fields["amqp_url"] = redact_url(self.amqp_url)
+        fields["amqp_url"] = ",".join(redact_url(u) for u in self.amqp_urls)
         fields["admin_token"] = None if self.admin_token is None else "***"
         return "HubSettings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """The broker nodes to try, in order (one for a single broker)."""
+        return tuple(part.strip() for part in self.amqp_url.split(",") if part.strip())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "HubSettings":
         """Parse the environment; a bad value raises ConfigError naming the variable."""
         shard_count = env_int("LIAISON_SHARD_COUNT", DEFAULT_SHARDS, env, minimum=1)
-        url = _with_credential(amqp_url("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env), env)
+        url = ",".join(
+            _with_credential(part, env)
+            for part in broker_urls(env_str("LIAISON_AMQP_URL", DEFAULT_AMQP_URL, env))
+        )
         return cls(
             amqp_url=url,
             directory=Path(env_str("LIAISON_DIRECTORY", "deploy/directory.toml", env)),
@@ -86,6 +98,25 @@ class HubSettings(msgspec.Struct, frozen=True, kw_only=True):
         if urlsplit(self.amqp_url).scheme != "amqps":
             return None
         return self.tls.context()
+
+
+def broker_urls(raw: str) -> tuple[str, ...]:
+    """``LIAISON_AMQP_URL`` as its comma-separated nodes, each checked, all of one scheme.
+
+    A comma inside a password must be written ``%2C`` (as any reserved character in a URL).
+    """
+    parts = [part.strip() for part in raw.split(",")]
+    if any(not part for part in parts):
+        raise ConfigError("LIAISON_AMQP_URL has an empty entry in its comma-separated list")
+    if len(parts) > MAX_BROKER_URLS:
+        raise ConfigError(
+            f"LIAISON_AMQP_URL lists {len(parts)} URLs; at most {MAX_BROKER_URLS} broker nodes"
+        )
+    schemes = {parse_url("LIAISON_AMQP_URL", part, AMQP_SCHEMES).scheme for part in parts}
+    if len(schemes) > 1:
+        # One TLS setting serves every node: a list half amqp://, half amqps:// is a mistake.
+        raise ConfigError("LIAISON_AMQP_URL mixes amqp:// and amqps:// URLs; use one scheme")
+    return tuple(parts)
 
 
 def tls_files(url: str, env: Mapping[str, str] | None) -> TlsFiles:
