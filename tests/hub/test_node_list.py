@@ -1,4 +1,4 @@
-"""A hub given several broker nodes connects to one that answers and moves past one that does not."""
+"""A hub given several broker nodes moves past one that refuses to the next that answers."""
 
 import asyncio
 from pathlib import Path
@@ -14,8 +14,8 @@ from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.schemas.wire import inbox_queue
 from tests.hub.conftest import hub_settings, purge_all
-from tests.hub_process import free_port
 from tests.hub.support import Partner, decode, drain, envelope
+from tests.hub_process import free_port
 
 pytestmark = pytest.mark.broker
 
