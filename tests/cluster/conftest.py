@@ -1,7 +1,8 @@
 """Cluster fixtures: three extra RabbitMQ nodes joined into one cluster, Liaison provisioned on it.
 
-Forming the cluster takes most of a minute, so one cluster serves the whole module; every node
-(and its data) is gone when the module ends, whatever the tests did to it.
+Forming the cluster takes most of a minute, so one cluster serves every test here (the replication
+check runs before the failover test kills nodes); every node and its data is gone afterwards,
+whatever the tests did to it.
 """
 
 import os
@@ -35,7 +36,7 @@ class Provisioned:
     index: DirectoryIndex
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def cluster() -> Iterator[BrokerCluster]:
     """Three nodes sharing a cookie, joined to the first; all stopped and removed afterwards."""
     with BrokerCluster.start(size=3, prefix="liaison-test-cl") as formed:
@@ -44,7 +45,7 @@ def cluster() -> Iterator[BrokerCluster]:
         yield formed
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def provisioned(
     cluster: BrokerCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Provisioned:

@@ -2,8 +2,9 @@
 
 import pytest
 
-from liaison.common.topology import build_topology, hub_queue, inbox_queue
+from liaison.common.topology import build_topology, hub_queue
 from liaison.nodes.cluster import BrokerCluster
+from liaison.schemas.wire import inbox_queue
 from tests.cluster.conftest import Provisioned, needs_root, queue_info
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
