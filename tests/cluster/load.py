@@ -36,10 +36,12 @@ class SenderLog:
 
 @dataclass
 class RecipientLog:
-    """Every delivery one recipient got, in arrival order, with its arrival time."""
+    """Every delivery one recipient got, in arrival order, with its arrival time, and which of
+    its own messages the hub answered with an error report (distribution id -> code)."""
 
     org: str
     arrivals: list[tuple[str, float]] = field(default_factory=list)
+    reports: dict[str, int] = field(default_factory=dict)
     reconnects: int = 0
 
 
@@ -96,7 +98,11 @@ async def run_recipient(
 
     async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
         doc = msgspec.json.decode(message.body)
-        log.arrivals.append((doc["distribution_id"], time.monotonic()))
+        body = doc.get("body") or {}
+        if body.get("type") == "error.report":
+            log.reports[body["ref_distribution_id"]] = body["code"]
+        else:
+            log.arrivals.append((doc["distribution_id"], time.monotonic()))
         await message.channel.basic_ack(message.delivery_tag)  # type: ignore[arg-type]
 
     while not stop.is_set():
@@ -130,14 +136,23 @@ async def run_recipient(
 class Tally:
     """A recipient's view of every sender's confirmed messages."""
 
+    #: Confirmed, never arrived, and its sender was told nothing: silently lost.
     lost: int
+    #: Confirmed, never arrived, and the hub answered its sender with an error report.
+    refused: int
+    #: Answered to its sender as not delivered, and arrived all the same.
+    refused_yet_arrived: int
     duplicates: int
+    #: A first arrival its sender had published before one that already arrived (messages
+    #: answered as refused left out: the sender was told they failed, their order is moot).
     inversions: int
 
 
-def tally(recipient: RecipientLog, senders: list[SenderLog]) -> Tally:
-    """Lost (confirmed, never arrived), repeated arrivals, and per-sender order inversions
-    (a first arrival whose sender had published it before one that already arrived)."""
+def tally(
+    recipient: RecipientLog, senders: list[SenderLog], reports: dict[str, int] | None = None
+) -> Tally:
+    """Lost, refused, repeated and out-of-order arrivals of every sender's confirmed messages."""
+    reports = reports or {}
     position = {d: (s.org, i) for s in senders for i, d in enumerate(s.confirmed)}
     seen: set[str] = set()
     duplicates = inversions = 0
@@ -147,14 +162,22 @@ def tally(recipient: RecipientLog, senders: list[SenderLog]) -> Tally:
             duplicates += 1
             continue
         seen.add(distribution_id)
-        if distribution_id not in position:
-            continue  # published but its confirm was lost when the sender's node went
+        if distribution_id not in position or distribution_id in reports:
+            # Unconfirmed (the sender's node went before its confirm) or answered as refused.
+            continue
         org, index = position[distribution_id]
         if index < highest[org]:
             inversions += 1
         highest[org] = max(highest[org], index)
-    lost = sum(1 for d in position if d not in seen)
-    return Tally(lost=lost, duplicates=duplicates, inversions=inversions)
+    missing = [d for d in position if d not in seen]
+    refused = sum(1 for d in missing if d in reports)
+    return Tally(
+        lost=len(missing) - refused,
+        refused=refused,
+        refused_yet_arrived=sum(1 for d in position if d in seen and d in reports),
+        duplicates=duplicates,
+        inversions=inversions,
+    )
 
 
 def routed_again_after(
