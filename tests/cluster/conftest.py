@@ -76,3 +76,13 @@ async def queue_info(management_url: str, name: str) -> dict[str, object]:
         response.raise_for_status()
         info: dict[str, object] = await response.json()
         return info
+
+
+async def quorum_queues(management_url: str) -> list[dict[str, object]]:
+    """Every quorum queue of Liaison's vhost, with its members, online members and leader."""
+    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
+    url = f"{management_url}/api/queues/{quote(VHOST, safe='')}"
+    async with aiohttp.ClientSession(headers=auth) as session, session.get(url) as response:
+        response.raise_for_status()
+        queues: list[dict[str, object]] = await response.json()
+    return [q for q in queues if q.get("type") == "quorum"]

@@ -21,7 +21,13 @@ from liaison.schemas.wire import INGRESS_EXCHANGE, inbox_queue
 from tests.hub.support import envelope
 
 #: What a dropped node looks like to a client: refused, reset, closed, or silent.
-LOST = (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError)
+LOST = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
 
 
 @dataclass
