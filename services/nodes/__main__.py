@@ -26,12 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cluster",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="start N nodes joined into one cluster, with the plugins Liaison needs",
     )
     args = parser.parse_args(argv)
-    if args.cluster:
+    if args.cluster is not None:
         return run_cluster(args.cluster, args.prefix, tuple(args.plugin or LIAISON_PLUGINS))
     plugins = tuple(args.plugin or ("rabbitmq_management",))
     try:
