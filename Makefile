@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
 
-.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker redis postgres chromium node node-tools fuzz partner-sdk clean
+.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker redis postgres chromium node cluster node-tools fuzz partner-sdk clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ redis: ## make sure a Redis is reachable (the hub's shared delivery memory and i
 
 node: install broker ## run one extra RabbitMQ node beside the broker (Ctrl-C stops and removes it)
 	$(BIN)/python -m liaison.nodes
+
+cluster: install broker ## run a three-node RabbitMQ cluster beside the broker (Ctrl-C stops and removes it)
+	$(BIN)/python -m liaison.nodes --cluster 3
 
 postgres: ## make sure a PostgreSQL is reachable for the ledger (LIAISON_DATABASE_URL or local)
 	@bash deploy/postgres.sh

@@ -97,6 +97,8 @@ class HubConsumer:
         self._acks_flushed.set()
         self.connected = False
         self.consuming = False
+        # Which of the settings' broker nodes to connect to; moves on past one that failed.
+        self._node = 0
 
     @property
     def ready(self) -> bool:
@@ -125,10 +127,11 @@ class HubConsumer:
                     "memory_unavailable"
                     if isinstance(exc, MemoryUnavailable)
                     else "broker_unavailable",
-                    url=redact_url(self.settings.amqp_url),
+                    url=redact_url(self._broker_url),
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in=round(backoff, 2),
                 )
+                self._node += 1
             finally:
                 self.connected = self.consuming = False
                 self._channel = None
@@ -141,6 +144,12 @@ class HubConsumer:
                 await asyncio.wait_for(self._stopping.wait(), backoff)
             backoff = min(backoff * 2, self.settings.reconnect_max_seconds)
             self.metrics.reconnects.inc()
+
+    @property
+    def _broker_url(self) -> str:
+        # A cluster's nodes are tried in turn, starting after the last that failed.
+        urls = self.settings.amqp_urls
+        return urls[self._node % len(urls)]
 
     async def stop(self) -> None:
         """Hand this process's shards over without reordering anyone's messages.
@@ -169,7 +178,7 @@ class HubConsumer:
         # Named, so operators (and tests) can find the hub's connection in the management UI.
         shards = ",".join(map(str, self.settings.shards))
         connection = await aiormq.connect(
-            self.settings.amqp_url,
+            self._broker_url,
             context=self.settings.ssl_context(),
             client_properties={"connection_name": f"liaison-hub shards={shards}"},
         )
@@ -207,7 +216,7 @@ class HubConsumer:
             log.info(
                 "consuming",
                 shards=list(self.settings.shards),
-                url=redact_url(self.settings.amqp_url),
+                url=redact_url(self._broker_url),
             )
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:

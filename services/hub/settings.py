@@ -17,15 +17,24 @@ from liaison.common.errors import ConfigError
 from liaison.common.settings import Settings
 from liaison.common.tls import TlsFiles, certificate_login
 from liaison.common.topology import DEFAULT_SHARDS
-from liaison.common.urls import password_of, user_of, with_credentials
+from liaison.common.urls import (
+    AMQP_SCHEMES,
+    parse_url,
+    password_of,
+    redact_url,
+    user_of,
+    with_credentials,
+)
 from liaison.directory.credentials import load_credential
-from liaison.directory.settings import AmqpUrl
 from liaison.hub.admin import admin_token_from_env
 from liaison.schemas.wire import MAX_MESSAGE_BYTES
 
 DEFAULT_AMQP_URL = "amqp://liaison-hub@127.0.0.1:5672/liaison"
 #: Shorter admin tokens are refused: they could be guessed.
 MIN_ADMIN_TOKEN = 16
+
+#: More nodes than any cluster Liaison runs on: a longer list is a mistake, not a cluster.
+MAX_BROKER_URLS = 16
 
 Seconds = Annotated[float, Meta(ge=0)]
 RedisUrl = Annotated[str, Meta(pattern=r"^(rediss?://[^/?#\s]+(/\S*)?|unix:///\S+)$")]
@@ -41,8 +50,10 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     }
     secret_fields: ClassVar[frozenset[str]] = frozenset({"admin_token"})
 
-    #: Broker, account and vhost. Without a password, the account's provisioned credential.
-    amqp_url: AmqpUrl = DEFAULT_AMQP_URL
+    #: Broker, account and vhost, or a cluster's nodes comma-separated: the hub connects to one
+    #: at a time and moves on to the next when it cannot reach it or loses it. Without a
+    #: password, the account's provisioned credential.
+    amqp_url: Annotated[str, Meta(min_length=1)] = DEFAULT_AMQP_URL
     directory: Path = Path("deploy/directory.toml")
     shard_count: Annotated[int, Meta(ge=1, le=1024)] = DEFAULT_SHARDS
     #: Shards this process consumes; several processes split the shards between them.
@@ -78,7 +89,18 @@ class HubSettings(Settings, frozen=True, kw_only=True):
             msgspec.structs.force_setattr(self, "shards", tuple(range(self.shard_count)))
         if any(shard >= self.shard_count for shard in self.shards):
             raise ConfigError(f"LIAISON_HUB_SHARDS must name shards 0..{self.shard_count - 1}")
+        broker_urls(self.amqp_url)
         self._check_tls()
+
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """The broker nodes to try, in order (one for a single broker)."""
+        return tuple(part.strip() for part in self.amqp_url.split(",") if part.strip())
+
+    def _shown(self, name: str) -> object:
+        if name == "amqp_url":
+            return ",".join(redact_url(url) for url in self.amqp_urls)
+        return super()._shown(name)
 
     @property
     def tls(self) -> TlsFiles:
@@ -101,7 +123,7 @@ class HubSettings(Settings, frozen=True, kw_only=True):
             if tls.configured:
                 raise ConfigError("TLS files are set but LIAISON_AMQP_URL is amqp://: use amqps://")
             return
-        if certificate_login(self.amqp_url) and tls.cert_file is None:
+        if certificate_login(self.amqp_urls[0]) and tls.cert_file is None:
             raise ConfigError(
                 "LIAISON_TLS_CERT_FILE is required: LIAISON_AMQP_URL asks for certificate login "
                 "(?auth=external)"
@@ -120,7 +142,7 @@ class HubSettings(Settings, frozen=True, kw_only=True):
         parsed.setdefault("admin_token", token)
         settings = super().from_env(source, **parsed)
         # A URL that names only the account takes its provisioned credential.
-        with_password = _with_credential(settings.amqp_url, source)
+        with_password = ",".join(_with_credential(url, source) for url in settings.amqp_urls)
         if with_password == settings.amqp_url:
             return settings
         return msgspec.structs.replace(settings, amqp_url=with_password)
@@ -157,3 +179,22 @@ def parse_shards(raw: str, shard_count: int) -> tuple[int, ...]:
     if any(s >= shard_count for s in shards):
         raise ConfigError(f"LIAISON_HUB_SHARDS must name shards 0..{shard_count - 1}; got {raw!r}")
     return shards
+
+
+def broker_urls(raw: str) -> tuple[str, ...]:
+    """``LIAISON_AMQP_URL`` as its comma-separated nodes, each checked, all of one scheme.
+
+    A comma inside a password must be written ``%2C`` (as any reserved character in a URL).
+    """
+    parts = [part.strip() for part in raw.split(",")]
+    if any(not part for part in parts):
+        raise ConfigError("LIAISON_AMQP_URL has an empty entry in its comma-separated list")
+    if len(parts) > MAX_BROKER_URLS:
+        raise ConfigError(
+            f"LIAISON_AMQP_URL lists {len(parts)} URLs; at most {MAX_BROKER_URLS} broker nodes"
+        )
+    schemes = {parse_url("LIAISON_AMQP_URL", part, AMQP_SCHEMES).scheme for part in parts}
+    if len(schemes) > 1:
+        # One TLS setting serves every node: a list half amqp://, half amqps:// is a mistake.
+        raise ConfigError("LIAISON_AMQP_URL mixes amqp:// and amqps:// URLs; use one scheme")
+    return tuple(parts)

@@ -297,6 +297,28 @@ class BrokerNode:
             return "\n".join((errors or text.splitlines())[:lines])
         return "(no console output)"
 
+    @property
+    def alive(self) -> bool:
+        """Whether the node's server process is still running."""
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the node (a machine lost, no clean shutdown), keeping its data directory."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        # The whole group started with the node: the script and the Erlang VM under it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def restart(self, timeout: float = 90.0) -> None:
+        """Boot the node again with the same name, ports and data (after ``kill``)."""
+        if self._stopped:
+            raise NodeError(f"{self.name} was stopped and its directory removed")
+        if self.alive:
+            raise NodeError(f"{self.name} is still running")
+        self._launch(timeout)
+
     def stop(self, timeout: float = 30.0) -> None:
         """End the node (SIGTERM, then SIGKILL past ``timeout``) and remove its directory."""
         if self._stopped:

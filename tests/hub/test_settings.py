@@ -44,3 +44,38 @@ def test_password_never_appears_in_config_errors() -> None:
 def test_shards_list() -> None:
     """Shard lists are deduplicated and sorted."""
     assert parse_shards("3, 1,1", 4) == (1, 3)
+
+
+def test_a_cluster_is_a_comma_separated_list_each_taking_the_credential() -> None:
+    """Every node of a comma-separated LIAISON_AMQP_URL gets the account's credential, in order."""
+    settings = HubSettings.from_env(
+        {
+            **HUB_PASSWORD,
+            "LIAISON_AMQP_URL": "amqp://liaison-hub@a:5672/liaison, amqp://liaison-hub@b:5673/liaison",
+        }
+    )
+    assert settings.amqp_urls == (
+        "amqp://liaison-hub:x@a:5672/liaison",
+        "amqp://liaison-hub:x@b:5673/liaison",
+    )
+    assert "x@" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("amqp://u:secret@a/v,", "empty entry"),
+        ("amqp://u:secret@a/v,,amqp://u:secret@b/v", "empty entry"),
+        ("amqp://u:secret@a/v,amqps://u:secret@b/v", "mixes"),
+        ("amqp://u:secret@a/v,http://u:secret@b/v", "must be an amqp"),
+        ("amqp://u:secret@a/v,amqp://", "must be an amqp"),
+        (",".join(["amqp://u:secret@a/v"] * 17), "at most 16"),
+    ],
+)
+def test_a_malformed_node_list_is_refused_without_its_passwords(url: str, complaint: str) -> None:
+    """An empty, mixed-scheme, non-AMQP or oversized node list names the variable, not a secret."""
+    with pytest.raises(ConfigError) as caught:
+        HubSettings.from_env({"LIAISON_AMQP_URL": url})
+    assert "LIAISON_AMQP_URL" in str(caught.value)
+    assert complaint in str(caught.value)
+    assert "secret" not in str(caught.value)

@@ -1,0 +1,88 @@
+"""Cluster fixtures: three extra RabbitMQ nodes joined into one cluster, Liaison provisioned on it.
+
+Forming the cluster takes most of a minute, so one cluster serves every test here (the replication
+check runs before the failover test kills nodes); every node and its data is gone afterwards,
+whatever the tests did to it.
+"""
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+
+from liaison.directory.index import DirectoryIndex, load_directory
+from liaison.directory.provision import provision
+from liaison.directory.settings import ProvisionSettings, load_settings
+from liaison.nodes.cluster import BrokerCluster
+
+SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
+VHOST = "liaison"
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="extra RabbitMQ nodes are started as root (then as rabbitmq)"
+)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """Liaison's vhost on the cluster: the settings provisioning used and the directory."""
+
+    settings: ProvisionSettings
+    index: DirectoryIndex
+
+
+@pytest.fixture(scope="package")
+def cluster() -> Iterator[BrokerCluster]:
+    """Three nodes sharing a cookie, joined to the first; all stopped and removed afterwards."""
+    with BrokerCluster.start(size=3, prefix="liaison-test-cl") as formed:
+        boots = ", ".join(f"{n.started_in:.1f}s" for n in formed.nodes)
+        print(f"\ncluster of 3 formed in {formed.formed_in:.1f}s (node boots {boots})")
+        yield formed
+
+
+@pytest.fixture(scope="package")
+async def provisioned(
+    cluster: BrokerCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Provisioned:
+    """The sample directory provisioned through the first node's management API."""
+    settings = load_settings(
+        {
+            "LIAISON_VHOST": VHOST,
+            "LIAISON_MANAGEMENT_URL": cluster.first.management_url,
+            "LIAISON_ADMIN_USER": "guest",
+            "LIAISON_ADMIN_PASSWORD": "guest",
+            "LIAISON_AMQP_URL": cluster.first.amqp_url(vhost=VHOST),
+            "LIAISON_CREDENTIALS_DIR": str(tmp_path_factory.mktemp("cluster-credentials")),
+            "LIAISON_DIRECTORY": str(SAMPLE),
+        }
+    )
+    index = load_directory(SAMPLE)
+    began = time.monotonic()
+    await provision(settings, index)
+    print(f"provisioned {VHOST} on the cluster in {time.monotonic() - began:.1f}s")
+    return Provisioned(settings, index)
+
+
+async def queue_info(management_url: str, name: str) -> dict[str, object]:
+    """The management API's record of queue ``name`` in Liaison's vhost."""
+    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
+    url = f"{management_url}/api/queues/{quote(VHOST, safe='')}/{quote(name, safe='')}"
+    async with aiohttp.ClientSession(headers=auth) as session, session.get(url) as response:
+        response.raise_for_status()
+        info: dict[str, object] = await response.json()
+        return info
+
+
+async def quorum_queues(management_url: str) -> list[dict[str, object]]:
+    """Every quorum queue of Liaison's vhost, with its members, online members and leader."""
+    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
+    url = f"{management_url}/api/queues/{quote(VHOST, safe='')}"
+    async with aiohttp.ClientSession(headers=auth) as session, session.get(url) as response:
+        response.raise_for_status()
+        queues: list[dict[str, object]] = await response.json()
+    return [q for q in queues if q.get("type") == "quorum"]
