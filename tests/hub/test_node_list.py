@@ -7,9 +7,9 @@ import aio_pika
 import pytest
 from yarl import URL
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.directory.index import DirectoryIndex
 from liaison.hub.consumer import HubConsumer
+from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.schemas.wire import inbox_queue
@@ -32,8 +32,9 @@ async def test_hub_skips_a_node_that_refuses_and_routes_through_the_next(
     # A port nobody listens on: the first node of the list is "down".
     dead = str(URL(topology).with_port(free_port()))
     settings = hub_settings(f"{dead},{topology}", directory_file)
-    router = Router(directory, DedupeWindow(seconds=60, max_entries=100), max_message_bytes=2**18)
-    consumer = HubConsumer(settings, router, HubMetrics())
+    router = Router(directory, max_message_bytes=2**18)
+    memory = LocalMemory(seconds=60, max_entries=100)
+    consumer = HubConsumer(settings, router, memory, HubMetrics())
     task = asyncio.create_task(consumer.run())
     try:
         for _ in range(200):
