@@ -15,7 +15,6 @@ and reported, when the partner has read up to it.
 """
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 
 from liaison.common.config import redact_url
+from liaison.common.reconnect import keep_running
 from liaison.common.topology import INBOX_DEAD_LETTER_QUEUE
 from liaison.directory.index import DirectoryIndex
 from liaison.hub.decisions import Refusal
@@ -110,28 +110,36 @@ class InboxDeadLetters:
         self.consuming = False
         #: Reports sent, for tests and logs.
         self.reported = 0
+        #: Which of the settings' broker nodes to try next.
+        self._node = 0
 
     async def run(self) -> None:
         """Consume until ``stop``; reconnect with backoff whenever the broker goes away."""
-        backoff = 0.2
-        while not self._stopping.is_set():
-            try:
-                await self._session()
-                backoff = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "inbox_dead_letters_unavailable",
-                    url=redact_url(self.settings.amqp_url),
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in=round(backoff, 2),
-                )
-            finally:
-                self.consuming = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff)
-            backoff = min(backoff * 2, self.settings.reconnect_max_seconds)
+        await keep_running(
+            self._session,
+            stopping=self._stopping,
+            max_backoff=self.settings.reconnect_max_seconds,
+            on_failure=self._failed,
+            on_end=self._ended,
+        )
+
+    def _failed(self, exc: Exception, retry_in: float) -> None:
+        log.warning(
+            "inbox_dead_letters_unavailable",
+            url=redact_url(self._broker_url),
+            error=f"{type(exc).__name__}: {exc}",
+            retry_in=round(retry_in, 2),
+        )
+        # On a cluster, try the next node (the hub's own rotation, kept apart).
+        self._node += 1
+
+    def _ended(self) -> None:
+        self.consuming = False
+
+    @property
+    def _broker_url(self) -> str:
+        urls = self.settings.amqp_urls
+        return urls[self._node % len(urls)]
 
     async def stop(self) -> None:
         """Stop after the message in hand; what is unacknowledged goes back to the queue."""
@@ -139,7 +147,8 @@ class InboxDeadLetters:
 
     async def _session(self) -> None:
         connection = await aiormq.connect(
-            self.settings.amqp_url,
+            self._broker_url,
+            context=self.settings.ssl_context(),
             client_properties={"connection_name": "liaison-hub inbox-dead-letters"},
         )
         try:

@@ -2,12 +2,11 @@
 
 import gc
 
-import structlog
-import uvloop
 from aiohttp import web
 
 from liaison.common.errors import LiaisonError
 from liaison.common.logging import configure_logging
+from liaison.common.serve import serve
 from liaison.hub.app import create_app
 from liaison.hub.settings import HubSettings
 
@@ -31,16 +30,11 @@ def run_hub(settings: HubSettings) -> None:
     # ~20% under make bench (151 -> 118 us), with the same RSS.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    structlog.get_logger("liaison.hub").info(
-        "starting", http=f"http://{settings.http_host}:{settings.http_port}"
-    )
-    web.run_app(
+    serve(
         app,
+        name="hub",
         host=settings.http_host,
         port=settings.http_port,
-        print=None,
-        access_log=None,
-        loop=uvloop.new_event_loop(),
         shutdown_timeout=settings.shutdown_grace_seconds,
     )
     if fatal:

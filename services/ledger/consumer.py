@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from liaison.common.config import redact_url
+from liaison.common.reconnect import keep_running
 from liaison.common.topology import LEDGER_EXCHANGE, LEDGER_QUEUE
 from liaison.directory.index import HUB_SENDER_ID, DirectoryIndex
 from liaison.ledger.metrics import LedgerMetrics
@@ -74,25 +75,24 @@ class LedgerConsumer:
 
     async def run(self) -> None:
         """Consume until ``stop``; reconnect to the broker with backoff."""
-        backoff = 0.2
-        while not self._stopping.is_set():
-            try:
-                await self._session()
-                backoff = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "broker_unavailable",
-                    url=redact_url(self.settings.amqp_url),
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in=round(backoff, 2),
-                )
-            finally:
-                self.connected = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff)
-            backoff = min(backoff * 2, self.settings.reconnect_max_seconds)
+        await keep_running(
+            self._session,
+            stopping=self._stopping,
+            max_backoff=self.settings.reconnect_max_seconds,
+            on_failure=self._failed,
+            on_end=self._ended,
+        )
+
+    def _failed(self, exc: Exception, retry_in: float) -> None:
+        log.warning(
+            "broker_unavailable",
+            url=redact_url(self.settings.amqp_url),
+            error=f"{type(exc).__name__}: {exc}",
+            retry_in=round(retry_in, 2),
+        )
+
+    def _ended(self) -> None:
+        self.connected = False
 
     async def stop(self) -> None:
         """Finish the batch in hand (if the database lets it), then close."""
