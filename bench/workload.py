@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import tomli_w
 
-from liaison.directory.index import HUB_ONLY_TYPES, DirectoryIndex, load_directory
+from liaison.directory.index import HUB_ONLY_TYPES, REPLY_TYPES, DirectoryIndex, load_directory
 from liaison.hub.decisions import Delivery
 from liaison.hub.router import Router
 from liaison.schemas.envelope import Envelope, encode
@@ -29,7 +29,8 @@ SAMPLE_DIRECTORY = Path(__file__).resolve().parents[1] / "deploy" / "directory.t
 #: Every type a partner sends, but ack: an ack must refer to a message the hub delivered to its
 #: sender, and a preloaded workload cannot put an ack after its original, which is in another
 #: sender's shard and decided concurrently.
-MIX = [t for t in EXAMPLES if t not in HUB_ONLY_TYPES and t != "ack"]
+# Receipts (ack) and status requests have their own rules (a real original, the ledger).
+MIX = [t for t in EXAMPLES if t not in HUB_ONLY_TYPES | REPLY_TYPES]
 INBOX_MAX_LENGTH = 2_000_000
 
 
