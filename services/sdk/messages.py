@@ -61,7 +61,10 @@ from liaison.schemas.messages.resources import (
 from liaison.schemas.messages.system import (
     Ack,
     AckLevel,
+    CopyStatus,
     ErrorReport,
+    StatusReport,
+    StatusRequest,
 )
 
 __all__ = [
@@ -82,6 +85,7 @@ __all__ = [
     "ClearanceMethod",
     "ClearanceReport",
     "Component",
+    "CopyStatus",
     "DdrReport",
     "Decision",
     "DeploymentState",
@@ -109,6 +113,8 @@ __all__ = [
     "Severity",
     "Sitrep",
     "SitrepSection",
+    "StatusReport",
+    "StatusRequest",
     "StrengthCategory",
     "TaskState",
     "TaskType",

@@ -208,6 +208,11 @@ async def test_inbox_dead_letter_is_replayed_into_its_inbox(
     assert f"header        {HEADER_SENDER}: mag" in shown.stdout
     assert f"died in       {inbox_queue('ocha')}" in shown.stdout
 
+    if how == "expired":
+        # The expiry itself was reported to the sender (401), before any replay.
+        (report,) = await drain(admin, inbox_queue("mag"), expect=1)
+        assert report.type == "error.report"
+        assert json.loads(report.body)["body"]["code"] == 401
     replay = await liaison("dead-letters", "replay", letter_id, "--url", replayer_url, env=cli_env)
     assert replay.code == 0, replay
     assert f"replayed {letter_id} into {inbox_queue('ocha')}" in replay.stderr
