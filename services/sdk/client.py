@@ -1,8 +1,9 @@
 """The partner SDK's client: connect as one organisation, send typed messages, read the inbox.
 
 The connection is aio-pika's robust connection: after a broker restart or a dropped link it
-reconnects on its own, re-attaches the inbox consumers, and ``send`` waits for it (up to the
-confirm timeout) and sends again — safe, because the hub dedupes on the distribution id.
+reconnects on its own, re-attaches the inbox consumers, and ``send`` waits for it (however
+long the broker is away; the confirm timeout counts from the reconnect) and sends again — safe,
+because the hub dedupes on the distribution id.
 """
 
 import asyncio
@@ -270,7 +271,11 @@ class Client:
                     message, routing_key=session.org, mandatory=True, timeout=remaining
                 )
             except TimeoutError:
-                continue  # loops once more and raises ConfirmTimeout
+                if not self._closed and not session.connection.connected.is_set():
+                    # The broker went away while we waited: not its late answer but its absence.
+                    await self._wait_reconnected()
+                    deadline = loop.time() + session.confirm_timeout
+                continue  # else loops once more and raises ConfirmTimeout
             except _REFUSED as exc:
                 raise PublishFailed(f"the broker refused the message: {frame_text(exc)}") from None
             except aiormq.exceptions.DeliveryError as exc:
@@ -279,7 +284,10 @@ class Client:
                 if self._closed:
                     raise ClientClosed("the client was closed while sending") from None
                 log.info("send waits for the reconnect: %s", str(exc) or type(exc).__name__)
-                await self._wait_reconnected(deadline - loop.time())
+                await self._wait_reconnected()
+                # The confirm timeout is for a live broker's answer: a broker restart can take
+                # longer, and the send (like the inbox) waits it out and starts afresh.
+                deadline = loop.time() + session.confirm_timeout
                 continue
             if not isinstance(confirm, aiormq.spec.Basic.Ack):
                 raise PublishFailed(
@@ -288,13 +296,16 @@ class Client:
                 )
             return
 
-    async def _wait_reconnected(self, budget: float) -> None:
-        try:
-            async with asyncio.timeout(max(budget, 0.01)):
-                await self._session.connection.ready()
-                await self._session.channel.ready()
-        except TimeoutError:
-            pass
+    async def _wait_reconnected(self) -> None:
+        """Until the connection and channel are back, however long; ``close`` ends the wait."""
+        while not self._closed:
+            try:
+                async with asyncio.timeout(1.0):
+                    await self._session.connection.ready()
+                    await self._session.channel.ready()
+            except TimeoutError:
+                continue
+            break
         await asyncio.sleep(0.05)
 
     def inbox(self) -> "_OpeningInbox":
