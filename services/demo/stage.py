@@ -13,7 +13,7 @@ from liaison.common.errors import BrokerError, ConfigError
 from liaison.common.topology import DEFAULT_SHARDS
 from liaison.directory.credentials import CredentialStore
 from liaison.directory.index import DirectoryIndex
-from liaison.directory.partners import partner_url
+from liaison.directory.partners import connection_url
 from liaison.directory.provision import provision
 from liaison.directory.settings import ProvisionSettings
 from liaison.hub.app import CONSUMER, create_app
@@ -68,7 +68,7 @@ def account_urls(settings: ProvisionSettings, index: DirectoryIndex) -> dict[str
         password = store.get(account)
         if password is None:
             raise ConfigError(f"provisioning stored no credential for {account!r}")
-        urls[account] = partner_url(settings, settings.vhost, account, password)
+        urls[account] = connection_url(settings, settings.vhost, account, password)
     return urls
 
 

@@ -103,7 +103,7 @@ class PartnerRow:
     inbox_depth: int | None
 
 
-def partner_url(settings: ProvisionSettings, vhost: str, account: str, password: str) -> str:
+def connection_url(settings: ProvisionSettings, vhost: str, account: str, password: str) -> str:
     """The AMQP URL a partner connects with (scheme, host and port from LIAISON_AMQP_URL)."""
     return amqp_url_for(settings.amqp_url, vhost, account, password)
 
@@ -128,7 +128,7 @@ async def add_partner(
         org.broker_account,
         Secret(password),
         store.path(org.broker_account),
-        partner_url(settings, vhost, org.broker_account, password),
+        connection_url(settings, vhost, org.broker_account, password),
         settings.tls.ca_file,
     )
     return result, issued
@@ -192,7 +192,7 @@ async def rotate_credentials(
         if account in desired.topic_permissions:
             await api.put_topic_permission(desired.topic_permissions[account])
         await close_connections(api, vhost, account, "credentials rotated")
-    url = partner_url(settings, vhost, account, password)
+    url = connection_url(settings, vhost, account, password)
     return IssuedCredentials(
         org_id, account, Secret(password), stored_at, url, settings.tls.ca_file
     )
