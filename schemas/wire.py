@@ -4,6 +4,7 @@ These are published in the AsyncAPI document, so they belong to the contract, no
 renaming one is a breaking change for every partner.
 """
 
+import hashlib
 from typing import Final
 
 #: Topic exchange partners publish to. Routing key: the sender's organisation id.
@@ -61,3 +62,17 @@ def delivery_key(org: str, *, flash: bool) -> str:
 def delivered_message_id(sender: str, distribution_id: str) -> str:
     """The AMQP message_id of a delivery: the same on every redelivery, so receivers dedupe."""
     return f"{sender}/{distribution_id}"
+
+
+def dead_letter_id(routing_key: str, user: str, refused_at: str, body: bytes) -> str:
+    """The short id operators see for one dead letter (``liaison dead-letters``, the ledger).
+
+    Derived from the dead letter itself (routing key, original user, refusal time, body), so
+    every tool names the same dead letter the same way.
+    """
+    digest = hashlib.blake2b(digest_size=6)
+    for part in (routing_key, user, refused_at):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    digest.update(body)
+    return digest.hexdigest()

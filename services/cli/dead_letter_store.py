@@ -22,7 +22,6 @@ inbox, account, time, body), so it stays the same from one listing to the next.
 
 import asyncio
 import enum
-import hashlib
 import re
 import ssl
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from liaison.schemas.wire import (
     HEADER_ORIGINAL_USER,
     HEADER_REFUSED_AT,
     HEADER_SENDER,
+    dead_letter_id,
 )
 
 #: Headers the replay adds; a dead letter carrying them was refused again after a replay.
@@ -118,16 +118,6 @@ class DeadLetter:
             return datetime.fromisoformat(self.refused_at).astimezone().strftime("%d %b %H:%M:%S")
         except ValueError:
             return self.refused_at or "-"
-
-
-def dead_letter_id(routing_key: str, user: str, refused_at: str, body: bytes) -> str:
-    """The stable short id of one refusal."""
-    digest = hashlib.blake2b(digest_size=6)
-    for part in (routing_key, user, refused_at):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    digest.update(body)
-    return digest.hexdigest()
 
 
 def last_death(headers: dict[str, Any]) -> Death | None:

@@ -5,7 +5,6 @@ on ``liaison.dead`` (``dead_letter_rows``). Every event gets a key derived only 
 so the same input always produces the same rows and a redelivery inserts nothing new.
 """
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from liaison.schemas.wire import (
     HEADER_ERROR_REASON,
     HEADER_ORIGINAL_USER,
     HEADER_REFUSED_AT,
+    dead_letter_id,
 )
 
 #: Inbox dead-letter reasons (x-death) -> lifecycle event kind.
@@ -177,16 +177,6 @@ def _via(org: str, addresses: list[str], resolve: Resolver | None) -> list[str]:
     if resolve is None:
         return []
     return [a for a in addresses if org in (resolve(a) or ())]
-
-
-def dead_letter_id(routing_key: str, user: str, refused_at: str, body: bytes) -> str:
-    """The id ``liaison dead-letters`` shows for the same dead letter (same hash, same parts)."""
-    digest = hashlib.blake2b(digest_size=6)
-    for part in (routing_key, user, refused_at):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    digest.update(body)
-    return digest.hexdigest()
 
 
 def dead_letter_rows(

@@ -7,13 +7,14 @@ because the hub dedupes on the distribution id.
 """
 
 import asyncio
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import aio_pika
 import aio_pika.abc
@@ -108,7 +109,7 @@ class Client:
         dedupe_seconds: float = 3600.0,
         dedupe_max_entries: int = 50_000,
         ssl_context: ssl.SSLContext | None = None,
-    ) -> "_Connecting":
+    ) -> "Opening[Client]":
         """Connect as ``org``: ``async with Client.connect(...) as client`` (or ``await`` it).
 
         Credentials come from the URL or from ``account``/``password``; the account defaults to
@@ -140,19 +141,22 @@ class Client:
                 raise InvalidArgument(f"{name} must be a whole number of at least 1, not {count}")
         full_url = partner_url(url, account, password)
         login = account or parse_url(full_url).user or org
-        return _Connecting(
-            org=org,
-            account=login,
-            url=full_url,
-            reconnect_interval=reconnect_interval,
-            # Further aio_pika.connect_robust arguments.
-            connection_options={} if ssl_context is None else {"ssl_context": ssl_context},
-            settings={
-                "confirm_timeout": confirm_timeout,
-                "prefetch": prefetch,
-                "dedupe_seconds": dedupe_seconds,
-                "dedupe_max_entries": dedupe_max_entries,
-            },
+        return Opening(
+            functools.partial(
+                _open_client,
+                org=org,
+                account=login,
+                url=full_url,
+                reconnect_interval=reconnect_interval,
+                # Further aio_pika.connect_robust arguments.
+                connection_options={} if ssl_context is None else {"ssl_context": ssl_context},
+                settings={
+                    "confirm_timeout": confirm_timeout,
+                    "prefetch": prefetch,
+                    "dedupe_seconds": dedupe_seconds,
+                    "dedupe_max_entries": dedupe_max_entries,
+                },
+            )
         )
 
     @property
@@ -308,14 +312,14 @@ class Client:
             break
         await asyncio.sleep(0.05)
 
-    def inbox(self) -> "_OpeningInbox":
+    def inbox(self) -> "Opening[Inbox]":
         """Read ``inbox.<org>`` and ``inbox.<org>.flash`` as one stream, flash first.
 
         ``async with client.inbox() as inbox`` (closes it at the end) or ``await
         client.inbox()``. A client has one inbox: while it is open, calling this again gives
         the same one, not a second pair of consumers.
         """
-        return _OpeningInbox(self._open_inbox)
+        return Opening(self._open_inbox)
 
     async def _open_inbox(self) -> Inbox:
         if self._closed:
@@ -337,59 +341,62 @@ class Client:
             return inbox
 
 
-class _Connecting:
-    """``Client.connect(...)``: awaitable, and an async context manager that closes."""
-
-    def __init__(
-        self,
-        *,
-        org: str,
-        account: str,
-        url: str,
-        reconnect_interval: float,
-        connection_options: dict[str, Any],
-        settings: dict[str, Any],
-    ) -> None:
-        self._org = org
-        self._account = account
-        self._url = url
-        self._reconnect_interval = reconnect_interval
-        self._connection_options = connection_options
-        self._settings = settings
-        self._client: Client | None = None
-
-    async def _open(self) -> Client:
-        connection = await open_connection(
-            self._url,
-            org=self._org,
-            account=self._account,
-            reconnect_interval=self._reconnect_interval,
-            options=self._connection_options,
+async def _open_client(
+    *,
+    org: str,
+    account: str,
+    url: str,
+    reconnect_interval: float,
+    connection_options: dict[str, Any],
+    settings: dict[str, Any],
+) -> Client:
+    """Connect, open the publishing channel, and wrap both in a Client."""
+    connection = await open_connection(
+        url,
+        org=org,
+        account=account,
+        reconnect_interval=reconnect_interval,
+        options=connection_options,
+    )
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
+    except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+        await connection.close()
+        raise ConnectFailed(f"cannot open a channel: {frame_text(exc)}") from None
+    assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
+    return Client(
+        _Session(
+            org=org,
+            account=account,
+            connection=connection,
+            channel=channel,
+            exchange=exchange,
+            **settings,
         )
-        try:
-            channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
-        except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
-            await connection.close()
-            raise ConnectFailed(f"cannot open a channel: {frame_text(exc)}") from None
-        assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
-        return Client(
-            _Session(
-                org=self._org,
-                account=self._account,
-                connection=connection,
-                channel=channel,
-                exchange=exchange,
-                **self._settings,
-            )
-        )
+    )
 
-    def __await__(self) -> Generator[Any, None, Client]:
-        return self._open().__await__()
 
-    async def __aenter__(self) -> Client:
-        self._client = await self._open()
-        return self._client
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+_T = TypeVar("_T", bound=_Closable)
+
+
+class Opening(Generic[_T]):
+    """Opening a client or an inbox: ``await`` it, or ``async with`` it to close it at the end."""
+
+    def __init__(self, open_it: Callable[[], Awaitable[_T]]) -> None:
+        self._open_it = open_it
+        self._opened: _T | None = None
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        return self._open_it().__await__()
+
+    async def __aenter__(self) -> _T:
+        self._opened = await self._open_it()
+        return self._opened
 
     async def __aexit__(
         self,
@@ -397,32 +404,5 @@ class _Connecting:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._client is not None:
-            await self._client.close()
-
-
-class _OpeningInbox:
-    """``client.inbox()``: awaitable, and an async context manager that closes the inbox."""
-
-    def __init__(self, open_inbox: Callable[[], Awaitable[Inbox]]) -> None:
-        self._open_inbox = open_inbox
-        self._inbox: Inbox | None = None
-
-    def __await__(self) -> Generator[Any, None, Inbox]:
-        return self._open().__await__()
-
-    async def _open(self) -> Inbox:
-        return await self._open_inbox()
-
-    async def __aenter__(self) -> Inbox:
-        self._inbox = await self._open()
-        return self._inbox
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._inbox is not None:
-            await self._inbox.close()
+        if self._opened is not None:
+            await self._opened.close()
