@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_TOOLS := .tools/node
 
-.PHONY: help install run test lint typecheck pytest schemas bench bench-smoke broker redis postgres chromium node cluster node-tools fuzz partner-sdk clean
+.PHONY: help install run test lint typecheck pytest schemas bench bench-ledger bench-signing bench-sweep bench-relay bench-cluster bench-memory bench-smoke broker redis postgres chromium node cluster node-tools fuzz partner-sdk clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -88,8 +88,28 @@ schemas: install ## regenerate the JSON Schemas, the AsyncAPI document and the e
 run: install broker postgres ## bring the system up and play the demo scenario (Ctrl-C stops it)
 	$(BIN)/liaison demo
 
-bench: install $(VENV)/.bench-installed broker ## throughput and latency: shovel vs plain aio-pika vs FastStream vs the hub
+bench: install $(VENV)/.bench-installed broker ## throughput and latency: shovel vs plain aio-pika vs FastStream vs the hub, then the hub signed vs unsigned (under 10 minutes)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.hub_signing --repeats 2 --no-openssl
+
+bench-signing: install $(VENV)/.bench-installed broker ## the hub with every message signed and verified vs unsigned (and the old OpenSSL verify), round by round; µs per sign and verify
+	$(BIN)/python -m bench.hub_signing
+
+bench-ledger: install $(VENV)/.bench-installed broker postgres ## (about 40 minutes) the ledger: keeping up with the hub at full rate, search over 1,000,000 messages
+	$(BIN)/python -m bench.ledger
+
+bench-sweep: install $(VENV)/.bench-installed broker ## cost per message by recipients, body size and kind: hub and shovel, fitted model (bench/results/sweep.json)
+	$(BIN)/python -m bench.sweep
+
+bench-relay: install broker ## a field site's 10,000-message backlog over an emulated 256 kbit/s, 600 ms link (root: extra nodes)
+	$(BIN)/python -m bench.relay
+
+bench-cluster: install $(VENV)/.bench-installed ## the hub round on one extra node and on a three-node cluster, alternating (root: extra nodes; bench/results/cluster.json)
+	$(BIN)/python -m bench.cluster
+
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/0
+bench-memory: install $(VENV)/.bench-installed broker redis ## the hub with its own memory and with the shared Redis one (BENCH_REDIS_URL), round by round
+	$(BIN)/python -m bench.hub_memory --redis $(BENCH_REDIS_URL)
 
 FUZZ_SECONDS ?= 600
 fuzz: $(VENV)/.fuzz-installed ## coverage-guided fuzzing (atheris) of the hub's decision for FUZZ_SECONDS (600)

@@ -27,10 +27,13 @@ import uvloop
 
 from bench import latency, report
 from bench.broker import (
+    COPY_QUEUE,
     Counter,
+    ShovelWatch,
     amqp_url,
     create_partner,
     create_vhost,
+    delete_shovel,
     management_client,
     start_shovel,
     wait_until,
@@ -52,7 +55,7 @@ from liaison.common.topology import build_topology, hub_queue
 from liaison.directory.index import DirectoryIndex
 from liaison.directory.topology import apply_topology
 from liaison.hub.settings import HubSettings
-from liaison.schemas.wire import AUDIT_QUEUE, DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
+from liaison.schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
 
 MB = 1024 * 1024
 #: Latency alternates direct and via-hub rounds of ``--latency-seconds / LATENCY_ROUNDS`` each.
@@ -69,6 +72,8 @@ class Run:
         self.run_id = secrets.token_hex(4)
         self.vhost = f"liaison-bench-{self.run_id}"
         self.url = amqp_url(self.vhost)
+        #: What the hub is given as LIAISON_AMQP_URL (a cluster's node list, comma-separated).
+        self.hub_url = self.url
         self.scratch = Path(tempfile.mkdtemp(prefix=f"liaison-bench-{self.run_id}-"))
         self.directory_file = self.scratch / "directory.toml"
         self.mgmt = management_client()
@@ -90,6 +95,7 @@ class Run:
         await apply_topology(self.mgmt, self.vhost, spec)
         self.inboxes = [q.name for q in spec.queues if q.owner is not None]
         await self.counter.open()
+        await self.counter.declare_copy_counter(DELIVERY_EXCHANGE)
 
     async def teardown(self) -> None:
         await self.counter.close()
@@ -110,10 +116,10 @@ class Run:
         """Preload a source queue, start the mover and time the drain into every inbox.
 
         Every mover delivers each message as the hub does: a copy in each recipient's inbox and
-        one in the audit queue. The shovel cannot read envelopes, so its messages carry their
-        recipients' delivery keys in a ``CC`` header, which the broker routes on when the shovel
-        republishes them to the delivery exchange (under their source routing key, which only
-        the audit queue's '#' binding matches).
+        one in the bench's copy counter. The shovel cannot read envelopes, so its messages carry
+        their recipients' delivery keys in a ``CC`` header, which the broker routes on when the
+        shovel republishes them to the delivery exchange (under their source routing key, which
+        only the copy counter's '#' binding matches).
         """
         await self.purge()
         src = f"bench.{kind}.src"
@@ -128,34 +134,41 @@ class Run:
         copies = sum(len(m.inboxes) for m in messages)
         settled = await settle(self.args.settle_seconds)
         process = None
+        shovel = f"bench-{self.run_id}"
+        watch: ShovelWatch | None = None
         commanded = time.monotonic()
         broker_cpu = CpuMeter.broker()
         if kind == "shovel":
-            await start_shovel(
-                self.mgmt, self.vhost, f"bench-{self.run_id}", src, dest_exchange=DELIVERY_EXCHANGE
-            )
+            await start_shovel(self.mgmt, self.vhost, shovel, src, dest_exchange=DELIVERY_EXCHANGE)
+            watch = ShovelWatch(self.mgmt, self.vhost, shovel).start()
             mover_cpu = None
+            alive = watch.alive
         else:
             log = self.scratch / f"{kind}.log"
             process = start_peer(kind, self.url, src, log)
             mover_cpu = CpuMeter([process.pid])
+            alive = lambda: process.poll() is None  # noqa: E731 - read in the loop below
         meters = [m for m in (broker_cpu, mover_cpu) if m is not None]
         try:
             start, end = await wait_until(
                 self.counter,
                 source=[src],
                 source_total=n,
-                dest=[AUDIT_QUEUE],
+                dest=[COPY_QUEUE],
                 dest_total=n,
                 extra=(self.inboxes, copies),
                 limit_seconds=max(60.0, n / 100),
                 on_start=lambda: [m.mark() for m in meters] and None,
-                alive=None if process is None else lambda: process.poll() is None,
+                alive=alive,
             )
             cpu = [m.read() for m in meters]
         finally:
             if process is not None:
                 await stop(process)
+            if watch is not None:
+                await watch.stop()
+                # The shovel goes before its source queue (see delete_shovel).
+                await delete_shovel(self.mgmt, self.vhost, shovel)
         await self.counter.delete(src)
         await self.purge()
         row = _row(n, start, end)
@@ -177,17 +190,24 @@ class Run:
         n = len(bodies)
         settled = await settle(self.args.settle_seconds)
         broker_cpu = CpuMeter.broker()
-        await start_shovel(self.mgmt, self.vhost, f"bench1-{self.run_id}", src, dest_queue=dst)
-        start, end = await wait_until(
-            self.counter,
-            source=[src],
-            source_total=n,
-            dest=[dst],
-            dest_total=n,
-            limit_seconds=max(60.0, n / 100),
-            on_start=broker_cpu.mark,
-        )
-        cpu = broker_cpu.read()
+        shovel = f"bench1-{self.run_id}"
+        await start_shovel(self.mgmt, self.vhost, shovel, src, dest_queue=dst)
+        watch = ShovelWatch(self.mgmt, self.vhost, shovel).start()
+        try:
+            start, end = await wait_until(
+                self.counter,
+                source=[src],
+                source_total=n,
+                dest=[dst],
+                dest_total=n,
+                limit_seconds=max(60.0, n / 100),
+                on_start=broker_cpu.mark,
+                alive=watch.alive,
+            )
+            cpu = broker_cpu.read()
+        finally:
+            await watch.stop()
+            await delete_shovel(self.mgmt, self.vhost, shovel)
         for queue in (src, dst):
             await self.counter.delete(queue)
         row = _row(n, start, end)
@@ -198,11 +218,21 @@ class Run:
     # -- the hub ----------------------------------------------------------------------------
 
     async def purge(self) -> None:
-        for queue in [*self.inboxes, AUDIT_QUEUE, DEAD_LETTER_QUEUE]:
+        for queue in [*self.inboxes, COPY_QUEUE, DEAD_LETTER_QUEUE]:
             await self.counter.purge(queue)
 
-    async def hub(self, messages: list[Message], shard_sets: list[str], tag: str) -> dict[str, Any]:
-        """Preload the ingress as partners, then start the hub process(es) and time the drain."""
+    async def hub(
+        self,
+        messages: list[Message],
+        shard_sets: list[str],
+        tag: str,
+        directory: Path | None = None,
+        module: str = "liaison.hub",
+    ) -> dict[str, Any]:
+        """Preload the ingress as partners, then start the hub process(es) and time the drain.
+
+        ``directory``: the hub's directory file instead of the run's (same accounts); ``module``:
+        what runs as the hub (a bench wrapper of ``liaison.hub``)."""
         await self.purge()
         await preload_ingress(self.vhost, messages)
         n = len(messages)
@@ -211,7 +241,10 @@ class Run:
         settled = await settle(self.args.settle_seconds)
         log = self.scratch / f"hub-{tag}.log"
         log_before = log.stat().st_size if log.exists() else 0
-        processes = [start_hub(self.url, self.directory_file, log, shards=s) for s in shard_sets]
+        directory = directory or self.directory_file
+        processes = [
+            start_hub(self.hub_url, directory, log, shards=s, module=module) for s in shard_sets
+        ]
         samplers = [RssSampler(p.pid).start() for p, _ in processes]
         meters = [CpuMeter.broker(), CpuMeter([p.pid for p, _ in processes])]
         try:
@@ -219,7 +252,7 @@ class Run:
                 self.counter,
                 source=self.shards,
                 source_total=n,
-                dest=[AUDIT_QUEUE],
+                dest=[COPY_QUEUE],
                 dest_total=n,
                 extra=(self.inboxes, sum(len(m.inboxes) for m in messages)),
                 limit_seconds=max(60.0, n / 100),
@@ -329,7 +362,7 @@ class Run:
                     self.counter,
                     source=self.shards,
                     source_total=block + 1,
-                    dest=[AUDIT_QUEUE],
+                    dest=[COPY_QUEUE],
                     dest_total=block,
                     extra=(self.inboxes, expected),
                     limit_seconds=max(120.0, block / 50),
@@ -411,8 +444,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "measure": "source first shrinks -> source empty and destination complete "
             "(passive-declare counts every 10 ms)",
             "delivery": "every mover puts a copy of each message in each recipient's inbox and "
-            "one in the audit queue: 1 publish per message to the delivery exchange, recipients "
-            "in BCC (peers, hub) or CC (shovel) headers",
+            "one in the bench's copy counter (bench.copies, bound '#'): 1 publish per message "
+            "to the delivery exchange, recipients in BCC (peers, hub) or CC (shovel) headers",
             "peers": "own processes, asyncio loop; prefetch 256",
             "hub": "python -m liaison.hub (uvloop), every rule on, JSON log lines to a file, "
             "same delivery",

@@ -5,13 +5,15 @@ queue and shovel in it) and the partner users, which are global to the broker.
 """
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import aiormq
 
+from liaison.common.errors import BrokerNotFound, LiaisonError
 from liaison.common.settings import Secret
 from liaison.common.urls import amqp_url_for, password_of, user_of
 from liaison.directory.credentials import HASHING_ALGORITHM, password_hash
@@ -19,9 +21,25 @@ from liaison.directory.management import ManagementClient, Permission
 
 ADMIN_AMQP_URL = os.environ.get("LIAISON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT_URL = os.environ.get("LIAISON_BENCH_MANAGEMENT_URL", "http://127.0.0.1:15672")
+#: AMQP ports of every node whose CPU counts as the broker's (empty: the node of ADMIN_AMQP_URL).
+NODE_PORTS: list[int] = []
 PARTNER_PASSWORD = "bench-partner-password"  # noqa: S105 - throwaway users, deleted after the run
 
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+#: The bench's own one-copy-per-publish counter, bound with '#' to the delivery exchange: every
+#: mover's publish lands one copy here, so "all N moved" is one count. (Liaison's liaison.audit
+#: queue did this until the ledger replaced it; the bench keeps the copy so its figures stay
+#: comparable with earlier runs.)
+COPY_QUEUE = "bench.copies"
+
+
+def use_broker(amqp: str, management: str, node_ports: Sequence[int] = ()) -> None:
+    """Point the bench at another broker from now on, as the two environment variables would
+    at start-up; ``node_ports`` are a cluster's nodes, whose CPU is then summed as the broker's.
+    (``bench.cluster`` measures two brokers in alternating rounds in one process.)"""
+    global ADMIN_AMQP_URL, MANAGEMENT_URL
+    ADMIN_AMQP_URL, MANAGEMENT_URL = amqp, management
+    NODE_PORTS[:] = node_ports
 
 
 def admin_credentials() -> tuple[str, str]:
@@ -63,8 +81,13 @@ async def start_shovel(
     dest_queue: str = "",
     dest_exchange: str = "",
 ) -> None:
-    """A dynamic shovel moving what ``src`` holds now into ``dest_queue``, or through
-    ``dest_exchange`` with each message's own routing key and headers, then deleting itself."""
+    """A dynamic shovel moving what ``src`` holds into ``dest_queue``, or through
+    ``dest_exchange`` with each message's own routing key and headers, until deleted.
+
+    It never deletes itself: with ``src-delete-after: queue-length`` a shovel that had not
+    moved everything (a requeue, a restart) went away with messages left and the round waited
+    out its time limit. The round ends on the queue counts; ``delete_shovel`` then removes it.
+    """
     uri = "amqp:///" + quote(vhost, safe="")  # the broker's own node; no credentials
     dest = {"dest-queue": dest_queue} if dest_queue else {"dest-exchange": dest_exchange}
     await api.put_shovel(
@@ -78,9 +101,66 @@ async def start_shovel(
             "dest-uri": uri,
             **dest,
             "ack-mode": "on-confirm",
-            "src-delete-after": "queue-length",
+            "src-delete-after": "never",
         },
     )
+
+
+async def shovel_state(api: ManagementClient, vhost: str, name: str) -> str | None:
+    """The shovel's state as the broker reports it (``starting``, ``running``,
+    ``terminated``), or None once it is gone."""
+    shovels = await api.request("GET", f"/shovels/{quote(vhost, safe='')}") or []
+    for shovel in shovels:
+        if shovel.get("name") == name:
+            return str(shovel.get("state"))
+    return None
+
+
+async def delete_shovel(
+    api: ManagementClient, vhost: str, name: str, limit_seconds: float = 30.0
+) -> None:
+    """Delete the shovel and wait until the broker no longer runs it.
+
+    Only then may its source queue go: a queue deleted under a shovel that is still finishing
+    is declared again by the shovel, as a classic queue, which breaks the next round.
+    """
+    path = f"/parameters/shovel/{quote(vhost, safe='')}/{quote(name, safe='')}"
+    with contextlib.suppress(BrokerNotFound):
+        await api.request("DELETE", path)
+    deadline = asyncio.get_running_loop().time() + limit_seconds
+    while await shovel_state(api, vhost, name) is not None:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"shovel {name} still present {limit_seconds:.0f}s after deletion")
+        await asyncio.sleep(0.1)
+
+
+class ShovelWatch:
+    """Polls a shovel's state in the background: ``alive()`` is False once it terminated or
+    vanished, so a round fails at once instead of waiting out its time limit."""
+
+    def __init__(self, api: ManagementClient, vhost: str, name: str, interval: float = 0.5):
+        self._api, self._vhost, self._name, self._interval = api, vhost, name, interval
+        self.state: str | None = "starting"
+        self._task: asyncio.Task[None] | None = None
+
+    def alive(self) -> bool:
+        return self.state is not None and self.state != "terminated"
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            with contextlib.suppress(LiaisonError):
+                self.state = await shovel_state(self._api, self._vhost, self._name)
+
+    def start(self) -> "ShovelWatch":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 class Counter:
@@ -113,6 +193,12 @@ class Counter:
         assert self._channel is not None
         await self._channel.queue_declare(queue, durable=True, arguments=QUORUM)
 
+    async def declare_copy_counter(self, exchange: str) -> None:
+        """Declare ``COPY_QUEUE`` and bind it with '#' to ``exchange``."""
+        assert self._channel is not None
+        await self.declare(COPY_QUEUE)
+        await self._channel.queue_bind(COPY_QUEUE, exchange, routing_key="#")
+
     async def delete(self, queue: str) -> None:
         assert self._channel is not None
         await self._channel.queue_delete(queue)
@@ -143,7 +229,10 @@ async def wait_until(
     while True:
         now = loop.time()
         if alive is not None and not alive():
-            raise RuntimeError("the mover's process exited before the queue was drained")
+            raise RuntimeError(
+                f"the mover stopped before the queue was drained: source "
+                f"{await counter.total(source)}, dest {await counter.total(dest)} of {dest_total}"
+            )
         if now > deadline:
             raise TimeoutError(
                 f"not drained in {limit_seconds:.0f}s: source {await counter.total(source)}, "

@@ -2,9 +2,9 @@
 
 ``python -m bench.hub_memory [--messages N] [--repeats R] [--redis URL]``: the same hub run as
 ``make bench`` (preloaded ingress, one ``python -m liaison.hub``, timed until every inbox and
-the audit queue hold their copies), alternating a hub without ``LIAISON_REDIS_URL`` and one with
-it (keys under a run-unique prefix, deleted afterwards). Prints a line per round, then the
-rounds and the medians as JSON.
+the bench's copy counter hold their copies), alternating a hub without ``LIAISON_REDIS_URL``
+and one with it (keys under a run-unique prefix, deleted afterwards). Prints a line per round,
+then the rounds and the medians as JSON.
 """
 
 import argparse

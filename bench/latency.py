@@ -3,8 +3,8 @@
 Each body is stamped with ``sent_at`` just before it is published; the consumer of the inboxes
 takes receive time minus ``sent_at`` for the first copy of each message. Without the hub, the
 partner publishes straight to the delivery exchange with its recipients in a ``BCC`` header, as
-it would have to if there were no hub (the same inbox copies, no audit copy); with it, partner ->
-ingress -> shard -> hub -> delivery exchange -> inboxes and audit. The two alternate in rounds
+it would have to if there were no hub (the same copies); with it, partner -> ingress -> shard
+-> hub -> delivery exchange -> inboxes (and the bench's copy counter). The two alternate in rounds
 (the hub runs throughout, idle while the direct path is measured), so drift in what else the
 machine is doing falls on both alike; the first half second of each round is warm-up, not
 counted.

@@ -6,9 +6,9 @@
 Both consume a quorum queue with prefetch 256 and forward each message to its recipients the way
 the hub does, so the broker does the same work for every mover: one persistent publish with
 publisher confirms to the delivery exchange, first recipient's key as routing key and the others
-in a ``BCC`` header, which puts a copy in each recipient's inbox and one in the audit queue. The
-peers read the recipients from the envelope (the bench workload addresses organisations only);
-they ack after the confirm. What the hub does, minus its rules.
+in a ``BCC`` header, which puts a copy in each recipient's inbox and one in the bench's copy
+counter. The peers read the recipients from the envelope (the bench workload addresses
+organisations only); they ack after the confirm. What the hub does, minus its rules.
 """
 
 import asyncio

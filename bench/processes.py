@@ -14,8 +14,10 @@ from typing import Any
 
 import aiohttp
 import psutil
+import yarl
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_AMQP_PORT = 5672
 
 
 def free_port() -> int:
@@ -26,13 +28,23 @@ def free_port() -> int:
 
 
 def start_hub(
-    url: str, directory: Path, log_file: Path, *, shards: str = "all"
+    url: str,
+    directory: Path,
+    log_file: Path,
+    *,
+    shards: str = "all",
+    module: str = "liaison.hub",
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``python -m liaison.hub`` on the bench vhost, its JSON log lines to ``log_file``;
-    returns the process and its HTTP port."""
+    returns the process and its HTTP port.
+
+    ``env`` adds settings (``LIAISON_...``) on top of the bench's: how a bench module turns a
+    feature on for its rounds. ``LIAISON_BENCH_HUB_ENV`` ("K=V K=V") applies to every start.
+    """
     port = free_port()
-    env = dict(os.environ)
-    env.update(
+    child_env = dict(os.environ)
+    child_env.update(
         {
             "LIAISON_AMQP_URL": url,
             "LIAISON_DIRECTORY": str(directory),
@@ -44,10 +56,11 @@ def start_hub(
     extra = os.environ.get("LIAISON_BENCH_HUB_ENV", "")
     for pair in extra.split():
         key, _, value = pair.partition("=")
-        env[key] = value
+        child_env[key] = value
+    child_env.update(env or {})
     with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "liaison.hub"], cwd=ROOT, env=env, stdout=log, stderr=log
+        process = subprocess.Popen(  # noqa: S603 - the module is the bench's own constant
+            [sys.executable, "-m", module], cwd=ROOT, env=child_env, stdout=log, stderr=log
         )
     return process, port
 
@@ -92,25 +105,74 @@ async def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         process.wait()
 
 
+def broker_pids(port: int | None = None) -> list[int]:
+    """The process listening on the broker's AMQP ``port`` (the node's Erlang VM) and its
+    descendants (``erl_child_setup`` and the helpers it starts)."""
+    port = port or amqp_port()
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is None:
+                break
+            root = psutil.Process(conn.pid)
+            return [root.pid, *(child.pid for child in root.children(recursive=True))]
+    raise RuntimeError(f"no process of ours is seen listening on port {port}: is the broker local?")
+
+
+def process_cpu_seconds(process: psutil.Process) -> float:
+    """CPU seconds a process has run, to the nanosecond where the kernel says so.
+
+    ``cpu_times`` counts in clock ticks (10 ms): a round of a few hundred milliseconds of hub
+    CPU would read 10-20 % off. The scheduler's per-thread run time (``schedstat``) is exact;
+    summed over the live threads (the hub's and the Erlang VM's threads live as long as they
+    do). Falls back to ``cpu_times`` where ``schedstat`` is missing.
+    """
+    try:
+        total = 0
+        for task in Path(f"/proc/{process.pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
+    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+
+def amqp_port() -> int:
+    """The AMQP port of the bench's broker (``LIAISON_BENCH_AMQP_URL``, 5672 by default)."""
+    from bench.broker import ADMIN_AMQP_URL
+
+    return yarl.URL(ADMIN_AMQP_URL).port or DEFAULT_AMQP_PORT
+
+
 class CpuMeter:
     """CPU seconds (user + system) that some processes spend between ``mark`` and ``read``."""
 
     def __init__(self, pids: list[int]) -> None:
+        self.pids = list(pids)
         self._processes = [psutil.Process(pid) for pid in pids]
         self._marked = 0.0
 
     @classmethod
-    def broker(cls) -> "CpuMeter":
-        """The RabbitMQ node on this machine (the Erlang VM)."""
-        pids = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
-        return cls(pids)
+    def broker(cls, port: int | None = None) -> "CpuMeter":
+        """The RabbitMQ node the bench talks to: its Erlang VM and the VM's own children.
+
+        Found by the AMQP port it listens on, not by name: every ``rabbitmqctl`` call starts a
+        short-lived ``beam.smp`` of its own, and extra nodes may run beside the broker; counting
+        them charged their CPU to the round (one round read -667 us per message when such a VM
+        exited between mark and read). With ``bench.broker.NODE_PORTS`` set (a cluster), every
+        node's VM is counted.
+        """
+        if port is not None:
+            return cls(broker_pids(port))
+        from bench.broker import NODE_PORTS
+
+        return cls([pid for p in (NODE_PORTS or [amqp_port()]) for pid in broker_pids(p)])
 
     def _now(self) -> float:
         total = 0.0
         for process in self._processes:
-            with contextlib.suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system
+            with contextlib.suppress(psutil.Error, OSError):
+                total += process_cpu_seconds(process)
         return total
 
     def mark(self) -> None:
@@ -159,7 +221,8 @@ async def roll_over_wal() -> bool:
     a bench run writes several hundred MB, so without this the pause lands in whichever
     measurement happens to cross the limit (seen: a 38 ms p99 in one latency round).
     """
-    if shutil.which("rabbitmqctl") is None:
+    if shutil.which("rabbitmqctl") is None or amqp_port() != DEFAULT_AMQP_PORT:
+        # Plain rabbitmqctl talks to the default node: not the one measured on another port.
         return False
     process = await asyncio.create_subprocess_exec(
         "rabbitmqctl",

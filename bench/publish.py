@@ -10,7 +10,7 @@ from pamqp import commands as spec
 
 from bench.broker import PARTNER_PASSWORD, amqp_url
 from bench.workload import Message
-from liaison.schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
+from liaison.schemas.wire import CONTENT_TYPE, HEADER_SIGNATURE, INGRESS_EXCHANGE
 
 WINDOW = 500
 
@@ -63,12 +63,19 @@ async def preload_queue(
 
 
 async def preload_ingress(vhost: str, messages: Sequence[Message]) -> None:
-    """Each message to the ingress as its sender's partner account would send it."""
+    """Each message to the ingress as its sender's partner account would send it (with its
+    signature header when it has one)."""
     by_account: dict[str, list[tuple[bytes, str, spec.Basic.Properties]]] = defaultdict(list)
     props: dict[str, spec.Basic.Properties] = {}
     for m in messages:
-        p = props.get(m.account)
-        if p is None:
+        if m.signature is not None:
+            p = spec.Basic.Properties(
+                content_type=CONTENT_TYPE,
+                delivery_mode=2,
+                user_id=m.account,
+                headers={HEADER_SIGNATURE: m.signature},
+            )
+        elif (p := props.get(m.account)) is None:
             p = props[m.account] = spec.Basic.Properties(
                 content_type=CONTENT_TYPE, delivery_mode=2, user_id=m.account
             )

@@ -7,6 +7,7 @@ message is checked against the hub's own router before the run, so every one is 
 and the expected inbox totals are exact.
 """
 
+import dataclasses
 import random
 import tomllib
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ from liaison.schemas.envelope import Envelope, encode
 from liaison.schemas.examples import EXAMPLES
 from liaison.schemas.types import Precedence
 from liaison.schemas.wire import flash_inbox_queue, inbox_queue
+from liaison.sdk.signing import load_private_key, sign
 
 SAMPLE_DIRECTORY = Path(__file__).resolve().parents[1] / "deploy" / "directory.toml"
+DEMO_KEYS = SAMPLE_DIRECTORY.parent / "demo-keys"
 #: Every type a partner sends, but ack: an ack must refer to a message the hub delivered to its
 #: sender, and a preloaded workload cannot put an ack after its original, which is in another
 #: sender's shard and decided concurrently.
@@ -34,12 +37,19 @@ MIX = [t for t in EXAMPLES if t not in HUB_ONLY_TYPES | REPLY_TYPES]
 INBOX_MAX_LENGTH = 2_000_000
 
 
-def write_directory(run_id: str, path: Path) -> DirectoryIndex:
-    """The sample directory with run-unique accounts and room for a long run in each inbox."""
+def write_directory(run_id: str, path: Path, *, signed: bool = False) -> DirectoryIndex:
+    """The sample directory with run-unique accounts and room for a long run in each inbox.
+
+    Unless ``signed``, every organisation may send unsigned (``when_present``): the workload is
+    published unsigned. ``signed`` keeps the sample's ``signatures = "required"``
+    (``bench/hub_signing.py`` publishes the workload signed with ``deploy/demo-keys``).
+    """
     raw: dict[str, Any] = tomllib.loads(SAMPLE_DIRECTORY.read_text())
     for org in raw["organisations"]:
         org["account"] = f"bench-{run_id}-{org['id']}"
         org["inbox_max_length"] = INBOX_MAX_LENGTH
+        if not signed:
+            org["signatures"] = "when_present"
     raw["hub_account"] = f"bench-{run_id}-hub"
     path.write_text(tomli_w.dumps(raw))
     return load_directory(path)
@@ -55,6 +65,20 @@ class Message:
     body: bytes
     #: Inbox queues the hub delivers it to.
     inboxes: tuple[str, ...]
+    #: The ``x-liaison-signature`` value it is published with (None: unsigned).
+    signature: str | None = None
+
+
+def sign_messages(messages: list[Message]) -> list[Message]:
+    """``messages`` signed by their senders' demo keys (``deploy/demo-keys``), as the SDK signs."""
+    keys = {
+        sender: load_private_key(DEMO_KEYS / f"{sender}.key")
+        for sender in {m.sender for m in messages}
+    }
+    return [
+        dataclasses.replace(m, signature=sign(m.body, keys[m.sender], f"{m.sender}-demo-2026"))
+        for m in messages
+    ]
 
 
 def _candidates(

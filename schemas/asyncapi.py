@@ -85,7 +85,12 @@ _MESSAGE_TRAIT: Final = {
         "message no hub queue takes is returned to you, not dropped. On delivery the hub sets "
         "`message_id` to `<sender>/<distribution_id>` (the same on every redelivery, for "
         "deduplication) and "
-        f"headers `{wire.HEADER_SENDER}`, `{wire.HEADER_TYPE}`, `{wire.HEADER_PRECEDENCE}`."
+        f"headers `{wire.HEADER_SENDER}`, `{wire.HEADER_TYPE}`, `{wire.HEADER_PRECEDENCE}`. "
+        f"Every message carries `{wire.HEADER_SIGNATURE}`: the sender's Ed25519 signature over "
+        "the exact body bytes, a JWS with a detached, unencoded payload (RFC 7515 App. F, "
+        'RFC 7797; protected header {"alg":"Ed25519","kid":…,"b64":false,"crit":["b64"]}), '
+        "checked by the hub (codes 208-212) and forwarded unchanged; the hub signs its own "
+        "reports. Public keys: `signing-keys.json` from your operator."
     ),
     "headers": {
         "type": "object",
@@ -93,6 +98,11 @@ _MESSAGE_TRAIT: Final = {
             wire.HEADER_SENDER: {"type": "string", "description": "Envelope sender."},
             wire.HEADER_TYPE: {"type": "string", "description": "Body type."},
             wire.HEADER_PRECEDENCE: {"type": "string", "description": "Envelope precedence."},
+            wire.HEADER_SIGNATURE: {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_-]+\\.\\.[A-Za-z0-9_-]+$",
+                "description": "Detached JWS: BASE64URL(protected)..BASE64URL(signature).",
+            },
         },
     },
     "bindings": {"amqp": {"bindingVersion": _AMQP_BINDING_VERSION, "messageType": "liaison"}},

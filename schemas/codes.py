@@ -26,6 +26,11 @@ class ErrorCode(enum.IntEnum):
     INSUFFICIENT_CLEARANCE = 205
     RESERVED_TYPE = 206
     NOT_RECEIVED = 207
+    SIGNATURE_MISSING = 208
+    SIGNATURE_MALFORMED = 209
+    SIGNATURE_UNKNOWN_KEY = 210
+    SIGNATURE_KEY_EXPIRED = 211
+    SIGNATURE_MISMATCH = 212
     INVALID_ENVELOPE = 300
     INVALID_BODY = 301
     UNKNOWN_MESSAGE_TYPE = 302
@@ -130,6 +135,34 @@ _MEANINGS: Final[dict[ErrorCode, tuple[str, bool, Delivered]]] = {
         False,
         NOTHING,
     ),
+    ErrorCode.SIGNATURE_MISSING: (
+        "The message carries no x-liaison-signature header, and your organisation must sign.",
+        False,
+        NOTHING,
+    ),
+    ErrorCode.SIGNATURE_MALFORMED: (
+        "The x-liaison-signature header is not a detached JWS "
+        '(protected..signature) with alg Ed25519, a kid, "b64":false and "crit":["b64"].',
+        False,
+        NOTHING,
+    ),
+    ErrorCode.SIGNATURE_UNKNOWN_KEY: (
+        "The signature's kid is not one of your organisation's registered signing keys.",
+        False,
+        NOTHING,
+    ),
+    ErrorCode.SIGNATURE_KEY_EXPIRED: (
+        "The signing key was outside its not_before/not_after when the hub received the "
+        "message; sign with a current key.",
+        False,
+        NOTHING,
+    ),
+    ErrorCode.SIGNATURE_MISMATCH: (
+        "The signature does not match the body: the bytes changed after signing, or the "
+        "signature belongs to another message.",
+        False,
+        NOTHING,
+    ),
     ErrorCode.INVALID_ENVELOPE: (
         "The envelope breaks the contract; see field_path.",
         False,
@@ -202,7 +235,8 @@ _DELIVERED_NOTES: Final = (
     "for the operator, who can replay it.",
     "- `the rest` — the recipients that were allowed received it: the reason starts with "
     '"delivered to <n>, refused:" and names the organisations left out. The original is not '
-    "kept (it was delivered; the audit queue holds a copy). When nobody was left, nothing was "
+    "kept in the dead-letter queue (it was delivered); the ledger records it and what became "
+    "of each recipient's copy. When nobody was left, nothing was "
     'delivered, the reason has no "delivered to", and the original is kept as for `nothing`.',
     "- `unknown` — the broker refused at least one recipient's inbox, and other inboxes of the "
     "same publish may have taken the message; the original is kept. Send it again unchanged "

@@ -5,7 +5,10 @@ renaming one is a breaking change for every partner.
 """
 
 import hashlib
-from typing import Final
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
 
 #: Topic exchange partners publish to. Routing key: the sender's organisation id.
 INGRESS_EXCHANGE: Final = "liaison.ingress"
@@ -14,8 +17,6 @@ DELIVERY_EXCHANGE: Final = "liaison.delivery"
 #: Where refused originals are kept, with the reason in headers.
 DEAD_LETTER_EXCHANGE: Final = "liaison.dead"
 DEAD_LETTER_QUEUE: Final = "liaison.dead-letters"
-#: One copy of every delivery, bound with ``#``.
-AUDIT_QUEUE: Final = "liaison.audit"
 
 #: The RabbitMQ virtual host `liaison provision` creates by default (`LIAISON_VHOST`); the AMQP
 #: URL's path, e.g. ``amqps://broker.example.org:5671/liaison``.
@@ -42,6 +43,12 @@ HEADER_ERROR_REASON: Final = "x-liaison-error-reason"
 HEADER_ERROR_FIELD: Final = "x-liaison-error-field"
 HEADER_ORIGINAL_USER: Final = "x-liaison-original-user-id"
 HEADER_REFUSED_AT: Final = "x-liaison-refused-at"
+#: The sender's signature over the exact body bytes: a JWS in compact serialisation with a
+#: detached, unencoded payload (RFC 7515 App. F, RFC 7797),
+#: ``BASE64URL(protected)..BASE64URL(signature)``, protected header
+#: ``{"alg":"Ed25519","kid":…,"b64":false,"crit":["b64"]}``. The hub forwards it unchanged
+#: with the body, so every recipient verifies end to end.
+HEADER_SIGNATURE: Final = "x-liaison-signature"
 
 
 def inbox_queue(org: str) -> str:
@@ -64,15 +71,53 @@ def delivered_message_id(sender: str, distribution_id: str) -> str:
     return f"{sender}/{distribution_id}"
 
 
-def dead_letter_id(routing_key: str, user: str, refused_at: str, body: bytes) -> str:
+#: ``inbox.<org>`` or ``inbox.<org>.flash`` with an organisation id as the directory allows it.
+_INBOX_QUEUE = re.compile(r"^inbox\.[a-z][a-z0-9-]{1,47}(\.flash)?$")
+
+
+def dead_letter_id(
+    *, routing_key: str, user_id: str | None, headers: Mapping[str, Any], body: bytes
+) -> str:
     """The short id operators see for one dead letter (``liaison dead-letters``, the ledger).
 
-    Derived from the dead letter itself (routing key, original user, refusal time, body), so
-    every tool names the same dead letter the same way.
+    Every tool calls this with the dead letter as the broker hands it over (routing key,
+    ``user_id`` property, headers, body), so each names the same dead letter the same way. It
+    hashes where the letter died, who sent it and when:
+
+    - a copy that died in an inbox (``x-death`` names an inbox and the hub's sender header is
+      there): that inbox, no account (the hub published it), the time it died;
+    - a refusal (the hub's, or the broker's at a hub shard's delivery limit): the routing key,
+      the sender's account, the time it was refused.
+
+    An inbox copy is named by its inbox, not its routing key: a fan-out's copies all carry the
+    first recipient's routing key, and two of them may die the same way.
     """
+    death = _newest_death(headers)
+    died_in = _text(death.get("queue")) if death is not None else None
+    when = _text(headers.get(HEADER_REFUSED_AT))
+    if not when and death is not None:
+        time = death.get("time")
+        when = time.isoformat() if isinstance(time, datetime) else _text(time)
+    if died_in and _INBOX_QUEUE.match(died_in) and HEADER_SENDER in headers:
+        where, user = died_in, ""
+    else:
+        where, user = routing_key, _text(headers.get(HEADER_ORIGINAL_USER)) or user_id or ""
     digest = hashlib.blake2b(digest_size=6)
-    for part in (routing_key, user, refused_at):
+    for part in (where, user, when or ""):
         digest.update(part.encode())
         digest.update(b"\0")
     digest.update(body)
     return digest.hexdigest()
+
+
+def _newest_death(headers: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list | tuple) and deaths and isinstance(deaths[0], Mapping):
+        return deaths[0]
+    return None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None

@@ -28,7 +28,9 @@ COMMAND_MODULES = (
     "liaison.cli.ledger",
     "liaison.cli.track",
     "liaison.cli.audit",
+    "liaison.cli.evidence",
     "liaison.cli.demo",
+    "liaison.cli.relay",
 )
 
 EXIT_OK = 0

@@ -164,7 +164,9 @@ def read(message: aio_pika.abc.AbstractIncomingMessage) -> DeadLetter:
         probe = _Probe()
     body_type = probe.body.get("type") if isinstance(probe.body, dict) else None
     return DeadLetter(
-        id=dead_letter_id(inbox or routing_key, user, refused_at, message.body),
+        id=dead_letter_id(
+            routing_key=routing_key, user_id=message.user_id, headers=headers, body=message.body
+        ),
         routing_key=routing_key,
         original_user=user,
         refused_at=refused_at,

@@ -10,20 +10,24 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 
 import msgspec
 
 from liaison.cli.login import operator_url
 from liaison.cli.render import table
 from liaison.common.errors import LiaisonError
+from liaison.common.hub_key import ensure_hub_key
 from liaison.common.logging import configure_logging
-from liaison.common.urls import redact_url, with_credentials
+from liaison.common.urls import redact_url
 from liaison.demo.scenario import Scenario, play
 from liaison.demo.stage import Stage, account_urls, provision_directory, start_hub, start_ledger
 from liaison.directory.index import load_directory
+from liaison.directory.keys import published_keys
 from liaison.directory.settings import OperatorSettings, load_settings
 from liaison.ledger.settings import LedgerSettings
 from liaison.sdk import Client
+from liaison.sdk.signing import load_trusted_keys
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -54,29 +58,32 @@ async def run(args: argparse.Namespace) -> int:
     out(f"Liaison demo: vhost {settings.vhost!r} on {redact_url(settings.amqp_url)}")
     report = await provision_directory(settings, index)
     out(f"provisioned {len(index.organisations)} organisations: {report[-1]}")
+    hub_key, created = ensure_hub_key(settings.hub_key_path)
+    where = f"{'created in' if created else 'from'} {settings.hub_key_path}"
+    out(f"hub signing key {hub_key.kid} {where}")
+    # What partners get with the contract: every public key, the hub's included.
+    trusted = load_trusted_keys(published_keys(index, hub_key))
     urls = account_urls(settings, index)
     stage = await start_hub(
         urls[index.directory.hub_account],
         settings.directory,
         first_port,
         shard_count=settings.shard_count,
+        hub_signing_key=settings.hub_key_path,
     )
     out(f"hub consuming; health {stage.base_url}/healthz")
-    # The ledger (make run's console): consumes as the admin, replays as the operators'
-    # account (impersonator); the demo goes on without it when PostgreSQL is missing.
+    # The ledger (make run's console): consumes with its own account, replays as the
+    # operators' (impersonator); the demo goes on without it when PostgreSQL is missing.
     ledger: Stage | None = None
     try:
         ledger_settings = msgspec.structs.replace(
             LedgerSettings.from_env(),
-            amqp_url=with_credentials(
-                urls[index.directory.hub_account],
-                settings.admin_user,
-                settings.admin_password.reveal(),
-            ),
+            amqp_url=urls[index.directory.ledger_account],
             replay_amqp_url=operator_url(None),
             directory=settings.directory,
             vhost=settings.vhost,
             hub_url=stage.base_url,
+            hub_signing_key=settings.hub_key_path,
         )
         ledger = await start_ledger(ledger_settings, ledger_settings.http_port)
         out(f"ledger console {ledger.base_url}/  (API {ledger.base_url}/openapi.json)")
@@ -86,7 +93,16 @@ async def run(args: argparse.Namespace) -> int:
     scenario: Scenario | None = None
     try:
         for org in index.organisations.values():
-            clients[org.id] = await Client.connect(org.id, urls[org.broker_account])
+            # The sample organisations sign with their published demo keys (deploy/demo-keys).
+            key = operator.demo_keys / f"{org.id}.key"
+            signing = (
+                {"signing_key": key, "signing_kid": org.signing_keys[-1].kid}
+                if key.exists() and org.signing_keys
+                else {"sign": False}
+            )
+            clients[org.id] = await Client.connect(
+                org.id, urls[org.broker_account], trusted_keys=trusted, **signing
+            )
         scenario = Scenario(clients, out)
         await scenario.listen()
         await play(scenario)
@@ -99,8 +115,10 @@ async def run(args: argparse.Namespace) -> int:
         if ledger is not None:
             out(f"console  {ledger.base_url}/  (search, timelines, dead letters, replay)")
         if not args.once:
-            out("the hub keeps running; press Ctrl-C to stop")
-            await _until_stopped()
+            # Handlers first: a Ctrl-C sent the moment the line appears must find them.
+            with _stop_on_signals() as stop:
+                out("the hub keeps running; press Ctrl-C to stop")
+                await stop.wait()
     finally:
         if scenario is not None:
             await scenario.stop()
@@ -123,13 +141,14 @@ def _summarise(scenario: Scenario) -> None:
         out("  " + line)
 
 
-async def _until_stopped() -> None:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[asyncio.Event]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError, RuntimeError):

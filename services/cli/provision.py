@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from liaison.common.errors import ConfigError
+from liaison.common.hub_key import ensure_hub_key
 from liaison.directory.credentials import CredentialStore, password_hash
 from liaison.directory.definitions import desired_state, export_definitions
 from liaison.directory.index import load_directory
@@ -60,6 +61,12 @@ async def run(args: argparse.Namespace) -> int:
         document = msgspec.json.format(msgspec.json.encode(export_definitions(state, hashes)))
         write_definitions(args.export_definitions, document + b"\n")
         return 0
+    if not args.dry_run:
+        hub_key, created = ensure_hub_key(settings.hub_key_path)
+        print(
+            f"hub signing key {hub_key.kid}: {'created in' if created else 'kept'} "
+            f"{settings.hub_key_path} (publish it with `liaison partner keys`)"
+        )
     result = await provision(settings, index, dry_run=args.dry_run, prune=args.prune)
     for line in result.report():
         print(line)

@@ -190,7 +190,7 @@ class Replayer:
         assert inbox is not None, "an inbox dead letter names its inbox"
         try:
             # A passive declare needs no right: it tells a removed organisation's inbox apart
-            # from one that is there, so nothing is replayed into the audit copy alone.
+            # from one that is there, so nothing is replayed where no queue takes it.
             with broker_errors(f"cannot check {inbox}"):
                 probe = await self.connection.channel()
                 await probe.declare_queue(inbox, passive=True)

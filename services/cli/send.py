@@ -14,7 +14,7 @@ from liaison.common.errors import ConfigError
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.envelope import Envelope, decode_envelope, error_path
 from liaison.schemas.types import Classification, Precedence
-from liaison.sdk import Client, InvalidMessage, parse_ttl
+from liaison.sdk import Client, InvalidMessage, SigningKeyMissing, parse_ttl
 
 _PLACEHOLDER = "placeholder"
 #: Envelope fields a --file envelope may carry and the flags override.
@@ -49,6 +49,16 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     parser.add_argument("--incident", dest="incident_id", metavar="REF")
     parser.add_argument("--in-reply-to", metavar="DISTRIBUTION_ID")
     parser.add_argument("--id", dest="distribution_id", help="distribution id (default: new)")
+    signing = parser.add_argument_group("signing (every message is signed unless --unsigned)")
+    signing.add_argument(
+        "--signing-key", type=Path, metavar="KEY.pem", help="your Ed25519 private key file"
+    )
+    signing.add_argument("--signing-kid", metavar="KID", help="its key id in the directory")
+    signing.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="send unsigned (only while your signatures are 'when_present')",
+    )
     parser.set_defaults(handler=run, parser=parser)
 
 
@@ -77,15 +87,28 @@ async def run(args: argparse.Namespace) -> int:
     ttl = parse_ttl(args.ttl) if args.ttl else None
     url, account = partner_login(args.org, args.url)
     async with Client.connect(
-        args.org, url, account=account, ssl_context=broker_tls(args, url)
+        args.org,
+        url,
+        account=account,
+        ssl_context=broker_tls(args, url),
+        signing_key=args.signing_key,
+        signing_kid=args.signing_kid,
+        sign=not args.unsigned,
     ) as client:
-        distribution_id = await client.send(
-            template.body,
-            ttl=ttl,
-            expires_at=None if ttl else template.expires_at,
-            distribution_id=args.distribution_id or _carried_id(args.file, template),
-            **fields,
-        )
+        try:
+            distribution_id = await client.send(
+                template.body,
+                ttl=ttl,
+                expires_at=None if ttl else template.expires_at,
+                distribution_id=args.distribution_id or _carried_id(args.file, template),
+                **fields,
+            )
+        except SigningKeyMissing:
+            raise ConfigError(
+                f"{args.org} must sign what it sends: pass --signing-key KEY.pem and "
+                "--signing-kid KID (or --unsigned while your organisation's signatures are "
+                "'when_present')"
+            ) from None
     print(distribution_id)
     return 0
 

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from liaison.cli.login import add_broker_arguments, broker_tls, partner_login
 from liaison.cli.render import dim, message_line, quiet_logging, use_colour
@@ -28,6 +29,12 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         metavar="SECONDS",
         help="stop when nothing arrives for SECONDS (default: wait forever)",
     )
+    parser.add_argument(
+        "--trusted-keys",
+        type=Path,
+        metavar="signing-keys.json",
+        help="verify each message's signature against these public keys and say who signed",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -45,7 +52,13 @@ async def run(args: argparse.Namespace) -> int:
     colour = use_colour()
     shown = 0
     async with (
-        Client.connect(args.org, url, account=account, ssl_context=broker_tls(args, url)) as client,
+        Client.connect(
+            args.org,
+            url,
+            account=account,
+            ssl_context=broker_tls(args, url),
+            trusted_keys=args.trusted_keys,
+        ) as client,
         client.inbox() as inbox,
     ):
         inbox.stop_on_signals()
@@ -61,7 +74,14 @@ async def run(args: argparse.Namespace) -> int:
                     print(dim(f"(nothing more within {args.wait:g}s)", colour=colour))
                 break
             again = " (redelivered)" if delivery.redelivered else ""
-            print(message_line(delivery.envelope, colour=colour) + again)
+            signed = ""
+            if args.trusted_keys is not None:
+                signed = (
+                    f"  [signed by {delivery.signed_by}, {delivery.signature_kid}]"
+                    if delivery.verified
+                    else f"  [NOT VERIFIED: {delivery.signature_problem}]"
+                )
+            print(message_line(delivery.envelope, colour=colour) + again + signed)
             sys.stdout.flush()
             if args.ack:
                 await delivery.ack()

@@ -8,12 +8,13 @@ test fixtures over AMQP. The names partners depend on come from ``liaison.schema
       --> liaison.hub.<n> (quorum, single active consumer): one sender always lands in one
           shard, so its order is kept whichever hub process owns the shard
     hub --(one publish, BCC = other recipients)--> liaison.delivery (topic)
-      --> inbox.<org> / inbox.<org>.flash (quorum), and liaison.audit ('#')
+      --> inbox.<org> / inbox.<org>.flash (quorum)
     refusals and poison --> liaison.dead (fanout) --> liaison.dead-letters
     operator replays of inbox dead letters --> liaison.replay (topic)
-      --'inbox.<org>[.flash]'--> that inbox, and liaison.audit ('#')
+      --'inbox.<org>[.flash]'--> that inbox
     hub decision records --> liaison.ledger (fanout) --> liaison.ledger (quorum), which is also
-      bound to liaison.dead: the ledger sees every decision and every dead letter
+      bound to liaison.dead: the ledger sees every decision and every dead letter, and is the
+      audit trail (it replaced the liaison.audit queue: see RETIRED_QUEUES)
     inbox dead letters (expired, rejected, over the limit) --> liaison.inbox-dead (fanout)
       --> liaison.inbox-dead-letters, read by the hub: it tells the sender of an expired copy,
           then keeps the dead letter in liaison.dead-letters for operators
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from liaison.schemas.wire import (
-    AUDIT_QUEUE,
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     DELIVERY_EXCHANGE,
@@ -43,13 +43,16 @@ DEFAULT_SHARDS: Final = 4
 HUB_DELIVERY_LIMIT: Final = 5
 INBOX_DELIVERY_LIMIT: Final = 20
 HUB_QUEUE_MAX_LENGTH: Final = 1_000_000
-AUDIT_MAX_LENGTH: Final = 1_000_000
 #: The hub's decision records (batched) go here; the ledger reads them with the dead letters.
 LEDGER_EXCHANGE: Final = "liaison.ledger"
 LEDGER_QUEUE: Final = "liaison.ledger"
 #: Where inbox queues dead-letter, so the hub can read why (x-death) before operators keep it.
 INBOX_DEAD_LETTER_EXCHANGE: Final = "liaison.inbox-dead"
 INBOX_DEAD_LETTER_QUEUE: Final = "liaison.inbox-dead-letters"
+#: Queues older versions declared and this one no longer wants. ``liaison.audit`` took a copy of
+#: every delivery and replay ('#'), and nothing read it: full, it stopped deliveries. The ledger
+#: is the audit trail now; provisioning unbinds these queues and deletes them once empty.
+RETIRED_QUEUES: Final = ("liaison.audit",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,18 +131,6 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
     queues: list[QueueSpec] = [
         QueueSpec(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
         QueueSpec(INBOX_DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
-        # Audit keeps a copy of every delivery. Full, it refuses new ones (reject-publish): the
-        # broker nacks the hub's delivery, the sender gets a 502 and the original is kept as a
-        # dead letter. Nothing is dropped silently; an undrained audit queue stops deliveries
-        # loudly instead (docs/operations.md, "The audit queue").
-        QueueSpec(
-            AUDIT_QUEUE,
-            {
-                "x-queue-type": "quorum",
-                "x-max-length": AUDIT_MAX_LENGTH,
-                "x-overflow": "reject-publish",
-            },
-        ),
         # The audit trail: no length limit and no dead-letter exchange (a rejected record must
         # not loop back through liaison.dead into this queue).
         QueueSpec(LEDGER_QUEUE, {"x-queue-type": "quorum"}),
@@ -148,8 +139,6 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
         BindingSpec(INGRESS_EXCHANGE, SHARD_EXCHANGE, "#", destination_type="exchange"),
         BindingSpec(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, ""),
         BindingSpec(INBOX_DEAD_LETTER_EXCHANGE, INBOX_DEAD_LETTER_QUEUE, ""),
-        BindingSpec(DELIVERY_EXCHANGE, AUDIT_QUEUE, "#"),
-        BindingSpec(REPLAY_EXCHANGE, AUDIT_QUEUE, "#"),
         BindingSpec(LEDGER_EXCHANGE, LEDGER_QUEUE, ""),
         BindingSpec(DEAD_LETTER_EXCHANGE, LEDGER_QUEUE, ""),
     ]

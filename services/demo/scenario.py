@@ -85,21 +85,30 @@ class Scenario:
         self.outcomes[label] = outcome
         await self._settle(distribution_id)
         first = True
+        copies: list[Delivery] = []
+        reports: list[Delivery] = []
         for org, delivery in self.received.get(distribution_id, []):
             report = delivery.error_report
             if report is not None and org == sender:
                 outcome.refusals.append(report)
+                reports.append(delivery)
                 continue
             outcome.delivered_to.append(org)
+            copies.append(delivery)
             if first:
                 self.out("  " + message_line(delivery.envelope))
                 first = False
         if outcome.delivered_to:
             names = ", ".join(sorted(outcome.delivered_to))
             self.out(f"    delivered to {len(outcome.delivered_to)}: {names}")
-        for report in outcome.refusals:
+            verified = sum(1 for copy in copies if copy.verified)
+            kid = copies[0].signature_kid
+            self.out(f"    signed ({kid}); signature verified by {verified} of {len(copies)}")
+        for report, copy in zip(outcome.refusals, reports, strict=True):
             at = f" at {report.field_path}" if report.field_path else ""
             self.out(f"    REFUSED {int(report.code)} {report.name}{at}: {report.reason}")
+            signer = f"signed by {copy.signed_by}" if copy.verified else "not verified"
+            self.out(f"    (the report is {signer}, key {copy.signature_kid})")
         return outcome
 
     async def _settle(self, distribution_id: str, quiet: float = 0.4, limit: float = 8.0) -> None:

@@ -50,7 +50,7 @@ async def provision_directory(settings: ProvisionSettings, index: DirectoryIndex
     The demo owns the accounts its directory names: one left from an earlier run whose stored
     password is gone (``make clean``, a second checkout) gets a new one. Accounts that have
     rights on another vhost, or tags the directory did not give, are left alone. A queue whose
-    arguments changed since (the audit queue's overflow, say) is re-created if it is empty.
+    arguments changed since (an inbox's dead-letter exchange, say) is re-created if it is empty.
     """
     result = await provision(settings, index, reissue_missing=True, recreate_empty=True)
     if result.plan.conflicts:
@@ -59,10 +59,10 @@ async def provision_directory(settings: ProvisionSettings, index: DirectoryIndex
 
 
 def account_urls(settings: ProvisionSettings, index: DirectoryIndex) -> dict[str, str]:
-    """Each account's AMQP URL with its stored password (the hub's account included)."""
+    """Each account's AMQP URL with its stored password (the hub's and ledger's included)."""
     store = CredentialStore(settings.credentials_dir)
     accounts = [o.broker_account for o in index.organisations.values()]
-    accounts.append(index.directory.hub_account)
+    accounts += [index.directory.hub_account, index.directory.ledger_account]
     urls = {}
     for account in accounts:
         password = store.get(account)
@@ -78,6 +78,7 @@ async def start_hub(
     first_port: int = FIRST_PORT,
     *,
     shard_count: int = DEFAULT_SHARDS,
+    hub_signing_key: Path | None = None,
 ) -> Stage:
     """Serve a hub on 127.0.0.1:8080 (or the next free port) and wait until it consumes."""
     port = free_port(first_port)
@@ -89,6 +90,7 @@ async def start_hub(
         http_port=port,
         shutdown_grace_seconds=5.0,
         reconnect_max_seconds=2.0,
+        hub_signing_key=hub_signing_key,
     )
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

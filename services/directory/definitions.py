@@ -15,6 +15,11 @@ Who may do what (configure / write / read regexes on the vhost):
   keeps in ``liaison.dead``). It does not read the dead-letter queue: replay is an operator's
   act, done with the operator's account, so a compromised hub cannot consume the evidence of
   what it refused.
+- the ledger: configure nothing; read only ``liaison.ledger`` (decision records and dead
+  letters); write only ``liaison.delivery``, and there (topic permission) only with a routing
+  key that names one routine inbox: a status report goes to the asker's ``inbox.<org>``, never
+  to a flash inbox. Replays from the console are the operators' act: the ledger makes them with
+  the operators' account (``LIAISON_LEDGER_REPLAY_URL``), not with its own.
 
 No policies are declared: every queue property Liaison relies on (quorum type, dead-lettering,
 delivery limit, length limit with reject-publish) is a declaration argument, which a policy could
@@ -22,6 +27,7 @@ only duplicate — and arguments cannot be lifted by someone editing policies la
 """
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +59,9 @@ NOTHING = "^$"
 #: stop it from booting) and no password matches it, so the user cannot log in until
 #: ``liaison provision`` sets the password from the credential store.
 PLACEHOLDER_HASH = ""
+#: A routing key naming one organisation's routine inbox on the delivery exchange: an org id
+#: (``OrgId``'s slug, which has no dot, so no ``<org>.flash`` key matches).
+ROUTINE_DELIVERY_KEY = "^[a-z][a-z0-9-]{1,31}$"
 #: Lets the operators' account publish a replay with the original sender's user_id.
 OPERATOR_TAGS: tuple[str, ...] = ("impersonator",)
 
@@ -62,7 +71,7 @@ class DesiredState:
     """Everything ``liaison provision`` makes the broker hold for one vhost."""
 
     vhost: str
-    #: Broker account -> organisation id (None for the hub and the operators).
+    #: Broker account -> organisation id (None for the hub, the operators and the ledger).
     accounts: dict[str, str | None]
     permissions: dict[str, Permission]
     topic_permissions: dict[str, TopicPermission]
@@ -95,6 +104,34 @@ def partner_topic_permission(account: str, org: str, vhost: str) -> TopicPermiss
     )
 
 
+def site_permission(account: str, orgs: Iterable[str], vhost: str) -> Permission:
+    """A field site's relay: publish to ingress, read its organisations' inboxes, no more."""
+    names = "|".join(re.escape(org) for org in sorted(orgs))
+    return Permission(
+        user=account,
+        vhost=vhost,
+        configure=NOTHING,
+        write=f"^{re.escape(INGRESS_EXCHANGE)}$",
+        read=f"^inbox\\.({names})(\\.flash)?$" if names else NOTHING,
+    )
+
+
+def site_topic_permission(account: str, orgs: Iterable[str], vhost: str) -> TopicPermission:
+    """A site's relay publishes only with the routing key of an organisation at the site.
+
+    The hub checks the envelope's sender the same way (router.py): the broker refuses a wrong
+    routing key, the hub a wrong sender.
+    """
+    names = "|".join(re.escape(org) for org in sorted(orgs))
+    return TopicPermission(
+        user=account,
+        vhost=vhost,
+        exchange=INGRESS_EXCHANGE,
+        write=f"^({names})$" if names else NOTHING,
+        read=NOTHING,
+    )
+
+
 def hub_permission(account: str, vhost: str) -> Permission:
     """The hub's vhost permissions: consume its shards, publish deliveries and dead letters."""
     # LEDGER_EXCHANGE: the hub's decision records for the ledger.
@@ -111,11 +148,34 @@ def hub_permission(account: str, vhost: str) -> Permission:
     )
 
 
+def ledger_permission(account: str, vhost: str) -> Permission:
+    """The ledger's rights: consume its own queue, publish status reports, nothing else."""
+    return Permission(
+        user=account,
+        vhost=vhost,
+        configure=NOTHING,
+        write=f"^{re.escape(DELIVERY_EXCHANGE)}$",
+        read=f"^{re.escape(LEDGER_QUEUE)}$",
+    )
+
+
+def ledger_topic_permission(account: str, vhost: str) -> TopicPermission:
+    """On the delivery exchange the ledger may use one organisation's routine key only."""
+    return TopicPermission(
+        user=account,
+        vhost=vhost,
+        exchange=DELIVERY_EXCHANGE,
+        # delivery_key(org, flash=False) is the bare org id; any dot (".flash") is refused.
+        write=ROUTINE_DELIVERY_KEY,
+        read=NOTHING,
+    )
+
+
 def operator_permission(account: str, vhost: str) -> Permission:
     """The operators' rights: read dead letters, publish replays, nothing else.
 
     A refusal is replayed into the ingress (the hub judges it again); an inbox dead letter into
-    ``liaison.replay``, which reaches only inboxes (and the audit copy) — never the delivery
+    ``liaison.replay``, which reaches only inboxes — never the delivery
     exchange, which stays the hub's alone.
     """
     writes = "|".join(re.escape(name) for name in (INGRESS_EXCHANGE, REPLAY_EXCHANGE))
@@ -124,8 +184,7 @@ def operator_permission(account: str, vhost: str) -> Permission:
         vhost=vhost,
         configure=NOTHING,
         write=f"^({writes})$",
-        # LEDGER_QUEUE: the ledger runs as the operators' account (it replays from the console).
-        read=f"^({re.escape(DEAD_LETTER_QUEUE)}|{re.escape(LEDGER_QUEUE)})$",
+        read=f"^{re.escape(DEAD_LETTER_QUEUE)}$",
     )
 
 
@@ -141,14 +200,23 @@ def desired_state(
     """The broker objects and rights for ``index`` on ``vhost`` over ``shards`` shard queues."""
     hub = index.directory.hub_account
     operator = index.directory.operator_account
-    accounts: dict[str, str | None] = {hub: None, operator: None}
-    permissions = {hub: hub_permission(hub, vhost), operator: operator_permission(operator, vhost)}
-    topic_permissions: dict[str, TopicPermission] = {}
+    ledger = index.directory.ledger_account
+    accounts: dict[str, str | None] = {hub: None, operator: None, ledger: None}
+    permissions = {
+        hub: hub_permission(hub, vhost),
+        operator: operator_permission(operator, vhost),
+        ledger: ledger_permission(ledger, vhost),
+    }
+    topic_permissions = {ledger: ledger_topic_permission(ledger, vhost)}
     for org in index.organisations.values():
         account = org.broker_account
         accounts[account] = org.id
         permissions[account] = partner_permission(account, org.id, vhost)
         topic_permissions[account] = partner_topic_permission(account, org.id, vhost)
+    for account, orgs in index.site_accounts.items():
+        accounts[account] = None
+        permissions[account] = site_permission(account, orgs, vhost)
+        topic_permissions[account] = site_topic_permission(account, orgs, vhost)
     objects = broker_objects(topology_for(index, shards=shards))
     return DesiredState(
         vhost=vhost,

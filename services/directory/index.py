@@ -8,18 +8,22 @@ lookup and a set intersection.
 import fnmatch
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import msgspec
 
 from liaison.common.errors import DirectoryError
-from liaison.directory.model import Directory, Group, Organisation, Selector
+from liaison.directory.model import Directory, Group, Organisation, Selector, SignaturePolicy
 from liaison.schemas.catalogue import HUB_ONLY_TYPES as HUB_ONLY_TYPES  # the router's, too
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.types import CLASSIFICATION_RANK, Classification
 from liaison.schemas.wire import HUB_SENDER
+from liaison.sdk.signing import TrustedKey
+
+#: The hub's own key ids start so (``liaison.common.hub_key``); no organisation's may.
+HUB_KID_PREFIX = "liaison-hub-"
 
 #: Types routed by their own rule (back to the sender of the referenced message), not by policy.
 REPLY_TYPES = frozenset({"ack", "status.request"})
@@ -39,6 +43,16 @@ class DirectoryIndex:
     addresses: Mapping[str, frozenset[str]]
     permitted: Mapping[tuple[str, str], frozenset[str]]
     cleared: Mapping[Classification, frozenset[str]]
+    #: Every organisation's registered public keys, by kid (unique across the directory).
+    signing_keys: Mapping[str, TrustedKey]
+    #: Organisations whose unsigned messages are refused.
+    signatures_required: frozenset[str]
+    #: A field site's broker account -> the organisations registered at that site.
+    site_accounts: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def orgs_for_site_account(self, account: str) -> frozenset[str] | None:
+        """The organisations a site's relay account may speak for; None if not a site's."""
+        return self.site_accounts.get(account)
 
     def org_for_account(self, account: str) -> str | None:
         """The organisation id behind a broker account, or None."""
@@ -76,18 +90,22 @@ def compile_directory(directory: Directory, *, source: str = "directory") -> Dir
     """Check cross-references and build the lookup tables."""
     if any(o.id == HUB_SENDER for o in directory.organisations):
         raise DirectoryError(f"{source}: organisation id {HUB_SENDER!r} is reserved for the hub")
-    if directory.hub_account == directory.operator_account:
-        raise DirectoryError(f"{source}: hub_account and operator_account must differ")
+    services = (directory.hub_account, directory.operator_account, directory.ledger_account)
+    if len(set(services)) != len(services):
+        raise DirectoryError(
+            f"{source}: hub_account, operator_account and ledger_account must all differ"
+        )
     orgs = _unique(
         {o.id: o for o in directory.organisations}, directory.organisations, "id", source
     )
     by_account: dict[str, str] = {}
     for org in directory.organisations:
         account = org.broker_account
-        if account in by_account or account in (directory.hub_account, directory.operator_account):
+        if account in by_account or account in services:
             raise DirectoryError(f"{source}: broker account {account!r} is used twice")
         by_account[account] = org.id
     groups = _unique({g.id: g for g in directory.groups}, directory.groups, "id", source)
+    site_accounts = _site_accounts(directory, by_account, source)
 
     group_members: dict[str, frozenset[str]] = {}
     for group in directory.groups:
@@ -124,7 +142,60 @@ def compile_directory(directory: Directory, *, source: str = "directory") -> Dir
         addresses=addresses,
         permitted={key: frozenset(value) for key, value in permitted.items()},
         cleared=cleared,
+        signing_keys=_signing_keys(orgs.values(), source),
+        signatures_required=frozenset(
+            o.id for o in orgs.values() if o.signatures is SignaturePolicy.REQUIRED
+        ),
+        site_accounts=site_accounts,
     )
+
+
+def _signing_keys(orgs: Iterable[Organisation], source: str) -> dict[str, TrustedKey]:
+    keys: dict[str, TrustedKey] = {}
+    for org in orgs:
+        for key in org.signing_keys:
+            where = f"{source}: {org.id}: signing key {key.kid!r}"
+            if key.kid in keys:
+                raise DirectoryError(f"{where} is registered twice (kids are unique)")
+            if key.kid.startswith(HUB_KID_PREFIX):
+                raise DirectoryError(f"{where}: kids starting {HUB_KID_PREFIX!r} are the hub's")
+            if key.not_before >= key.not_after:
+                raise DirectoryError(f"{where}: not_before must be before not_after")
+            try:
+                keys[key.kid] = TrustedKey.from_x(
+                    key.kid, org.id, key.public_key, key.not_before, key.not_after
+                )
+            except ValueError as exc:
+                raise DirectoryError(f"{where}: {exc}") from None
+    return keys
+
+
+def _site_accounts(
+    directory: Directory, by_account: Mapping[str, str], source: str
+) -> dict[str, frozenset[str]]:
+    sites = _unique({s.id: s for s in directory.sites}, directory.sites, "id", source)
+    members: dict[str, set[str]] = {sid: set() for sid in sites}
+    for org in directory.organisations:
+        if org.site is None:
+            continue
+        if org.site not in sites:
+            raise DirectoryError(
+                f"{source}: organisation {org.id!r} names unknown site {org.site!r}"
+            )
+        members[org.site].add(org.id)
+    accounts: dict[str, frozenset[str]] = {}
+    taken = {
+        *by_account,
+        directory.hub_account,
+        directory.operator_account,
+        directory.ledger_account,
+    }
+    for site in directory.sites:
+        account = site.broker_account
+        if account in taken or account in accounts:
+            raise DirectoryError(f"{source}: broker account {account!r} is used twice")
+        accounts[account] = frozenset(members[site.id])
+    return accounts
 
 
 def _unique(table: dict[str, _T], items: list[_T], what: str, source: str) -> dict[str, _T]:

@@ -133,8 +133,11 @@ class ManagementClient:
         *,
         timeout: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
+        settings: tuple[str, str] = ("LIAISON_MANAGEMENT_URL", "LIAISON_ADMIN_USER"),
     ) -> None:
         self.url = url.rstrip("/")
+        #: The variables errors name: the URL's and the user's (the relay has its own).
+        self._url_setting, self._user_setting = settings
         #: For https: the CA to trust and any client certificate (liaison.common.tls).
         self._ssl_context = ssl_context
         # aiohttp's own encoding (BasicAuth is deprecated in favour of it since aiohttp 3.12).
@@ -204,19 +207,19 @@ class ManagementClient:
                 except aiohttp.ClientConnectorCertificateError as exc:
                     # An untrusted or misnamed certificate does not heal by retrying: name the
                     # setting (a ConfigError passes through the mapping unchanged).
-                    error = handshake_failure(exc.certificate_error, "LIAISON_MANAGEMENT_URL")
+                    error = handshake_failure(exc.certificate_error, self._url_setting)
                     raise error or BrokerError(f"{self.url}: {exc.certificate_error}") from None
         except BrokerUnreachable as exc:
             raise BrokerUnreachable(
-                f"cannot reach the management API at {self.url} "
-                f"(LIAISON_MANAGEMENT_URL): {exc.detail}"
+                f"cannot reach the management API at {self.url} ({self._url_setting}): {exc.detail}"
             ) from None
         if status == 404 and missing_ok:
             return None
         if status == 401:
             raise BrokerAccessRefused(
                 f"the management API at {self.url} refused user {self._user!r} "
-                "(check LIAISON_ADMIN_USER and LIAISON_ADMIN_PASSWORD)"
+                f"(check {self._user_setting} and "
+                f"{self._user_setting.removesuffix('_USER')}_PASSWORD)"
             )
         if status == 404:
             raise BrokerNotFound(f"{what}: not found: {_reason(payload)}")

@@ -11,6 +11,7 @@ before it replaces the file, so the file on disk is never left invalid.
 import os
 import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ from liaison.directory.credentials import (
 )
 from liaison.directory.definitions import desired_state
 from liaison.directory.index import DirectoryIndex, compile_directory, load_directory
+from liaison.directory.keys import signing_key_table
 from liaison.directory.management import Binding
-from liaison.directory.model import Directory, Organisation
+from liaison.directory.model import Directory, Organisation, SigningKey
 from liaison.directory.plan import Plan, plan_changes
 from liaison.directory.provision import (
     ProvisionResult,
@@ -81,6 +83,8 @@ class IssuedCredentials:
         lines += [
             f'  async with Client.connect("{self.org}", "{self.amqp_url}"{context}) as client:',
             "      ...",
+            "  # every message is signed: add signing_key=<your private key file> and "
+            "signing_kid=<its id> to Client.connect (`liaison partner keys` lists the ids)",
             "Any AMQP client works the same way"
             + (" (aio-pika: connect_robust(url, ssl_context=context))" if tls else "")
             + ":",
@@ -166,7 +170,8 @@ async def remove_partner(
 async def rotate_credentials(
     settings: ProvisionSettings, path: Path, name: str, *, vhost: str | None = None
 ) -> IssuedCredentials:
-    """Issue a new password to an organisation (or the hub account) and end old sessions.
+    """Issue a new password to an organisation (or the hub's or ledger's account), end old
+    sessions.
 
     The user is deleted and re-created rather than updated: RabbitMQ closes every connection
     of a deleted user itself, at once, whereas the management API lists a new connection only
@@ -174,9 +179,9 @@ async def rotate_credentials(
     Its rights on this vhost are put back from the directory straight away.
     """
     index = load_directory(path)
-    hub = index.directory.hub_account
+    services = (index.directory.hub_account, index.directory.ledger_account)
     org_id, account = (
-        (hub, hub) if name == hub else (name, _known(index, name, path).broker_account)
+        (name, name) if name in services else (name, _known(index, name, path).broker_account)
     )
     vhost = vhost or settings.vhost
     desired = desired_state(index, vhost, shards=settings.shard_count)
@@ -196,6 +201,32 @@ async def rotate_credentials(
     return IssuedCredentials(
         org_id, account, Secret(password), stored_at, url, settings.tls.ca_file
     )
+
+
+def rotate_signing_key(
+    path: Path, org: str, new: SigningKey, *, overlap: timedelta, now: datetime | None = None
+) -> list[str]:
+    """Register ``new`` for ``org`` in the directory file; every older key of ``org`` still
+    valid after ``now + overlap`` ends then. Returns what changed, a line each."""
+    now = now or datetime.now(UTC)
+    cutoff = now + overlap
+    index = load_directory(path)
+    _known(index, org, path)
+    raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    (table,) = [t for t in raw["organisations"] if t.get("id") == org]
+    lines = []
+    keys: list[dict[str, Any]] = table.setdefault("signing_keys", [])
+    for key in keys:
+        if key["not_after"] > cutoff:
+            key["not_after"] = cutoff
+            lines.append(f"{org}: key {key['kid']!r} now ends at {cutoff.isoformat()} (overlap)")
+    keys.append(signing_key_table(new))
+    lines.append(f"{org}: key {new.kid!r} registered")
+    # Edited as text so the file's comments survive: the organisation's table is cut out and
+    # appended again as tomli-w renders it; the whole must load before it replaces the file.
+    text = _without_organisation(path.read_text(encoding="utf-8"), org)
+    _write_checked(path, text.rstrip("\n") + "\n\n" + tomli_w.dumps({"organisations": [table]}))
+    return lines
 
 
 async def list_partners(
@@ -245,6 +276,8 @@ def _narrowed(plan: Plan, account: str, org: str) -> Plan:
 
 def _append_organisation(path: Path, org: Organisation) -> None:
     fields = {k: v for k, v in msgspec.to_builtins(org).items() if v not in (None, [])}
+    if org.signing_keys:  # TOML datetimes, not the strings to_builtins makes of them
+        fields["signing_keys"] = [signing_key_table(k) for k in org.signing_keys]
     table = tomli_w.dumps({"organisations": [fields]})
     text = path.read_text(encoding="utf-8")
     _write_checked(path, text.rstrip("\n") + "\n\n" + table)
@@ -257,13 +290,23 @@ def _remove_organisation(path: Path, org_id: str) -> None:
 def _without_organisation(text: str, org_id: str) -> str:
     """``text`` minus the ``[[organisations]]`` table whose id is ``org_id``."""
     lines = text.splitlines(keepends=True)
-    headers = [i for i, line in enumerate(lines) if line.lstrip().startswith("[")]
+    # An organisation's own sub-tables (tomli-w writes its signing keys as
+    # ``[[organisations.signing_keys]]``) belong to its block, not after it.
+    headers = [
+        i
+        for i, line in enumerate(lines)
+        if line.lstrip().startswith("[")
+        and not line.lstrip().startswith(("[[organisations.", "[organisations."))
+    ]
     for number, start in enumerate(headers):
         end = headers[number + 1] if number + 1 < len(headers) else len(lines)
         if lines[start].strip() != "[[organisations]]":
             continue
         block = "".join(lines[start:end])
-        if tomllib.loads(block.replace("[[organisations]]", "", 1)).get("id") != org_id:
+        if (
+            tomllib.loads(block.replace("[[organisations]]", "[[o]]", 1))["o"][0].get("id")
+            != org_id
+        ):
             continue
         # Comments and blank lines just above the next header introduce that header.
         while end > start + 1 and end < len(lines) and lines[end - 1].lstrip()[:1] in ("#", ""):

@@ -8,6 +8,11 @@ Without ``prune``, what the directory no longer names is only reported (``?``); 
 account's rights on this vhost, its open connections and the user go (the user is kept when it
 has rights on another vhost), and its inbox queues are deleted *only if empty* — the check is
 made when applying, from an exact count.
+
+Queues an older Liaison declared and this one retired (``RETIRED_QUEUES``: the ``liaison.audit``
+queue the ledger replaced) are unbound on every run, prune or not — a copy nobody reads must
+not keep accumulating — and deleted when an exact count finds them empty; one that still holds
+messages is kept, with the command that deletes it once an operator has read what it holds.
 """
 
 import enum
@@ -15,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from liaison.common.settings import Secret
+from liaison.common.topology import RETIRED_QUEUES
 from liaison.directory.credentials import HASHING_ALGORITHM, hash_matches
 from liaison.directory.definitions import DesiredState
 from liaison.directory.management import (
@@ -138,6 +144,7 @@ def plan_changes(
     if not actual.vhost_exists:
         steps.append(Step(Verb.CREATE, "vhost", desired.vhost))
     steps += _topology_steps(desired, actual, recreate_empty=recreate_empty)
+    steps += _retired_steps(desired, actual)
     for account in desired.accounts:
         steps += _user_steps(
             account,
@@ -203,6 +210,29 @@ def _topology_steps(
     for binding in desired.bindings:
         if _binding_key(binding) not in have:
             steps.append(Step(Verb.CREATE, "binding", _binding_name(binding), payload=binding))
+    return steps
+
+
+def _retired_steps(desired: DesiredState, actual: BrokerState) -> list[Step]:
+    steps: list[Step] = []
+    for name in RETIRED_QUEUES:
+        if name not in actual.queues:
+            continue
+        why = "retired: the ledger is the audit trail"
+        for binding in actual.bindings:
+            if binding.destination == name and binding.destination_type == "queue":
+                steps.append(
+                    Step(Verb.DELETE, "binding", _binding_name(binding), why, payload=binding)
+                )
+        steps.append(
+            Step(
+                Verb.DELETE_IF_EMPTY,
+                "queue",
+                name,
+                f"{why}; deleted if empty, else kept until an operator has read what it holds "
+                f"and runs `rabbitmqctl delete_queue --vhost {desired.vhost} {name}`",
+            )
+        )
     return steps
 
 
@@ -297,7 +327,8 @@ def _prune_steps(
     ours = {e.name for e in desired.exchanges}
     wanted = {_binding_key(b) for b in desired.bindings}
     for binding in actual.bindings:
-        if binding.source in ours and _binding_key(binding) not in wanted:
+        retired = binding.destination in RETIRED_QUEUES  # _retired_steps unbinds these
+        if binding.source in ours and _binding_key(binding) not in wanted and not retired:
             steps.append(
                 _stale_or(Verb.DELETE, prune, "binding", _binding_name(binding), payload=binding)
             )

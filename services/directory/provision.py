@@ -37,6 +37,7 @@ from liaison.directory.plan import (
     BrokerState,
     Plan,
     Recreation,
+    Step,
     UserChange,
     Verb,
     plan_changes,
@@ -261,7 +262,7 @@ async def apply_plan(
             case Verb.DELETE, "user", _:
                 await api.delete_user(step.name)
             case Verb.DELETE_IF_EMPTY, "queue", _:
-                outcome = await _delete_if_empty(api, vhost, step.name, depth)
+                outcome = await _delete_if_empty(api, vhost, step, depth)
             case Verb.RECREATE_IF_EMPTY, "queue", Recreation() as recreation:
                 outcome = await _recreate_if_empty(api, vhost, recreation, step.detail, depth)
             case _:
@@ -292,13 +293,14 @@ async def close_connections(api: ManagementClient, vhost: str, user: str, reason
     return closed
 
 
-async def _delete_if_empty(api: ManagementClient, vhost: str, name: str, depth: DepthProbe) -> str:
+async def _delete_if_empty(api: ManagementClient, vhost: str, step: Step, depth: DepthProbe) -> str:
+    name = step.name
     count = await depth(name)
     if count == 0:
         await api.delete_queue(vhost, name)
         return f"{Verb.DELETE.value:>2} queue {name}: was empty"
     shown = "an unknown number of" if count is None else str(count)
-    return f" = kept {name} with {shown} messages for an operator"
+    return f" = kept {name} with {shown} messages for an operator ({step.detail})"
 
 
 async def _recreate_if_empty(

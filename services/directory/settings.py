@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Final
 
 from msgspec import Meta
 
+from liaison.common.hub_key import DEFAULT_HUB_KEY
 from liaison.common.settings import Secret, Settings
 from liaison.common.tls import TlsFiles
 from liaison.common.topology import DEFAULT_SHARDS
@@ -51,6 +52,14 @@ class ProvisionSettings(Settings, frozen=True, kw_only=True):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    #: The hub's signing key (``LIAISON_HUB_SIGNING_KEY``, as the hub reads it): provisioning
+    #: creates it when absent, and ``liaison partner keys`` publishes its public half.
+    hub_signing_key: Path | None = None
+
+    @property
+    def hub_key_path(self) -> Path:
+        """The hub's signing key file: the setting, or ``var/hub-signing.key``."""
+        return self.hub_signing_key or DEFAULT_HUB_KEY
 
     def check(self) -> None:
         """A configured TLS file must be usable now: the command fails naming its variable."""
@@ -82,6 +91,8 @@ class OperatorSettings(Settings, frozen=True, kw_only=True):
     log_level: Annotated[str, Meta(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "warning"
     #: The demo hub's first HTTP port to try.
     http_port: Annotated[int, Meta(ge=1, le=65535)] = 8080
+    #: The demo's partners' private signing keys, ``<org>.key`` (the sample directory's).
+    demo_keys: Path = Path("deploy/demo-keys")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> ProvisionSettings:

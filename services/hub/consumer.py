@@ -16,7 +16,7 @@ broker, which redelivers it; the memory keeps a redelivery from reaching anyone 
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import aiormq
@@ -31,7 +31,7 @@ from liaison.common.topology import hub_queue
 from liaison.hub.acks import AckTracker
 from liaison.hub.channel import AiormqChannel
 from liaison.hub.decisions import Delivery, Refusal, Verdict
-from liaison.hub.effects import Publisher, memory_key, plan, publish_all, settle
+from liaison.hub.effects import Effects, Publisher, memory_key, plan, publish_all, settle
 from liaison.hub.inboxes import InboxCensus
 from liaison.hub.ledger_feed import LedgerFeed
 from liaison.hub.memory import DeliveryMemory
@@ -39,14 +39,23 @@ from liaison.hub.metrics import HubMetrics
 from liaison.hub.outbox import Outbox
 from liaison.hub.receipts import acknowledged, check_receipt
 from liaison.hub.redis_memory import MemoryUnavailable
+from liaison.hub.retry import Holdback, NackRetry
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
 from liaison.hub.turns import Turns
 from liaison.ledger.records import decision_record
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
+from liaison.schemas.wire import HEADER_SIGNATURE
 
 log = structlog.get_logger("liaison.hub")
+
+#: Seconds of nacks for one message after which the hub publishes on a new channel (a broker
+#: channel can keep addressing a lost node as a queue's leader: see _renew_outbox).
+RENEW_AFTER_SECONDS = 2.0
+#: At most one renewal in this many seconds: a full queue nacks on every channel, and a channel
+#: opened before the new leader's election may need one more renewal.
+RENEW_EVERY_SECONDS = 5.0
 
 
 class HubConsumer:
@@ -64,6 +73,8 @@ class HubConsumer:
         self.settings = settings
         self.router = router
         self.memory = memory
+        # What the hub originates (error reports) is signed with its own key.
+        self._hub_key = settings.hub_key()
         # Set when the memory stops answering: the session ends rather than risk duplicates.
         self._memory_lost: asyncio.Future[None] | None = None
         # Which recipients' inbox queues exist, to report copies no inbox would take.
@@ -80,6 +91,16 @@ class HubConsumer:
         self._outbox: Outbox | None = None
         # Publishing turns of the current channel (turns.py); a new channel starts afresh.
         self._turns = Turns()
+        # Nacked publishes are retried in place (retry.py); later ones wait behind them.
+        self._nack_retry = NackRetry(settings.nack_retry_seconds)
+        self._holdback = Holdback()
+        # The session's connection and background tasks; the publishing channel is renewed
+        # when it keeps being nacked (_renew_outbox).
+        self._connection: aiormq.abc.AbstractConnection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._publishing_lost: asyncio.Future[None] | None = None
+        self._renewing = False
+        self._renewed_at = -RENEW_EVERY_SECONDS
         # Decision records for the ledger, batched into the current session's outbox.
         self._ledger: LedgerFeed | None = None
         self._stopping = asyncio.Event()
@@ -183,19 +204,19 @@ class HubConsumer:
             client_properties={"connection_name": f"liaison-hub shards={shards}"},
         )
         ack_sender: asyncio.Task[None] | None = None
-        senders: list[asyncio.Task[None]] = []
+        self._tasks = senders = []
+        self._publishing_lost = publishing_lost = asyncio.get_running_loop().create_future()
         try:
-            channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
+            # Consuming and acking on one channel, publishing on another: the publishing one
+            # can be replaced (_renew_outbox) without giving back the unacked deliveries.
+            channel = cast(aiormq.Channel, await connection.channel())
             await channel.basic_qos(prefetch_count=self.settings.prefetch)
             self._channel = channel
-            self._outbox = outbox = Outbox(
-                AiormqChannel(channel), self.settings.confirm_timeout_seconds
-            )
-            self._ledger = LedgerFeed(outbox)
-            senders.append(asyncio.create_task(outbox.send(), name="hub-publishes"))
-            senders.append(asyncio.create_task(outbox.watch(), name="hub-confirm-watch"))
+            self._connection = connection
+            await self._open_outbox(connection)
             self._ack_upto = self._ack_sent = 0
             self._turns = Turns()
+            self._holdback = Holdback()
             self._acks_flushed.set()
             ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
             self.connected = True
@@ -221,7 +242,7 @@ class HubConsumer:
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:
                 await asyncio.wait(
-                    [connection.closing, channel.closing, stopping, memory_lost],
+                    [connection.closing, channel.closing, stopping, memory_lost, publishing_lost],
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
@@ -229,11 +250,14 @@ class HubConsumer:
             if memory_lost.done():
                 raise memory_lost.exception() or MemoryUnavailable("memory lost")
             if not self._stopping.is_set():
+                if publishing_lost.done():
+                    raise ConnectionError("the publishing channel closed")
                 reason = channel.closing.exception() if channel.closing.done() else None
                 raise ConnectionError(f"broker connection lost: {reason or 'closed'}")
         finally:
             self.connected = self.consuming = False
             self._memory_lost = None  # late failures belong to no session
+            self._connection = None
             if ack_sender is not None:
                 senders.append(ack_sender)
             for task in senders:
@@ -242,6 +266,53 @@ class HubConsumer:
                     await task
             if not connection.is_closed:
                 await connection.close()
+
+    async def _open_outbox(self, connection: aiormq.abc.AbstractConnection) -> Outbox:
+        """A new publishing channel and its outbox (and ledger feed), made the current one."""
+        publishing = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
+        outbox = Outbox(AiormqChannel(publishing), self.settings.confirm_timeout_seconds)
+        self._tasks.append(asyncio.create_task(outbox.send(), name="hub-publishes"))
+        self._tasks.append(asyncio.create_task(outbox.watch(), name="hub-confirm-watch"))
+        lost = self._publishing_lost
+
+        def closed(_: object) -> None:
+            # The current publishing channel closing (confirm timeout, broker error) ends the
+            # session as a lost connection does; a replaced one closing is expected.
+            if self._outbox is outbox and lost is not None and not lost.done():
+                lost.set_result(None)
+
+        publishing.closing.add_done_callback(closed)
+        self._outbox = outbox
+        self._ledger = LedgerFeed(outbox)
+        return outbox
+
+    async def _renew_outbox(self, nacked: Publisher) -> None:
+        """Publish on a new channel from now on, if ``nacked`` is still the current outbox.
+
+        RabbitMQ 3.10 keeps, per channel, the quorum queue leader it first found; a channel
+        opened while a lost node still led a queue can be nacked by that queue until the node
+        comes back (over 60 s in one run of tests/cluster/test_failover.py), while a channel
+        opened after the new leader's election publishes at once. The old channel is closed
+        once its last confirm is in.
+        """
+        connection = self._connection
+        if nacked is not self._outbox or connection is None or self._renewing:
+            return
+        if time.monotonic() - self._renewed_at < RENEW_EVERY_SECONDS:
+            return
+        self._renewing = True
+        self._renewed_at = time.monotonic()
+        try:
+            old = self._outbox
+            new = await self._open_outbox(connection)
+            self.metrics.publish_channels.inc()
+            log.warning("publishing_channel_renewed")
+            if isinstance(old, Outbox):
+                # Messages that took the old outbox before the renewal publish on the new one.
+                old.replaced_by = new
+                self._tasks.append(asyncio.create_task(_retire(old, self._nack_retry.limit)))
+        finally:
+            self._renewing = False
 
     async def _on_message(self, message: DeliveredMessage) -> None:
         if self._draining:
@@ -275,6 +346,7 @@ class HubConsumer:
                 routing_key=routing_key,
                 content_type=props.content_type,
                 delivery_count=count if isinstance(count, int) else 0,
+                signature=headers.get(HEADER_SIGNATURE) if headers else None,
             )
             if isinstance(verdict, Delivery):
                 # A receipt must refer to a message its sender really received. A recipient
@@ -388,29 +460,101 @@ class HubConsumer:
                 properties=props,
                 routing_key=routing_key,
                 now=self._clock(),
+                hub_key=self._hub_key,
             )
+            ticket: int | None = None
             if turn is None:
                 confirms = publish_all(effects, publisher)
             else:
-                # Publish in the order received, however long the recall took.
+                # Publish in the order received, however long the recall took, and behind any
+                # earlier message the broker nacked and the hub is publishing again.
                 turns, ticket = turn
                 if ticket != turns.serving:
                     await turns.wait(ticket)
                 try:
+                    if self._holdback.held:
+                        await self._holdback.clear(ticket)
                     confirms = publish_all(effects, publisher)
                 finally:
                     turns.done(ticket)
+
             # The ledger's record of this verdict joins the current batch; its confirm, like the
             # publishes', comes before the ingress ack, so the ledger never misses a decision.
-            recorded = self._record(verdict, handled is not None, body, props)
-            await settle(effects, confirms, memory)
-            await recorded
+            def record() -> "asyncio.Future[object]":
+                return self._record(verdict, handled is not None, body, props)
+
+            await self._confirmed(effects, confirms, record, publisher, ticket)
+            await settle(effects, None, memory)
         finally:
             if is_delivery:
                 waiter = self._claims.pop(key, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
         return effects.outcome
+
+    async def _confirmed(
+        self,
+        effects: Effects,
+        confirms: Awaitable[object] | None,
+        record: Callable[[], "asyncio.Future[object]"],
+        publisher: Publisher,
+        ticket: int | None,
+    ) -> None:
+        """Await the publishes' and the ledger record's confirms; publish again in place what
+        the broker nacked (retry.py), raising its DeliveryError once the retry limit is past."""
+        recorded: Awaitable[object] | None = record()
+        began = 0.0
+        attempt = 0
+        held = False
+        try:
+            while True:
+                published, logged = await asyncio.gather(
+                    _settled(confirms), _settled(recorded), return_exceptions=True
+                )
+                failures = [r for r in (published, logged) if isinstance(r, BaseException)]
+                nacks = [f for f in failures if isinstance(f, aiormq.exceptions.DeliveryError)]
+                if len(nacks) < len(failures):
+                    # The channel is gone (or worse): not the broker's answer, the session's end.
+                    raise next(f for f in failures if f not in nacks)
+                if not nacks:
+                    if attempt:
+                        log.info(
+                            "nack_retry_delivered",
+                            attempts=attempt,
+                            waited_s=round(time.monotonic() - began, 2),
+                        )
+                    return
+                now = time.monotonic()
+                if attempt == 0:
+                    began = now
+                    if ticket is not None:
+                        self._holdback.hold(ticket)
+                        held = True
+                delay = self._nack_retry.delay(attempt, now - began)
+                if delay is None:
+                    log.warning(
+                        "nack_retry_gave_up", attempts=attempt, waited_s=round(now - began, 2)
+                    )
+                    raise nacks[0]
+                self.metrics.nack_retries.inc()
+                if now - began >= RENEW_AFTER_SECONDS:
+                    await self._renew_outbox(publisher)
+                await asyncio.sleep(delay)
+                if ticket is not None:
+                    # Older messages being retried go first: the sender's order holds.
+                    await self._holdback.clear(ticket)
+                attempt += 1
+                publisher = self._current_publisher()
+                # Only what failed is sent again: an acked ledger batch is not recorded twice.
+                confirms = (
+                    publish_all(effects, publisher)
+                    if isinstance(published, BaseException)
+                    else None
+                )
+                recorded = record() if isinstance(logged, BaseException) else None
+        finally:
+            if held and ticket is not None:
+                await self._holdback.release(ticket)
 
     async def _wait_for_claim(self, key: str) -> None:
         waiter = self._claims[key]
@@ -458,6 +602,12 @@ class HubConsumer:
         )
         return ledger.record(record)
 
+    def _current_publisher(self) -> Publisher:
+        outbox = self._outbox
+        if outbox is None or self._channel is None:
+            raise aiormq.exceptions.ChannelInvalidStateError("no session: nothing to publish on")
+        return outbox
+
     def _publisher_of(self, channel: aiormq.Channel) -> Publisher:
         outbox = self._outbox
         if outbox is None or self._channel is not channel:
@@ -497,6 +647,23 @@ class HubConsumer:
         self.metrics.in_flight.dec()
         if not self._acks:
             self._idle.set()
+
+
+async def _retire(outbox: Outbox, within: float) -> None:
+    """Close a replaced publishing channel once nothing on it waits for a confirm (closing it
+    earlier would fail those publishes); left open if that takes longer than ``within``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while outbox.channel.oldest_unconfirmed() is not None:
+        if loop.time() > deadline:
+            return
+        await asyncio.sleep(0.1)
+    with contextlib.suppress(Exception):
+        await outbox.channel.close(ConnectionError("publishing channel replaced"))
+
+
+async def _settled(confirm: Awaitable[object] | None) -> object:
+    return None if confirm is None else await confirm
 
 
 def _type_label(message_type: str | None) -> str:

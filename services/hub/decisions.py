@@ -46,6 +46,13 @@ class Delivery:
     partial: Refusal | None = None
     #: Recipients no inbox would take (the hub's inbox census): reported to the sender too.
     unrouted: Refusal | None = None
+    #: The sender's ``x-liaison-signature`` as received, forwarded unchanged to recipients.
+    signature: str | None = None
+    #: The key that signed it (verified), None when unsigned.
+    signature_kid: str | None = None
+    #: "verified", or "absent" for an unsigned message its sender may send unsigned
+    #: (``signatures = "when_present"``); set by the router's signature step.
+    signature_status: str | None = None
 
 
 #: The router's answer for one message (named apart from the resources family's ``Decision``).

@@ -18,6 +18,7 @@ from typing import NamedTuple, Protocol
 
 from pamqp import commands as spec
 
+from liaison.common.hub_key import HubKey
 from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.hub.memory import DeliveryMemory, Handled
 from liaison.hub.properties import (
@@ -32,6 +33,7 @@ from liaison.schemas.wire import (
     DELIVERY_EXCHANGE,
     HEADER_PRECEDENCE,
     HEADER_SENDER,
+    HEADER_SIGNATURE,
     HEADER_TYPE,
     delivery_key,
 )
@@ -94,9 +96,11 @@ def plan(
     properties: spec.Basic.Properties,
     routing_key: str,
     now: float,
+    hub_key: HubKey | None = None,
 ) -> Effects:
     """The effects of ``verdict`` on the message ``original`` (received with ``properties``
-    under ``routing_key``), given what the memory recalls of ``key``; ``now`` is POSIX time."""
+    under ``routing_key``), given what the memory recalls of ``key``; ``now`` is POSIX time.
+    Error reports are signed with ``hub_key`` when there is one."""
     if handled is not None:
         # Handled before (a republished id, or a redelivery): everything it caused was
         # confirmed then, so only the ack is left.
@@ -106,7 +110,7 @@ def plan(
         outcome = "delivered"
         for left_out in (verdict.partial, verdict.unrouted):
             if left_out is not None:
-                publishes.append(answer(left_out, original, now))
+                publishes.append(answer(left_out, original, now, hub_key=hub_key))
                 outcome = "partial"
         return Effects(outcome, publishes, Memo(key, Handled.DELIVERED, verdict.recipients))
     publishes = [
@@ -118,7 +122,7 @@ def plan(
         )
     ]
     if verdict.reply_to is not None:
-        publishes.append(answer(verdict, original, now, report=key))
+        publishes.append(answer(verdict, original, now, report=key, hub_key=hub_key))
     return Effects("refused", publishes, Memo(key, Handled.REFUSED))
 
 
@@ -130,6 +134,9 @@ def deliver(delivery: Delivery, original: bytes, now: float) -> Publish:
         HEADER_TYPE: delivery.message_type,
         HEADER_PRECEDENCE: delivery.precedence,
     }
+    if delivery.signature is not None:
+        # Forwarded unchanged with the unchanged body: each recipient verifies end to end.
+        headers[HEADER_SIGNATURE] = delivery.signature
     if len(keys) > 1:
         # Sender-selected distribution: one publish reaches every inbox named here, and the
         # broker strips the header before delivery.
@@ -144,16 +151,25 @@ def deliver(delivery: Delivery, original: bytes, now: float) -> Publish:
     return Publish(DELIVERY_EXCHANGE, keys[0], properties, original)
 
 
-def answer(refusal: Refusal, original: bytes, now: float, *, report: str | None = None) -> Publish:
-    """The error report to the refused sender (``refusal.reply_to``)."""
+def answer(
+    refusal: Refusal,
+    original: bytes,
+    now: float,
+    *,
+    report: str | None = None,
+    hub_key: HubKey | None = None,
+) -> Publish:
+    """The error report to the refused sender (``refusal.reply_to``), signed by the hub."""
     assert refusal.reply_to is not None
     report = report or report_id(refusal, original)
     stamp = datetime.fromtimestamp(now, UTC)
+    body = error_report(refusal, report=report, now=stamp)
+    signature = None if hub_key is None else hub_key.sign(body)
     return Publish(
         DELIVERY_EXCHANGE,
         delivery_key(refusal.reply_to, flash=False),
-        report_properties(report, now=stamp),
-        error_report(refusal, report=report, now=stamp),
+        report_properties(report, now=stamp, signature=signature),
+        body,
     )
 
 

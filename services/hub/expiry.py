@@ -105,6 +105,7 @@ class InboxDeadLetters:
         self.settings = settings
         self._directory = directory
         self._clock = clock
+        self._hub_key = settings.hub_key()
         self._stopping = asyncio.Event()
         #: Attached to the inbox dead-letter queue.
         self.consuming = False
@@ -215,11 +216,13 @@ class InboxDeadLetters:
     ) -> None:
         assert refusal.reply_to is not None
         report = report_id(refusal, original)
+        body = error_report(refusal, report=report, now=now)
+        signature = None if self._hub_key is None else self._hub_key.sign(body)
         await channel.basic_publish(
-            error_report(refusal, report=report, now=now),
+            body,
             exchange=DELIVERY_EXCHANGE,
             routing_key=delivery_key(refusal.reply_to, flash=False),
-            properties=report_properties(report, now=now),
+            properties=report_properties(report, now=now, signature=signature),
         )
         self.reported += 1
 

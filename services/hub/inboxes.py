@@ -3,9 +3,9 @@
 An organisation in the directory without its inbox queue (removed, not yet provisioned, hub
 not reloaded) would silently get nothing: the hub publishes one message for all recipients
 (BCC), and the broker returns a ``mandatory`` message only when no queue at all took it, which
-the catch-all audit binding always prevents. Per-recipient publishes with ``mandatory`` on an
-exchange without the audit binding would tell exactly, at the price of one publish and one
-confirm per recipient instead of one per message (~2.9 recipients per message).
+says nothing of one missing inbox among several. Per-recipient publishes with ``mandatory``
+would tell exactly, at the price of one publish and one confirm per recipient instead of one
+per message (~2.9 recipients per message).
 
 Instead the hub keeps a census of the inbox queues, taken with passive declares (which need no
 permission and change nothing): when it starts consuming, after every directory reload, every

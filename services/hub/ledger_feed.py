@@ -65,7 +65,9 @@ class LedgerFeed:
                 properties=_PROPERTIES,
             )
         except Exception as exc:  # the channel is gone: every waiter fails, the broker redelivers
-            confirmed.set_exception(exc)
+            # Already cancelled when a waiter was (a session ending cancels its handlers).
+            if not confirmed.done():
+                confirmed.set_exception(exc)
             return
         publish.add_done_callback(lambda done: _settle(confirmed, done))
 

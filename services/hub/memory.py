@@ -2,8 +2,11 @@
 
 The hub records a message only after the broker confirmed everything its handling published,
 and checks the record before handling a message again, so a redelivery (after a crash, a forced
-close or a standby takeover) reaches nobody twice. A repeat is possible only in the instant
-between the broker's confirm and the record.
+close or a standby takeover) of a recorded message reaches nobody twice. A repeat is possible
+for the copies the broker had taken but the hub had not recorded yet when it stopped: the
+broker enqueues a copy before it confirms it, so that is the time from publish to record (the
+confirm's latency, then one memory round trip), for every publish in flight; see "Repeats after
+a crash" in docs/operations.md.
 
     DeliveryMemory          the interface the hub's pipeline depends on
      └── LocalMemory        one process's memory (tests of pure logic, single-process dev runs)

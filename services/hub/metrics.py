@@ -35,6 +35,18 @@ class HubMetrics:
             "Times the hub reconnected to the broker.",
             registry=self.registry,
         )
+        self.nack_retries = Counter(
+            "liaison_hub_nack_retries",
+            "Publishes sent again after the broker nacked them (a queue without a reachable "
+            "leader, or full).",
+            registry=self.registry,
+        )
+        self.publish_channels = Counter(
+            "liaison_hub_publish_channel_renewals",
+            "Times the hub moved its publishes to a new channel because the old one kept being "
+            "nacked.",
+            registry=self.registry,
+        )
         self.directory_reloads = Counter(
             "liaison_hub_directory_reloads",
             "Directory reload attempts, by result.",

@@ -47,11 +47,18 @@ class Outbox:
         self._wanted = asyncio.Event()
         # The Basic.Publish frame depends only on exchange and routing key: marshal it once.
         self._methods: dict[tuple[str, str], bytes] = {}
+        #: The outbox that took over when this one's channel kept being nacked (the hub's
+        #: _renew_outbox): publishes handed to this one from then on go there.
+        self.replaced_by: Outbox | None = None
 
     def publish(
         self, body: bytes, *, exchange: str, routing_key: str, properties: Properties
     ) -> "asyncio.Future[Any]":
         """Queue one publish; the future resolves on the broker's ack, raises on its nack."""
+        if self.replaced_by is not None:
+            return self.replaced_by.publish(
+                body, exchange=exchange, routing_key=routing_key, properties=properties
+            )
         channel = self.channel
         if channel.is_closed:
             raise ChannelInvalidStateError(f"{channel!r} closed")

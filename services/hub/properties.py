@@ -13,6 +13,7 @@ import struct
 from datetime import UTC, datetime
 
 from pamqp import commands as spec
+from pamqp.common import FieldTable
 
 from liaison.hub.decisions import Refusal
 from liaison.schemas.wire import (
@@ -23,6 +24,7 @@ from liaison.schemas.wire import (
     HEADER_ORIGINAL_USER,
     HEADER_REFUSED_AT,
     HEADER_SENDER,
+    HEADER_SIGNATURE,
     HEADER_TYPE,
     HUB_SENDER,
     delivered_message_id,
@@ -94,8 +96,14 @@ def delivery_properties(
     )
 
 
-def report_properties(report_id: str, *, now: datetime) -> spec.Basic.Properties:
-    """An error report's properties: from the hub, with a message id stable across repeats."""
+def report_properties(
+    report_id: str, *, now: datetime, signature: str | None = None
+) -> spec.Basic.Properties:
+    """An error report's properties: from the hub, with a message id stable across repeats,
+    signed with the hub's key when it has one."""
+    headers: FieldTable = {HEADER_SENDER: HUB_SENDER, HEADER_TYPE: "error.report"}
+    if signature is not None:
+        headers[HEADER_SIGNATURE] = signature
     return spec.Basic.Properties(
         content_type=CONTENT_TYPE,
         delivery_mode=_PERSISTENT,
@@ -103,7 +111,7 @@ def report_properties(report_id: str, *, now: datetime) -> spec.Basic.Properties
         message_type="error.report",
         app_id=HUB_SENDER,
         timestamp=now,
-        headers={HEADER_SENDER: HUB_SENDER, HEADER_TYPE: "error.report"},
+        headers=headers,
     )
 
 

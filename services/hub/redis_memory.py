@@ -4,11 +4,12 @@ One key per handled message, ``<prefix><sender>/<distribution id>``, holding how
 and who received it, with the dedupe window as its TTL, so Redis forgets on its own and the
 store never grows past one window of traffic.
 
-A hub has up to ``LIAISON_PREFETCH`` messages in flight, each asking one question before it
-publishes and writing one record after its confirms. Calls are not sent one by one: every call
-made while a round trip is under way joins the next one, a single pipeline (the writes, then one
-``MGET`` for every read), so the cost per message is a share of a round trip and of one
-command's parsing rather than a round trip each (``bench/memory.py`` measures it).
+A hub has up to ``LIAISON_PREFETCH`` messages in flight per shard, each asking one question
+before it publishes and writing one record after its confirms. Calls are not sent one by one:
+every record made while the previous records' round trip is under way joins the next one (one
+script call), and likewise every question (one ``MGET``), so the cost per message is a share of
+a round trip and of one command's parsing rather than a round trip each (``bench/memory.py``
+measures it). Records and questions go in two lanes, so a record never waits behind questions.
 
 Redis out of reach raises ``MemoryUnavailable``: the hub cannot tell a repeat from a first
 delivery then, so it stops consuming until Redis answers again rather than risk delivering twice.
@@ -16,8 +17,8 @@ delivery then, so it stops consuming until Redis answers again rather than risk 
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar, cast
 
 import redis.asyncio
 import redis.exceptions
@@ -52,18 +53,59 @@ class MemoryUnavailable(ConnectionError):
     """The shared memory cannot be reached; nothing can be decided until it answers again."""
 
 
-@dataclass(slots=True)
-class _Batch:
-    """Calls gathered while the previous round trip was under way."""
+T = TypeVar("T")
+R = TypeVar("R")
 
-    writes: list[tuple[str, str]] = field(default_factory=list)
-    reads: list[str] = field(default_factory=list)
-    written: list["asyncio.Future[None]"] = field(default_factory=list)
-    answers: list["asyncio.Future[str | None]"] = field(default_factory=list)
+
+class _Lane(Generic[T, R]):
+    """Calls of one kind gathered while the lane's previous round trip was under way.
+
+    ``trip`` sends every gathered call in one round trip and returns one answer per call.
+    """
+
+    def __init__(self, name: str, trip: Callable[[list[T]], Awaitable[list[R]]]) -> None:
+        self._name = name
+        self._trip = trip
+        self._calls: list[T] = []
+        self._answers: list[asyncio.Future[R]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def call(self, item: T) -> "asyncio.Future[R]":
+        """Join the next round trip; the future holds this call's answer."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._calls.append(item)
+        self._answers.append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=self._name)
+        return future
+
+    async def drain(self) -> None:
+        """Wait for the round trip under way, if any."""
+        if self._flusher is not None:
+            with contextlib.suppress(BaseException):
+                await self._flusher
+
+    async def _flush(self) -> None:
+        # One round trip at a time; whatever arrives meanwhile waits for the next one.
+        while self._calls:
+            calls, answers = self._calls, self._answers
+            self._calls, self._answers = [], []
+            try:
+                results = await self._trip(calls)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                failure = MemoryUnavailable(f"redis: {type(exc).__name__}: {exc}")
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_exception(failure)
+                continue
+            for answer, result in zip(answers, results, strict=True):
+                if not answer.done():
+                    answer.set_result(result)
 
 
 class RedisMemory:
-    """``DeliveryMemory`` over one Redis, all calls of a moment in one pipelined round trip."""
+    """``DeliveryMemory`` over one Redis: records in one lane, questions in another, each
+    lane's calls of a moment in one round trip."""
 
     def __init__(
         self,
@@ -78,8 +120,11 @@ class RedisMemory:
         self._client = client
         self._prefix = prefix
         self._ttl_ms = max(1, int(window_seconds * 1000))
-        self._batch = _Batch()
-        self._flusher: asyncio.Task[None] | None = None
+        # Records never wait behind questions: the time between a delivery's confirm and its
+        # record is when a crash makes the next hub deliver it again (the window a kill
+        # repeats), while a question only delays a message nobody has received yet.
+        self._writes: _Lane[tuple[str, str], None] = _Lane("hub-memory-records", self._record)
+        self._reads: _Lane[str, str | None] = _Lane("hub-memory-questions", self._ask)
         #: The Redis this memory uses, safe for a log line.
         self.where = where
         #: Round trips made, for tests and the benchmark (how well calls are batched).
@@ -104,7 +149,7 @@ class RedisMemory:
         return cls(client, prefix=prefix, window_seconds=window_seconds, where=redact_url(url))
 
     async def recall(self, key: str) -> Handled | None:
-        value = await self._read(key)
+        value = await self._reads.call(self._prefix + key)
         if value is None:
             return None
         handled, _, _ = value.partition(":")
@@ -117,15 +162,10 @@ class RedisMemory:
     async def remember(self, key: str, handled: Handled, recipients: Sequence[str] = ()) -> None:
         # Organisation ids never contain ',' or ':' (the contract's pattern), so this parses back.
         value = f"{handled.value}:{','.join(sorted(set(recipients)))}"
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        batch = self._batch
-        batch.writes.append((self._prefix + key, value))
-        batch.written.append(future)
-        self._wake()
-        await future
+        await self._writes.call((self._prefix + key, value))
 
     async def received(self, recipient: str, key: str) -> bool:
-        value = await self._read(key)
+        value = await self._reads.call(self._prefix + key)
         if value is None:
             return False
         handled, _, recipients = value.partition(":")
@@ -136,9 +176,8 @@ class RedisMemory:
         await self.recall(_PROBE)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            with contextlib.suppress(BaseException):
-                await self._flusher
+        await self._writes.drain()
+        await self._reads.drain()
         await self._client.aclose()
 
     async def forget_all(self) -> int:
@@ -148,57 +187,19 @@ class RedisMemory:
             deleted += await self._client.delete(key)
         return deleted
 
-    def _read(self, key: str) -> "asyncio.Future[str | None]":
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        batch = self._batch
-        batch.reads.append(self._prefix + key)
-        batch.answers.append(future)
-        self._wake()
-        return future
-
-    def _wake(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="hub-memory-flush")
-
-    async def _flush(self) -> None:
-        # One round trip at a time; whatever arrives meanwhile waits for the next one.
-        while self._batch.writes or self._batch.reads:
-            batch, self._batch = self._batch, _Batch()
-            try:
-                values = await self._round_trip(batch)
-            except (redis.exceptions.RedisError, OSError) as exc:
-                failure = MemoryUnavailable(f"redis: {type(exc).__name__}: {exc}")
-                for written in batch.written:
-                    if not written.done():
-                        written.set_exception(failure)
-                for answer in batch.answers:
-                    if not answer.done():
-                        answer.set_exception(failure)
-                continue
-            for written in batch.written:
-                if not written.done():
-                    written.set_result(None)
-            for answer, value in zip(batch.answers, values, strict=True):
-                if not answer.done():
-                    answer.set_result(value)
-
-    async def _round_trip(self, batch: _Batch) -> list[str | None]:
+    async def _record(self, writes: list[tuple[str, str]]) -> list[None]:
         self.round_trips += 1
-        # Writes first, so a read in the same trip sees what was recorded before it was asked.
-        async with self._client.pipeline(transaction=False) as pipe:
-            if batch.writes:
-                # One command for every record: redis-py's per-command work (packing, parsing,
-                # bookkeeping) was most of the memory's cost with one SET per record.
-                keys = [key for key, _ in batch.writes]
-                values = [value for _, value in batch.writes]
-                pipe.eval(_SET_ALL, len(keys), *keys, *values, self._ttl_ms)
-            if batch.reads:
-                pipe.mget(batch.reads)
-            results = await pipe.execute()
-        if not batch.reads:
-            return []
-        answers: list[str | None] = results[-1]
-        return answers
+        # One command for every record: redis-py's per-command work (packing, parsing,
+        # bookkeeping) was most of the memory's cost with one SET per record.
+        keys = [key for key, _ in writes]
+        values = [value for _, value in writes]
+        await self._client.eval(_SET_ALL, len(keys), *keys, *values, self._ttl_ms)
+        return [None] * len(writes)
+
+    async def _ask(self, keys: list[str]) -> list[str | None]:
+        self.round_trips += 1
+        # decode_responses=True: the client answers str, never bytes.
+        return cast("list[str | None]", await self._client.mget(keys))
 
 
 def open_memory(

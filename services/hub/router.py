@@ -9,25 +9,45 @@ the hub's memory's to say (memory.py), not the router's.
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import msgspec
 
 from liaison.common.topology import HUB_DELIVERY_LIMIT
 from liaison.directory.index import HUB_ONLY_TYPES, HUB_SENDER_ID, DirectoryIndex
 from liaison.hub.decisions import Delivery, Refusal, Verdict
+from liaison.hub.decoding import SMALL_BODY_BYTES, CollectorHeldOff
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
 from liaison.schemas.envelope import Envelope, decode_envelope, error_message, error_path
 from liaison.schemas.messages.system import Ack, StatusRequest
 from liaison.schemas.probe import probe as probe  # consumer.py imports it from here
 from liaison.schemas.types import Precedence
-from liaison.schemas.wire import CONTENT_TYPE, delivered_message_id
+from liaison.schemas.wire import CONTENT_TYPE, HEADER_SIGNATURE, delivered_message_id
+from liaison.sdk.errors import (
+    SignatureError,
+    SignatureKeyExpired,
+    SignatureMalformed,
+    SignatureMismatch,
+    SignatureMissing,
+    SignatureUnknownKey,
+)
+from liaison.sdk.signing import verify
 
 _TAGS = {cls: tag for tag, cls in MESSAGE_TYPES.items()}
 _ACCEPTED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/json; charset=utf-8"})
 #: The delivery count (``x-delivery-count``) of a message's last delivery before the broker
 #: gives up on it: the hub answers and dead-letters it itself instead of routing it again.
 LAST_DELIVERY = HUB_DELIVERY_LIMIT - 1
+#: Where a signature refusal points: the AMQP header, not the body.
+SIGNATURE_FIELD = f"headers.{HEADER_SIGNATURE}"
+_SIGNATURE_CODES: dict[type[SignatureError], ErrorCode] = {
+    SignatureMissing: ErrorCode.SIGNATURE_MISSING,
+    SignatureMalformed: ErrorCode.SIGNATURE_MALFORMED,
+    SignatureUnknownKey: ErrorCode.SIGNATURE_UNKNOWN_KEY,
+    SignatureKeyExpired: ErrorCode.SIGNATURE_KEY_EXPIRED,
+    SignatureMismatch: ErrorCode.SIGNATURE_MISMATCH,
+}
 
 
 class Router:
@@ -52,14 +72,22 @@ class Router:
         routing_key: str,
         content_type: str | None,
         delivery_count: int = 0,
+        signature: object = None,
     ) -> Verdict:
         """The verdict on one message; never raises for any input.
 
-        ``delivery_count`` is how often the broker delivered it before (``x-delivery-count``).
+        ``delivery_count`` is how often the broker delivered it before (``x-delivery-count``);
+        ``signature`` the ``x-liaison-signature`` header's value, if any.
         """
         if delivery_count >= LAST_DELIVERY:
             return self.give_up(body, user_id=user_id, routing_key=routing_key)
-        return self.route(body, user_id=user_id, routing_key=routing_key, content_type=content_type)
+        return self.route(
+            body,
+            user_id=user_id,
+            routing_key=routing_key,
+            content_type=content_type,
+            signature=signature,
+        )
 
     def give_up(self, body: bytes, *, user_id: str | None, routing_key: str) -> Refusal:
         """Refuse a message whose handling failed every time (poison), telling its sender.
@@ -83,10 +111,15 @@ class Router:
         user_id: str | None,
         routing_key: str,
         content_type: str | None,
+        signature: object = None,
     ) -> Verdict:
         """Where a message goes, or why it goes nowhere, under the directory in force."""
         directory = self.directory
         account_org = directory.org_for_account(user_id) if user_id else None
+        # A field site's relay publishes for the organisations registered at its site.
+        site_orgs = (
+            directory.orgs_for_site_account(user_id) if user_id and not account_org else None
+        )
         reply_to = account_org or self._reply_to(user_id, routing_key)
 
         if len(body) > self._max_bytes:
@@ -111,7 +144,7 @@ class Router:
                 None,
                 reply_to,
             )
-        if account_org is None:
+        if account_org is None and site_orgs is None:
             return _refuse_probed(
                 body,
                 ErrorCode.UNKNOWN_ACCOUNT,
@@ -119,14 +152,57 @@ class Router:
                 None,
                 None,
             )
+        # A site relay's message is signed by the partner its routing key names (the site let
+        # that partner publish only with its own id); any other key is refused after decoding.
+        signer = account_org or (routing_key if site_orgs and routing_key in site_orgs else None)
+        signed: tuple[str, str] | None = None
+        if signer is not None:
+            # Verified before the body is parsed: what is read next is what the sender signed.
+            checked = self._check_signature(body, signature, signer)
+            if isinstance(checked, Refusal):
+                return checked
+            signed = checked
 
+        def decide() -> Verdict:
+            return self._decode_and_route(
+                body,
+                account_org,
+                site_orgs,
+                user_id=user_id,
+                routing_key=routing_key,
+                reply_to=reply_to,
+            )
+
+        if len(body) < SMALL_BODY_BYTES:
+            verdict = decide()
+        else:
+            # The decoded envelope is dropped before the collector may run again (decoding.py).
+            with CollectorHeldOff():
+                verdict = decide()
+        if isinstance(verdict, Delivery) and signed is not None:
+            verdict.signature, verdict.signature_kid = signed
+            verdict.signature_status = "verified"
+        elif isinstance(verdict, Delivery):
+            verdict.signature_status = "absent"
+        return verdict
+
+    def _decode_and_route(
+        self,
+        body: bytes,
+        account_org: str | None,
+        site_orgs: frozenset[str] | None,
+        *,
+        user_id: str,
+        routing_key: str,
+        reply_to: str | None,
+    ) -> Verdict:
         try:
             envelope = decode_envelope(body)
         except msgspec.ValidationError as exc:
-            return _refuse_invalid(body, exc, account_org)
+            return _refuse_invalid(body, exc, reply_to)
         except msgspec.DecodeError as exc:
             return _refuse_probed(
-                body, ErrorCode.MALFORMED, f"not a JSON document: {exc}", None, account_org
+                body, ErrorCode.MALFORMED, f"not a JSON document: {exc}", None, reply_to
             )
         except RecursionError:
             # msgspec gives up on documents nested deeper than the interpreter's stack allows.
@@ -135,10 +211,50 @@ class Router:
                 ErrorCode.MALFORMED,
                 "the JSON document is nested too deeply",
                 None,
-                account_org,
+                reply_to,
             )
 
+        if site_orgs is not None:
+            # The site's broker checked the partner's user_id and let it publish only with its
+            # own org id as routing key, which the relay keeps: the routing key is the partner.
+            # A compromised site can claim only its own organisations (headquarters' topic
+            # permission and this check), never another site's or headquarters' ones.
+            if envelope.sender not in site_orgs or envelope.sender != routing_key:
+                return Refusal(
+                    ErrorCode.SENDER_MISMATCH,
+                    f"sender is {envelope.sender[:64]!r} but the site relay {user_id!r} "
+                    f"carried it for {routing_key[:64]!r}",
+                    "$.sender",
+                    envelope.distribution_id,
+                    _TAGS[type(envelope.body)],
+                    reply_to,
+                )
+            return self._route(envelope, envelope.sender)
+        assert account_org is not None  # narrowed: unknown accounts were refused above
         return self._route(envelope, account_org)
+
+    def _check_signature(
+        self, body: bytes, header: object, sender: str
+    ) -> tuple[str, str] | Refusal | None:
+        """(header, kid) of a valid signature by ``sender``; None for an unsigned message its
+        sender may send unsigned; else the refusal with the signature's code."""
+        directory = self.directory
+        if header is None and sender not in directory.signatures_required:
+            return None
+        try:
+            key = verify(
+                body,
+                header,
+                directory.signing_keys,
+                signer=sender,
+                at=datetime.fromtimestamp(self._clock(), UTC),
+            )
+        except SignatureError as exc:
+            code = _SIGNATURE_CODES[type(exc)]
+            return _refuse_probed(body, code, str(exc), SIGNATURE_FIELD, sender)
+        assert isinstance(header, str | bytes)
+        text = header if isinstance(header, str) else header.decode("ascii")
+        return text, key.kid
 
     def _reply_to(self, user_id: str | None, routing_key: str) -> str | None:
         # Who hears of a refusal: the account's organisation; without user_id, the routing key
@@ -146,6 +262,10 @@ class Router:
         # organisation id).
         directory = self.directory
         if user_id:
+            site_orgs = directory.orgs_for_site_account(user_id)
+            if site_orgs is not None:
+                # A site's relay keeps the partner's routing key, its own org id at the site.
+                return routing_key if routing_key in site_orgs else None
             return directory.org_for_account(user_id)
         return routing_key if routing_key in directory.organisations else None
 
@@ -319,7 +439,7 @@ def _refuse_probed(
     return Refusal(code, reason, path, distribution_id, message_type, reply_to)
 
 
-def _refuse_invalid(body: bytes, error: msgspec.ValidationError, sender: str) -> Refusal:
+def _refuse_invalid(body: bytes, error: msgspec.ValidationError, sender: str | None) -> Refusal:
     path = error_path(error)
     if path == "$":
         code = ErrorCode.INVALID_ENVELOPE

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import Meta
 
 from liaison.common.errors import ConfigError
+from liaison.common.hub_key import HubKey, load_hub_key
 from liaison.common.settings import Settings
 from liaison.common.tls import TlsFiles, certificate_login
 from liaison.common.topology import DEFAULT_SHARDS
@@ -69,6 +70,9 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     shutdown_grace_seconds: Seconds = 15.0
     reconnect_max_seconds: Annotated[float, Meta(gt=0)] = 10.0
     confirm_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    #: How long a publish the broker nacked is sent again (a quorum queue whose leader moved,
+    #: or a full one: the nack does not say which) before its sender is answered 502.
+    nack_retry_seconds: Seconds = 20.0
     #: Bearer token for /admin/*; without one, only loopback callers may administer.
     admin_token: Annotated[str, Meta(min_length=MIN_ADMIN_TOKEN)] | None = None
     #: Redis holding what the hub delivered, shared by every hub process; None: this process's
@@ -82,6 +86,13 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    #: The hub's Ed25519 private key (PKCS#8 PEM, with ``<file>.json`` naming its kid and
+    #: validity): error reports are signed with it. None: reports go unsigned.
+    hub_signing_key: Path | None = None
+
+    def hub_key(self) -> HubKey | None:
+        """The hub's signing key, read from ``hub_signing_key``; ConfigError if unusable."""
+        return None if self.hub_signing_key is None else load_hub_key(self.hub_signing_key)
 
     def check(self) -> None:
         """Shards below the shard count (all of them when none are named); usable TLS files."""

@@ -26,6 +26,8 @@ from liaison.ledger.openapi import openapi_document
 from liaison.ledger.replay import ReplayRefused, replay_dead_letter
 from liaison.ledger.store import open_pool
 from liaison.ledger.views import (
+    ChainHead,
+    ChainHeads,
     Health,
     MessageSummary,
     PartnerView,
@@ -166,6 +168,7 @@ class LedgerApi:
         app.router.add_get("/api/traffic", self.traffic)
         app.router.add_get("/api/dead-letters", self.dead_letters)
         app.router.add_get("/api/health", self.health)
+        app.router.add_get("/api/chain/heads", self.chain_heads)
         app.router.add_post("/api/dead-letters/{dead_letter_id}/replay", self.replay)
 
     async def openapi(self, _: web.Request) -> web.Response:
@@ -304,6 +307,26 @@ class LedgerApi:
             backlog[org] = backlog.get(org, 0) + (queue.messages or 0)
             consumers[org] = consumers.get(org, 0) + (queue.consumers or 0)
         return backlog, consumers
+
+    async def chain_heads(self, _: web.Request) -> web.Response:
+        """The latest signed head of each day: what a watcher copies out of the operator's reach."""
+        pool = await self.pool.get()
+        rows = await pool.fetch(
+            "SELECT DISTINCT ON (day) day, seq, head, signed_at, kid, jws FROM chain_heads "
+            "ORDER BY day DESC, seq DESC LIMIT 400"
+        )
+        heads = [
+            ChainHead(
+                day=r["day"].isoformat(),
+                seq=r["seq"],
+                head=r["head"],
+                signed_at=r["signed_at"],
+                kid=r["kid"],
+                jws=r["jws"],
+            )
+            for r in rows
+        ]
+        return json_response(ChainHeads(heads=heads))
 
     async def health(self, _: web.Request) -> web.Response:
         """The ledger's readiness and lag, and the hub's /readyz when LIAISON_HUB_URL is set."""

@@ -9,9 +9,12 @@ import structlog
 from aiohttp import web
 
 from liaison.common.health import add_health_routes
+from liaison.common.hub_key import load_hub_key
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.ledger.api import LedgerApi, ReadPool, management_client, operator_middleware
 from liaison.ledger.consumer import LedgerConsumer
+from liaison.ledger.heads import HeadSigner, PoolFactory
+from liaison.ledger.jws import HeadSigningKey
 from liaison.ledger.metrics import LedgerMetrics
 from liaison.ledger.settings import LedgerSettings
 
@@ -21,6 +24,7 @@ SETTINGS = web.AppKey("settings", LedgerSettings)
 METRICS = web.AppKey("metrics", LedgerMetrics)
 CONSUMER = web.AppKey("consumer", LedgerConsumer)
 API = web.AppKey("api", LedgerApi)
+SIGNER = web.AppKey("signer", HeadSigner)
 CONSOLE = Path(__file__).with_name("console")
 
 
@@ -39,7 +43,16 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("stopped")
 
 
-def _health(consumer: LedgerConsumer) -> dict[str, Any]:
+async def _signer_ctx(app: web.Application) -> AsyncIterator[None]:
+    signer = app[SIGNER]
+    task = asyncio.create_task(signer.run(), name="ledger-chain-heads")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await signer.pool_factory.close()
+
+
+def _health(consumer: LedgerConsumer, signer: HeadSigner | None) -> dict[str, Any]:
     backlog, lag = consumer.backlog, consumer.lag
     return {
         "ledger_ready": consumer.connected and consumer.database_ok,
@@ -47,6 +60,14 @@ def _health(consumer: LedgerConsumer) -> dict[str, Any]:
         "database": consumer.database_ok,
         "lag_seconds": round(lag, 3),
         "backlog": backlog,
+        "chain_heads": (
+            {
+                "kid": signer.key.kid,
+                "last_signed": signer.last_signed and signer.last_signed.isoformat(),
+            }
+            if signer is not None
+            else None
+        ),
     }
 
 
@@ -67,6 +88,12 @@ def create_app(
     if directory is None and settings.directory:
         directory = load_directory(settings.directory)
     app[CONSUMER] = consumer = LedgerConsumer(settings, metrics, directory)
+    signer = None
+    if settings.hub_signing_key is not None:
+        key = HeadSigningKey.from_hub_key(load_hub_key(settings.hub_signing_key))
+        app[SIGNER] = signer = HeadSigner(
+            PoolFactory(settings.database_url), key, settings.head_seconds
+        )
     app[API] = api = LedgerApi(
         ReadPool(settings.database_url),
         management=management_client(
@@ -76,7 +103,7 @@ def create_app(
         ),
         vhost=settings.vhost,
         organisations=lambda: sorted(directory.organisations) if directory else [],
-        health=lambda: _health(consumer),
+        health=lambda: _health(consumer, signer),
         hub_url=settings.hub_url,
         stale_seconds=settings.stale_seconds,
         amqp_url=settings.replay_amqp_url or settings.amqp_url,
@@ -90,4 +117,6 @@ def create_app(
     app.router.add_get("/", _console_index)
     app.router.add_static("/console/", CONSOLE)
     app.cleanup_ctx.append(_consumer_ctx)
+    if signer is not None:
+        app.cleanup_ctx.append(_signer_ctx)
     return app

@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from liaison.common.config import redact_url
+from liaison.common.hub_key import load_hub_key
 from liaison.common.reconnect import keep_running
 from liaison.common.topology import LEDGER_EXCHANGE, LEDGER_QUEUE
 from liaison.directory.index import HUB_SENDER_ID, DirectoryIndex
@@ -35,6 +36,7 @@ from liaison.schemas.wire import (
     DEAD_LETTER_EXCHANGE,
     DELIVERY_EXCHANGE,
     HEADER_SENDER,
+    HEADER_SIGNATURE,
     HEADER_TYPE,
     delivered_message_id,
     delivery_key,
@@ -70,6 +72,10 @@ class LedgerConsumer:
         self.backlog = 0
         self.lag = 0.0
         self._reports: aio_pika.abc.AbstractExchange | None = None
+        # Status reports speak for the hub: signed with the hub's key.
+        self._hub_key = (
+            None if settings.hub_signing_key is None else load_hub_key(settings.hub_signing_key)
+        )
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._pool_lock = asyncio.Lock()
 
@@ -258,6 +264,7 @@ class LedgerConsumer:
                     rows,
                     body=message.body,
                     routing_key=message.routing_key or "",
+                    user_id=message.user_id,
                     message_id=message.message_id,
                     message_type=message.type,
                     headers=dict(message.headers or {}),
@@ -277,6 +284,12 @@ class LedgerConsumer:
             publisher = await self._connection.channel(publisher_confirms=True)
             self._reports = await publisher.get_exchange(DELIVERY_EXCHANGE, ensure=False)
         report_id, body = report_envelope(record, report)
+        headers: dict[str, aio_pika.abc.FieldValue] = {
+            HEADER_SENDER: HUB_SENDER_ID,
+            HEADER_TYPE: "status.report",
+        }
+        if self._hub_key is not None:
+            headers[HEADER_SIGNATURE] = self._hub_key.sign(body)
         await self._reports.publish(
             aio_pika.Message(
                 body,
@@ -285,7 +298,7 @@ class LedgerConsumer:
                 message_id=delivered_message_id(HUB_SENDER_ID, report_id),
                 type="status.report",
                 app_id=HUB_SENDER_ID,
-                headers={HEADER_SENDER: HUB_SENDER_ID, HEADER_TYPE: "status.report"},
+                headers=headers,
             ),
             routing_key=delivery_key(record.sender, flash=False),
         )

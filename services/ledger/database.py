@@ -6,6 +6,7 @@ import asyncpg
 
 from liaison.common.config import redact_url
 from liaison.common.errors import LiaisonError
+from liaison.ledger.chaining import link_unlinked
 from liaison.ledger.migrate import migrate
 
 
@@ -40,13 +41,18 @@ async def create_database(url: str) -> bool:
 
 
 async def migrate_database(url: str) -> list[str]:
-    """Create the database if needed and apply every missing migration."""
+    """Create the database if needed, apply every missing migration, chain unchained rows.
+
+    Rows recorded before migration 0002 have no link; they are linked here, once.
+    """
     await create_database(url)
     try:
         connection = await asyncpg.connect(url, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot reach PostgreSQL at {redact_url(url)}: {exc}") from None
     try:
-        return await migrate(connection)
+        applied = await migrate(connection)
+        linked = await link_unlinked(connection)
+        return applied + ([f"chained {linked} earlier records"] if linked else [])
     finally:
         await connection.close()

@@ -151,5 +151,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/health": {
                 "get": {"summary": "Ledger and hub health", "responses": _ok("Health", "health")}
             },
+            "/api/chain/heads": {
+                "get": {
+                    "summary": "The latest signed chain head of each day (JWS, Ed25519)",
+                    "responses": _ok("ChainHeads", "signed heads"),
+                }
+            },
         },
     }

@@ -18,6 +18,9 @@ from typing import Final
 import msgspec
 
 from liaison.hub.decisions import Delivery, Refusal, Verdict
+from liaison.schemas.wire import HEADER_SIGNATURE
+from liaison.sdk.errors import SignatureError
+from liaison.sdk.signing import parse_signature
 
 #: AMQP ``type`` of a batch of decision records on the ledger queue.
 RECORD_BATCH_TYPE: Final = "liaison.ledger.records"
@@ -73,6 +76,13 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     replayed_by: str | None = None
     #: The message exactly as received.
     body: bytes = b""
+    #: The ``x-liaison-signature`` header exactly as received, and the kid its protected header
+    #: names (verified for a delivery; for a refusal, what the sender claimed).
+    signature: str | None = None
+    signature_kid: str | None = None
+    #: For a delivery: "verified", or "absent" (an unsigned message from a partner whose
+    #: signatures are "when_present", during its migration to signing).
+    signature_status: str | None = None
 
 
 class RecordBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,6 +120,8 @@ def decision_record(
     ``duplicate``: the hub's memory says the delivery was made before, so nothing was published.
     """
     headers = headers or {}
+    signature = _signature_text(headers.get(HEADER_SIGNATURE))
+    signature_kid = _claimed_kid(signature)
     replay_of = _text(headers.get(HEADER_REPLAY_OF))
     replayed_by = _text(headers.get(HEADER_REPLAYED_BY))
     record_id = uuid.uuid4().hex
@@ -130,6 +142,8 @@ def decision_record(
             replay_of=replay_of,
             replayed_by=replayed_by,
             body=body,
+            signature=signature,
+            signature_kid=signature_kid,
         )
     if duplicate:
         return DecisionRecord(
@@ -143,6 +157,9 @@ def decision_record(
             replay_of=replay_of,
             replayed_by=replayed_by,
             body=body,
+            signature=signature,
+            signature_kid=signature_kid,
+            signature_status=decision.signature_status,
         )
     return _delivery_record(decision, body, record_id, user_id, decided_at, replay_of, replayed_by)
 
@@ -187,6 +204,9 @@ def _delivery_record(
         replay_of=replay_of,
         replayed_by=replayed_by,
         body=body,
+        signature=decision.signature,
+        signature_kid=decision.signature_kid,
+        signature_status=decision.signature_status,
     )
 
 
@@ -198,6 +218,21 @@ def encode_batch(records: list[DecisionRecord]) -> bytes:
 def decode_batch(data: bytes) -> RecordBatch:
     """A batch read back; raises msgspec.DecodeError (or ValidationError) on bad input."""
     return _batch_decoder.decode(data)
+
+
+def _signature_text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return value[:1024] if isinstance(value, str) and value else None
+
+
+def _claimed_kid(signature: str | None) -> str | None:
+    if signature is None:
+        return None
+    try:
+        return parse_signature(signature)[1]
+    except SignatureError:
+        return None
 
 
 def _text(value: object) -> str | None:

@@ -140,8 +140,9 @@ async def _publish(
         # broker's 'impersonator' tag: say so, the channel error alone does not.
         raise ReplayRefused(
             503,
-            f"the broker refused the replay as {user_id!r} ({type(exc).__name__}); the ledger's "
-            "account needs the 'impersonator' tag and write access to liaison.ingress",
+            f"the broker refused the replay as {user_id!r} ({type(exc).__name__}); replays need "
+            "an account with the 'impersonator' tag and write access to liaison.ingress: set "
+            "LIAISON_LEDGER_REPLAY_URL to the operators' account",
         ) from None
     finally:
         await connection.close()

@@ -5,6 +5,7 @@ on ``liaison.dead`` (``dead_letter_rows``). Every event gets a key derived only 
 so the same input always produces the same rows and a redelivery inserts nothing new.
 """
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -137,6 +138,11 @@ def record_rows(
             record.replayed_by,
             record.body if keep_body else None,
             _text_of(record.body) if keep_body else None,
+            # Kept even without the body: the chain and an evidence bundle prove it by its hash.
+            hashlib.sha256(record.body).hexdigest(),
+            record.signature,
+            record.signature_kid,
+            record.signature_status,
         )
     )
     # A status.request is addressed to the ledger itself: no recipient copy to follow.
@@ -184,6 +190,7 @@ def dead_letter_rows(
     *,
     body: bytes,
     routing_key: str,
+    user_id: str | None,
     message_id: str | None,
     message_type: str | None,
     headers: Mapping[str, Any],
@@ -191,9 +198,10 @@ def dead_letter_rows(
     received_at: datetime,
 ) -> None:
     """Add the rows of one dead letter (a hub refusal kept, or an inbox copy that died)."""
-    user = _header_text(headers.get(HEADER_ORIGINAL_USER)) or ""
+    # The broker's own dead-lettering (a hub shard's delivery limit) keeps the sender's user_id.
+    user = _header_text(headers.get(HEADER_ORIGINAL_USER)) or user_id or ""
     refused_at = _header_text(headers.get(HEADER_REFUSED_AT)) or ""
-    letter_id = dead_letter_id(routing_key, user, refused_at, body)
+    letter_id = dead_letter_id(routing_key=routing_key, user_id=user_id, headers=headers, body=body)
     code = headers.get(HEADER_ERROR_CODE)
     code = code if isinstance(code, int) and not isinstance(code, bool) else None
     deaths = headers.get("x-death")

@@ -36,7 +36,8 @@ class LedgerSettings(Settings, frozen=True, kw_only=True):
     database_url: DatabaseUrl = DEFAULT_DATABASE_URL
     #: The account the ledger consumes its queue with (LIAISON_LEDGER_AMQP_URL).
     amqp_url: AmqpUrl = msgspec.field(default=DEFAULT_AMQP_URL, name="ledger_amqp_url")
-    #: Account that replays dead letters (needs the 'impersonator' tag); default: amqp_url.
+    #: Account that replays dead letters: the operators' (it has the 'impersonator' tag, the
+    #: ledger's own account has not); default: amqp_url.
     replay_amqp_url: AmqpUrl | None = msgspec.field(default=None, name="ledger_replay_url")
     #: The directory, to name the address each recipient was resolved from (optional).
     directory: Path | None = None
@@ -71,8 +72,14 @@ class LedgerSettings(Settings, frozen=True, kw_only=True):
     hub_url: HttpUrl | None = None
     #: An inbox whose oldest unread copy is older than this is flagged stale.
     stale_seconds: Seconds = msgspec.field(default=900.0, name="ledger_stale_seconds")
+    #: How often the heads of the days that moved are signed (with ``hub_signing_key``; without
+    #: it the chain is kept but no head is signed).
+    head_seconds: Seconds = msgspec.field(default=60.0, name="ledger_head_seconds")
     reconnect_max_seconds: Seconds = msgspec.field(default=5.0, name="ledger_reconnect_max_seconds")
     log_level: Annotated[str, Meta(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "info"
+    #: The hub's signing key: status reports, which the ledger sends as the hub, are signed
+    #: with it (unset: they go unsigned).
+    hub_signing_key: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **parsed: object) -> "LedgerSettings":

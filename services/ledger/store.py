@@ -11,6 +11,8 @@ from typing import Final
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from liaison.ledger.chain import MESSAGE_COLUMNS
+from liaison.ledger.chaining import append_links
 from liaison.ledger.rows import Rows
 
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -18,14 +20,12 @@ Connection = asyncpg.Connection | PoolConnectionProxy
 #: Tables partitioned by month, with the column they are partitioned on.
 PARTITIONED: Final = {"messages": "decided_at", "recipients": "decided_at", "events": "occurred_at"}
 
-_INSERT_MESSAGES = """
-INSERT INTO messages (decided_at, record_id, outcome, message_id, sender, user_id,
-    distribution_id, message_type, precedence, classification, envelope_status, incident_id,
-    in_reply_to, sent_at, expires_at, code, reason, field_path, reply_to, recipient_count,
-    refused_count, replay_of, replayed_by, body, body_text)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-    $20, $21, $22, $23, $24, $25)
-ON CONFLICT DO NOTHING"""
+# Column names are constants (chain.MESSAGE_COLUMNS), never input.
+_INSERT_MESSAGES = (
+    f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(MESSAGE_COLUMNS) + 1))}) "
+    "ON CONFLICT DO NOTHING"
+)
 _INSERT_RECIPIENTS = """
 INSERT INTO recipients (decided_at, record_id, org, message_id, via, refused, code, reason)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"""
@@ -87,12 +87,17 @@ class LedgerStore:
         self._months: set[datetime] = set()
 
     async def write(self, rows: Rows) -> None:
-        """Insert ``rows`` in one transaction; rows already present are left as they are."""
+        """Insert ``rows`` in one transaction; rows already present are left as they are.
+
+        The batch's records are chained in the same transaction, so a record is never stored
+        without its link nor linked without being stored.
+        """
         async with self.pool.acquire() as connection, connection.transaction():
             for month in rows.months() - self._months:
                 await ensure_partitions(connection, month)
             if rows.messages:
                 await connection.executemany(_INSERT_MESSAGES, rows.messages)
+                await append_links(connection, rows)
             if rows.recipients:
                 await connection.executemany(_INSERT_RECIPIENTS, rows.recipients)
             if rows.dead_letters:
@@ -134,4 +139,7 @@ async def drop_partitions_before(connection: Connection, keep_months: int) -> li
                     await connection.execute(f'DROP TABLE "{name}"')
                     dropped.append(name)
         await connection.execute("DELETE FROM dead_letters WHERE kept_at < $1", horizon)
+        # The chain of a dropped day goes with its records, and so do its signed heads.
+        await connection.execute("DELETE FROM chain_links WHERE day < $1", horizon.date())
+        await connection.execute("DELETE FROM chain_heads WHERE day < $1", horizon.date())
     return dropped

@@ -164,6 +164,26 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     lag_seconds: float
     backlog: int
     hub: dict[str, Any] | None
+    #: The head signer's key id and last pass, or None when no signing key is set.
+    chain_heads: dict[str, Any] | None = None
+
+
+class ChainHead(msgspec.Struct, frozen=True, kw_only=True):
+    """A signed head of one day's chain (services/ledger/chain.py)."""
+
+    day: str
+    seq: int
+    head: str
+    signed_at: datetime
+    kid: str
+    #: Compact JWS (Ed25519) over the canonical head payload.
+    jws: str
+
+
+class ChainHeads(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest signed head of each day, newest day first."""
+
+    heads: list[ChainHead]
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -181,5 +201,6 @@ RESPONSES = (
     DeadLetterView,
     ReplayResult,
     Health,
+    ChainHeads,
     Problem,
 )

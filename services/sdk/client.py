@@ -7,10 +7,13 @@ because the hub dedupes on the distribution id.
 """
 
 import asyncio
+import contextlib
+import dataclasses
 import functools
 import logging
+import os
 import ssl
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -23,10 +26,11 @@ import msgspec
 
 from liaison.schemas.envelope import Body, Envelope, decode_envelope, encode, error_path
 from liaison.schemas.types import Classification, Precedence
-from liaison.schemas.wire import CONTENT_TYPE, INGRESS_EXCHANGE
+from liaison.schemas.wire import CONTENT_TYPE, HEADER_SIGNATURE, INGRESS_EXCHANGE
 from liaison.sdk.compose import compose
 from liaison.sdk.connection import (
     frame_text,
+    node_urls,
     open_connection,
     parse_url,
     partner_url,
@@ -39,11 +43,22 @@ from liaison.sdk.errors import (
     InvalidArgument,
     InvalidMessage,
     PublishFailed,
+    SigningKeyMissing,
 )
 from liaison.sdk.inbox import Inbox
+from liaison.sdk.signing import (
+    Ed25519PrivateKey,
+    TrustedKey,
+    load_private_key,
+    load_trusted_keys,
+    sign,
+)
 from liaison.sdk.tls import certificate_login
 
 log = logging.getLogger("liaison.sdk.client")
+
+#: Seconds of nacks for one message after which the SDK publishes on a new channel.
+RENEW_CHANNEL_AFTER_NACKS_S = 2.0
 
 _LOST = (
     aiormq.exceptions.ConnectionClosed,
@@ -70,6 +85,16 @@ class _Session:
     prefetch: int
     dedupe_seconds: float
     dedupe_max_entries: int
+    signer: "_Signer | None"
+    #: Whether a send without a signing key is an error (the default) or goes unsigned.
+    sign: bool
+    trusted_keys: Mapping[str, TrustedKey] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    key: Ed25519PrivateKey
+    kid: str
 
 
 class Client:
@@ -99,7 +124,7 @@ class Client:
     def connect(
         cls,
         org: str,
-        url: str,
+        url: str | Sequence[str],
         *,
         account: str | None = None,
         password: str | None = None,
@@ -109,8 +134,16 @@ class Client:
         dedupe_seconds: float = 3600.0,
         dedupe_max_entries: int = 50_000,
         ssl_context: ssl.SSLContext | None = None,
+        signing_key: "str | os.PathLike[str] | Ed25519PrivateKey | None" = None,
+        signing_kid: str | None = None,
+        sign: bool = True,
+        trusted_keys: "str | os.PathLike[str] | Mapping[str, TrustedKey] | None" = None,
     ) -> "Opening[Client]":
         """Connect as ``org``: ``async with Client.connect(...) as client`` (or ``await`` it).
+
+        ``url`` is the broker's URL, or a cluster's: every node's URL, as a list or one string
+        with commas between them. The client connects to the first node that answers and,
+        when its node goes away, moves on to the next one by itself.
 
         Credentials come from the URL or from ``account``/``password``; the account defaults to
         the URL's user name, else the organisation id. The URL's path is the vhost your operator
@@ -119,10 +152,18 @@ class Client:
         with certificate login the URL ends in ``?auth=external`` and carries no password.
         Raises ``LoginRefused`` for a wrong account or password, ``VhostRefused`` for a wrong
         vhost, ``ConnectFailed`` otherwise.
+
+        Every message is signed (``x-liaison-signature``) with ``signing_key`` (your private
+        key's PEM file, or the key) as ``signing_kid``, the id registered in the directory; a
+        send without them raises ``SigningKeyMissing`` unless ``sign=False`` (only for an
+        organisation whose signatures are "when_present"). ``trusted_keys`` (the
+        ``signing-keys.json`` of your partner bundle, or a mapping kid -> ``TrustedKey``) lets
+        the inbox verify who signed each delivery (``delivery.verified``, ``signed_by``).
         """
-        if ssl_context is not None and parse_url(url).scheme != "amqps":
+        urls = node_urls(url)
+        if ssl_context is not None and parse_url(urls[0]).scheme != "amqps":
             raise ConnectFailed("ssl_context is given but the URL is not amqps://")
-        if ssl_context is None and certificate_login(url):
+        if ssl_context is None and certificate_login(urls[0]):
             raise ConnectFailed(
                 "certificate login (?auth=external) needs ssl_context with the client "
                 "certificate: tls_context(ca_file=..., cert_file=..., key_file=...)"
@@ -139,14 +180,22 @@ class Client:
         for name, count in (("prefetch", prefetch), ("dedupe_max_entries", dedupe_max_entries)):
             if not isinstance(count, int) or count < 1:
                 raise InvalidArgument(f"{name} must be a whole number of at least 1, not {count}")
-        full_url = partner_url(url, account, password)
-        login = account or parse_url(full_url).user or org
+        signer = _signer(signing_key, signing_kid)
+        trusted = (
+            None
+            if trusted_keys is None
+            else dict(trusted_keys)
+            if isinstance(trusted_keys, Mapping)
+            else load_trusted_keys(trusted_keys)
+        )
+        full_urls = [partner_url(u, account, password) for u in urls]
+        login = account or parse_url(full_urls[0]).user or org
         return Opening(
             functools.partial(
                 _open_client,
                 org=org,
                 account=login,
-                url=full_url,
+                urls=full_urls,
                 reconnect_interval=reconnect_interval,
                 # Further aio_pika.connect_robust arguments.
                 connection_options={} if ssl_context is None else {"ssl_context": ssl_context},
@@ -155,6 +204,9 @@ class Client:
                     "prefetch": prefetch,
                     "dedupe_seconds": dedupe_seconds,
                     "dedupe_max_entries": dedupe_max_entries,
+                    "signer": signer,
+                    "sign": sign,
+                    "trusted_keys": trusted,
                 },
             )
         )
@@ -173,6 +225,12 @@ class Client:
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
         return self._closed
+
+    @property
+    def signing_kid(self) -> str | None:
+        """The key id this client signs with, None when it has no signing key."""
+        signer = self._session.signer
+        return None if signer is None else signer.kid
 
     async def close(self) -> None:
         """Stop the inbox consumers and close the connection."""
@@ -252,8 +310,18 @@ class Client:
         if self._closed:
             raise ClientClosed("this client is closed; open another with Client.connect")
         session = self._session
+        headers: dict[str, aio_pika.abc.FieldValue] = {}
+        if session.signer is not None:
+            headers[HEADER_SIGNATURE] = sign(data, session.signer.key, session.signer.kid)
+        elif session.sign:
+            raise SigningKeyMissing(
+                f"{session.org} must sign what it sends: pass signing_key= (your private key "
+                "file) and signing_kid= (its id in the directory) to Client.connect, or "
+                "sign=False while your organisation's signatures are 'when_present'"
+            )
         message = aio_pika.Message(
             data,
+            headers=headers or None,
             content_type=CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             user_id=session.account,
@@ -263,6 +331,8 @@ class Client:
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + session.confirm_timeout
+        nacks = 0
+        first_nack: float | None = None
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -283,6 +353,22 @@ class Client:
             except _REFUSED as exc:
                 raise PublishFailed(f"the broker refused the message: {frame_text(exc)}") from None
             except aiormq.exceptions.DeliveryError as exc:
+                if isinstance(exc.frame, aiormq.spec.Basic.Nack) and not self._closed:
+                    # A nack says the broker could not take it now: in a cluster, for some
+                    # seconds after a node is lost, while a channel opened since still addresses
+                    # a queue's old leader. Sent again until the confirm timeout is spent; a
+                    # channel nacked for seconds is replaced, as a new one finds the new leader
+                    # (RabbitMQ 3.10; the hub does the same, docs/operations.md).
+                    nacks += 1
+                    first_nack = first_nack or loop.time()
+                    if loop.time() - first_nack >= RENEW_CHANNEL_AFTER_NACKS_S:
+                        first_nack = None
+                        await self._renew_channel()
+                        session = self._session
+                    pause = min(1.0, 0.05 * 2.0 ** min(nacks, 32), deadline - loop.time())
+                    if pause > 0:
+                        await asyncio.sleep(pause)
+                        continue
                 raise publish_error(exc, session.org) from None
             except _LOST as exc:
                 if self._closed:
@@ -299,6 +385,21 @@ class Client:
                     "sending it again with the same distribution id is safe"
                 )
             return
+
+    async def _renew_channel(self) -> None:
+        """Publish on a new channel from now on; the old one is closed (nothing waits on it)."""
+        old = self._session
+        try:
+            channel = await old.connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
+        except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
+            log.info("could not renew the publishing channel: %s", exc)
+            return
+        assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
+        self._session = dataclasses.replace(old, channel=channel, exchange=exchange)
+        log.info("publishing moved to a new channel after seconds of nacks")
+        with contextlib.suppress(Exception):
+            await old.channel.close()
 
     async def _wait_reconnected(self) -> None:
         """Until the connection and channel are back, however long; ``close`` ends the wait."""
@@ -335,24 +436,38 @@ class Client:
                 prefetch=session.prefetch,
                 dedupe_seconds=session.dedupe_seconds,
                 dedupe_max_entries=session.dedupe_max_entries,
+                trusted_keys=session.trusted_keys,
             )
             await inbox.start()
             self._inbox = inbox
             return inbox
 
 
+def _signer(
+    key: "str | os.PathLike[str] | Ed25519PrivateKey | None", kid: str | None
+) -> _Signer | None:
+    if key is None and kid is None:
+        return None
+    if key is None or not kid or not isinstance(kid, str):
+        raise InvalidArgument(
+            "signing needs both signing_key (the private key file) and signing_kid (its id)"
+        )
+    private = key if isinstance(key, Ed25519PrivateKey) else load_private_key(key)
+    return _Signer(private, kid)
+
+
 async def _open_client(
     *,
     org: str,
     account: str,
-    url: str,
+    urls: list[str],
     reconnect_interval: float,
     connection_options: dict[str, Any],
     settings: dict[str, Any],
 ) -> Client:
     """Connect, open the publishing channel, and wrap both in a Client."""
     connection = await open_connection(
-        url,
+        urls,
         org=org,
         account=account,
         reconnect_interval=reconnect_interval,

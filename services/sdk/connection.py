@@ -1,9 +1,13 @@
 """Opening the broker connection, and what the broker's refusals mean to a partner.
 
-The one place that calls ``aio_pika.connect_robust`` and the one mapping of its failures to the
-SDK's errors; every connection option (TLS included) is passed here.
+The one place that opens aio-pika's robust connection and the one mapping of its failures to
+the SDK's errors; every connection option (TLS included) is passed here. A cluster is given as
+its nodes' URLs: the connection opens on the first that answers and, whenever it fails or is
+lost, tries the next one (``NodeListConnection``).
 """
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -37,6 +41,49 @@ def partner_url(url: str, account: str | None, password: str | None) -> str:
     return str(parsed.with_user(user).with_password(secret))
 
 
+def node_urls(url: str | Sequence[str]) -> list[str]:
+    """A cluster's node URLs: a list, or one string with the URLs comma-separated (a comma in a
+    password is written ``%2C``); InvalidArgument for an empty list or a bad URL."""
+    parts = url.split(",") if isinstance(url, str) else list(url)
+    urls = [part.strip() for part in parts if isinstance(part, str) and part.strip()]
+    if not urls or len(urls) != len(parts):
+        raise InvalidArgument(
+            "the broker URL looks like amqps://host/vhost; for a cluster, give every node's URL "
+            "(a list, or one string with commas between them)"
+        )
+    schemes = {parse_url(u).scheme for u in urls}
+    if len(schemes) > 1:
+        raise InvalidArgument("the node URLs mix amqp:// and amqps://; use one scheme")
+    return urls
+
+
+class NodeListConnection(aio_pika.RobustConnection):
+    """aio-pika's robust connection over several nodes: after a failed attempt or a lost
+    connection the next attempt goes to the next node of the list (round the list)."""
+
+    def __init__(self, nodes: Sequence[str], **kwargs: Any) -> None:
+        self._nodes = [URL(node) for node in nodes]
+        self._node = 0
+        super().__init__(self._nodes[0], **kwargs)
+
+    @property
+    def node(self) -> str:
+        """The URL (password hidden) of the node this connection is on or tries next."""
+        return redact_url(str(self.url))
+
+    def start_at(self, index: int) -> None:
+        """Make node ``index`` (of the list) the next one tried."""
+        self._node = index % len(self._nodes)
+        self.url = self._nodes[self._node]
+
+    async def _on_connection_close(self, closing: "asyncio.Future[Any]") -> None:
+        # Called by aio-pika both when a connection attempt fails and when an open connection
+        # is lost: either way, the node in self.url is not answering, so the next try goes on.
+        if not self._close_called and not self.is_closed and len(self._nodes) > 1:
+            self.start_at(self._node + 1)
+        await super()._on_connection_close(closing)
+
+
 def parse_url(url: str) -> URL:
     """``url`` parsed, or InvalidArgument when it is not an amqp:// or amqps:// URL."""
     try:
@@ -65,28 +112,38 @@ def vhost_of(url: str) -> str:
 
 
 async def open_connection(
-    url: str,
+    urls: Sequence[str],
     *,
     org: str,
     account: str,
     reconnect_interval: float,
     options: dict[str, Any] | None = None,
-) -> aio_pika.abc.AbstractRobustConnection:
-    """A robust connection to the broker as ``account``; every failure is a ConnectFailed.
+) -> NodeListConnection:
+    """A robust connection as ``account`` to the first of ``urls`` (a cluster's nodes) that
+    answers; if none does, the ConnectFailed of the last one tried.
 
-    ``options`` are further keyword arguments of ``aio_pika.connect_robust`` (TLS settings).
+    ``options`` are further keyword arguments of the connection (TLS settings).
     """
-    try:
-        connection: aio_pika.abc.AbstractRobustConnection = await aio_pika.connect_robust(
-            url,
+    failure: ConnectFailed | None = None
+    for index, url in enumerate(urls):
+        connection = NodeListConnection(
+            urls,
             reconnect_interval=reconnect_interval,
             client_properties={"connection_name": f"liaison-sdk {org}"},
-            timeout=CONNECT_TIMEOUT,
             **(options or {}),
         )
-    except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
-        raise connect_error(exc, url, account) from None
-    return connection
+        connection.start_at(index)
+        try:
+            await connection.connect(timeout=CONNECT_TIMEOUT)
+        except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
+            await connection.close()
+            failure = connect_error(exc, url, account)
+            if isinstance(failure, LoginRefused | VhostRefused):
+                raise failure from None  # the next node would say the same
+            continue
+        return connection
+    assert failure is not None, "no node URL given"
+    raise failure
 
 
 def connect_error(exc: BaseException, url: str, account: str) -> ConnectFailed:

@@ -16,6 +16,7 @@ from liaison.schemas.types import Classification, Precedence
 from liaison.sdk.compose import enum_value
 from liaison.sdk.errors import NotAnswerable, SettleFailed
 from liaison.sdk.refusal import Refusal
+from liaison.sdk.signing import SignatureCheck
 
 log = logging.getLogger("liaison.sdk.delivery")
 
@@ -62,6 +63,7 @@ class Delivery:
         "_on_settled",
         "_reply",
         "_settled",
+        "_signature",
     )
 
     def __init__(
@@ -73,7 +75,9 @@ class Delivery:
         flash: bool,
         reply: Replier,
         on_settled: Callable[[str, bool], Awaitable[None]],
+        signature: SignatureCheck | None = None,
     ) -> None:
+        self._signature = signature or SignatureCheck(None, None, False, "not checked")
         self._envelope = envelope
         self._message_id = message_id
         self._flash = flash
@@ -104,6 +108,27 @@ class Delivery:
     def sender(self) -> str:
         """The organisation that sent it (``liaison`` for the hub's own error reports)."""
         return self._envelope.sender
+
+    @property
+    def verified(self) -> bool:
+        """Whether the signature verified against the trusted keys: the sender's own key (the
+        hub's for its reports), valid when delivered, over these exact bytes."""
+        return self._signature.verified
+
+    @property
+    def signed_by(self) -> str | None:
+        """The organisation whose key signed it, once verified; None otherwise."""
+        return self._signature.signed_by
+
+    @property
+    def signature_kid(self) -> str | None:
+        """The key id the signature names (verified only when ``verified``)."""
+        return self._signature.kid
+
+    @property
+    def signature_problem(self) -> str | None:
+        """Why ``verified`` is False: no signature, no trusted keys, or what failed."""
+        return self._signature.problem
 
     @property
     def body(self) -> Body:

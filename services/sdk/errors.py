@@ -14,6 +14,13 @@
      │                                distribution id makes a resend idempotent)
      ├── ClientClosed                a send or an inbox on a client after close()
      ├── SettleFailed                ack/reject of a delivery settled already
+     ├── SigningKeyMissing           a send needs a signature but the client has no signing key
+     ├── SignatureError              a signature does not prove who sent the body (signing.verify)
+     │    ├── SignatureMissing        no x-liaison-signature header            (code 208)
+     │    ├── SignatureMalformed      not a detached Ed25519 JWS                (code 209)
+     │    ├── SignatureUnknownKey     a kid not registered for the sender       (code 210)
+     │    ├── SignatureKeyExpired     the key is outside not_before/not_after   (code 211)
+     │    └── SignatureMismatch       the body is not what the key signed       (code 212)
      └── NotAnswerable               a receipt for a message that takes none (hub reports,
                                      receipts themselves)
 
@@ -70,3 +77,31 @@ class SettleFailed(SdkError):
 
 class NotAnswerable(SdkError):
     """A receipt was asked for a message that takes none (an error report or a receipt)."""
+
+
+class SigningKeyMissing(SdkError):
+    """The client must sign but was given no private key (``signing_key``/``signing_kid``)."""
+
+
+class SignatureError(SdkError):
+    """A signature does not prove who sent the body; the subclass says why."""
+
+
+class SignatureMissing(SignatureError):
+    """The message carries no ``x-liaison-signature`` header."""
+
+
+class SignatureMalformed(SignatureError):
+    """The header is not a detached, unencoded Ed25519 JWS (``protected..signature``)."""
+
+
+class SignatureUnknownKey(SignatureError):
+    """The key id is not one of the signer's registered keys."""
+
+
+class SignatureKeyExpired(SignatureError):
+    """The key was not valid (not_before/not_after) when the message was received."""
+
+
+class SignatureMismatch(SignatureError):
+    """The signature does not match the body: altered, or a signature from another message."""

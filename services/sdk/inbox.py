@@ -25,7 +25,8 @@ import asyncio
 import collections
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC
 from types import TracebackType
 from typing import Final, Self
 
@@ -35,10 +36,16 @@ import aiormq.exceptions
 import msgspec
 
 from liaison.schemas.envelope import decode_envelope, error_path
-from liaison.schemas.wire import delivered_message_id, flash_inbox_queue, inbox_queue
+from liaison.schemas.wire import (
+    HEADER_SIGNATURE,
+    delivered_message_id,
+    flash_inbox_queue,
+    inbox_queue,
+)
 from liaison.sdk.dedupe import DedupeWindow
 from liaison.sdk.delivery import SETTLE_LOST, Delivery, Replier
 from liaison.sdk.errors import ConnectFailed
+from liaison.sdk.signing import TrustedKey, check_delivered
 
 log = logging.getLogger("liaison.sdk.inbox")
 
@@ -71,8 +78,10 @@ class Inbox:
         prefetch: int,
         dedupe_seconds: float,
         dedupe_max_entries: int,
+        trusted_keys: Mapping[str, TrustedKey] | None = None,
     ) -> None:
         self._connection = connection
+        self._trusted_keys = trusted_keys
         self._org = org
         self._reply = reply
         self._prefetch = prefetch
@@ -269,6 +278,15 @@ class Inbox:
             await self._settle_copy(message, reject=message_id in self._rejected)
             return None
         self._in_hand[message_id] = []
+        # Valid when the hub delivered it: a key that expired since still signed it in time.
+        stamp = message.timestamp
+        signature = check_delivered(
+            message.body,
+            (message.headers or {}).get(HEADER_SIGNATURE),
+            envelope.sender,
+            self._trusted_keys,
+            at=stamp.replace(tzinfo=UTC) if stamp is not None and stamp.tzinfo is None else stamp,
+        )
         return Delivery(
             envelope,
             message,
@@ -276,6 +294,7 @@ class Inbox:
             flash=flash,
             reply=self._reply,
             on_settled=self._settled,
+            signature=signature,
         )
 
     async def _settled(self, message_id: str, reject: bool) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import tomli_w
 
+from tests.hub.support import DEMO_KEYS, demo_kid
+
 LIAISON = str(Path(sys.executable).with_name("liaison"))
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
 
@@ -55,6 +57,12 @@ def directory_with_accounts(folder: Path, prefix: str) -> Path:
         org["account"] = f"{prefix}{org['id']}"
     raw["hub_account"] = f"{prefix}hub"
     raw["operator_account"] = f"{prefix}operator"
+    raw["ledger_account"] = f"{prefix}ledger"
     path = folder / "directory.toml"
     path.write_text(tomli_w.dumps(raw))
     return path
+
+
+def signing(org: str) -> list[str]:
+    """``liaison send`` flags that sign as ``org`` with its demo key (deploy/demo-keys)."""
+    return ["--signing-key", str(DEMO_KEYS / f"{org}.key"), "--signing-kid", demo_kid(org)]

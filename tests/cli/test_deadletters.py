@@ -3,6 +3,7 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -10,7 +11,10 @@ import aio_pika
 import msgspec
 import pytest
 
+from liaison.cli.dead_letter_store import read
 from liaison.directory.definitions import operator_permission
+from liaison.ledger.rows import Rows
+from liaison.ledger.rows import dead_letter_rows as ledger_rows
 from liaison.schemas.examples import example
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, HEADER_SENDER, flash_inbox_queue, inbox_queue
 from tests.cli.support import Result, assert_one_line_failure, liaison
@@ -238,8 +242,8 @@ async def test_replay_of_an_inbox_dead_letter_whose_inbox_is_gone(
     admin: aio_pika.abc.AbstractConnection,
     replayer_url: str,
 ) -> None:
-    """A forged or stale dead letter naming an inbox that does not exist is not replayed (it
-    would reach only the audit copy) and stays in the queue."""
+    """A forged or stale dead letter naming an inbox that does not exist is not replayed (the
+    replay exchange would route it nowhere) and stays in the queue."""
     channel = await admin.channel()
     dead = await channel.get_exchange("liaison.dead", ensure=False)
     await dead.publish(
@@ -284,3 +288,35 @@ async def test_failures(
     else:
         assert result.code == 2, result
         assert "Traceback" not in result.stderr
+
+
+async def test_the_cli_and_the_ledger_name_a_dead_letter_the_same(
+    hub: RunningHub, partners: dict[str, Partner], admin: aio_pika.abc.AbstractConnection
+) -> None:
+    """A refusal and two copies of one fan-out that died in their inboxes: the CLI and the
+    ledger give each the same id, and the two copies (same routing key) different ones."""
+    await refuse_one(partners, "gov-car-refused-for-ids")
+    doc = envelope("mag", ["org:unmas", "org:ocha"])
+    await partners["mag"].send(doc)
+    for org in ("unmas", "ocha"):
+        await die_in_inbox(admin, inbox_queue(org), "rejected")
+    letters = await drain(admin, DEAD_LETTER_QUEUE, expect=3, timeout=20)
+    assert len(letters) == 3
+    ids = []
+    for letter in letters:
+        rows = Rows()
+        ledger_rows(
+            rows,
+            body=letter.body,
+            routing_key=letter.routing_key or "",
+            user_id=letter.user_id,
+            message_id=letter.message_id,
+            message_type=letter.type,
+            headers=dict(letter.headers or {}),
+            org_for_account=lambda _: None,
+            received_at=datetime.now(UTC),
+        )
+        ((ledger_id, *_),) = rows.dead_letters
+        assert read(letter).id == ledger_id
+        ids.append(ledger_id)
+    assert len(set(ids)) == 3

@@ -12,7 +12,7 @@ import pytest
 from liaison.directory.credentials import environment_variable
 from liaison.schemas.examples import example
 from liaison.schemas.wire import inbox_queue
-from tests.cli.support import LIAISON, assert_one_line_failure, liaison
+from tests.cli.support import LIAISON, assert_one_line_failure, liaison, signing
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import RunningHub
 from tests.hub.support import PASSWORD, decode, drain
@@ -33,7 +33,8 @@ async def test_send_prints_id_and_delivers(
 ) -> None:
     """send prints the distribution id and the recipient's inbox receives that message."""
     result = await liaison(
-        "send", "--as", "mag", "--type", "hazard.eo_spot_report", "--body-json", SPOT,
+        "send", "--as", "mag", *signing("mag"),
+        "--type", "hazard.eo_spot_report", "--body-json", SPOT,
         "--to", "org:unmas", "--precedence", "immediate", "--ttl", "1h", env=cli_env,
     )  # fmt: skip
     assert result.code == 0, result
@@ -51,7 +52,7 @@ async def test_send_file_envelope(
     doc.update(sender="mag", recipients=["org:unmas"], distribution_id="mag-file-1")
     path = tmp_path / "msg.json"
     path.write_text(json.dumps(doc))
-    result = await liaison("send", "--as", "mag", "--file", str(path), env=cli_env)
+    result = await liaison("send", "--as", "mag", *signing("mag"), "--file", str(path), env=cli_env)
     assert (result.code, result.stdout.strip()) == (0, "mag-file-1")
     assert len(await drain(admin, inbox_queue("unmas"), expect=1)) == 1
 
@@ -60,9 +61,18 @@ async def test_send_file_envelope(
     "args",
     [
         ["send", "--type", "sitrep", "--body-json", "{}", "--to", "org:unmas"],
-        ["send", "--as", "mag", "--type", "sitrep", "--to", "org:unmas"],
-        ["send", "--as", "mag", "--type", "no.such", "--body-json", "{}"],
-        ["send", "--as", "mag", "--type", "hazard.eo_spot_report", "--body-json", SPOT],
+        ["send", "--as", "mag", *signing("mag"), "--type", "sitrep", "--to", "org:unmas"],
+        ["send", "--as", "mag", *signing("mag"), "--type", "no.such", "--body-json", "{}"],
+        [
+            "send",
+            "--as",
+            "mag",
+            *signing("mag"),
+            "--type",
+            "hazard.eo_spot_report",
+            "--body-json",
+            SPOT,
+        ],
         ["tail", "--as", "mag", "--count", "0"],
         ["tail"],
     ],
@@ -78,7 +88,8 @@ async def test_send_invalid_body_names_field(cli_env: dict[str, str]) -> None:
     """A body breaking the contract fails before sending, naming the field path."""
     bad = json.loads(SPOT) | {"quantity": 0}
     result = await liaison(
-        "send", "--as", "mag", "--type", "hazard.eo_spot_report", "--body-json", json.dumps(bad),
+        "send", "--as", "mag", *signing("mag"),
+        "--type", "hazard.eo_spot_report", "--body-json", json.dumps(bad),
         "--to", "org:unmas", env=cli_env,
     )  # fmt: skip
     assert_one_line_failure(result)
@@ -113,7 +124,8 @@ async def test_tail_shows_messages_and_error_reports(
 ) -> None:
     """tail prints a readable line per message, and the hub's refusals with code and field."""
     sent = await liaison(
-        "send", "--as", "mag", "--type", "hazard.eo_spot_report", "--body-json", SPOT,
+        "send", "--as", "mag", *signing("mag"),
+        "--type", "hazard.eo_spot_report", "--body-json", SPOT,
         "--to", "org:gov-car", env=cli_env,
     )  # fmt: skip
     assert sent.code == 0, sent
@@ -121,7 +133,8 @@ async def test_tail_shows_messages_and_error_reports(
         k: v for k, v in msgspec.to_builtins(example("hazard.alert").body).items() if k != "type"
     }
     refused = await liaison(
-        "send", "--as", "gov-car", "--type", "hazard.alert", "--body-json", json.dumps(alert),
+        "send", "--as", "gov-car", *signing("gov-car"),
+        "--type", "hazard.alert", "--body-json", json.dumps(alert),
         "--to", "mission:minusca", env=cli_env,
     )  # fmt: skip
     assert refused.code == 0, refused
@@ -146,7 +159,7 @@ async def test_send_file_from_another_sender_is_refused(
     doc.update(sender="unmas", recipients=["org:mag"], distribution_id="unmas-file-1")
     path = tmp_path / "theirs.json"
     path.write_text(json.dumps(doc))
-    result = await liaison("send", "--as", "mag", "--file", str(path), env=cli_env)
+    result = await liaison("send", "--as", "mag", *signing("mag"), "--file", str(path), env=cli_env)
     assert_one_line_failure(result)
     assert "'unmas'" in result.stderr
     assert "$.sender" in result.stderr
@@ -171,7 +184,8 @@ async def test_as_org_logs_in_with_the_urls_account(
         env[environment_variable(account)] = PASSWORD
     env["LIAISON_DIRECTORY"] = "/nonexistent/directory.toml"  # a partner's machine has none
     result = await liaison(
-        "send", "--as", "mag", "--url", url, "--type", "hazard.eo_spot_report",
+        "send", "--as", "mag", *signing("mag"),
+        "--url", url, "--type", "hazard.eo_spot_report",
         "--body-json", SPOT, "--to", "org:unmas", env=env,
     )  # fmt: skip
     assert result.code == 0, result

@@ -17,8 +17,8 @@ import aiormq.abc
 import msgspec
 from pamqp.commands import Basic
 
-from liaison.schemas.wire import INGRESS_EXCHANGE, inbox_queue
-from tests.hub.support import envelope
+from liaison.schemas.wire import HEADER_SIGNATURE, INGRESS_EXCHANGE, inbox_queue
+from tests.hub.support import demo_signature, envelope
 
 #: What a dropped node looks like to a client: refused, reset, closed, or silent.
 LOST = (
@@ -64,7 +64,6 @@ async def run_sender(
     """Publish envelopes to ``recipients`` until ``stop``, moving node on any loss."""
     node = first
     pending: tuple[str, bytes] | None = None
-    properties = Basic.Properties(content_type="application/json", user_id=account, delivery_mode=2)
     while not stop.is_set():
         connection: aiormq.abc.AbstractConnection | None = None
         try:
@@ -76,6 +75,13 @@ async def run_sender(
                     pending = (doc["distribution_id"], msgspec.json.encode(doc))
                 distribution_id, body = pending
                 log.first_tried.setdefault(distribution_id, time.monotonic())
+                # Signed as the sample directory requires (demo keys).
+                properties = Basic.Properties(
+                    content_type="application/json",
+                    user_id=account,
+                    delivery_mode=2,
+                    headers={HEADER_SIGNATURE: demo_signature(log.org, body)},
+                )
                 confirm = await asyncio.wait_for(
                     channel.basic_publish(
                         body, exchange=INGRESS_EXCHANGE, routing_key=log.org, properties=properties
@@ -198,3 +204,20 @@ def routed_again_after(
         if tried.get(d, 0.0) > killed_at
     ]
     return min(after, default=None)
+
+
+def everyone_again_after(
+    killed_at: float, recipients: list[RecipientLog], senders: list[SenderLog]
+) -> float | None:
+    """Seconds from ``killed_at`` until a message first tried after it had reached every
+    recipient (a copy can reach one inbox while another's queue still refuses it)."""
+    tried = {d: t for s in senders for d, t in s.first_tried.items() if t > killed_at}
+    firsts: list[dict[str, float]] = []
+    for r in recipients:
+        first: dict[str, float] = {}
+        for d, arrived in r.arrivals:
+            if d in tried:
+                first.setdefault(d, arrived)
+        firsts.append(first)
+    everywhere = set(tried).intersection(*firsts) if firsts else set()
+    return min((max(f[d] for f in firsts) - killed_at for d in everywhere), default=None)

@@ -1,6 +1,8 @@
 """The failover test's bookkeeping: what counts as lost, refused, repeated and out of order."""
 
-from tests.cluster.load import RecipientLog, SenderLog, tally
+import pytest
+
+from tests.cluster.load import RecipientLog, SenderLog, everyone_again_after, tally
 
 
 def test_tally_counts_each_kind_of_anomaly() -> None:
@@ -28,3 +30,13 @@ def test_orders_are_per_sender() -> None:
     assert tally(RecipientLog("unmas", arrivals=fine), [a, b]).inversions == 0
     backwards = [("a1", 0.0), ("b2", 0.1), ("b1", 0.2), ("a2", 0.3)]
     assert tally(RecipientLog("unmas", arrivals=backwards), [a, b]).inversions == 1
+
+
+def test_routing_again_counts_when_every_recipient_has_a_new_message() -> None:
+    """A copy in one inbox is not enough: the time is when one new message is in all."""
+    sender = SenderLog("mag", first_tried={"old": 0.5, "a": 2.0, "b": 3.0})
+    unmas = RecipientLog("unmas", arrivals=[("old", 1.5), ("a", 2.1), ("b", 3.2)])
+    unicef = RecipientLog("unicef", arrivals=[("old", 1.6), ("b", 3.5), ("a", 9.0)])
+    assert everyone_again_after(1.0, [unmas, unicef], [sender]) == 2.5
+    assert everyone_again_after(1.0, [unmas], [sender]) == pytest.approx(1.1)
+    assert everyone_again_after(5.0, [unmas, unicef], [sender]) is None

@@ -12,12 +12,14 @@ from liaison.common.settings import Secret, Settings
 from liaison.directory.settings import OperatorSettings, ProvisionSettings
 from liaison.hub.settings import HubSettings
 from liaison.ledger.settings import LedgerSettings
+from liaison.relay.settings import RelaySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
 #: Where services read LIAISON_* variables (the SDK documents its own in partners.md).
 SERVICES = [
-    ROOT / "services" / name for name in ("common", "directory", "cli", "demo", "hub", "ledger")
+    ROOT / "services" / name
+    for name in ("common", "directory", "cli", "demo", "hub", "ledger", "relay")
 ]
 HUB_PASSWORD = {"LIAISON_PASSWORD_LIAISON_HUB": "x"}
 
@@ -32,12 +34,14 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_CREDENTIALS_DIR": "/srv/liaison/credentials",
         "LIAISON_DIRECTORY": "/etc/liaison/directory.toml",
         "LIAISON_SHARD_COUNT": "8",
+        "LIAISON_HUB_SIGNING_KEY": "/etc/liaison/hub-signing.key",
     },
     OperatorSettings: {
         "LIAISON_OPERATOR_URL": "amqp://op:pw@127.0.0.1:5672/liaison",
         "LIAISON_REPLAY_LOG": "/var/log/liaison/replays.jsonl",
         "LIAISON_LOG_LEVEL": "debug",
         "LIAISON_HTTP_PORT": "9090",
+        "LIAISON_DEMO_KEYS": "/srv/demo-keys",
     },
     HubSettings: {
         "LIAISON_AMQP_URL": "amqps://hub:pw@broker:5671/liaison",
@@ -54,10 +58,12 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_SHUTDOWN_GRACE_SECONDS": "3",
         "LIAISON_RECONNECT_MAX_SECONDS": "2",
         "LIAISON_CONFIRM_TIMEOUT_SECONDS": "5",
+        "LIAISON_NACK_RETRY_SECONDS": "7",
         "LIAISON_ADMIN_TOKEN": "0123456789abcdef-token",
         "LIAISON_REDIS_URL": "redis://:pw@redis.example.org:6379/2",
         "LIAISON_REDIS_PREFIX": "mission-a:memory:",
         "LIAISON_INBOX_CHECK_SECONDS": "30",
+        "LIAISON_HUB_SIGNING_KEY": "/etc/liaison/hub-signing.key",
     },
     LedgerSettings: {
         "LIAISON_DATABASE_URL": "postgresql://ledger@db.example.org/audit",
@@ -79,6 +85,29 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_HUB_URL": "http://127.0.0.1:8080",
         "LIAISON_LEDGER_STALE_SECONDS": "60",
         "LIAISON_LEDGER_RECONNECT_MAX_SECONDS": "2",
+        "LIAISON_LEDGER_HEAD_SECONDS": "300",
+        "LIAISON_LOG_LEVEL": "debug",
+        "LIAISON_HUB_SIGNING_KEY": "/etc/liaison/hub-signing.key",
+    },
+    RelaySettings: {
+        "LIAISON_SITE": "bria",
+        "LIAISON_DIRECTORY": "/etc/liaison/directory.toml",
+        "LIAISON_VHOST": "elsewhere",
+        "LIAISON_CREDENTIALS_DIR": "/srv/liaison/credentials",
+        "LIAISON_SITE_MANAGEMENT_URL": "http://10.0.0.2:15672",
+        "LIAISON_SITE_ADMIN_USER": "root",
+        "LIAISON_SITE_ADMIN_PASSWORD": "s3cret-site",
+        "LIAISON_SITE_AMQP_URL": "amqp://root:pw@10.0.0.2:5672/liaison",
+        "LIAISON_RELAY_LISTEN": "127.0.0.1:6673",
+        "LIAISON_RELAY_LINK": "hq.example.org:5681",
+        "LIAISON_RELAY_BROKER": "10.1.0.5:5672",
+        "LIAISON_RELAY_ZSTD_LEVEL": "3",
+        "LIAISON_RELAY_QUEUE_MAX_LENGTH": "5000",
+        "LIAISON_RELAY_FLASH_PREFETCH": "5",
+        "LIAISON_RELAY_ROUTINE_PREFETCH": "800",
+        "LIAISON_RELAY_HEARTBEAT_SECONDS": "30",
+        "LIAISON_RELAY_HTTP_HOST": "0.0.0.0",  # noqa: S104  (a value under test, not a bind)
+        "LIAISON_RELAY_HTTP_PORT": "9999",
         "LIAISON_LOG_LEVEL": "debug",
     },
 }

@@ -33,7 +33,8 @@ async def demo_env(
         org["account"] = account
     raw["hub_account"] = f"d-{run_id}-hub"
     raw["operator_account"] = f"d-{run_id}-operator"
-    accounts += [raw["hub_account"], raw["operator_account"]]
+    raw["ledger_account"] = f"d-{run_id}-ledger"
+    accounts += [raw["hub_account"], raw["operator_account"], raw["ledger_account"]]
     (root / "directory.toml").write_text(tomli_w.dumps(raw))
     vhost = f"liaison-demo-{run_id}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
@@ -46,6 +47,7 @@ async def demo_env(
         # The demo's ledger gets a database of its own, dropped afterwards.
         LIAISON_DATABASE_URL=database_url_for(f"liaison_demo_{run_id}"),
         LIAISON_LEDGER_PORT="18090",
+        LIAISON_HUB_SIGNING_KEY=str(root / "hub-signing.key"),
     )
     yield env
     async with admin_client() as api:
@@ -70,6 +72,9 @@ async def test_demo_once_plays_the_scenario(demo_env: dict[str, str]) -> None:
     assert "provisioned 16 organisations" in text
     assert "mag → hazard.eo_spot_report" in text
     assert "delivered to 6: dpko, minusca, ocha, undp, unicef, unmas" in text
+    # Every partner signs (the sample directory requires it) and every recipient verifies.
+    assert "signed (mag-demo-2026); signature verified by 6 of 6" in text
+    assert "hub signing key liaison-hub-" in text
     assert "FLASH     unmas → hazard.alert" in text
     assert "unmas → access.restriction" in text
     assert "minusca → tasking.order" in text
@@ -78,6 +83,7 @@ async def test_demo_once_plays_the_scenario(demo_env: dict[str, str]) -> None:
     assert "mag → ack  accepted minusca/" in text
     assert "minusca → sitrep" in text
     assert "REFUSED 203 type_not_permitted at $.body.type" in text
+    assert "(the report is signed by liaison, key liaison-hub-" in text
     assert "REFUSED 301 invalid_body at $.body.quantity" in text
     assert "metrics  http://127.0.0.1:" in text
     assert "ledger console http://127.0.0.1:" in text

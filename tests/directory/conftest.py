@@ -22,7 +22,10 @@ from tests.conftest import (
 
 def directory_text(tag: str, orgs: list[str], *, extra: str = "") -> str:
     """A small valid directory file naming ``orgs`` (each suffixed with ``tag``)."""
-    parts = [f'version = 1\nhub_account = "hub-{tag}"\noperator_account = "operator-{tag}"\n']
+    parts = [
+        f'version = 1\nhub_account = "hub-{tag}"\noperator_account = "operator-{tag}"\n'
+        f'ledger_account = "ledger-{tag}"\n'
+    ]
     for org in orgs:
         parts.append(
             f'# {org} comes first\n[[organisations]]\nid = "{org}-{tag}"\n'

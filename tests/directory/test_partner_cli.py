@@ -31,6 +31,7 @@ def directory(
         "LIAISON_MANAGEMENT_URL": settings.management_url,
         "LIAISON_ADMIN_USER": settings.admin_user,
         "LIAISON_ADMIN_PASSWORD": settings.admin_password.reveal(),
+        "LIAISON_HUB_SIGNING_KEY": str(tmp_path / "hub-signing.key"),
     }.items():
         monkeypatch.setenv(name, value)
     return path

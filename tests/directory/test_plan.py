@@ -9,7 +9,7 @@ from liaison.common.settings import Secret
 from liaison.directory.credentials import HASHING_ALGORITHM, password_hash
 from liaison.directory.definitions import DesiredState, desired_state
 from liaison.directory.index import compile_directory
-from liaison.directory.management import Queue, TopicPermission, User
+from liaison.directory.management import Binding, Queue, TopicPermission, User
 from liaison.directory.model import Directory, Kind, Organisation
 from liaison.directory.plan import BrokerState, Verb, plan_changes
 
@@ -45,7 +45,13 @@ def _secrets(passwords: dict[str, str]) -> dict[str, Secret | None]:
     return {a: Secret(p) for a, p in passwords.items()}
 
 
-PASSWORDS = {"liaison-hub": "h", "liaison-operator": "o", "mag": "m", "nrc": "n"}
+PASSWORDS = {
+    "liaison-hub": "h",
+    "liaison-operator": "o",
+    "liaison-ledger": "l",
+    "mag": "m",
+    "nrc": "n",
+}
 
 
 def test_empty_broker_gets_everything_in_dependency_order() -> None:
@@ -76,7 +82,7 @@ def test_changed_stored_password_updates_the_user() -> None:
 def test_existing_user_without_credential_is_a_conflict() -> None:
     """A user that exists with no stored credential is reported, not silently re-passworded."""
     desired = _desired("mag")
-    known = {"liaison-hub": "h", "liaison-operator": "o"}
+    known = {"liaison-hub": "h", "liaison-operator": "o", "liaison-ledger": "l"}
     plan = plan_changes(desired, _mirror(desired, {**PASSWORDS}), _secrets(known))
     assert [(s.verb, s.name) for s in plan.steps] == [(Verb.CONFLICT, "mag")]
     assert "rotate-credentials" in plan.steps[0].detail
@@ -166,3 +172,28 @@ def test_operator_account_gets_the_impersonator_tag_back() -> None:
     (step,) = plan.steps
     assert (step.verb, step.kind, step.name) == (Verb.UPDATE, "user", "liaison-operator")
     assert step.payload.tags == ("impersonator",)  # type: ignore[union-attr]
+
+
+def test_retired_audit_queue_is_unbound_and_deleted_if_empty_without_prune() -> None:
+    """A broker that still has liaison.audit gets its '#' bindings deleted and the queue
+    deleted-if-empty on a plain run (no --prune), with the command for an operator; no other
+    step is planned, and no stale-binding line repeats it."""
+    desired = _desired("mag")
+    mirror = _mirror(desired, PASSWORDS)
+    audit = "liaison.audit"
+    bindings = tuple(
+        Binding(source, audit, "queue", "#") for source in ("liaison.delivery", "liaison.replay")
+    )
+    actual = replace(
+        mirror,
+        queues={**mirror.queues, audit: Queue(name=audit, arguments={"x-queue-type": "quorum"})},
+        bindings=mirror.bindings + bindings,
+    )
+    plan = plan_changes(desired, actual, _secrets(PASSWORDS))
+    assert [(s.verb, s.kind, s.name) for s in plan.steps] == [
+        (Verb.DELETE, "binding", "liaison.delivery -> liaison.audit [#]"),
+        (Verb.DELETE, "binding", "liaison.replay -> liaison.audit [#]"),
+        (Verb.DELETE_IF_EMPTY, "queue", audit),
+    ]
+    assert "rabbitmqctl delete_queue --vhost liaison liaison.audit" in plan.steps[-1].detail
+    assert plan_changes(desired, mirror, _secrets(PASSWORDS)).steps == ()

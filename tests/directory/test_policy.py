@@ -15,7 +15,7 @@ from liaison.hub.router import Router
 from liaison.schemas.catalogue import PARTNER_TYPES
 from liaison.schemas.codes import ErrorCode
 from liaison.schemas.types import Classification
-from tests.hub.support import envelope, sample_body
+from tests.hub.support import demo_signature, envelope, sample_body
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
 ORG = "mag"
@@ -35,9 +35,13 @@ def policy(index: DirectoryIndex) -> PartnerPolicy:
 
 def _decide(index: DirectoryIndex, message_type: str, recipients: list[str], **kw: Any) -> Verdict:
     router = Router(index, max_message_bytes=1 << 18)
-    doc = envelope(ORG, recipients, body=sample_body(message_type), **kw)
+    raw = msgspec.json.encode(envelope(ORG, recipients, body=sample_body(message_type), **kw))
     return router.decide(
-        msgspec.json.encode(doc), user_id=ORG, routing_key=ORG, content_type="application/json"
+        raw,
+        user_id=ORG,
+        routing_key=ORG,
+        content_type="application/json",
+        signature=demo_signature(ORG, raw),
     )
 
 

@@ -7,17 +7,19 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from liaison.common.topology import REPLAY_EXCHANGE
+from liaison.common.topology import REPLAY_EXCHANGE, RETIRED_QUEUES
 from liaison.directory.credentials import load_credential
 from liaison.directory.index import load_directory
-from liaison.directory.management import Permission, Queue
+from liaison.directory.management import Binding, Permission, Queue
 from liaison.directory.provision import provision, read_broker_state
 from liaison.directory.settings import ProvisionSettings
-from liaison.schemas.wire import AUDIT_QUEUE, DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
+from liaison.schemas.wire import DELIVERY_EXCHANGE, flash_inbox_queue, inbox_queue
 from tests.conftest import amqp_url_for
 from tests.directory.conftest import admin_client, directory_text, login_refused
 
 pytestmark = pytest.mark.broker
+
+(RETIRED_AUDIT,) = RETIRED_QUEUES
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -205,36 +207,81 @@ async def test_demo_never_resets_an_account_that_is_not_only_its_own(
 async def test_demo_recreates_an_empty_queue_whose_arguments_changed(
     settings: ProvisionSettings, tag: str, tmp_path: Path
 ) -> None:
-    """An audit queue left by an older version (drop-head) is a conflict for provision; with
-    recreate_empty it is re-created with today's arguments and bindings while empty, and kept
-    untouched while it holds a message."""
+    """An inbox left by an older version (dead-lettering to liaison.dead) is a conflict for
+    provision; with recreate_empty it is re-created with today's arguments and bindings while
+    empty, and kept untouched while it holds a message."""
+    index = load_directory(_write(tmp_path, directory_text(tag, ["alpha"])))
+    await provision(settings, index)
+    inbox = inbox_queue(f"alpha-{tag}")
+    async with admin_client() as api:
+        today = await api.queue(settings.vhost, inbox)
+        assert today is not None
+        old = {**today.arguments, "x-dead-letter-exchange": "liaison.dead"}
+        await api.delete_queue(settings.vhost, inbox)
+        await api.put_queue(settings.vhost, Queue(name=inbox, arguments=old))
+    plain = await provision(settings, index, dry_run=True)
+    assert inbox in {s.name for s in plain.plan.conflicts}
+
+    async with await aio_pika.connect(amqp_url_for(settings.vhost)) as admin:
+        channel = await admin.channel()
+        await channel.default_exchange.publish(aio_pika.Message(b"kept"), routing_key=inbox)
+        held = await provision(settings, index, recreate_empty=True)
+        assert f" = kept {inbox} with 1 messages for an operator" in "\n".join(held.report())
+        async with admin_client() as api:
+            queue = await api.queue(settings.vhost, inbox)
+        assert queue is not None
+        assert queue.arguments["x-dead-letter-exchange"] == "liaison.dead"
+        await (await channel.get_queue(inbox, ensure=False)).purge()
+
+    result = await provision(settings, index, recreate_empty=True)
+    assert f" ~ queue {inbox}: was empty, re-created" in "\n".join(result.report())
+    async with admin_client() as api:
+        queue = await api.queue(settings.vhost, inbox)
+        bindings = await api.bindings(settings.vhost)
+    bound = {b.source for b in bindings if b.destination == inbox and b.source}
+    assert queue is not None
+    assert queue.arguments == today.arguments
+    assert bound == {DELIVERY_EXCHANGE, REPLAY_EXCHANGE}
+    assert (await provision(settings, index)).plan.changes == ()
+
+
+async def test_the_retired_audit_queue_is_unbound_at_once_and_deleted_once_empty(
+    settings: ProvisionSettings, tag: str, tmp_path: Path
+) -> None:
+    """A broker provisioned before the ledger has liaison.audit bound with '#': provisioning
+    (no --prune) removes its bindings at once, keeps it while it holds a copy with the command
+    to run, deletes it once empty, and plans nothing after that."""
     index = load_directory(_write(tmp_path, directory_text(tag, ["alpha"])))
     await provision(settings, index)
     old = {"x-queue-type": "quorum", "x-max-length": 1_000_000, "x-overflow": "drop-head"}
     async with admin_client() as api:
-        await api.delete_queue(settings.vhost, AUDIT_QUEUE)
-        await api.put_queue(settings.vhost, Queue(name=AUDIT_QUEUE, arguments=old))
-    plain = await provision(settings, index, dry_run=True)
-    assert AUDIT_QUEUE in {s.name for s in plain.plan.conflicts}
-
+        await api.put_queue(settings.vhost, Queue(name=RETIRED_AUDIT, arguments=old))
+        for exchange in (DELIVERY_EXCHANGE, REPLAY_EXCHANGE):
+            await api.post_binding(
+                settings.vhost, Binding(exchange, RETIRED_AUDIT, "queue", routing_key="#")
+            )
     async with await aio_pika.connect(amqp_url_for(settings.vhost)) as admin:
         channel = await admin.channel()
-        await channel.default_exchange.publish(aio_pika.Message(b"kept"), routing_key=AUDIT_QUEUE)
-        held = await provision(settings, index, recreate_empty=True)
-        assert f" = kept {AUDIT_QUEUE} with 1 messages for an operator" in "\n".join(held.report())
-        async with admin_client() as api:
-            queue = await api.queue(settings.vhost, AUDIT_QUEUE)
-        assert queue is not None
-        assert queue.arguments["x-overflow"] == "drop-head"
-        await (await channel.get_queue(AUDIT_QUEUE, ensure=False)).purge()
+        delivery = await channel.get_exchange(DELIVERY_EXCHANGE, ensure=False)
+        await delivery.publish(aio_pika.Message(b"old copy"), routing_key=f"alpha-{tag}")
 
-    result = await provision(settings, index, recreate_empty=True)
-    assert f" ~ queue {AUDIT_QUEUE}: was empty, re-created" in "\n".join(result.report())
+        held = "\n".join((await provision(settings, index)).report())
+        assert f"- binding {DELIVERY_EXCHANGE} -> {RETIRED_AUDIT} [#]" in held
+        assert f"- binding {REPLAY_EXCHANGE} -> {RETIRED_AUDIT} [#]" in held
+        assert f" = kept {RETIRED_AUDIT} with 1 messages for an operator" in held
+        assert f"rabbitmqctl delete_queue --vhost {settings.vhost} {RETIRED_AUDIT}" in held
+        async with admin_client() as api:
+            bindings = await api.bindings(settings.vhost)
+        assert not [b for b in bindings if b.destination == RETIRED_AUDIT and b.source]
+        # Unbound: a new delivery reaches the inbox only, the old copy stays for the operator.
+        await delivery.publish(aio_pika.Message(b"new"), routing_key=f"alpha-{tag}")
+        audit = await channel.declare_queue(RETIRED_AUDIT, passive=True)
+        assert audit.declaration_result.message_count == 1
+        await (await channel.get_queue(RETIRED_AUDIT, ensure=False)).purge()
+        await (await channel.get_queue(inbox_queue(f"alpha-{tag}"), ensure=False)).purge()
+
+    deleted = "\n".join((await provision(settings, index)).report())
+    assert f"- queue {RETIRED_AUDIT}: was empty" in deleted
     async with admin_client() as api:
-        queue = await api.queue(settings.vhost, AUDIT_QUEUE)
-        bindings = await api.bindings(settings.vhost)
-    bound = {b.source for b in bindings if b.destination == AUDIT_QUEUE and b.source}
-    assert queue is not None
-    assert queue.arguments["x-overflow"] == "reject-publish"
-    assert bound == {DELIVERY_EXCHANGE, REPLAY_EXCHANGE}
+        assert await api.queue(settings.vhost, RETIRED_AUDIT) is None
     assert (await provision(settings, index)).plan.changes == ()

@@ -7,7 +7,14 @@ import pytest
 from aio_pika.exceptions import ChannelPreconditionFailed
 from aiormq.exceptions import ChannelAccessRefused
 
-from liaison.common.topology import SHARD_EXCHANGE, hub_queue
+from liaison.common.topology import (
+    INBOX_DEAD_LETTER_QUEUE,
+    LEDGER_EXCHANGE,
+    LEDGER_QUEUE,
+    REPLAY_EXCHANGE,
+    SHARD_EXCHANGE,
+    hub_queue,
+)
 from liaison.directory.credentials import load_credential
 from liaison.directory.index import load_directory
 from liaison.directory.provision import provision
@@ -86,12 +93,13 @@ async def test_partner_consumes_own_inbox(
 
 @pytest.mark.parametrize(
     "queue",
-    ["bravo", "bravo.flash", "hub", DEAD_LETTER_QUEUE, "liaison.audit"],
+    ["bravo", "bravo.flash", "hub", DEAD_LETTER_QUEUE, LEDGER_QUEUE],
 )
 async def test_partner_cannot_read_other_queues(
     alpha: aio_pika.abc.AbstractConnection, tag: str, queue: str
 ) -> None:
-    """Consuming or basic.get-ing another org's inbox, a hub shard or dead letters is refused."""
+    """Consuming or basic.get-ing another org's inbox, a hub shard, dead letters or the
+    ledger's queue is refused."""
     name = {
         "bravo": inbox_queue(f"bravo-{tag}"),
         "bravo.flash": f"inbox.bravo-{tag}.flash",
@@ -291,6 +299,148 @@ async def test_operator_replays_as_the_original_sender_and_reads_only_dead_lette
         delivery = await channel.get_exchange(DELIVERY_EXCHANGE, ensure=False)
         with pytest.raises(ChannelAccessRefused):
             await delivery.publish(aio_pika.Message(b"x"), routing_key=f"bravo-{tag}")
+
+
+@pytest.fixture
+async def ledger(
+    provisioned: str, settings: ProvisionSettings, tag: str
+) -> AsyncIterator[aio_pika.abc.AbstractConnection]:
+    """A connection logged in as the ledger's account."""
+    account = f"ledger-{tag}"
+    connection = await aio_pika.connect(
+        amqp_url_for(provisioned, account, _password(settings, account))
+    )
+    yield connection
+    await connection.close()
+
+
+async def test_ledger_reads_its_queue_and_answers_into_routine_inboxes(
+    ledger: aio_pika.abc.AbstractConnection, admin_url_for_vhost: str, tag: str
+) -> None:
+    """The ledger's account consumes liaison.ledger and publishes a status report into an
+    organisation's routine inbox, where it arrives."""
+    channel = await ledger.channel()
+    queue = await channel.get_queue(LEDGER_QUEUE, ensure=False)
+    consumer_tag = await queue.consume(_ignore, timeout=5)
+    await queue.cancel(consumer_tag)
+    await queue.get(fail=False, timeout=5)
+    async with await aio_pika.connect(admin_url_for_vhost) as admin:
+        inbox = await (await admin.channel()).get_queue(inbox_queue(f"bravo-{tag}"))
+        await inbox.purge()  # what other tests of the module left there
+        delivery = await channel.get_exchange(DELIVERY_EXCHANGE, ensure=False)
+        await delivery.publish(aio_pika.Message(b"status.report"), routing_key=f"bravo-{tag}")
+        assert not channel.is_closed
+        got = await inbox.get(timeout=5, fail=True)
+        assert got is not None
+        await got.ack()
+        assert got.body == b"status.report"
+
+
+@pytest.mark.parametrize(
+    "queue", ["alpha", "alpha.flash", "hub", DEAD_LETTER_QUEUE, INBOX_DEAD_LETTER_QUEUE]
+)
+async def test_ledger_cannot_read_other_queues(
+    ledger: aio_pika.abc.AbstractConnection, tag: str, queue: str
+) -> None:
+    """The ledger's account reads no inbox, shard or dead-letter queue: only its own."""
+    name = {
+        "alpha": inbox_queue(f"alpha-{tag}"),
+        "alpha.flash": f"inbox.alpha-{tag}.flash",
+        "hub": hub_queue(0),
+    }.get(queue, queue)
+    for attempt in ("get", "consume"):
+        channel = await ledger.channel()
+        target = await channel.get_queue(name, ensure=False)
+        call = target.get(timeout=5, fail=False) if attempt == "get" else target.consume(_ignore)
+        with pytest.raises(ChannelAccessRefused):
+            await call
+
+
+@pytest.mark.parametrize(
+    ("exchange", "key"),
+    [
+        (DELIVERY_EXCHANGE, "bravo-{tag}.flash"),
+        (DELIVERY_EXCHANGE, "#"),
+        (DELIVERY_EXCHANGE, ""),
+        (INGRESS_EXCHANGE, "alpha-{tag}"),
+        (DEAD_LETTER_EXCHANGE, ""),
+        (REPLAY_EXCHANGE, "inbox.bravo-{tag}"),
+        (LEDGER_EXCHANGE, ""),
+        ("", "inbox.bravo-{tag}"),
+    ],
+)
+async def test_ledger_cannot_publish_beside_routine_deliveries(
+    ledger: aio_pika.abc.AbstractConnection, tag: str, exchange: str, key: str
+) -> None:
+    """Anything but liaison.delivery with one organisation's id as the key is refused: no flash
+    inbox, no ingress, no dead letters, no replays, no records, no default exchange."""
+    channel = await ledger.channel()
+    target = (
+        channel.default_exchange
+        if exchange == ""
+        else await channel.get_exchange(exchange, ensure=False)
+    )
+    with pytest.raises(ChannelAccessRefused):
+        await target.publish(aio_pika.Message(b"{}"), routing_key=key.format(tag=tag))
+
+
+async def test_ledger_bcc_keys_escape_the_topic_permission(
+    ledger: aio_pika.abc.AbstractConnection, admin_url_for_vhost: str, tag: str
+) -> None:
+    """What the ledger's topic permission cannot stop (docs/operations.md): RabbitMQ 3.10 checks
+    the routing key only, not the keys of a BCC header, so a BCC reaches a flash inbox."""
+    channel = await ledger.channel()
+    delivery = await channel.get_exchange(DELIVERY_EXCHANGE, ensure=False)
+    flash = f"inbox.bravo-{tag}.flash"
+    await delivery.publish(
+        aio_pika.Message(b"bcc", headers={"BCC": [f"bravo-{tag}.flash"]}),
+        routing_key=f"alpha-{tag}",
+    )
+    async with await aio_pika.connect(admin_url_for_vhost) as admin:
+        admin_channel = await admin.channel()
+        for name in (flash, inbox_queue(f"alpha-{tag}")):
+            queue = await admin_channel.get_queue(name, ensure=False)
+            got = await queue.get(timeout=5, fail=True)
+            assert got is not None, name
+            assert got.body == b"bcc", name
+            await queue.purge()
+
+
+async def test_ledger_cannot_impersonate_configure_or_manage(
+    ledger: aio_pika.abc.AbstractConnection, provisioned: str, settings: ProvisionSettings, tag: str
+) -> None:
+    """The ledger's account may not publish as a partner (no impersonator tag: replays are the
+    operators'), declare, delete or purge a queue, or use the management API."""
+    from liaison.common.errors import BrokerError
+    from liaison.common.settings import Secret
+    from liaison.directory.management import ManagementClient
+
+    channel = await ledger.channel()
+    delivery = await channel.get_exchange(DELIVERY_EXCHANGE, ensure=False)
+    with pytest.raises(ChannelPreconditionFailed):
+        await delivery.publish(
+            aio_pika.Message(b"{}", user_id=f"alpha-{tag}"), routing_key=f"bravo-{tag}"
+        )
+    attempts = {
+        "declare queue": lambda ch: ch.declare_queue(f"ledger-own-{tag}", durable=True),
+        "delete queue": lambda ch: ch.queue_delete(LEDGER_QUEUE),
+    }
+    for what, attempt in attempts.items():
+        channel = await ledger.channel()
+        with pytest.raises(ChannelAccessRefused):
+            await attempt(channel)
+        assert channel.is_closed, what
+    channel = await ledger.channel()
+    inbox = await channel.get_queue(inbox_queue(f"alpha-{tag}"), ensure=False)
+    with pytest.raises(ChannelAccessRefused):
+        await inbox.purge(timeout=5)
+    account = f"ledger-{tag}"
+    client = ManagementClient(
+        settings.management_url, account, Secret(_password(settings, account))
+    )
+    async with client as api:
+        with pytest.raises(BrokerError, match="refused"):
+            await api.users()
 
 
 @pytest.fixture(scope="module")

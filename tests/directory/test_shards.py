@@ -23,7 +23,10 @@ ORGS = [f"s{n:02d}" for n in range(24)]
 
 
 def _directory(tag: str) -> str:
-    lines = [f'version = 1\nhub_account = "hub-{tag}"\noperator_account = "operator-{tag}"\n']
+    lines = [
+        f'version = 1\nhub_account = "hub-{tag}"\noperator_account = "operator-{tag}"\n'
+        f'ledger_account = "ledger-{tag}"\n'
+    ]
     for org in ORGS:
         lines.append(
             f'[[organisations]]\nid = "{org}"\naccount = "{org}-{tag}"\n'

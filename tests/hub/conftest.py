@@ -14,6 +14,7 @@ import aio_pika
 import pytest
 import tomli_w
 
+from liaison.common.hub_key import ensure_hub_key
 from liaison.common.topology import build_topology
 from liaison.directory.credentials import HASHING_ALGORITHM, password_hash
 from liaison.directory.index import DirectoryIndex, load_directory
@@ -44,6 +45,7 @@ def directory_file(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Pat
         org["account"] = account_for(run_id, org["id"])
     raw["hub_account"] = f"t-{run_id}-hub"
     raw["operator_account"] = f"t-{run_id}-operator"
+    raw["ledger_account"] = f"t-{run_id}-ledger"
     path = tmp_path_factory.mktemp("directory") / "directory.toml"
     path.write_text(tomli_w.dumps(raw))
     return path
@@ -120,6 +122,8 @@ def hub_settings(admin_url: str, directory_file: Path, **overrides: Any) -> HubS
         "http_port": 0,
         "shutdown_grace_seconds": 5.0,
         "reconnect_max_seconds": 1.0,
+        # A full queue's nack is retried this long before the 502 the tests expect.
+        "nack_retry_seconds": 0.3,
     }
     base.update(overrides)
     return HubSettings(**base)
@@ -138,6 +142,14 @@ class RunningHub:
         return self.consumer.router
 
 
+@pytest.fixture(scope="session")
+def hub_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test hub's signing key (LIAISON_HUB_SIGNING_KEY), as provisioning creates it."""
+    path = tmp_path_factory.mktemp("hub-key") / "hub-signing.key"
+    ensure_hub_key(path)
+    return path
+
+
 @pytest.fixture
 async def hub(
     admin: aio_pika.abc.AbstractConnection,
@@ -145,10 +157,11 @@ async def hub(
     directory: DirectoryIndex,
     directory_file: Path,
     topology: str,
+    hub_key_file: Path,
 ) -> AsyncIterator[RunningHub]:
-    """A hub consuming every shard of the test vhost, on clean queues."""
+    """A hub consuming every shard of the test vhost, on clean queues; it signs its reports."""
     await purge_all(admin, directory)
-    settings = hub_settings(topology, directory_file)
+    settings = hub_settings(topology, directory_file, hub_signing_key=hub_key_file)
     router = Router(directory, max_message_bytes=settings.max_message_bytes)
     memory = LocalMemory(seconds=600, max_entries=10_000)
     consumer = HubConsumer(settings, router, memory, HubMetrics())

@@ -1,18 +1,46 @@
 """Test helpers for the hub: envelopes, partners that publish as themselves, inbox readers."""
 
 import asyncio
+import functools
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import msgspec
 
 from liaison.schemas.examples import example
-from liaison.schemas.wire import INGRESS_EXCHANGE
+from liaison.schemas.wire import HEADER_SIGNATURE, INGRESS_EXCHANGE
+from liaison.sdk.signing import Ed25519PrivateKey, load_private_key, sign
 
 PASSWORD = "test-partner-password"
+#: The sample directory's organisations sign with these (deploy/demo-keys/README.md).
+DEMO_KEYS = Path(__file__).resolve().parents[2] / "deploy" / "demo-keys"
+
+
+def demo_kid(org: str) -> str:
+    """The kid of ``org``'s key in the sample directory."""
+    return f"{org}-demo-2026"
+
+
+@functools.cache
+def demo_key(org: str) -> Ed25519PrivateKey | None:
+    """``org``'s private key from the sample directory's demo keys, if it has one."""
+    path = DEMO_KEYS / f"{org}.key"
+    return load_private_key(path) if path.exists() else None
+
+
+def demo_signing(org: str) -> dict[str, Any]:
+    """``Client.connect`` arguments that sign as ``org`` with its demo key."""
+    return {"signing_key": DEMO_KEYS / f"{org}.key", "signing_kid": demo_kid(org)}
+
+
+def demo_signature(org: str | None, body: bytes) -> str | None:
+    """``body`` signed with ``org``'s demo key, as that partner would send it (None: no key)."""
+    key = demo_key(org) if org else None
+    return None if key is None or org is None else sign(body, key, demo_kid(org))
 
 
 def now_iso(delta: float = 0.0) -> str:
@@ -73,9 +101,17 @@ class Partner:
         user_id: str | bool | None = True,
         content_type: str | None = "application/json",
         routing_key: str | None = None,
+        signature: str | bool | None = True,
     ) -> None:
-        """Publish one document (dict encoded as JSON, bytes as is) to the ingress."""
+        """Publish one document (dict encoded as JSON, bytes as is) to the ingress.
+
+        ``signature``: True signs with the organisation's demo key (as a partner's SDK does),
+        False sends unsigned, a string is sent as the header's value.
+        """
         body = doc if isinstance(doc, bytes) else msgspec.json.encode(doc)
+        if signature is True:
+            signature = demo_signature(self.org, body)
+        headers = {HEADER_SIGNATURE: signature} if isinstance(signature, str) else None
         channel = await self.channel()
         exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
         await exchange.publish(
@@ -84,6 +120,7 @@ class Partner:
                 content_type=content_type,
                 user_id=self.account if user_id is True else (user_id or None),
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers=headers,
             ),
             routing_key=routing_key or self.org,
         )

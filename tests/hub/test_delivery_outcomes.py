@@ -4,9 +4,10 @@ import aio_pika
 import msgspec
 import pytest
 
+from liaison.common.topology import LEDGER_QUEUE
 from liaison.directory.index import DirectoryIndex
+from liaison.ledger.records import Outcome, decode_batch
 from liaison.schemas.wire import (
-    AUDIT_QUEUE,
     DEAD_LETTER_QUEUE,
     HEADER_ERROR_CODE,
     HEADER_SENDER,
@@ -32,7 +33,8 @@ async def error_reports(admin: Admin, org: str, expect: int = 1) -> list[dict[st
 async def test_group_message_reaches_each_member_once(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin, directory: DirectoryIndex
 ) -> None:
-    """A message to a group reaches every member's inbox exactly once, and audit once."""
+    """A message to a group reaches every member's inbox exactly once, and the ledger's queue
+    holds one decision record of it naming every member."""
     doc = envelope("mag", ["group:icg-ma"])
     await partners["mag"].send(doc)
     members = sorted(directory.resolve("group:icg-ma") or ())
@@ -44,7 +46,14 @@ async def test_group_message_reaches_each_member_once(
         assert got[0].headers[HEADER_SENDER] == "mag"
         assert "BCC" not in (got[0].headers or {})
     assert await drain(admin, inbox_queue("mag"), expect=0) == []
-    assert len(await drain(admin, AUDIT_QUEUE, expect=1)) == 1
+    batches = await drain(admin, LEDGER_QUEUE, expect=1)
+    records = [
+        r
+        for batch in batches
+        for r in decode_batch(batch.body).records
+        if r.distribution_id == doc["distribution_id"]
+    ]
+    assert [(r.outcome, sorted(r.recipients)) for r in records] == [(Outcome.DELIVERED, members)]
 
 
 async def test_original_bytes_are_delivered_unchanged(

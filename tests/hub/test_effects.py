@@ -28,7 +28,7 @@ from liaison.schemas.wire import (
     HEADER_SENDER,
     HUB_SENDER,
 )
-from tests.hub.support import envelope
+from tests.hub.support import demo_signature, envelope
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
 NOW = 1_795_000_000.0
@@ -71,7 +71,13 @@ def effects_of(
     router: Router, raw: bytes, handled: Handled | None = None, user: str | None = "mag"
 ) -> tuple[Verdict, Effects]:
     """Decide ``raw`` as published by ``user`` on routing key ``mag``, and plan its effects."""
-    verdict = router.decide(raw, user_id=user, routing_key="mag", content_type="application/json")
+    verdict = router.decide(
+        raw,
+        user_id=user,
+        routing_key="mag",
+        content_type="application/json",
+        signature=demo_signature(user, raw),
+    )
     effects = plan(
         verdict,
         handled,

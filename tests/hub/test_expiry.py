@@ -64,7 +64,7 @@ def test_expired_copy_names_sender_recipient_and_message(directory: DirectoryInd
         dead_letter_headers(**{"x-first-death-reason": "rejected"}),
         dead_letter_headers(**{"x-first-death-reason": "delivery_limit"}),
         dead_letter_headers(**{"x-first-death-reason": b"expired"}),
-        dead_letter_headers(**{"x-first-death-queue": "liaison.audit"}),
+        dead_letter_headers(**{"x-first-death-queue": "liaison.dead-letters"}),
         dead_letter_headers(**{"x-first-death-queue": "inbox.nobody"}),
         dead_letter_headers(**{"x-first-death-queue": 7}),
         dead_letter_headers(**{HEADER_SENDER: "liaison"}),

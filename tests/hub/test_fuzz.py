@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.hub.decisions import Delivery, Refusal
 from liaison.hub.router import LAST_DELIVERY, Router
-from tests.hub.support import envelope, sample_body
+from tests.hub.support import demo_signature, envelope, sample_body
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +104,7 @@ def verdicts(router: Router, raw: bytes) -> list[Delivery | Refusal]:
             routing_key="mag",
             content_type="application/json",
             delivery_count=count,
+            signature=demo_signature("mag", raw),
         )
         for count in (0, LAST_DELIVERY)
     ]

@@ -289,7 +289,7 @@ async def handover_under_load(
         assert await asyncio.to_thread(active.process.wait, 30) == 0
     for hub in hubs:
         hub.stop()
-    await purge_all(admin, directory)  # the audit copies: the broker is shared
+    await purge_all(admin, directory)  # the ledger's records: the broker is shared
     return tally
 
 

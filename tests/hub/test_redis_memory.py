@@ -97,6 +97,33 @@ async def test_calls_made_together_share_one_round_trip(memory_prefix: str) -> N
         await memory.close()
 
 
+async def test_a_record_never_waits_behind_questions(
+    memory_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a round trip of recalls is under way (held here), a record still goes out at
+    once: the time from a delivery's confirm to its record is what a crash repeats."""
+    memory = shared_memory(memory_prefix)
+    held = asyncio.Event()
+    ask = memory._ask
+
+    async def held_ask(keys: list[str]) -> list[str | None]:
+        await held.wait()
+        return await ask(keys)
+
+    monkeypatch.setattr(memory._reads, "_trip", held_ask)
+    try:
+        question = asyncio.create_task(memory.recall("mag/d-0"))
+        await asyncio.sleep(0.05)  # its round trip is under way, held
+        await asyncio.wait_for(memory.remember("mag/d-1", Handled.DELIVERED, ["unmas"]), 5)
+        assert not question.done()
+        held.set()
+        assert await question is None
+        assert await memory.recall("mag/d-1") is Handled.DELIVERED
+    finally:
+        held.set()
+        await memory.close()
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.hub.decisions import Delivery, Refusal
 from liaison.hub.router import LAST_DELIVERY, Router
 from liaison.schemas.codes import ErrorCode
-from tests.hub.support import envelope, now_iso, sample_body
+from tests.hub.support import demo_signature, envelope, now_iso, sample_body
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
 
@@ -31,7 +31,13 @@ def make_router(directory: DirectoryIndex) -> Router:
 def decide(router: Router, doc: dict[str, Any] | bytes, user: str | None = "mag") -> Any:
     """Decide one document as if ``user`` published it with routing key ``mag``."""
     raw = doc if isinstance(doc, bytes) else msgspec.json.encode(doc)
-    return router.decide(raw, user_id=user, routing_key="mag", content_type="application/json")
+    return router.decide(
+        raw,
+        user_id=user,
+        routing_key="mag",
+        content_type="application/json",
+        signature=demo_signature(user, raw),
+    )
 
 
 def test_delivery_excludes_the_sender_and_resolves_groups(sample: DirectoryIndex) -> None:
@@ -198,6 +204,7 @@ def test_pathological_json_gets_a_verdict(
         routing_key="mag",
         content_type="application/json",
         delivery_count=delivery_count,
+        signature=demo_signature(user, raw),
     )
     assert isinstance(verdict, Refusal | Delivery)
     if isinstance(verdict, Refusal):
@@ -218,10 +225,18 @@ def test_last_delivery_is_refused_as_poison(sample: DirectoryIndex) -> None:
     doc = envelope("mag", ["org:unmas"])
     raw = msgspec.json.encode(doc)
     router = make_router(sample)
-    first = router.decide(raw, user_id="mag", routing_key="mag", content_type=None)
+    signature = demo_signature("mag", raw)
+    first = router.decide(
+        raw, user_id="mag", routing_key="mag", content_type=None, signature=signature
+    )
     assert isinstance(first, Delivery)
     last = router.decide(
-        raw, user_id="mag", routing_key="mag", content_type=None, delivery_count=LAST_DELIVERY
+        raw,
+        user_id="mag",
+        routing_key="mag",
+        content_type=None,
+        delivery_count=LAST_DELIVERY,
+        signature=signature,
     )
     assert isinstance(last, Refusal)
     assert (last.code, last.reply_to) == (ErrorCode.POISON, "mag")
@@ -262,5 +277,6 @@ def test_any_pathological_json_gets_a_verdict(
             routing_key="mag",
             content_type="application/json",
             delivery_count=count,
+            signature=demo_signature("mag", document),
         )
         assert isinstance(verdict, Refusal | Delivery)

@@ -25,6 +25,7 @@ from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
     admin,
     directory,
     hub,
+    hub_key_file,
     partner_accounts,
     partners,
     topology,
@@ -71,7 +72,8 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to this run's database, on empty ledger tables."""
     connection = await asyncpg.connect(database_url)
     await connection.execute(
-        "TRUNCATE messages, recipients, events, dead_letters, unreadable RESTART IDENTITY"
+        "TRUNCATE messages, recipients, events, dead_letters, unreadable, chain_links, chain_heads "
+        "RESTART IDENTITY"
     )
     yield connection
     await connection.close()
@@ -126,9 +128,11 @@ async def ledger(
     database_url: str,
     db: asyncpg.Connection,
     directory: DirectoryIndex,  # noqa: F811
+    hub_key_file: Path,  # noqa: F811
 ) -> AsyncIterator[RunningLedger]:
-    """A ledger consuming the test vhost's ledger queue into this run's database."""
-    running = await start_ledger(topology, database_url, directory)
+    """A ledger consuming the test vhost's ledger queue into this run's database; it signs
+    its status reports with the test hub's key."""
+    running = await start_ledger(topology, database_url, directory, hub_signing_key=hub_key_file)
     yield running
     await running.stop()
 

@@ -158,6 +158,7 @@ def test_inbox_death_and_kept_refusal() -> None:
         rows,
         body=BODY,
         routing_key="unicef.flash",
+        user_id=None,
         message_id="mag/d-1",
         message_type="hazard.alert",
         headers={"x-death": [death]},
@@ -168,6 +169,7 @@ def test_inbox_death_and_kept_refusal() -> None:
         rows,
         body=b"{x",
         routing_key="mag",
+        user_id=None,
         message_id=None,
         message_type=None,
         headers={

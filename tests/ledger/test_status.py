@@ -1,17 +1,20 @@
 """Partners ask the ledger through the queue: status.request in, status.report back."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 import aio_pika
 import asyncpg
 import pytest
 
+from liaison.common.hub_key import load_hub_key
 from liaison.directory.index import DirectoryIndex
 from liaison.ledger.status import NOT_FOUND_NOTE, build_report
 from liaison.ledger.views import TimelineEvent
 from liaison.schemas.messages.system import StatusRequest
-from liaison.schemas.wire import inbox_queue
+from liaison.schemas.wire import HEADER_SIGNATURE, inbox_queue
+from liaison.sdk.signing import TrustedKey, verify
 from tests.conftest import amqp_url_for, management
 from tests.hub.conftest import RunningHub
 from tests.hub.support import Partner, decode, drain, envelope, new_id
@@ -33,11 +36,15 @@ def request(
     return envelope(asker, ["org:liaison"], body, **fields)
 
 
-async def report_in(admin: Admin, org: str) -> dict[str, object]:
-    """The one status.report body waiting in ``org``'s inbox."""
+async def report_in(admin: Admin, org: str, hub_key: TrustedKey) -> dict[str, object]:
+    """The one status.report body waiting in ``org``'s inbox, signed with ``hub_key``."""
     got = await drain(admin, inbox_queue(org), expect=1, timeout=15)
-    reports = [decode(m) for m in got if decode(m)["body"]["type"] == "status.report"]
+    messages = [m for m in got if decode(m)["body"]["type"] == "status.report"]
+    reports = [decode(m) for m in messages]
     assert len(reports) == 1, [decode(m)["body"]["type"] for m in got]
+    # Signed with the hub's key, as everything the hub's side originates.
+    header = messages[0].headers[HEADER_SIGNATURE]
+    assert verify(messages[0].body, header, {hub_key.kid: hub_key}).org == "liaison"
     assert reports[0]["sender"] == "liaison"
     assert reports[0]["recipients"] == [f"org:{org}"]
     body = reports[0]["body"]
@@ -78,8 +85,11 @@ async def test_status_request_round_trip_and_refusals(
     partners: dict[str, Partner],
     admin: Admin,
     db: asyncpg.Connection,
+    hub_key_file: Path,
 ) -> None:
-    """Sender, recipient and stranger each get what they may see; forged requests are refused."""
+    """Sender, recipient and stranger each get what they may see; forged requests are refused.
+    Every report is signed with the hub's key."""
+    hub_key = load_hub_key(hub_key_file).trusted()
     doc = envelope("mag", ["group:icg-ma"])
     await partners["mag"].send(doc)
     await partners["unmas"].send(ack_from("unmas", doc, "received"))
@@ -94,7 +104,7 @@ async def test_status_request_round_trip_and_refusals(
         await drain(admin, inbox_queue(org), expect=1, settle=0.1)  # the message and the ack
 
     await partners["mag"].send(request("mag", "mag", str(doc["distribution_id"])))
-    mine = await report_in(admin, "mag")
+    mine = await report_in(admin, "mag", hub_key)
     assert mine["found"] is True
     states = {c["org"]: c["state"] for c in mine["recipients"]}  # type: ignore[union-attr]
     assert states == {
@@ -106,13 +116,13 @@ async def test_status_request_round_trip_and_refusals(
     }
 
     await partners["undp"].send(request("undp", "mag", str(doc["distribution_id"])))
-    own = await report_in(admin, "undp")
+    own = await report_in(admin, "undp", hub_key)
     assert [c["org"] for c in own["recipients"]] == ["undp"]  # type: ignore[union-attr]
 
     await partners["wfp"].send(request("wfp", "mag", str(doc["distribution_id"])))
-    stranger = await report_in(admin, "wfp")
+    stranger = await report_in(admin, "wfp", hub_key)
     await partners["wfp"].send(request("wfp", "mag", new_id("never-sent")))
-    never = await report_in(admin, "wfp")
+    never = await report_in(admin, "wfp", hub_key)
     assert stranger == {**never, "ref_distribution_id": doc["distribution_id"]}
     assert stranger["found"] is False
     assert stranger["recipients"] == []

@@ -15,7 +15,10 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from liaison.directory.index import DirectoryIndex, load_directory
+import msgspec
+
+from liaison.directory.index import DirectoryIndex, compile_directory, load_directory
+from liaison.directory.model import SignaturePolicy
 from liaison.hub.decisions import Delivery, Refusal
 from liaison.hub.reports import error_report, report_id
 from liaison.hub.router import Router
@@ -43,9 +46,17 @@ _NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def make_router(directory: DirectoryIndex | None = None) -> Router:
-    """A router over the sample directory, as the hub builds one."""
-    index = directory if directory is not None else load_directory(DIRECTORY)
-    return Router(index, max_message_bytes=MAX_MESSAGE_BYTES)
+    """A router over the sample directory, as the hub builds one, except that unsigned
+    messages pass (``signatures = "when_present"``): the fuzzer explores what follows the
+    signature check, which a fuzzed body could never pass."""
+    if directory is None:
+        sample = load_directory(DIRECTORY).directory
+        orgs = [
+            msgspec.structs.replace(o, signatures=SignaturePolicy.WHEN_PRESENT)
+            for o in sample.organisations
+        ]
+        directory = compile_directory(msgspec.structs.replace(sample, organisations=orgs))
+    return Router(directory, max_message_bytes=MAX_MESSAGE_BYTES)
 
 
 def properties(header: int) -> tuple[str | None, str, str | None]:

@@ -202,4 +202,4 @@ def test_guide_says_what_the_hub_does_with_fan_out_unknown_fields_and_originals(
     assert "**You are left out of your own fan-out**" in GUIDE
     assert "**passed through unchanged**" in GUIDE
     assert "are ignored" not in GUIDE
-    assert "The original is not kept (it was delivered; the audit queue holds a copy)" in GUIDE
+    assert "The original is not kept in the dead-letter queue (it was delivered)" in GUIDE

@@ -17,7 +17,7 @@ from liaison.sdk import (
 )
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import RunningHub
-from tests.hub.support import PASSWORD
+from tests.hub.support import DEMO_KEYS, PASSWORD, demo_kid
 from tests.sdk.conftest import Connect
 from tests.sdk.support import spot_report
 
@@ -98,7 +98,9 @@ from liaison.schemas.examples import example
 import msgspec
 
 async def main() -> None:
-    async with Client.connect(sys.argv[1], sys.argv[2]) as client:
+    async with Client.connect(
+        sys.argv[1], sys.argv[2], signing_key=sys.argv[4], signing_kid=sys.argv[5]
+    ) as client:
         if sys.argv[3] == "configured":
             logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
         body = example("hazard.eo_spot_report").body
@@ -118,6 +120,7 @@ async def test_sdk_logs_only_through_logging(
     url = amqp_url_for(vhost, partner_accounts["mag"], PASSWORD)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", textwrap.dedent(SILENT), "mag", url, logging_setup,
+        str(DEMO_KEYS / "mag.key"), demo_kid("mag"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import RunningHub
-from tests.hub.support import PASSWORD
+from tests.hub.support import DEMO_KEYS, PASSWORD, demo_kid
 
 pytestmark = pytest.mark.slow
 
@@ -92,12 +92,14 @@ import liaison.sdk
 from liaison.sdk import Client, EoSpotReport, build
 print("sdk from", liaison.sdk.__file__)
 
-async def main(url: str, mag: str, unmas: str, password: str) -> None:
+async def main(url: str, mag: str, unmas: str, password: str, key: str, kid: str) -> None:
     report = build(EoSpotReport, {"location": {"type": "Point", "coordinates": [15.6, 5.9]},
         "location_desc": "RN3 km 4", "device_category": "landmine", "quantity": 1,
         "action_taken": "cordoned", "found_at": "2024-03-12T06:15:00Z", "reported_by": "MAG"})
     async with (
-        Client.connect("mag", url, account=mag, password=password) as sender,
+        Client.connect(
+            "mag", url, account=mag, password=password, signing_key=key, signing_kid=kid
+        ) as sender,
         Client.connect("unmas", url, account=unmas, password=password) as receiver,
         receiver.inbox() as inbox,
     ):
@@ -130,7 +132,8 @@ async def test_partner_wheel_installs_alone_and_delivers(
     script.write_text(textwrap.dedent(PARTNER_SCRIPT))
     url = without_credentials(amqp_url_for(vhost))
     accounts = (partner_accounts["mag"], partner_accounts["unmas"])
-    out = await run(python, str(script), url, *accounts, PASSWORD, cwd=tmp_path)
+    signing = (str(DEMO_KEYS / "mag.key"), demo_kid("mag"))
+    out = await run(python, str(script), url, *accounts, PASSWORD, *signing, cwd=tmp_path)
     for name in ("aiohttp", "prometheus_client", "structlog", "liaison.hub", "liaison.common",
                  "liaison.directory", "liaison.cli", "services", "schemas"):  # fmt: skip
         assert f"{name} absent" in out, out

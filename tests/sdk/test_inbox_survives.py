@@ -9,7 +9,7 @@ from liaison.schemas.wire import inbox_queue
 from liaison.sdk import Client
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import RunningHub
-from tests.hub.support import PASSWORD
+from tests.hub.support import PASSWORD, demo_signing
 from tests.sdk.conftest import Connect
 from tests.sdk.support import force_close, queue_depth, spot_report, wait_for_depth
 
@@ -41,6 +41,7 @@ async def test_backlog_survives_forced_closes_exactly_once(
         password=PASSWORD,
         prefetch=PREFETCH,
         reconnect_interval=0.3,
+        **demo_signing("unmas"),
     ) as unmas:
         inbox = await unmas.inbox()
         while len(handled) < BACKLOG:

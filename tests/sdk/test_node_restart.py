@@ -33,6 +33,7 @@ from liaison.schemas.wire import inbox_queue
 from liaison.sdk import Client
 from tests.cluster.conftest import needs_root
 from tests.hub.conftest import hub_settings
+from tests.hub.support import DEMO_KEYS, demo_kid, demo_signing
 from tests.sdk.support import queue_depth, spot_report, wait_for_depth
 from tests.sdk.test_python_example import EXAMPLE, without_credentials
 
@@ -129,6 +130,7 @@ async def test_example_survives_a_node_restart_with_a_backlog(
             node.amqp_url(vhost=VHOST),
             account=account["mag"],
             password=password(store, account["mag"]),
+            **demo_signing("mag"),
         ) as mag:
             sent = {await mag.send(spot_report(), recipients=["org:unmas"]) for _ in range(BACKLOG)}
         await wait_for_depth(admin, inbox_queue("unmas"), BACKLOG)
@@ -143,6 +145,8 @@ async def test_example_survives_a_node_restart_with_a_backlog(
                 "LIAISON_ACCOUNT": account["unmas"],
                 "LIAISON_PASSWORD": password(store, account["unmas"]),
                 "LIAISON_PREFETCH": "100",
+                "LIAISON_SIGNING_KEY": str(DEMO_KEYS / "unmas.key"),
+                "LIAISON_SIGNING_KID": demo_kid("unmas"),
                 "PATH": "/usr/bin:/bin",
             },
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -159,7 +163,7 @@ async def test_example_survives_a_node_restart_with_a_backlog(
                         _, err = await process.communicate()
                         raise AssertionError(f"the example ended early: {err.decode()[-2000:]}")
                     lines.append(line)
-                    if found := re.match(r"handled (\S+) hazard\.eo_spot_report from mag$", line):
+                    if found := re.match(r"handled (\S+) hazard\.eo_spot_report from mag, ", line):
                         handled[found.group(1)] += 1
                         if sum(handled.values()) == RESTART_AT:
                             # Paused, so the kill finds it mid-backlog however fast it runs;
@@ -202,6 +206,7 @@ async def test_example_survives_a_node_restart_with_a_backlog(
                 node.amqp_url(vhost=VHOST),
                 account=account["mag"],
                 password=password(store, account["mag"]),
+                **demo_signing("mag"),
             ) as mag,
             mag.inbox() as inbox,
             asyncio.timeout(60),

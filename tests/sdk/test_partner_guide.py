@@ -16,7 +16,7 @@ from liaison.schemas.codes import markdown_table
 from liaison.sdk import Component, Sitrep, build
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import RunningHub
-from tests.hub.support import PASSWORD
+from tests.hub.support import DEMO_KEYS, PASSWORD, demo_kid
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "partners.md"
@@ -67,12 +67,19 @@ def _without_credentials(url: str) -> str:
 
 @pytest.mark.broker
 async def test_node_example_delivers(
-    hub: RunningHub, vhost: str, partner_accounts: dict[str, str], tmp_path: Path
+    hub: RunningHub,
+    vhost: str,
+    partner_accounts: dict[str, str],
+    tmp_path: Path,
+    trusted_keys: Path,
 ) -> None:
-    """node partner.mjs publishes as mag with confirms and reads it from unmas's inbox."""
+    """node partner.mjs signs with jose and publishes as mag (the hub accepts the signature),
+    reads it from unmas's inbox, and verifies mag's signature the hub forwarded."""
     node = shutil.which("node")
     if node is None or not (NODE_MODULES / "amqplib").is_dir():
         pytest.skip("node or amqplib missing: run 'make node-tools'")
+    if not (NODE_MODULES / "jose").is_dir():
+        pytest.fail("jose is missing from the node tools: run 'make node-tools'")
     # As a partner would have it: the script beside a node_modules holding amqplib.
     script = tmp_path / "partner.mjs"
     shutil.copy(EXAMPLE, script)
@@ -83,6 +90,9 @@ async def test_node_example_delivers(
         "SENDER_ORG": "mag",
         "SENDER_ACCOUNT": partner_accounts["mag"],
         "SENDER_PASSWORD": PASSWORD,
+        "SENDER_SIGNING_KEY": str(DEMO_KEYS / "mag.key"),
+        "SENDER_SIGNING_KID": demo_kid("mag"),
+        "LIAISON_TRUSTED_KEYS": str(trusted_keys),
         "RECIPIENT_ORG": "unmas",
         "RECIPIENT_ACCOUNT": partner_accounts["unmas"],
         "RECIPIENT_PASSWORD": PASSWORD,
@@ -96,6 +106,7 @@ async def test_node_example_delivers(
     sent = re.search(r"^sent (mag-[0-9a-f-]+)$", out.decode(), re.M)
     assert sent is not None, out.decode()
     assert f"unmas received mag/{sent.group(1)}: hazard.eo_spot_report from mag" in out.decode()
+    assert "verified: signed by mag with key mag-demo-2026" in out.decode()
 
 
 def _section_six() -> str:

@@ -15,7 +15,7 @@ import pytest
 from liaison.schemas.wire import inbox_queue
 from tests.conftest import amqp_url_for
 from tests.hub.conftest import RunningHub
-from tests.hub.support import PASSWORD
+from tests.hub.support import DEMO_KEYS, PASSWORD, demo_kid
 from tests.sdk.conftest import Connect
 from tests.sdk.support import force_close, queue_depth, spot_report, wait_for_depth
 
@@ -43,6 +43,7 @@ async def test_example_survives_forced_closes_with_a_backlog(
     vhost: str,
     partner_accounts: dict[str, str],
     tmp_path: Path,
+    trusted_keys: Path,
 ) -> None:
     """The example handles and answers each of 500 messages once through 3 forced closes."""
     mag = await connect("mag")
@@ -59,6 +60,9 @@ async def test_example_survives_forced_closes_with_a_backlog(
             "LIAISON_ACCOUNT": account,
             "LIAISON_PASSWORD": PASSWORD,
             "LIAISON_PREFETCH": "200",
+            "LIAISON_SIGNING_KEY": str(DEMO_KEYS / "unmas.key"),
+            "LIAISON_SIGNING_KID": demo_kid("unmas"),
+            "LIAISON_TRUSTED_KEYS": str(trusted_keys),
             "PATH": "/usr/bin:/bin",
         },
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -74,7 +78,10 @@ async def test_example_survives_forced_closes_with_a_backlog(
                     _, err = await process.communicate()
                     raise AssertionError(f"the example ended early: {err.decode()[-2000:]}")
                 lines.append(line)
-                if found := re.match(r"handled (\S+) hazard\.eo_spot_report from mag$", line):
+                # Verified end to end: mag's signature, forwarded unchanged by the hub.
+                signed = r", signed by mag \(mag-demo-2026\)$"
+                spot = r"handled (\S+) hazard\.eo_spot_report from mag"
+                if found := re.match(spot + signed, line):
                     handled[found.group(1)] += 1
                     if sum(handled.values()) in CLOSE_AT:
                         process.send_signal(signal.SIGSTOP)

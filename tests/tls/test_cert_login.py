@@ -24,9 +24,10 @@ from liaison.nodes.node import BrokerNode
 from liaison.schemas.examples import example
 from liaison.schemas.wire import INGRESS_EXCHANGE
 from liaison.sdk import Client, ConnectFailed, tls_context
-from tests.cli.support import liaison
+from tests.cli.support import liaison, signing
 from tests.cli.test_send_tail import SPOT
 from tests.conftest import MANAGEMENT_URL
+from tests.hub.support import demo_signing
 from tests.tls.conftest import (
     HUB,
     OPERATOR,
@@ -162,12 +163,15 @@ async def test_hub_sdk_and_cli_with_certificate_login(
     )
     hubs.append(hub)
     await hub.wait_ready()
-    async with Client.connect("mag", external(node), ssl_context=context_of(dev_ca, "mag")) as mag:
+    async with Client.connect(
+        "mag", external(node), ssl_context=context_of(dev_ca, "mag"), **demo_signing("mag")
+    ) as mag:
         await mag.send(example("hazard.eo_spot_report").body, recipients=["org:unmas"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
     env.update(LIAISON_DIRECTORY=str(provisioned.directory), LIAISON_TLS_CA_FILE=str(dev_ca.ca))
     sent = await liaison(
-        "send", "--as", "mag", "--url", external(node), "--type", "hazard.eo_spot_report",
+        "send", "--as", "mag", *signing("mag"), "--url", external(node),
+        "--type", "hazard.eo_spot_report",
         "--body-json", SPOT, "--to", "org:unmas",
         "--cert-file", str(dev_ca.cert("mag")), "--key-file", str(dev_ca.key("mag")), env=env,
     )  # fmt: skip

@@ -21,6 +21,7 @@ from liaison.nodes.node import BrokerNode
 from liaison.schemas.examples import example
 from liaison.sdk import Client, ConnectFailed, tls_context
 from tests.cli.support import liaison
+from tests.hub.support import demo_signing
 from tests.tls.conftest import (
     Ca,
     HubProcess,
@@ -121,7 +122,7 @@ async def test_hub_sdk_and_cli_over_amqps_with_a_private_ca(
     await hub.wait_ready()
     context = tls_context(ca_file=dev_ca.ca)
     url = amqps(node, "mag", password(credentials, "mag"))
-    async with Client.connect("mag", url, ssl_context=context) as mag:
+    async with Client.connect("mag", url, ssl_context=context, **demo_signing("mag")) as mag:
         await mag.send(example("hazard.eo_spot_report").body, recipients=["org:unmas"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
     env.update(

@@ -1,12 +1,18 @@
-// A Liaison partner in Node.js with amqplib: one organisation publishes an EO spot report,
-// another reads it from its inbox. Run: npm install amqplib && node partner.mjs
+// A Liaison partner in Node.js with amqplib and jose: one organisation signs and publishes an
+// EO spot report, another reads it from its inbox and verifies who signed it.
+// Run: npm install amqplib jose && node partner.mjs
 //
 // Environment:
 //   LIAISON_AMQP_URL     broker and vhost, no credentials, e.g. amqps://broker.example.org/liaison
 //   SENDER_ORG, SENDER_ACCOUNT, SENDER_PASSWORD           who sends (e.g. mag)
+//   SENDER_SIGNING_KEY, SENDER_SIGNING_KID                its Ed25519 private key (PKCS#8 PEM
+//                                                         file) and that key's id
 //   RECIPIENT_ORG, RECIPIENT_ACCOUNT, RECIPIENT_PASSWORD  who receives (e.g. unmas)
+//   LIAISON_TRUSTED_KEYS  signing-keys.json from the partner bundle (everyone's public keys)
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import amqp from "amqplib";
+import { FlattenedSign, flattenedVerify, importJWK, importPKCS8 } from "jose";
 
 const env = (name) => {
   const value = process.env[name];
@@ -20,6 +26,34 @@ function login(account, password) {
   url.username = encodeURIComponent(account);
   url.password = encodeURIComponent(password);
   return url.toString();
+}
+
+// The x-liaison-signature header: a JWS with a detached, unencoded payload (RFC 7515
+// Appendix F, RFC 7797) over the exact bytes published: "<protected>..<signature>".
+async function sign(body, privateKey, kid) {
+  const jws = await new FlattenedSign(body)
+    .setProtectedHeader({ alg: "Ed25519", kid, b64: false, crit: ["b64"] })
+    .sign(privateKey);
+  return `${jws.protected}..${jws.signature}`;
+}
+
+// Who signed a delivered message: the sender's registered key, valid when it was delivered,
+// over these exact bytes; throws otherwise.
+async function verify(body, header, sender, trusted, deliveredAt) {
+  if (typeof header !== "string") throw new Error("the message is not signed");
+  const [protectedHeader, empty, signature] = header.split(".");
+  if (empty !== "" || !signature) throw new Error("not a detached JWS");
+  const { kid } = JSON.parse(Buffer.from(protectedHeader, "base64url").toString("utf8"));
+  const jwk = trusted.keys.find((key) => key.kid === kid);
+  if (!jwk || jwk.org !== sender) throw new Error(`${kid} is not a key of ${sender}`);
+  if (deliveredAt < new Date(jwk.not_before) || deliveredAt >= new Date(jwk.not_after)) {
+    throw new Error(`${kid} was not valid at ${deliveredAt.toISOString()}`);
+  }
+  const key = await importJWK({ kty: jwk.kty, crv: jwk.crv, x: jwk.x }, "Ed25519");
+  await flattenedVerify({ protected: protectedHeader, payload: body, signature }, key, {
+    algorithms: ["Ed25519", "EdDSA"],
+  });
+  return { org: jwk.org, kid };
 }
 
 async function send(org, account, password, recipient) {
@@ -49,11 +83,16 @@ async function send(org, account, password, recipient) {
   };
   // The four properties the hub checks: routing key = your org id, user_id = your broker
   // account, content type JSON, persistent. Then wait for the broker's confirm.
-  channel.publish("liaison.ingress", org, Buffer.from(JSON.stringify(envelope)), {
+  // Sign the exact bytes you publish, and publish those bytes.
+  const body = Buffer.from(JSON.stringify(envelope));
+  const privateKey = await importPKCS8(readFileSync(env("SENDER_SIGNING_KEY"), "utf8"), "Ed25519");
+  const signature = await sign(body, privateKey, env("SENDER_SIGNING_KID"));
+  channel.publish("liaison.ingress", org, body, {
     userId: account,
     contentType: "application/json",
     deliveryMode: 2,
     messageId: distributionId,
+    headers: { "x-liaison-signature": signature },
   });
   await channel.waitForConfirms();
   await connection.close();
@@ -62,6 +101,7 @@ async function send(org, account, password, recipient) {
 }
 
 async function receive(org, account, password, distributionId) {
+  const trusted = JSON.parse(readFileSync(env("LIAISON_TRUSTED_KEYS"), "utf8"));
   const connection = await amqp.connect(login(account, password));
   const channel = await connection.createChannel();
   await channel.prefetch(16);
@@ -74,7 +114,12 @@ async function receive(org, account, password, distributionId) {
       channel.ack(message);
       if (envelope.distribution_id === distributionId) {
         clearTimeout(timer);
-        resolve({ envelope, messageId: message.properties.messageId });
+        // The hub forwards the sender's signature unchanged: verify it end to end.
+        const header = message.properties.headers?.["x-liaison-signature"];
+        const deliveredAt = new Date(message.properties.timestamp * 1000);
+        verify(message.content, header?.toString(), envelope.sender, trusted, deliveredAt)
+          .then((signer) => resolve({ envelope, messageId: message.properties.messageId, signer }))
+          .catch(reject);
       }
     };
     // Flash messages have their own queue, so they never wait behind routine ones.
@@ -82,8 +127,9 @@ async function receive(org, account, password, distributionId) {
     channel.consume(`inbox.${org}`, onMessage, { noAck: false });
   });
   try {
-    const { envelope, messageId } = await got;
+    const { envelope, messageId, signer } = await got;
     console.log(`${org} received ${messageId}: ${envelope.body.type} from ${envelope.sender}`);
+    console.log(`verified: signed by ${signer.org} with key ${signer.kid}`);
     console.log(JSON.stringify(envelope, null, 2));
   } finally {
     await connection.close();

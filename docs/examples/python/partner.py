@@ -10,6 +10,9 @@ Environment:
   LIAISON_ACCOUNT    your broker account (default: the organisation id)
   LIAISON_PASSWORD   its password
   LIAISON_PREFETCH   how many deliveries to buffer (default 32)
+  LIAISON_SIGNING_KEY  your Ed25519 private key file (receipts are signed with it)
+  LIAISON_SIGNING_KID  its key id in the directory
+  LIAISON_TRUSTED_KEYS signing-keys.json from your partner bundle: who signed each delivery
 """
 
 import asyncio
@@ -28,8 +31,13 @@ async def handle(delivery: Delivery) -> None:
         print(f"receipt {receipt.ref_distribution_id}: {receipt.level} from {delivery.sender}")
     else:
         urgent = " URGENT" if isinstance(delivery.body, HazardAlert) else ""
+        signed = (
+            f"signed by {delivery.signed_by} ({delivery.signature_kid})"
+            if delivery.verified
+            else f"NOT VERIFIED: {delivery.signature_problem}"
+        )
         print(f"handled {delivery.envelope.distribution_id} {delivery.type} from "
-              f"{delivery.sender}{urgent}", flush=True)  # fmt: skip
+              f"{delivery.sender}{urgent}, {signed}", flush=True)  # fmt: skip
         await delivery.receipt(AckLevel.ACCEPTED)
 
 
@@ -43,6 +51,9 @@ async def main() -> None:
             account=os.environ.get("LIAISON_ACCOUNT", org),
             password=os.environ["LIAISON_PASSWORD"],
             prefetch=int(os.environ.get("LIAISON_PREFETCH", "32")),
+            signing_key=os.environ["LIAISON_SIGNING_KEY"],
+            signing_kid=os.environ["LIAISON_SIGNING_KID"],
+            trusted_keys=os.environ.get("LIAISON_TRUSTED_KEYS"),
         ) as client,
         client.inbox() as inbox,
     ):

@@ -1,0 +1,63 @@
+"""A two-point ``python -m bench.sweep --quick`` against the real broker: every point has both
+movers with their rounds, and the model is fitted and written. No timing is asserted."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The JSON of one quick sweep (2 points, 1 round, 60 messages each)."""
+    out = tmp_path_factory.mktemp("sweep")
+    subprocess.run(
+        [sys.executable, "-m", "bench.sweep", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    assert (out / "sweep.png").stat().st_size > 0
+    data: dict[str, Any] = json.loads((out / "sweep.json").read_text())
+    return data
+
+
+def test_every_point_has_hub_and_shovel_rounds(sweep: dict[str, Any]) -> None:
+    """Two points, each moved by the hub and the shovel, every round kept with its figures."""
+    points = sweep["points"]
+    assert [(p["recipients"], p["kind"]) for p in points] == [(1, "text"), (4, "coords")]
+    assert points[1]["body_bytes"] > 32 * 1024
+    for point in points:
+        for mover in ("hub", "shovel"):
+            rounds = point[mover]["rounds"]
+            assert len(rounds) == sweep["rounds"] == 1
+            for row in rounds:
+                assert row["messages"] == point["messages"]
+                assert row["inbox_copies"] == point["messages"] * point["recipients"]
+                assert row["msg_per_s"] > 0
+                assert row["copies_per_s"] >= row["msg_per_s"]
+                assert row["broker_cpu_raw_us_per_message"] > 0
+                # Less the broker's background rate, which on a busy broker can eat a tiny round.
+                assert 0 <= row["broker_cpu_us_per_message"] <= row["broker_cpu_raw_us_per_message"]
+        assert point["hub"]["rounds"][0]["hub_cpu_us_per_message"] > 0
+
+
+def test_the_model_and_sizing_example_are_written(sweep: dict[str, Any]) -> None:
+    """Hub and broker series are fitted over the points; the sizing example is worked out."""
+    model = sweep["model"]
+    for series in ("hub", "broker_with_hub", "broker_with_shovel"):
+        assert model[series]["samples"] == 2
+        assert {"a_us", "b_us_per_recipient", "c_us_per_kb_text", "c_us_per_kb_coords"} <= set(
+            model[series]
+        )
+    example = model["sizing_example"]
+    assert example["messages_per_s"] == 50
+    assert example["hub_processes"] >= 1
