@@ -308,7 +308,10 @@ def _round(
     mover: float | None,
     settled: dict[str, Any],
 ) -> dict[str, Any]:
-    seconds = max(end - start, 1e-6)
+    if end <= start:
+        # The whole queue moved between two polls: no window to time or to charge CPU to.
+        raise RuntimeError(f"{n} messages moved too fast to time; raise --max-messages")
+    seconds = end - start
     row: dict[str, Any] = {
         "messages": n,
         "inbox_copies": copies,
@@ -459,7 +462,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--refit", type=Path, help="recompute the model of this sweep.json")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 2)
-    args.max_messages = args.max_messages or (60 if args.quick else 1500)
+    args.max_messages = args.max_messages or (300 if args.quick else 1500)
     args.settle_seconds = args.settle_seconds or (1.0 if args.quick else 5.0)
     return args
 

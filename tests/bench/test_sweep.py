@@ -16,7 +16,7 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The JSON of one quick sweep (2 points, 1 round, 60 messages each)."""
+    """The JSON of one quick sweep (2 points, 1 round, 300 messages each)."""
     out = tmp_path_factory.mktemp("sweep")
     subprocess.run(
         [sys.executable, "-m", "bench.sweep", "--quick", "--out", str(out)],

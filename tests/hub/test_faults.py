@@ -241,10 +241,17 @@ async def inject(hubs: Hubs, senders: list[Sender], vhost: str, faults: Faults) 
 
     async def cut(sender: Sender) -> None:
         name = sender.connection_name
-        found = await close_connections(
-            vhost, lambda c: c.get("client_properties", {}).get("connection_name") == name
-        )
-        faults.cuts += found
+
+        # The management API lists a connection some seconds after it opens: a sender that has
+        # just reconnected is not there yet, so the cut waits for it rather than missing it.
+        async def closed() -> bool:
+            found = await close_connections(
+                vhost, lambda c: c.get("client_properties", {}).get("connection_name") == name
+            )
+            faults.cuts += found
+            return found > 0
+
+        await wait_for(closed, 30, f"{name}'s connection to be listed and closed")
 
     await asyncio.sleep(3)
     victim = await hubs.active()
