@@ -16,7 +16,6 @@ cluster's nodes) per side, and what replication adds per quorum copy, into
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -32,6 +31,7 @@ from urllib.parse import quote
 
 import uvloop
 
+from bench import report
 from bench.__main__ import Run, parse_args
 from bench.broker import use_broker
 from bench.processes import CpuMeter, broker_pids
@@ -270,9 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         **results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "cluster.json"
-    path.write_text(json.dumps(results, indent=1) + "\n")
+    path = report.write_json(results, args.out, "cluster.json")
     print()
     print(table(results))
     print(f"\nwrote {path}")

@@ -108,9 +108,11 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(results: dict[str, Any], out: Path) -> Path:
-    path = out / "bench.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
+def write_json(results: dict[str, Any], out: Path, name: str = "bench.json") -> Path:
+    """``results`` as ``out/name`` (``out`` made if missing); what JSON cannot hold, as text."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return path
 
 

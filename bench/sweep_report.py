@@ -1,16 +1,9 @@
 """The sweep's results: a printed table, ``sweep.json`` and ``sweep.png``."""
 
-import json
 from pathlib import Path
 from typing import Any
 
 from bench import costmodel
-
-
-def write_json(results: dict[str, Any], out: Path) -> Path:
-    path = out / "sweep.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
 
 
 def table(results: dict[str, Any]) -> str:
