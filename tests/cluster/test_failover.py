@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from liaison.common.topology import hub_queue
@@ -19,6 +18,7 @@ from tests.cluster.conftest import (
     SAMPLE,
     VHOST,
     Provisioned,
+    connection_nodes,
     needs_root,
     queue_info,
     quorum_queues,
@@ -52,21 +52,8 @@ def node_urls(cluster: BrokerCluster, account: str, password: str | None) -> lis
 
 async def hub_node(cluster: BrokerCluster) -> str | None:
     """The node the hub's connection is on, as a live node's management API reports it."""
-    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
-    for node in (n for n in cluster.nodes if n.alive):
-        try:
-            async with (
-                aiohttp.ClientSession(headers=auth) as session,
-                session.get(f"{node.management_url}/api/connections") as response,
-            ):
-                connections: list[dict[str, Any]] = await response.json()
-        except aiohttp.ClientError:
-            continue
-        for c in connections:
-            name = (c.get("client_properties") or {}).get("connection_name", "")
-            if name.startswith("liaison-hub"):
-                return str(c["node"])
-    return None
+    where = await connection_nodes(cluster)
+    return next((node for name, node in where.items() if name.startswith("liaison-hub")), None)
 
 
 async def hub_moved_to(cluster: BrokerCluster, away_from: str | None = None) -> str:

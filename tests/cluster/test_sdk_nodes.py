@@ -3,16 +3,14 @@
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from liaison.directory.credentials import CredentialStore
 from liaison.nodes.cluster import BrokerCluster
 from liaison.nodes.node import BrokerNode
 from liaison.sdk import Client
-from tests.cluster.conftest import SAMPLE, Provisioned, needs_root
+from tests.cluster.conftest import SAMPLE, Provisioned, connection_nodes, needs_root
 from tests.cluster.test_failover import node_urls
 from tests.hub.support import demo_signing
 from tests.hub_process import HubProcess
@@ -23,24 +21,11 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
 
 async def sdk_nodes(cluster: BrokerCluster) -> dict[str, str]:
     """Which node each SDK connection is on (by organisation), as a live node lists them."""
-    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
-    for node in (n for n in cluster.nodes if n.alive):
-        try:
-            async with (
-                aiohttp.ClientSession(headers=auth) as session,
-                session.get(f"{node.management_url}/api/connections") as response,
-            ):
-                connections: list[dict[str, Any]] = await response.json()
-        except aiohttp.ClientError:
-            continue
-        return {
-            name.removeprefix("liaison-sdk "): str(c["node"])
-            for c in connections
-            if (name := (c.get("client_properties") or {}).get("connection_name", "")).startswith(
-                "liaison-sdk "
-            )
-        }
-    return {}
+    return {
+        name.removeprefix("liaison-sdk "): node
+        for name, node in (await connection_nodes(cluster)).items()
+        if name.startswith("liaison-sdk ")
+    }
 
 
 async def listed(cluster: BrokerCluster, orgs: set[str], away_from: str) -> dict[str, str]:
