@@ -177,7 +177,7 @@ async def measure(args: argparse.Namespace, sides: list[Side]) -> dict[str, Any]
     )
     added = cluster["broker_cpu_us_per_message"] - single["broker_cpu_us_per_message"]
     # Each cluster node's median share, applied to the median broker µs/message: an estimate of
-    # what the leaders' node and each follower spend per message (the shares are whole rounds').
+    # what each node spends per message, by the leaders it holds (the shares are whole rounds').
     names = list(rows["cluster"][0]["node_cpu_share"])
     per_node = {
         name: round(
