@@ -105,18 +105,9 @@ class Run(BenchVhost):
             alive = lambda: process.poll() is None  # noqa: E731 - read in the loop below
         meters = [m for m in (broker_cpu, mover_cpu) if m is not None]
         try:
-            start, end = await wait_until(
-                self.counter,
-                source=[src],
-                source_total=n,
-                dest=[COPY_QUEUE],
-                dest_total=n,
-                extra=(self.inboxes, copies),
-                limit_seconds=max(60.0, n / 100),
-                on_start=lambda: [m.mark() for m in meters] and None,
-                alive=alive,
+            start, end, cpu = await self.drained(
+                [src], n, copies, meters=meters, alive=alive, limit_seconds=max(60.0, n / 100)
             )
-            cpu = [m.read() for m in meters]
         finally:
             if process is not None:
                 await stop(process)
@@ -203,18 +194,14 @@ class Run(BenchVhost):
         samplers = [RssSampler(p.pid).start() for p, _ in processes]
         meters = [CpuMeter.broker(), CpuMeter([p.pid for p, _ in processes])]
         try:
-            start, end = await wait_until(
-                self.counter,
-                source=self.shards,
-                source_total=n,
-                dest=[COPY_QUEUE],
-                dest_total=n,
-                extra=(self.inboxes, sum(len(m.inboxes) for m in messages)),
-                limit_seconds=max(60.0, n / 100),
-                on_start=lambda: [m.mark() for m in meters] and None,
+            start, end, cpu = await self.drained(
+                self.shards,
+                n,
+                sum(len(m.inboxes) for m in messages),
+                meters=meters,
                 alive=lambda: all(p.poll() is None for p, _ in processes),
+                limit_seconds=max(60.0, n / 100),
             )
-            cpu = [m.read() for m in meters]
             for sampler in samplers:
                 sampler.sample()
         finally:

@@ -31,7 +31,6 @@ from bench.broker import (
     ShovelWatch,
     delete_shovel,
     start_shovel,
-    wait_until,
 )
 from bench.processes import CpuMeter, settle, start_hub, stop
 from bench.publish import preload_ingress, preload_queue
@@ -104,18 +103,14 @@ class Sweep(BenchVhost):
         process, _ = start_hub(self.url, self.directory_file, log, env=env)
         meters = [CpuMeter.broker(), CpuMeter([process.pid])]
         try:
-            start, end = await wait_until(
-                self.counter,
-                source=self.shards,
-                source_total=n,
-                dest=[COPY_QUEUE],
-                dest_total=n,
-                extra=(self.inboxes, copies),
-                limit_seconds=max(120.0, n / 20),
-                on_start=lambda: [m.mark() for m in meters] and None,
+            start, end, cpu = await self.drained(
+                self.shards,
+                n,
+                copies,
+                meters=meters,
                 alive=lambda: process.poll() is None,
+                limit_seconds=max(120.0, n / 20),
             )
-            cpu = [m.read() for m in meters]
         finally:
             await stop(process)
         dead = await self.counter.count(DEAD_LETTER_QUEUE)
@@ -139,18 +134,14 @@ class Sweep(BenchVhost):
         await start_shovel(self.mgmt, self.vhost, name, src, dest_exchange=DELIVERY_EXCHANGE)
         watch = ShovelWatch(self.mgmt, self.vhost, name).start()
         try:
-            start, end = await wait_until(
-                self.counter,
-                source=[src],
-                source_total=n,
-                dest=[COPY_QUEUE],
-                dest_total=n,
-                extra=(self.inboxes, copies),
-                limit_seconds=max(120.0, n / 20),
-                on_start=broker.mark,
+            start, end, (cpu,) = await self.drained(
+                [src],
+                n,
+                copies,
+                meters=[broker],
                 alive=watch.alive,
+                limit_seconds=max(120.0, n / 20),
             )
-            cpu = broker.read()
         finally:
             await watch.stop()
             await delete_shovel(self.mgmt, self.vhost, name)

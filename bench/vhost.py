@@ -11,12 +11,21 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import aiormq.exceptions
 
-from bench.broker import Counter, amqp_url, create_partner, create_vhost, management_client
+from bench.broker import (
+    COPY_QUEUE,
+    Counter,
+    amqp_url,
+    create_partner,
+    create_vhost,
+    management_client,
+    wait_until,
+)
+from bench.processes import CpuMeter
 from liaison.common.errors import LiaisonError
 from liaison.common.topology import build_topology, hub_queue
 from liaison.directory.index import DirectoryIndex
@@ -91,6 +100,32 @@ class BenchVhost:
                 self.log(f"could not delete user {org.broker_account}: {exc}")
         await self.mgmt.delete_vhost(self.vhost)
         await self.mgmt.close()
+
+    async def drained(
+        self,
+        source: list[str],
+        n: int,
+        copies: int,
+        *,
+        meters: Sequence[CpuMeter],
+        alive: Callable[[], bool],
+        limit_seconds: float,
+    ) -> tuple[float, float, list[float]]:
+        """(start, end, CPU seconds of each meter in between): from the moment ``source``
+        first shrinks below ``n`` until it is empty, the copy counter holds ``n`` and the
+        inboxes ``copies``. A mover that stops (``alive`` false) fails the round at once."""
+        start, end = await wait_until(
+            self.counter,
+            source=source,
+            source_total=n,
+            dest=[COPY_QUEUE],
+            dest_total=n,
+            extra=(self.inboxes, copies),
+            limit_seconds=limit_seconds,
+            on_start=lambda: [m.mark() for m in meters] and None,
+            alive=alive,
+        )
+        return start, end, [m.read() for m in meters]
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
