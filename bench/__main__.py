@@ -471,11 +471,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = uvloop.run(main_async(args))
-    path = report.write_json(results, args.out)
-    png = report.chart(results, args.out)
-    print()
-    print(report.table(results))
-    print(f"\nwrote {path} and {png}")
+    report.publish(results, args.out, "bench.json", report.table(results), chart=report.chart)
     return 0
 
 

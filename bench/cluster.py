@@ -270,10 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         **results,
     }
-    path = report.write_json(results, args.out, "cluster.json")
-    print()
-    print(table(results))
-    print(f"\nwrote {path}")
+    report.publish(results, args.out, "cluster.json", table(results))
     return 0
 
 

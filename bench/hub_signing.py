@@ -33,7 +33,7 @@ from typing import Any
 
 import uvloop
 
-from bench import signing
+from bench import report, signing
 from bench.__main__ import Run, parse_args
 from bench.workload import sign_messages, write_directory
 
@@ -137,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["started_at"] = started.isoformat(timespec="seconds")
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "hub_signing.json"
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    print(json.dumps(results, indent=1))
-    print(f"\nwrote {path}")
+    report.publish(results, args.out, "hub_signing.json", json.dumps(results, indent=1))
     return 0
 
 

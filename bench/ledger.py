@@ -784,10 +784,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = asyncio.run(main_async(args))
-    path = report.write_json(results, args.out, "ledger.json")
-    print()
-    print(summary(results))
-    print(f"\nwrote {path}")
+    report.publish(results, args.out, "ledger.json", summary(results))
     return 0
 
 

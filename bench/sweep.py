@@ -406,13 +406,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = refit(args.refit) if args.refit else uvloop.run(main_async(args))
-    path = report.write_json(results, args.out, "sweep.json")
-    png = sweep_report.chart(results, args.out)
-    print()
-    print(sweep_report.table(results))
-    print()
-    print(sweep_report.sizing_markdown(results))
-    print(f"\nwrote {path} and {png}")
+    report.publish(
+        results,
+        args.out,
+        "sweep.json",
+        sweep_report.table(results),
+        sweep_report.sizing_markdown(results),
+        chart=sweep_report.chart,
+    )
     return 0
 
 

@@ -54,8 +54,6 @@ class BenchVhost:
         self.index: DirectoryIndex
         self.inboxes: list[str] = []
         self.shards = [hub_queue(n) for n in range(4)]
-        #: Set by a bench whose body ended without raising but wants the logs looked at.
-        self.keep_scratch = False
         self._write_directory = write_directory
 
     def log(self, text: str) -> None:
@@ -130,8 +128,8 @@ class BenchVhost:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """``setup()``, then ``teardown()`` however the body ends. The scratch directory (the
-        hub's decision lines: about 60 MB in a default run) goes only when the body ended well
-        and ``keep_scratch`` is unset; otherwise the logs are kept to read."""
+        hub's decision lines: about 60 MB in a default run) goes when the body ended well; after
+        a failure the processes' logs are kept to read."""
         await self.setup()
         try:
             yield
@@ -139,9 +137,6 @@ class BenchVhost:
             self.log(f"failed; the processes' logs are kept in {self.scratch}")
             raise
         else:
-            if self.keep_scratch:
-                self.log(f"the processes' logs are kept in {self.scratch}")
-            else:
-                shutil.rmtree(self.scratch, ignore_errors=True)
+            shutil.rmtree(self.scratch, ignore_errors=True)
         finally:
             await self.teardown()

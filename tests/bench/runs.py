@@ -9,8 +9,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def quick_run(module: str, out: Path, written: str, timeout: float) -> dict[str, Any]:
-    """The JSON ``module`` wrote as ``out/written``; a failed run fails with its output's end."""
+def quick_run(
+    module: str, out: Path, written: str, timeout: float, chart: str | None = None
+) -> dict[str, Any]:
+    """The JSON ``module`` wrote as ``out/written``, once it also drew ``chart`` there if
+    named; a failed run fails with its output's end."""
     run = subprocess.run(
         [sys.executable, "-m", module, "--quick", "--out", str(out)],
         cwd=ROOT,
@@ -20,5 +23,7 @@ def quick_run(module: str, out: Path, written: str, timeout: float) -> dict[str,
         check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    if chart is not None:
+        assert (out / chart).stat().st_size > 0
     data: dict[str, Any] = json.loads((out / written).read_text())
     return data

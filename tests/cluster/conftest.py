@@ -9,15 +9,18 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import pytest
 
+from liaison.common.urls import amqp_url_for
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.directory.settings import ProvisionSettings
 from liaison.nodes.cluster import BrokerCluster
+from tests.hub_process import HubProcess
 from tests.node_provisioning import SAMPLE, VHOST, provision_node, provisioning_env
 
 needs_root = pytest.mark.skipif(
@@ -92,3 +95,24 @@ async def connection_nodes(cluster: BrokerCluster) -> dict[str, str]:
             for c in connections
         }
     return {}
+
+
+def node_urls(cluster: BrokerCluster, account: str, password: str | None) -> list[str]:
+    """Every node's URL on Liaison's vhost as ``account`` (no password: the hub's store)."""
+    base = [n.amqp_url(vhost=VHOST) for n in cluster.nodes]
+    if password is None:
+        return [u.replace("guest:guest@", f"{account}@") for u in base]
+    return [amqp_url_for(u, VHOST, account, password) for u in base]
+
+
+def hub_on_every_node(cluster: BrokerCluster, provisioned: Provisioned, log: Path) -> HubProcess:
+    """A hub process given every node's URL, in order (so it connects to the first)."""
+    hub_account = provisioned.index.directory.hub_account
+    return HubProcess(
+        {
+            "LIAISON_AMQP_URL": ",".join(node_urls(cluster, hub_account, None)),
+            "LIAISON_CREDENTIALS_DIR": str(provisioned.settings.credentials_dir),
+            "LIAISON_DIRECTORY": str(SAMPLE),
+        },
+        log,
+    )

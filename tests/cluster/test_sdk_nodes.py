@@ -10,10 +10,14 @@ from liaison.directory.credentials import CredentialStore
 from liaison.nodes.cluster import BrokerCluster
 from liaison.nodes.node import BrokerNode
 from liaison.sdk import Client
-from tests.cluster.conftest import SAMPLE, Provisioned, connection_nodes, needs_root
-from tests.cluster.test_failover import node_urls
+from tests.cluster.conftest import (
+    Provisioned,
+    connection_nodes,
+    hub_on_every_node,
+    needs_root,
+    node_urls,
+)
 from tests.hub.support import demo_signing
-from tests.hub_process import HubProcess
 from tests.sdk.support import spot_report
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
@@ -47,15 +51,7 @@ async def test_partners_move_to_another_node_when_theirs_is_killed(
     themselves, the send waits out the move, and the message arrives."""
     store = CredentialStore(provisioned.settings.credentials_dir)
     org = provisioned.index.organisations
-    hub_account = provisioned.index.directory.hub_account
-    hub = HubProcess(
-        {
-            "LIAISON_AMQP_URL": ",".join(node_urls(cluster, hub_account, None)),
-            "LIAISON_CREDENTIALS_DIR": str(provisioned.settings.credentials_dir),
-            "LIAISON_DIRECTORY": str(SAMPLE),
-        },
-        tmp_path / "hub.log",
-    )
+    hub = hub_on_every_node(cluster, provisioned, tmp_path / "hub.log")
     # The partners start on the last node, the hub on the first: losing the partners' node
     # tells about the SDK alone.
     partners_node: BrokerNode = cluster.nodes[-1]
