@@ -12,10 +12,7 @@ import argparse
 import asyncio
 import os
 import platform
-import secrets
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -28,13 +25,8 @@ import uvloop
 from bench import latency, report
 from bench.broker import (
     COPY_QUEUE,
-    Counter,
     ShovelWatch,
-    amqp_url,
-    create_partner,
-    create_vhost,
     delete_shovel,
-    management_client,
     start_shovel,
     wait_until,
 )
@@ -49,11 +41,8 @@ from bench.processes import (
     wait_ready,
 )
 from bench.publish import preload_ingress, preload_queue
-from bench.workload import INBOX_MAX_LENGTH, Message, build_messages, write_directory
-from liaison.common.errors import LiaisonError
-from liaison.common.topology import build_topology, hub_queue
-from liaison.directory.index import DirectoryIndex
-from liaison.directory.topology import apply_topology
+from bench.vhost import BenchVhost
+from bench.workload import Message, build_messages, write_directory
 from liaison.hub.settings import HubSettings
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
 
@@ -64,48 +53,14 @@ LATENCY_ROUNDS = 6
 DEDUPE_CAP = HubSettings().dedupe_max_entries
 
 
-class Run:
+class Run(BenchVhost):
     """One bench run's broker objects, workload and scratch directory."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__("liaison-bench", write_directory)
         self.args = args
-        self.run_id = secrets.token_hex(4)
-        self.vhost = f"liaison-bench-{self.run_id}"
-        self.url = amqp_url(self.vhost)
         #: What the hub is given as LIAISON_AMQP_URL (a cluster's node list, comma-separated).
         self.hub_url = self.url
-        self.scratch = Path(tempfile.mkdtemp(prefix=f"liaison-bench-{self.run_id}-"))
-        self.directory_file = self.scratch / "directory.toml"
-        self.mgmt = management_client()
-        self.counter = Counter(self.url)
-        self.index: DirectoryIndex
-        self.inboxes: list[str] = []
-        self.shards = [hub_queue(n) for n in range(4)]
-
-    def log(self, text: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-    async def setup(self) -> None:
-        await self.mgmt.open()
-        await create_vhost(self.mgmt, self.vhost)
-        self.index = write_directory(self.run_id, self.directory_file)
-        for org in self.index.organisations.values():
-            await create_partner(self.mgmt, self.vhost, org.broker_account)
-        spec = build_topology(dict.fromkeys(self.index.organisations, INBOX_MAX_LENGTH))
-        await apply_topology(self.mgmt, self.vhost, spec)
-        self.inboxes = [q.name for q in spec.queues if q.owner is not None]
-        await self.counter.open()
-        await self.counter.declare_copy_counter(DELIVERY_EXCHANGE)
-
-    async def teardown(self) -> None:
-        await self.counter.close()
-        for org in self.index.organisations.values():
-            try:
-                await self.mgmt.delete_user(org.broker_account)
-            except LiaisonError as exc:
-                self.log(f"could not delete user {org.broker_account}: {exc}")
-        await self.mgmt.delete_vhost(self.vhost)
-        await self.mgmt.close()
 
     def messages(self, count: int, prefix: str, seed: int = 6) -> list[Message]:
         return build_messages(self.index, count, seed=seed, prefix=f"{prefix}-{self.run_id}")
@@ -150,18 +105,9 @@ class Run:
             alive = lambda: process.poll() is None  # noqa: E731 - read in the loop below
         meters = [m for m in (broker_cpu, mover_cpu) if m is not None]
         try:
-            start, end = await wait_until(
-                self.counter,
-                source=[src],
-                source_total=n,
-                dest=[COPY_QUEUE],
-                dest_total=n,
-                extra=(self.inboxes, copies),
-                limit_seconds=max(60.0, n / 100),
-                on_start=lambda: [m.mark() for m in meters] and None,
-                alive=alive,
+            start, end, cpu = await self.drained(
+                [src], n, copies, meters=meters, alive=alive, limit_seconds=max(60.0, n / 100)
             )
-            cpu = [m.read() for m in meters]
         finally:
             if process is not None:
                 await stop(process)
@@ -248,18 +194,14 @@ class Run:
         samplers = [RssSampler(p.pid).start() for p, _ in processes]
         meters = [CpuMeter.broker(), CpuMeter([p.pid for p, _ in processes])]
         try:
-            start, end = await wait_until(
-                self.counter,
-                source=self.shards,
-                source_total=n,
-                dest=[COPY_QUEUE],
-                dest_total=n,
-                extra=(self.inboxes, sum(len(m.inboxes) for m in messages)),
-                limit_seconds=max(60.0, n / 100),
-                on_start=lambda: [m.mark() for m in meters] and None,
+            start, end, cpu = await self.drained(
+                self.shards,
+                n,
+                sum(len(m.inboxes) for m in messages),
+                meters=meters,
                 alive=lambda: all(p.poll() is None for p, _ in processes),
+                limit_seconds=max(60.0, n / 100),
             )
-            cpu = [m.read() for m in meters]
             for sampler in samplers:
                 sampler.sample()
         finally:
@@ -451,8 +393,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "same delivery",
         },
     }
-    await run.setup()
-    try:
+    async with run.running():
         overview = await run.mgmt.request("GET", "/overview")
         results["machine"]["rabbitmq"] = overview.get("rabbitmq_version")
         run.log(f"vhost {run.vhost}; building {args.messages} messages")
@@ -493,14 +434,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results["latency"] = await run.latency()
         run.log(f"rss: {args.rss_messages} messages in blocks of {args.rss_block}")
         results["rss"] = await run.rss()
-    except BaseException:
-        run.log(f"failed; the processes' logs are kept in {run.scratch}")
-        raise
-    else:
-        # The hub's decision lines (about 60 MB for a default run) are not kept.
-        shutil.rmtree(run.scratch, ignore_errors=True)
-    finally:
-        await run.teardown()
     results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     results["targets"] = report.targets(results)
@@ -538,12 +471,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = uvloop.run(main_async(args))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = report.write_json(results, args.out)
-    png = report.chart(results, args.out)
-    print()
-    print(report.table(results))
-    print(f"\nwrote {path} and {png}")
+    report.publish(results, args.out, "bench.json", report.table(results), chart=report.chart)
     return 0
 
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import aiormq
 
+from bench.processes import Background
 from liaison.common.errors import BrokerNotFound, LiaisonError
 from liaison.common.settings import Secret
 from liaison.common.urls import amqp_url_for, password_of, user_of
@@ -134,14 +135,13 @@ async def delete_shovel(
         await asyncio.sleep(0.1)
 
 
-class ShovelWatch:
+class ShovelWatch(Background):
     """Polls a shovel's state in the background: ``alive()`` is False once it terminated or
     vanished, so a round fails at once instead of waiting out its time limit."""
 
     def __init__(self, api: ManagementClient, vhost: str, name: str, interval: float = 0.5):
         self._api, self._vhost, self._name, self._interval = api, vhost, name, interval
         self.state: str | None = "starting"
-        self._task: asyncio.Task[None] | None = None
 
     def alive(self) -> bool:
         return self.state is not None and self.state != "terminated"
@@ -151,16 +151,6 @@ class ShovelWatch:
             await asyncio.sleep(self._interval)
             with contextlib.suppress(LiaisonError):
                 self.state = await shovel_state(self._api, self._vhost, self._name)
-
-    def start(self) -> "ShovelWatch":
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 class Counter:

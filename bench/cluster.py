@@ -16,7 +16,6 @@ cluster's nodes) per side, and what replication adds per quorum copy, into
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -32,6 +31,7 @@ from urllib.parse import quote
 
 import uvloop
 
+from bench import report
 from bench.__main__ import Run, parse_args
 from bench.broker import use_broker
 from bench.processes import CpuMeter, broker_pids
@@ -177,7 +177,7 @@ async def measure(args: argparse.Namespace, sides: list[Side]) -> dict[str, Any]
     )
     added = cluster["broker_cpu_us_per_message"] - single["broker_cpu_us_per_message"]
     # Each cluster node's median share, applied to the median broker µs/message: an estimate of
-    # what the leaders' node and each follower spend per message (the shares are whole rounds').
+    # what each node spends per message, by the leaders it holds (the shares are whole rounds').
     names = list(rows["cluster"][0]["node_cpu_share"])
     per_node = {
         name: round(
@@ -270,12 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         **results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "cluster.json"
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    print()
-    print(table(results))
-    print(f"\nwrote {path}")
+    report.publish(results, args.out, "cluster.json", table(results))
     return 0
 
 

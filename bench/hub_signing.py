@@ -24,7 +24,6 @@ the example message. Target (issue 13): signed / unsigned msg/s ≥ 0.8. Results
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from typing import Any
 
 import uvloop
 
-from bench import signing
+from bench import report, signing
 from bench.__main__ import Run, parse_args
 from bench.workload import sign_messages, write_directory
 
@@ -56,10 +55,9 @@ async def measure(
         argv += ["--settle-seconds", str(settle_seconds)]
     run = Run(parse_args(argv))
     rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-    await run.setup()
-    signed_directory = run.scratch / "directory-signed.toml"
-    write_directory(run.run_id, signed_directory, signed=True)
-    try:
+    async with run.running():
+        signed_directory = run.scratch / "directory-signed.toml"
+        write_directory(run.run_id, signed_directory, signed=True)
         for round_number in range(repeats):
             for kind in kinds:
                 batch = run.messages(messages, f"{kind.replace('_', '-')}{round_number}")
@@ -79,13 +77,6 @@ async def measure(
                     f"hub {row['mover_cpu_us_per_message']} µs CPU/message"
                 )
                 rows[kind].append(row)
-    except BaseException:
-        run.log(f"failed; the processes' logs are kept in {run.scratch}")
-        raise
-    else:
-        shutil.rmtree(run.scratch, ignore_errors=True)
-    finally:
-        await run.teardown()
 
     median = {
         kind: {f: statistics.median(float(r[f]) for r in rows[kind]) for f in FIELDS}
@@ -146,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["started_at"] = started.isoformat(timespec="seconds")
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "hub_signing.json"
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    print(json.dumps(results, indent=1))
-    print(f"\nwrote {path}")
+    report.publish(results, args.out, "hub_signing.json", json.dumps(results, indent=1))
     return 0
 
 

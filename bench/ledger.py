@@ -23,7 +23,6 @@ says how each figure is measured):
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import random
 import secrets
@@ -41,28 +40,25 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import aiormq
-import aiormq.exceptions
 import asyncpg
 import msgspec
 import psutil
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.broker import COPY_QUEUE, Counter, amqp_url, create_partner, create_vhost, wait_until
-from bench.broker import management_client as bench_management_client
-from bench.processes import ROOT, free_port, settle, stop
+from bench import report
+from bench.broker import COPY_QUEUE, wait_until
+from bench.processes import ROOT, free_port, settle, stop, wait_ready
 from bench.publish import preload_ingress
-from bench.workload import INBOX_MAX_LENGTH, build_messages, write_directory
-from liaison.common.topology import LEDGER_QUEUE, build_topology, hub_queue
+from bench.vhost import BenchVhost
+from bench.workload import build_messages, write_directory
+from liaison.common.topology import LEDGER_QUEUE
 from liaison.directory.index import DirectoryIndex
-from liaison.directory.topology import apply_topology
 from liaison.ledger import queries
 from liaison.ledger.api import LedgerApi, ReadPool, management_client, operator_middleware
 from liaison.ledger.database import migrate_database
 from liaison.ledger.store import ensure_partitions
 from liaison.ledger.views import SearchQuery
-from liaison.schemas.wire import DELIVERY_EXCHANGE
 
 #: Where the bench's throwaway databases live (the ledger tests' server by default).
 SERVER_URL = os.environ.get(
@@ -122,21 +118,6 @@ def start_process(module: str, env: dict[str, str], log_file: Path) -> subproces
             stdout=out,
             stderr=out,
         )
-
-
-async def wait_ready(port: int, process: subprocess.Popen[bytes], limit: float = 60.0) -> None:
-    """Until ``/readyz`` on ``port`` answers 200."""
-    deadline = time.monotonic() + limit
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"a bench process exited with {process.returncode}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-    raise TimeoutError(f"nothing ready on port {port} after {limit:.0f}s")
 
 
 async def metric_sums(
@@ -214,60 +195,20 @@ async def quiet_machine(limit_seconds: float) -> dict[str, Any]:
     return {"quiet": False, "note": "broker processes kept changing"}
 
 
-class KeepUp:
+class KeepUp(BenchVhost):
     """The broker side of part 1: a vhost with the topology, partners, and a ledger database."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__("liaison-bench-ledger", write_directory)
         self.args = args
-        self.run_id = secrets.token_hex(4)
-        self.vhost = f"liaison-bench-ledger-{self.run_id}"
-        self.url = amqp_url(self.vhost)
-        self.scratch = Path(tempfile.mkdtemp(prefix=f"liaison-bench-ledger-{self.run_id}-"))
-        self.directory_file = self.scratch / "directory.toml"
         self.database = f"liaison_bench_{self.run_id}"
-        self.mgmt = bench_management_client()
-        self.counter = Counter(self.url)
-        self.index: DirectoryIndex
-        self.inboxes: list[str] = []
-        self.shards = [hub_queue(n) for n in range(4)]
-
-    async def setup(self) -> None:
-        """Create everything; on failure, delete what was made."""
-        try:
-            await self._setup()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self.teardown()
-            raise
 
     async def _setup(self) -> None:
-        self.index = write_directory(self.run_id, self.directory_file)
-        await self.mgmt.open()
-        await create_vhost(self.mgmt, self.vhost)
-        for org in self.index.organisations.values():
-            await create_partner(self.mgmt, self.vhost, org.broker_account)
-        spec = build_topology(dict.fromkeys(self.index.organisations, INBOX_MAX_LENGTH))
-        await apply_topology(self.mgmt, self.vhost, spec)
-        self.inboxes = [q.name for q in spec.queues if q.owner is not None]
-        # A vhost just created may refuse connections for a moment on a busy node.
-        for attempt in range(20):
-            try:
-                await self.counter.open()
-                break
-            except aiormq.exceptions.AMQPError:
-                if attempt == 19:
-                    raise
-                await asyncio.sleep(0.5)
-        await self.counter.declare_copy_counter(DELIVERY_EXCHANGE)
+        await super()._setup()
         await migrate_database(database_url(self.database))
 
     async def teardown(self) -> None:
-        await self.counter.close()
-        for org in self.index.organisations.values():
-            with contextlib.suppress(Exception):
-                await self.mgmt.delete_user(org.broker_account)
-        await self.mgmt.delete_vhost(self.vhost)
-        await self.mgmt.close()
+        await super().teardown()
         await drop_database(self.database)
 
     async def purge(self) -> None:
@@ -843,12 +784,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = asyncio.run(main_async(args))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "ledger.json"
-    path.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    print()
-    print(summary(results))
-    print(f"\nwrote {path}")
+    report.publish(results, args.out, "ledger.json", summary(results))
     return 0
 
 

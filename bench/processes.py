@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import psutil
@@ -66,20 +66,21 @@ def start_hub(
 
 
 async def wait_ready(
-    port: int, process: subprocess.Popen[bytes], limit_seconds: float = 30.0
+    port: int, process: subprocess.Popen[bytes], limit_seconds: float = 60.0
 ) -> None:
-    """Until the hub's /readyz says it consumes every shard it owns."""
+    """Until ``/readyz`` on ``port`` answers 200: the hub's once it consumes every shard it owns,
+    the ledger's once it consumes the records queue."""
     deadline = time.monotonic() + limit_seconds
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"the hub exited with {process.returncode}")
+                raise RuntimeError(f"a bench process exited with {process.returncode}")
             with contextlib.suppress(aiohttp.ClientError):
                 async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.05)
-    raise TimeoutError("the hub did not become ready")
+    raise TimeoutError(f"nothing ready on port {port} after {limit_seconds:.0f}s")
 
 
 def start_peer(kind: str, url: str, src: str, log_file: Path) -> subprocess.Popen[bytes]:
@@ -182,7 +183,26 @@ class CpuMeter:
         return self._now() - self._marked
 
 
-class RssSampler:
+class Background:
+    """``_run()`` in a task of its own from ``start()`` until ``stop()`` cancels it."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class RssSampler(Background):
     """Samples a process's resident set size in the background; keeps the peak."""
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
@@ -190,7 +210,6 @@ class RssSampler:
         self._interval = interval
         self.peak = 0
         self.last = 0
-        self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> int:
         with contextlib.suppress(psutil.Error):
@@ -202,16 +221,6 @@ class RssSampler:
         while True:
             self.sample()
             await asyncio.sleep(self._interval)
-
-    def start(self) -> "RssSampler":
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 async def roll_over_wal() -> bool:

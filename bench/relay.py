@@ -18,7 +18,6 @@ message took from its send to its arrival in ``inbox.unmas.flash``. Needs root (
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 import aio_pika
 import msgspec
 
+from bench import report
 from liaison.directory.credentials import CredentialStore
 from liaison.directory.index import load_directory
 from liaison.directory.provision import provision
@@ -247,8 +247,7 @@ def main() -> None:
     figures = asyncio.run(run(args.messages, args.kbit, args.rtt))
     for key, value in figures.items():
         print(f"  {key:<42} {value}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "relay.json").write_text(json.dumps(figures, indent=2) + "\n")
+    report.write_json(figures, args.out, "relay.json")
 
 
 if __name__ == "__main__":

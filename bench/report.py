@@ -1,6 +1,7 @@
 """The results: a printed table, ``bench.json`` and ``bench.png``."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +109,39 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(results: dict[str, Any], out: Path) -> Path:
-    path = out / "bench.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
+def publish(
+    results: dict[str, Any],
+    out: Path,
+    name: str,
+    *texts: str,
+    chart: Callable[[dict[str, Any], Path], Path] | None = None,
+) -> None:
+    """A bench's ending: ``results`` as ``out/name`` (and ``chart`` drawn into ``out``), then
+    ``texts`` printed and where everything was written."""
+    written = [write_json(results, out, name)]
+    if chart is not None:
+        written.append(chart(results, out))
+    for text in texts:
+        print()
+        print(text)
+    print(f"\nwrote {' and '.join(map(str, written))}")
+
+
+def save_chart(figure: Any, path: Path) -> Path:
+    """``figure`` laid out and written as a PNG to ``path``, then closed."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_json(results: dict[str, Any], out: Path, name: str = "bench.json") -> Path:
+    """``results`` as ``out/name`` (``out`` made if missing); what JSON cannot hold, as text."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return path
 
 
@@ -189,8 +220,4 @@ def chart(results: dict[str, Any], out: Path) -> Path:
     memory.set_ylabel("RSS, MB")
     memory.set_title("Hub memory")
     memory.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "bench.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_chart(fig, out / "bench.png")

@@ -16,12 +16,8 @@ import contextlib
 import json
 import os
 import platform
-import secrets
-import shutil
 import signal
 import sys
-import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,34 +25,24 @@ from typing import Any
 import aiormq
 import uvloop
 
-from bench import costmodel, sweep_report
+from bench import costmodel, report, sweep_report
 from bench.broker import (
     COPY_QUEUE,
-    Counter,
     ShovelWatch,
-    amqp_url,
-    create_partner,
-    create_vhost,
     delete_shovel,
-    management_client,
     start_shovel,
-    wait_until,
 )
 from bench.processes import CpuMeter, settle, start_hub, stop
 from bench.publish import preload_ingress, preload_queue
 from bench.sweep_workload import (
-    INBOX_MAX_LENGTH,
     MISSION_WIDE,
     Shape,
     build_messages,
     delivery_keys,
     write_directory,
 )
+from bench.vhost import BenchVhost
 from bench.workload import Message
-from liaison.common.errors import LiaisonError
-from liaison.common.topology import build_topology, hub_queue
-from liaison.directory.index import DirectoryIndex
-from liaison.directory.topology import apply_topology
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
 
 #: The points: the recipients sweep with ~1 KB text bodies, then the size sweep at 4 recipients.
@@ -93,46 +79,12 @@ def messages_for(shape: Shape, recipients: int, limit: int) -> int:
     return max(40, min(limit, int(by_bytes), int(60_000 / copies)))
 
 
-class Sweep:
+class Sweep(BenchVhost):
     """One sweep's vhost, directory and scratch directory."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__("liaison-sweep", write_directory)
         self.args = args
-        self.run_id = secrets.token_hex(4)
-        self.vhost = f"liaison-sweep-{self.run_id}"
-        self.url = amqp_url(self.vhost)
-        self.scratch = Path(tempfile.mkdtemp(prefix=f"liaison-sweep-{self.run_id}-"))
-        self.directory_file = self.scratch / "directory.toml"
-        self.mgmt = management_client()
-        self.counter = Counter(self.url)
-        self.index: DirectoryIndex
-        self.inboxes: list[str] = []
-        self.shards = [hub_queue(n) for n in range(4)]
-
-    def log(self, text: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-    async def setup(self) -> None:
-        await self.mgmt.open()
-        await create_vhost(self.mgmt, self.vhost)
-        self.index = write_directory(self.run_id, self.directory_file)
-        for org in self.index.organisations.values():
-            await create_partner(self.mgmt, self.vhost, org.broker_account)
-        spec = build_topology(dict.fromkeys(self.index.organisations, INBOX_MAX_LENGTH))
-        await apply_topology(self.mgmt, self.vhost, spec)
-        self.inboxes = [q.name for q in spec.queues if q.owner is not None]
-        await self.counter.open()
-        await self.counter.declare_copy_counter(DELIVERY_EXCHANGE)
-
-    async def teardown(self) -> None:
-        await self.counter.close()
-        for org in self.index.organisations.values():
-            try:
-                await self.mgmt.delete_user(org.broker_account)
-            except LiaisonError as exc:
-                self.log(f"could not delete user {org.broker_account}: {exc}")
-        await self.mgmt.delete_vhost(self.vhost)
-        await self.mgmt.close()
 
     async def purge(self) -> None:
         for queue in [*self.inboxes, COPY_QUEUE, DEAD_LETTER_QUEUE]:
@@ -151,18 +103,14 @@ class Sweep:
         process, _ = start_hub(self.url, self.directory_file, log, env=env)
         meters = [CpuMeter.broker(), CpuMeter([process.pid])]
         try:
-            start, end = await wait_until(
-                self.counter,
-                source=self.shards,
-                source_total=n,
-                dest=[COPY_QUEUE],
-                dest_total=n,
-                extra=(self.inboxes, copies),
-                limit_seconds=max(120.0, n / 20),
-                on_start=lambda: [m.mark() for m in meters] and None,
+            start, end, cpu = await self.drained(
+                self.shards,
+                n,
+                copies,
+                meters=meters,
                 alive=lambda: process.poll() is None,
+                limit_seconds=max(120.0, n / 20),
             )
-            cpu = [m.read() for m in meters]
         finally:
             await stop(process)
         dead = await self.counter.count(DEAD_LETTER_QUEUE)
@@ -186,18 +134,14 @@ class Sweep:
         await start_shovel(self.mgmt, self.vhost, name, src, dest_exchange=DELIVERY_EXCHANGE)
         watch = ShovelWatch(self.mgmt, self.vhost, name).start()
         try:
-            start, end = await wait_until(
-                self.counter,
-                source=[src],
-                source_total=n,
-                dest=[COPY_QUEUE],
-                dest_total=n,
-                extra=(self.inboxes, copies),
-                limit_seconds=max(120.0, n / 20),
-                on_start=broker.mark,
+            start, end, (cpu,) = await self.drained(
+                [src],
+                n,
+                copies,
+                meters=[broker],
                 alive=watch.alive,
+                limit_seconds=max(120.0, n / 20),
             )
-            cpu = broker.read()
         finally:
             await watch.stop()
             await delete_shovel(self.mgmt, self.vhost, name)
@@ -424,8 +368,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "directory": "48 organisations in one mission; mission-wide = 47 recipients",
         },
     }
-    await sweep.setup()
-    try:
+    async with sweep.running():
         overview = await sweep.mgmt.request("GET", "/overview")
         results["machine"]["rabbitmq"] = overview.get("rabbitmq_version")
         sweep.log(f"vhost {sweep.vhost}; {len(points)} points x {args.rounds} rounds x 2 movers")
@@ -434,13 +377,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if not args.quick and not args.points:
             sweep.log("sizing check: the example load through the hub")
             results["sizing_check"] = await sweep.sizing_check(results["model"], total=100)
-    except BaseException:
-        sweep.log(f"failed; the hub logs are kept in {sweep.scratch}")
-        raise
-    else:
-        shutil.rmtree(sweep.scratch, ignore_errors=True)
-    finally:
-        await sweep.teardown()
     results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     return results
@@ -470,14 +406,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = refit(args.refit) if args.refit else uvloop.run(main_async(args))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = sweep_report.write_json(results, args.out)
-    png = sweep_report.chart(results, args.out)
-    print()
-    print(sweep_report.table(results))
-    print()
-    print(sweep_report.sizing_markdown(results))
-    print(f"\nwrote {path} and {png}")
+    report.publish(
+        results,
+        args.out,
+        "sweep.json",
+        sweep_report.table(results),
+        sweep_report.sizing_markdown(results),
+        chart=sweep_report.chart,
+    )
     return 0
 
 

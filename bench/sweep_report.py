@@ -1,16 +1,9 @@
 """The sweep's results: a printed table, ``sweep.json`` and ``sweep.png``."""
 
-import json
 from pathlib import Path
 from typing import Any
 
-from bench import costmodel
-
-
-def write_json(results: dict[str, Any], out: Path) -> Path:
-    path = out / "sweep.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
+from bench import costmodel, report
 
 
 def table(results: dict[str, Any]) -> str:
@@ -152,11 +145,7 @@ def chart(results: dict[str, Any], out: Path) -> Path:
     rate.set_ylabel("messages per second (median round), log")
     rate.set_title("Throughput, side by side")
     rate.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "sweep.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return report.save_chart(fig, out / "sweep.png")
 
 
 def _value(point: dict[str, Any], mover: str, figure: str) -> float:

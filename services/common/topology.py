@@ -49,6 +49,17 @@ LEDGER_QUEUE: Final = "liaison.ledger"
 #: Where inbox queues dead-letter, so the hub can read why (x-death) before operators keep it.
 INBOX_DEAD_LETTER_EXCHANGE: Final = "liaison.inbox-dead"
 INBOX_DEAD_LETTER_QUEUE: Final = "liaison.inbox-dead-letters"
+#: Where the broker puts a new quorum queue's leader: on the node with the fewest leaders, not
+#: on the node provisioning happens to talk to (``client-local``, the default, which leaves every
+#: leader, and so all the queue work, on one node of a cluster). Placement happens once, when the
+#: queue is declared: provisioning does not count a queue without it as changed (see
+#: PLACEMENT_ARGUMENTS). The installed 3.10.8 also takes the older name ``least-leaders``.
+LEADER_LOCATOR: Final = "balanced"
+#: Arguments that only place a queue when it is declared: a declared queue differing only in
+#: these is the queue the directory wants (``rabbitmq-queues rebalance quorum`` moves leaders).
+PLACEMENT_ARGUMENTS: Final = frozenset({"x-queue-leader-locator"})
+#: A quorum queue with nothing else: no length limit, no dead-lettering.
+QUORUM: Final = {"x-queue-type": "quorum", "x-queue-leader-locator": LEADER_LOCATOR}
 #: Queues older versions declared and this one no longer wants. ``liaison.audit`` took a copy of
 #: every delivery and replay ('#'), and nothing read it: full, it stopped deliveries. The ledger
 #: is the audit trail now; provisioning unbinds these queues and deletes them once empty.
@@ -102,7 +113,7 @@ def _quorum(
     *, max_length: int | None, delivery_limit: int | None, overflow: str = "reject-publish"
 ) -> dict[str, Any]:
     args: dict[str, Any] = {
-        "x-queue-type": "quorum",
+        **QUORUM,
         "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": overflow,
@@ -129,11 +140,11 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
         ExchangeSpec(INBOX_DEAD_LETTER_EXCHANGE, "fanout"),
     )
     queues: list[QueueSpec] = [
-        QueueSpec(DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
-        QueueSpec(INBOX_DEAD_LETTER_QUEUE, {"x-queue-type": "quorum"}),
+        QueueSpec(DEAD_LETTER_QUEUE, dict(QUORUM)),
+        QueueSpec(INBOX_DEAD_LETTER_QUEUE, dict(QUORUM)),
         # The audit trail: no length limit and no dead-letter exchange (a rejected record must
         # not loop back through liaison.dead into this queue).
-        QueueSpec(LEDGER_QUEUE, {"x-queue-type": "quorum"}),
+        QueueSpec(LEDGER_QUEUE, dict(QUORUM)),
     ]
     bindings: list[BindingSpec] = [
         BindingSpec(INGRESS_EXCHANGE, SHARD_EXCHANGE, "#", destination_type="exchange"),

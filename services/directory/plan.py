@@ -19,8 +19,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from liaison.common.settings import Secret
-from liaison.common.topology import RETIRED_QUEUES
+from liaison.common.topology import PLACEMENT_ARGUMENTS, RETIRED_QUEUES
 from liaison.directory.credentials import HASHING_ALGORITHM, hash_matches
 from liaison.directory.definitions import DesiredState
 from liaison.directory.management import (
@@ -181,9 +183,7 @@ def _topology_steps(
         found_queue = actual.queues.get(queue.name)
         if found_queue is None:
             steps.append(Step(Verb.CREATE, "queue", queue.name, _queue_summary(queue), queue))
-        elif (
-            diff := _differences(queue, found_queue, ("durable", "auto_delete", "arguments"))
-        ) and recreate_empty:
+        elif (diff := _queue_differences(queue, found_queue)) and recreate_empty:
             bindings = tuple(b for b in desired.bindings if b.destination == queue.name)
             steps.append(
                 Step(
@@ -377,6 +377,17 @@ def _differences(want: object, have: object, fields: tuple[str, ...]) -> str:
         if getattr(want, name) != getattr(have, name)
     ]
     return "; ".join(diffs)
+
+
+def _queue_differences(want: Queue, have: Queue) -> str:
+    """What differs but placement: a leader is placed once, when its queue is declared, so a
+    queue declared before the directory asked for a placement is still the one it wants."""
+    return _differences(_unplaced(want), _unplaced(have), ("durable", "auto_delete", "arguments"))
+
+
+def _unplaced(queue: Queue) -> Queue:
+    arguments = {k: v for k, v in queue.arguments.items() if k not in PLACEMENT_ARGUMENTS}
+    return msgspec.structs.replace(queue, arguments=arguments)
 
 
 def _queue_summary(queue: Queue) -> str:

@@ -27,41 +27,9 @@ from typing import Any, Final
 
 import msgspec
 
-#: Column order of the ``messages`` INSERT (store.py) and of each row tuple (rows.py).
-MESSAGE_COLUMNS: Final = (
-    "decided_at",
-    "record_id",
-    "outcome",
-    "message_id",
-    "sender",
-    "user_id",
-    "distribution_id",
-    "message_type",
-    "precedence",
-    "classification",
-    "envelope_status",
-    "incident_id",
-    "in_reply_to",
-    "sent_at",
-    "expires_at",
-    "code",
-    "reason",
-    "field_path",
-    "reply_to",
-    "recipient_count",
-    "refused_count",
-    "replay_of",
-    "replayed_by",
-    "body",
-    "body_text",
-    "body_sha256",
-    "signature",
-    "signature_kid",
-    "signature_status",
-)
 #: The columns a record's hash covers (version 1): all the ``messages`` columns of migration
-#: 0002 but the body itself and its search copy. Fixed, not derived from MESSAGE_COLUMNS: a
-#: column added later must not change the hash of records chained before it.
+#: 0002 but the body itself and its search copy. Fixed: a column added to ``messages`` later
+#: goes at the end of MESSAGE_COLUMNS, never here, so records chained before it keep their hash.
 RECORD_COLUMNS: Final = (
     "decided_at",
     "record_id",
@@ -90,6 +58,15 @@ RECORD_COLUMNS: Final = (
     "signature",
     "signature_kid",
     "signature_status",
+)
+_BODY_AT: Final = RECORD_COLUMNS.index("body_sha256")
+#: Column order of the ``messages`` INSERT (store.py) and of each row tuple (rows.py): the
+#: record's columns with the body and its search copy before the body's hash.
+MESSAGE_COLUMNS: Final = (
+    *RECORD_COLUMNS[:_BODY_AT],
+    "body",
+    "body_text",
+    *RECORD_COLUMNS[_BODY_AT:],
 )
 #: ``prev`` of the first link of a day.
 GENESIS: Final = "0" * 64

@@ -18,6 +18,8 @@ import contextlib
 import random
 from dataclasses import dataclass, field
 
+from liaison.relay.listener import Listener
+
 CHUNK = 16 * 1024
 
 
@@ -63,9 +65,8 @@ class LinkEmulator:
     listen: tuple[str, int] = ("127.0.0.1", 0)
     up: Direction = field(default_factory=Direction)
     down: Direction = field(default_factory=Direction)
-    _server: asyncio.Server | None = None
+    _listener: Listener = field(default_factory=Listener)
     _up_link: bool = True
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _flapping: asyncio.Task[None] | None = None
 
     @classmethod
@@ -89,14 +90,12 @@ class LinkEmulator:
 
     async def start(self) -> None:
         """Start accepting connections."""
-        self._server = await asyncio.start_server(self._accepted, *self.listen)
+        await self._listener.start(self._accepted, *self.listen)
 
     @property
     def port(self) -> int:
         """The port the proxy listens on."""
-        assert self._server is not None, "start() first"
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        return self._listener.port
 
     @property
     def is_up(self) -> bool:
@@ -106,8 +105,7 @@ class LinkEmulator:
     def cut(self) -> None:
         """The link goes down: open connections break, new ones fail until ``restore``."""
         self._up_link = False
-        for task in list(self._tasks):
-            task.cancel()
+        self._listener.end_connections()
 
     def restore(self) -> None:
         """The link comes back."""
@@ -136,25 +134,15 @@ class LinkEmulator:
     async def close(self) -> None:
         """Stop the proxy and every connection through it."""
         self.stop_flapping()
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self._listener.close()
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
         if not self._up_link:
             writer.transport.abort()
             return
-        self._tasks.add(task)
         try:
             target_reader, target_writer = await asyncio.open_connection(*self.target)
         except OSError:
-            self._tasks.discard(task)
             writer.transport.abort()
             return
         pumps = [
@@ -170,7 +158,6 @@ class LinkEmulator:
             # A cut link is a reset, not a polite close: neither side gets a FIN in order.
             for w in (writer, target_writer):
                 w.transport.abort()
-            self._tasks.discard(task)
 
     async def _carry(
         self,

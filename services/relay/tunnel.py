@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import structlog
 import zstandard
 
+from liaison.relay.listener import Listener
+
 log = structlog.get_logger("liaison.relay.tunnel")
 
 CHUNK = 64 * 1024
@@ -66,34 +68,22 @@ class Tunnel:
     target: tuple[str, int]
     level: int = DEFAULT_LEVEL
     counters: WireCounters = field(default_factory=WireCounters)
-    _server: asyncio.Server | None = None
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _listener: Listener = field(default_factory=Listener)
 
     async def start(self) -> None:
         """Start listening (``listen`` port 0 picks one: read it back from ``port``)."""
-        self._server = await asyncio.start_server(self._accepted, self.listen[0], self.listen[1])
+        await self._listener.start(self._accepted, *self.listen)
 
     @property
     def port(self) -> int:
         """The port listened on."""
-        assert self._server is not None, "start() first"
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        return self._listener.port
 
     async def close(self) -> None:
         """Stop listening and end every open connection."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self._listener.close()
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
         self.counters.connections += 1
         self.counters.opened += 1
         try:
@@ -102,7 +92,6 @@ class Tunnel:
             log.info("tunnel connection ended", end=self.end.value, reason=str(exc))
         finally:
             self.counters.connections -= 1
-            self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -1,16 +1,12 @@
 """``python -m bench.cluster --quick`` on its own extra nodes: one node and a three-node cluster,
 one tiny hub round each, every figure written. No timing is asserted (the machine is shared)."""
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runs import quick_run
 
 pytestmark = [
     pytest.mark.slow,
@@ -23,16 +19,9 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The JSON of one quick run (200 messages, 1 round per side)."""
-    out = tmp_path_factory.mktemp("cluster-bench")
-    subprocess.run(
-        [sys.executable, "-m", "bench.cluster", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        check=True,
-        timeout=300,
-        capture_output=True,
+    return quick_run(
+        "bench.cluster", tmp_path_factory.mktemp("cluster-bench"), "cluster.json", timeout=300
     )
-    data: dict[str, Any] = json.loads((out / "cluster.json").read_text())
-    return data
 
 
 def test_cluster_queues_have_a_member_on_every_node(results: dict[str, Any]) -> None:

@@ -4,15 +4,11 @@ Wall-clock figures are never asserted: this machine is shared, and the point is 
 benchmark runs end to end and reports everything, not how fast it went.
 """
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runs import quick_run
 
 pytestmark = pytest.mark.broker
 
@@ -21,16 +17,7 @@ pytestmark = pytest.mark.broker
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The JSON of one ``--quick`` run (200 messages, 2 s of latency, a 2-block RSS run)."""
     out = tmp_path_factory.mktemp("bench")
-    subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
-    assert (out / "bench.png").stat().st_size > 0
-    data: dict[str, Any] = json.loads((out / "bench.json").read_text())
-    return data
+    return quick_run("bench", out, "bench.json", timeout=120, chart="bench.png")
 
 
 def test_every_mover_reports_positive_throughput(results: dict[str, Any]) -> None:

@@ -1,15 +1,11 @@
 """A two-point ``python -m bench.sweep --quick`` against the real broker: every point has both
 movers with their rounds, and the model is fitted and written. No timing is asserted."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runs import quick_run
 
 pytestmark = pytest.mark.broker
 
@@ -18,16 +14,7 @@ pytestmark = pytest.mark.broker
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The JSON of one quick sweep (2 points, 1 round, 300 messages each)."""
     out = tmp_path_factory.mktemp("sweep")
-    subprocess.run(
-        [sys.executable, "-m", "bench.sweep", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
-    assert (out / "sweep.png").stat().st_size > 0
-    data: dict[str, Any] = json.loads((out / "sweep.json").read_text())
-    return data
+    return quick_run("bench.sweep", out, "sweep.json", timeout=300, chart="sweep.png")
 
 
 def test_every_point_has_hub_and_shovel_rounds(sweep: dict[str, Any]) -> None:

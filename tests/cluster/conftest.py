@@ -10,18 +10,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import pytest
 
+from liaison.common.urls import amqp_url_for
 from liaison.directory.index import DirectoryIndex, load_directory
-from liaison.directory.provision import provision
-from liaison.directory.settings import ProvisionSettings, load_settings
+from liaison.directory.settings import ProvisionSettings
 from liaison.nodes.cluster import BrokerCluster
-
-SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
-VHOST = "liaison"
+from tests.hub_process import HubProcess
+from tests.node_provisioning import SAMPLE, VHOST, provision_node, provisioning_env
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="extra RabbitMQ nodes are started as root (then as rabbitmq)"
@@ -50,22 +50,11 @@ async def provisioned(
     cluster: BrokerCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Provisioned:
     """The sample directory provisioned through the first node's management API."""
-    settings = load_settings(
-        {
-            "LIAISON_VHOST": VHOST,
-            "LIAISON_MANAGEMENT_URL": cluster.first.management_url,
-            "LIAISON_ADMIN_USER": "guest",
-            "LIAISON_ADMIN_PASSWORD": "guest",
-            "LIAISON_AMQP_URL": cluster.first.amqp_url(vhost=VHOST),
-            "LIAISON_CREDENTIALS_DIR": str(tmp_path_factory.mktemp("cluster-credentials")),
-            "LIAISON_DIRECTORY": str(SAMPLE),
-        }
-    )
-    index = load_directory(SAMPLE)
+    credentials = tmp_path_factory.mktemp("cluster-credentials")
     began = time.monotonic()
-    await provision(settings, index)
+    settings = await provision_node(provisioning_env(cluster.first, credentials))
     print(f"provisioned {VHOST} on the cluster in {time.monotonic() - began:.1f}s")
-    return Provisioned(settings, index)
+    return Provisioned(settings, load_directory(SAMPLE))
 
 
 async def queue_info(management_url: str, name: str) -> dict[str, object]:
@@ -86,3 +75,44 @@ async def quorum_queues(management_url: str) -> list[dict[str, object]]:
         response.raise_for_status()
         queues: list[dict[str, object]] = await response.json()
     return [q for q in queues if q.get("type") == "quorum"]
+
+
+async def connection_nodes(cluster: BrokerCluster) -> dict[str, str]:
+    """Each client connection's name -> the node it is on, as the first live node to answer
+    lists them (its statistics lag a few seconds behind the connections); {} if none answers."""
+    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
+    for node in (n for n in cluster.nodes if n.alive):
+        try:
+            async with (
+                aiohttp.ClientSession(headers=auth) as session,
+                session.get(f"{node.management_url}/api/connections") as response,
+            ):
+                connections: list[dict[str, Any]] = await response.json()
+        except aiohttp.ClientError:
+            continue
+        return {
+            (c.get("client_properties") or {}).get("connection_name", ""): str(c["node"])
+            for c in connections
+        }
+    return {}
+
+
+def node_urls(cluster: BrokerCluster, account: str, password: str | None) -> list[str]:
+    """Every node's URL on Liaison's vhost as ``account`` (no password: the hub's store)."""
+    base = [n.amqp_url(vhost=VHOST) for n in cluster.nodes]
+    if password is None:
+        return [u.replace("guest:guest@", f"{account}@") for u in base]
+    return [amqp_url_for(u, VHOST, account, password) for u in base]
+
+
+def hub_on_every_node(cluster: BrokerCluster, provisioned: Provisioned, log: Path) -> HubProcess:
+    """A hub process given every node's URL, in order (so it connects to the first)."""
+    hub_account = provisioned.index.directory.hub_account
+    return HubProcess(
+        {
+            "LIAISON_AMQP_URL": ",".join(node_urls(cluster, hub_account, None)),
+            "LIAISON_CREDENTIALS_DIR": str(provisioned.settings.credentials_dir),
+            "LIAISON_DIRECTORY": str(SAMPLE),
+        },
+        log,
+    )

@@ -1,11 +1,13 @@
 """Liaison on a three-node RabbitMQ cluster: every quorum queue has a member on each node."""
 
+from collections import Counter
+
 import pytest
 
 from liaison.common.topology import build_topology, hub_queue
 from liaison.nodes.cluster import BrokerCluster
 from liaison.schemas.wire import inbox_queue
-from tests.cluster.conftest import Provisioned, needs_root, queue_info
+from tests.cluster.conftest import Provisioned, needs_root, queue_info, quorum_queues
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
 
@@ -32,3 +34,17 @@ async def test_quorum_queues_have_members_on_every_node(
         assert set(info["members"]) == names, (name, info["members"])  # type: ignore[call-overload]
         assert info["leader"] in names, name
     print(f"{len(quorum)} quorum queues, each with members on all {len(names)} nodes")
+
+
+async def test_quorum_queue_leaders_are_spread_over_the_nodes(
+    cluster: BrokerCluster, provisioned: Provisioned
+) -> None:
+    """Provisioning through one node leaves leaders on every node (balanced locator), not all
+    on the node whose management API declared them (client-local, the broker's default)."""
+    queues = await quorum_queues(cluster.nodes[-1].management_url)
+    leaders = Counter(str(q["leader"]) for q in queues)
+    print(f"leaders per node: {dict(leaders)}")
+    assert set(leaders) == {node.name for node in cluster.nodes}
+    # Sequential declarations through one node put each on the node leading fewest so far:
+    # an even share, give or take one (more if a node restarted since, hence the slack).
+    assert max(leaders.values()) <= len(queues) / 2

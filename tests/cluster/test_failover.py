@@ -6,20 +6,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from liaison.common.topology import hub_queue
-from liaison.common.urls import amqp_url_for
 from liaison.directory.credentials import CredentialStore
 from liaison.nodes.cluster import BrokerCluster
 from liaison.nodes.node import BrokerNode
 from liaison.schemas.wire import inbox_queue
 from tests.cluster.conftest import (
-    SAMPLE,
-    VHOST,
     Provisioned,
+    connection_nodes,
+    hub_on_every_node,
     needs_root,
+    node_urls,
     queue_info,
     quorum_queues,
 )
@@ -32,7 +31,6 @@ from tests.cluster.load import (
     run_sender,
     tally,
 )
-from tests.hub_process import HubProcess
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
 
@@ -42,31 +40,10 @@ RECIPIENTS = ("unmas", "unicef")
 PACE = 0.05
 
 
-def node_urls(cluster: BrokerCluster, account: str, password: str | None) -> list[str]:
-    """Every node's URL on Liaison's vhost as ``account`` (no password: the hub's store)."""
-    base = [n.amqp_url(vhost=VHOST) for n in cluster.nodes]
-    if password is None:
-        return [u.replace("guest:guest@", f"{account}@") for u in base]
-    return [amqp_url_for(u, VHOST, account, password) for u in base]
-
-
 async def hub_node(cluster: BrokerCluster) -> str | None:
     """The node the hub's connection is on, as a live node's management API reports it."""
-    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
-    for node in (n for n in cluster.nodes if n.alive):
-        try:
-            async with (
-                aiohttp.ClientSession(headers=auth) as session,
-                session.get(f"{node.management_url}/api/connections") as response,
-            ):
-                connections: list[dict[str, Any]] = await response.json()
-        except aiohttp.ClientError:
-            continue
-        for c in connections:
-            name = (c.get("client_properties") or {}).get("connection_name", "")
-            if name.startswith("liaison-hub"):
-                return str(c["node"])
-    return None
+    where = await connection_nodes(cluster)
+    return next((node for name, node in where.items() if name.startswith("liaison-hub")), None)
 
 
 async def hub_moved_to(cluster: BrokerCluster, away_from: str | None = None) -> str:
@@ -116,15 +93,7 @@ async def test_losing_nodes_under_load_loses_nothing_and_keeps_order(
     """SIGKILL the hub's node, then the shards' leader: nothing silently lost, order kept."""
     store = CredentialStore(provisioned.settings.credentials_dir)
     org = provisioned.index.organisations
-    hub_account = provisioned.index.directory.hub_account
-    hub = HubProcess(
-        {
-            "LIAISON_AMQP_URL": ",".join(node_urls(cluster, hub_account, None)),
-            "LIAISON_CREDENTIALS_DIR": str(provisioned.settings.credentials_dir),
-            "LIAISON_DIRECTORY": str(SAMPLE),
-        },
-        tmp_path / "hub.log",
-    )
+    hub = hub_on_every_node(cluster, provisioned, tmp_path / "hub.log")
     stop = asyncio.Event()
     senders = [SenderLog(o) for o in SENDERS]
     recipients = [RecipientLog(o) for o in RECIPIENTS]

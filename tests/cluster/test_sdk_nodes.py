@@ -3,19 +3,21 @@
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from liaison.directory.credentials import CredentialStore
 from liaison.nodes.cluster import BrokerCluster
 from liaison.nodes.node import BrokerNode
 from liaison.sdk import Client, Inbox
-from tests.cluster.conftest import SAMPLE, Provisioned, needs_root
-from tests.cluster.test_failover import node_urls
+from tests.cluster.conftest import (
+    Provisioned,
+    connection_nodes,
+    hub_on_every_node,
+    needs_root,
+    node_urls,
+)
 from tests.hub.support import demo_signing
-from tests.hub_process import HubProcess
 from tests.sdk.support import spot_report
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
@@ -36,24 +38,11 @@ async def arrives(inbox: Inbox, distribution_id: str, *, within: float) -> None:
 
 async def sdk_nodes(cluster: BrokerCluster) -> dict[str, str]:
     """Which node each SDK connection is on (by organisation), as a live node lists them."""
-    auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
-    for node in (n for n in cluster.nodes if n.alive):
-        try:
-            async with (
-                aiohttp.ClientSession(headers=auth) as session,
-                session.get(f"{node.management_url}/api/connections") as response,
-            ):
-                connections: list[dict[str, Any]] = await response.json()
-        except aiohttp.ClientError:
-            continue
-        return {
-            name.removeprefix("liaison-sdk "): str(c["node"])
-            for c in connections
-            if (name := (c.get("client_properties") or {}).get("connection_name", "")).startswith(
-                "liaison-sdk "
-            )
-        }
-    return {}
+    return {
+        name.removeprefix("liaison-sdk "): node
+        for name, node in (await connection_nodes(cluster)).items()
+        if name.startswith("liaison-sdk ")
+    }
 
 
 async def listed(cluster: BrokerCluster, orgs: set[str], away_from: str) -> dict[str, str]:
@@ -75,15 +64,7 @@ async def test_partners_move_to_another_node_when_theirs_is_killed(
     themselves, the send waits out the move, and the message arrives."""
     store = CredentialStore(provisioned.settings.credentials_dir)
     org = provisioned.index.organisations
-    hub_account = provisioned.index.directory.hub_account
-    hub = HubProcess(
-        {
-            "LIAISON_AMQP_URL": ",".join(node_urls(cluster, hub_account, None)),
-            "LIAISON_CREDENTIALS_DIR": str(provisioned.settings.credentials_dir),
-            "LIAISON_DIRECTORY": str(SAMPLE),
-        },
-        tmp_path / "hub.log",
-    )
+    hub = hub_on_every_node(cluster, provisioned, tmp_path / "hub.log")
     # The partners start on the last node, the hub on the first: losing the partners' node
     # tells about the SDK alone.
     partners_node: BrokerNode = cluster.nodes[-1]

@@ -101,6 +101,39 @@ def test_queue_argument_difference_is_a_conflict() -> None:
     assert "3 messages" in plan.steps[0].detail
 
 
+def test_every_queue_asks_for_a_balanced_leader() -> None:
+    """Each quorum queue is declared with the balanced leader locator, so a cluster's leaders
+    spread over its nodes instead of all staying on the node provisioning talks to."""
+    desired = _desired("mag", "nrc")
+    assert len(desired.queues) > 10
+    for queue in desired.queues:
+        assert queue.arguments["x-queue-type"] == "quorum", queue.name
+        assert queue.arguments["x-queue-leader-locator"] == "balanced", queue.name
+
+
+def test_queue_declared_without_a_leader_locator_is_not_a_conflict() -> None:
+    """A queue declared before provisioning asked for a placement plans nothing (its leader is
+    placed already), while any other argument difference beside it is still a conflict."""
+    desired = _desired("mag")
+    actual = _mirror(desired, PASSWORDS)
+    unplaced = {
+        name: msgspec.structs.replace(
+            q,
+            arguments={k: v for k, v in q.arguments.items() if k != "x-queue-leader-locator"},
+        )
+        for name, q in actual.queues.items()
+    }
+    plan = plan_changes(desired, replace(actual, queues=unplaced), _secrets(PASSWORDS))
+    assert plan.steps == ()
+    local = {**unplaced["inbox.mag"].arguments, "x-queue-leader-locator": "client-local"}
+    changed = Queue("inbox.mag", arguments={**local, "x-max-length": 5}, messages=0)
+    plan = plan_changes(
+        desired, replace(actual, queues={**unplaced, "inbox.mag": changed}), _secrets(PASSWORDS)
+    )
+    assert [(s.verb, s.name) for s in plan.steps] == [(Verb.CONFLICT, "inbox.mag")]
+    assert "x-max-length" in plan.steps[0].detail
+
+
 def test_removed_organisation_is_stale_without_prune_and_removed_with_it() -> None:
     """A partner gone from the directory is only reported, unless pruning is asked for."""
     before = _desired("mag", "nrc")

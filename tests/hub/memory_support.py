@@ -1,6 +1,7 @@
 """Hubs with a delivery memory; the real Redis (LIAISON_TEST_REDIS_URL), a prefix per test."""
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -62,6 +63,26 @@ async def start_hub(
     return consumer, task, metrics
 
 
+@contextlib.asynccontextmanager
+async def local_hub(
+    admin: aio_pika.abc.AbstractConnection,
+    directory: DirectoryIndex,
+    directory_file: Path,
+    topology: str,
+    **overrides: Any,
+) -> AsyncIterator[HubConsumer]:
+    """An in-process hub with its own delivery memory, consuming every shard, on queues purged
+    first; stopped at the end. ``overrides`` change its settings."""
+    await purge_all(admin, directory)
+    memory = LocalMemory(seconds=600, max_entries=10_000)
+    consumer, task, _ = await start_hub(topology, directory, directory_file, memory, **overrides)
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+        await asyncio.wait_for(task, 10)
+
+
 @pytest.fixture
 async def memory_hub(
     admin: aio_pika.abc.AbstractConnection,
@@ -70,9 +91,5 @@ async def memory_hub(
     topology: str,
 ) -> AsyncIterator[HubConsumer]:
     """A hub with an in-process delivery memory, consuming every shard, on clean queues."""
-    await purge_all(admin, directory)
-    memory = LocalMemory(seconds=600, max_entries=10_000)
-    consumer, task, _ = await start_hub(topology, directory, directory_file, memory)
-    yield consumer
-    await consumer.stop()
-    await asyncio.wait_for(task, 10)
+    async with local_hub(admin, directory, directory_file, topology) as consumer:
+        yield consumer

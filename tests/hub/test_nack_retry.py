@@ -11,12 +11,10 @@ import pytest
 
 from liaison.directory.index import DirectoryIndex
 from liaison.hub.consumer import HubConsumer
-from liaison.hub.memory import LocalMemory
 from liaison.hub.retry import Holdback, NackRetry
 from liaison.schemas.wire import inbox_queue
 from tests.conftest import management
-from tests.hub.conftest import purge_all
-from tests.hub.memory_support import start_hub
+from tests.hub.memory_support import local_hub
 from tests.hub.support import Partner, decode, drain, envelope
 
 
@@ -65,14 +63,9 @@ async def patient_hub(
     topology: str,
 ) -> AsyncIterator[HubConsumer]:
     """A hub that retries nacked publishes for 20 s (the default), on clean queues."""
-    await purge_all(admin, directory)
-    memory = LocalMemory(seconds=600, max_entries=10_000)
-    consumer, task, _ = await start_hub(
-        topology, directory, directory_file, memory, nack_retry_seconds=20.0
-    )
-    yield consumer
-    await consumer.stop()
-    await asyncio.wait_for(task, 10)
+    retrying = local_hub(admin, directory, directory_file, topology, nack_retry_seconds=20.0)
+    async with retrying as consumer:
+        yield consumer
 
 
 @pytest.mark.broker

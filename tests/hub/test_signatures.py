@@ -44,6 +44,14 @@ async def refused_with(admin: Admin, code: int, distribution_id: str) -> dict[st
     return report
 
 
+async def mag_sends(partners: dict[str, Partner], signature_of: Callable[[bytes], str]) -> str:
+    """A new message of mag's to unmas, its body signed by ``signature_of``; its distribution id."""
+    doc = envelope("mag", ["org:unmas"])
+    body = body_of(doc)
+    await partners["mag"].send(body, signature=signature_of(body))
+    return str(doc["distribution_id"])
+
+
 @pytest.fixture
 def swap_directory(hub: RunningHub) -> Iterator[None]:
     """Puts the hub's directory back after a test that swaps it."""
@@ -85,21 +93,18 @@ async def test_forged_signature_is_refused(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin
 ) -> None:
     """A signature under mag's kid made with a key that is not mag's: 212, nothing delivered."""
-    doc = envelope("mag", ["org:unmas"])
-    body = body_of(doc)
-    await partners["mag"].send(body, signature=sign(body, generate_private_key(), demo_kid("mag")))
-    await refused_with(admin, 212, str(doc["distribution_id"]))
+    forger = generate_private_key()
+    sent = await mag_sends(partners, lambda body: sign(body, forger, demo_kid("mag")))
+    await refused_with(admin, 212, sent)
 
 
 async def test_another_organisations_key_is_refused(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin
 ) -> None:
     """mag's message signed with unmas's registered key is an unknown key for mag: 210."""
-    doc = envelope("mag", ["org:unmas"])
-    body = body_of(doc)
     unmas_key = load_private_key(DEMO_KEYS / "unmas.key")
-    await partners["mag"].send(body, signature=sign(body, unmas_key, demo_kid("unmas")))
-    report = await refused_with(admin, 210, str(doc["distribution_id"]))
+    sent = await mag_sends(partners, lambda body: sign(body, unmas_key, demo_kid("unmas")))
+    report = await refused_with(admin, 210, sent)
     assert "of mag" in str(report["reason"])
 
 
@@ -160,11 +165,9 @@ async def test_expired_key_is_refused(
     for name, window in (("past", past), ("future", future)):
         index, key_file = _with_mag_key(directory_file, tmp_path / name, *window)
         hub.router.directory = index
-        doc = envelope("mag", ["org:unmas"])
-        body = body_of(doc)
-        signature = sign(body, load_private_key(key_file), "mag-window")
-        await partners["mag"].send(body, signature=signature)
-        await refused_with(admin, 211, str(doc["distribution_id"]))
+        key = load_private_key(key_file)
+        sent = await mag_sends(partners, lambda body, key=key: sign(body, key, "mag-window"))
+        await refused_with(admin, 211, sent)
 
 
 @pytest.mark.usefixtures("swap_directory")
@@ -184,11 +187,9 @@ async def test_rotated_key_inside_and_after_the_overlap(
     new_key = load_private_key(new.private_key_file)
 
     async def delivered(signature_of: Callable[[bytes], str]) -> None:
-        doc = envelope("mag", ["org:unmas"])
-        body = body_of(doc)
-        await partners["mag"].send(body, signature=signature_of(body))
+        sent = await mag_sends(partners, signature_of)
         (message,) = await drain(admin, inbox_queue("unmas"), expect=1)
-        assert decode(message)["distribution_id"] == doc["distribution_id"]
+        assert decode(message)["distribution_id"] == sent
 
     rotate_signing_key(path, "mag", new.key, overlap=timedelta(hours=1))
     hub.router.directory = load_directory(path)
@@ -201,9 +202,7 @@ async def test_rotated_key_inside_and_after_the_overlap(
         path, "mag", new.key, overlap=timedelta(hours=1), now=datetime.now(UTC) - timedelta(hours=2)
     )
     hub.router.directory = load_directory(path)
-    doc = envelope("mag", ["org:unmas"])
-    await partners["mag"].send(body_of(doc), signature=mag_signs(body_of(doc)))
-    report = await refused_with(admin, 211, str(doc["distribution_id"]))
+    report = await refused_with(admin, 211, await mag_sends(partners, mag_signs))
     assert demo_kid("mag") in str(report["reason"])
     await delivered(lambda body: sign(body, new_key, "mag-rotated"))
 

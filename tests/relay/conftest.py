@@ -21,16 +21,13 @@ from liaison.common.settings import Secret
 from liaison.directory.credentials import CredentialStore
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.directory.management import ManagementClient
-from liaison.directory.provision import provision
-from liaison.directory.settings import load_settings
 from liaison.nodes.node import LIAISON_PLUGINS, BrokerNode
 from liaison.relay.app import HqRelay, SiteRelay, management
 from liaison.relay.faults import LinkEmulator
 from liaison.relay.settings import RelaySettings
 from tests.hub_process import HubProcess
+from tests.node_provisioning import SAMPLE, VHOST, provision_node, provisioning_env
 
-SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
-VHOST = "liaison"
 #: The sample directory with two team sites, as docs/operations.md ("Field sites") adds them.
 SITES = SAMPLE.parent / "relay" / "sites-example.toml"
 SITE_PLUGINS = ("rabbitmq_management", "rabbitmq_shovel", "rabbitmq_shovel_management")
@@ -95,19 +92,8 @@ async def hq(
     folder = tmp_path_factory.mktemp("relay-hq")
     directory = write_directory(folder)
     credentials = folder / "credentials"
-    settings = load_settings(
-        {
-            "LIAISON_VHOST": VHOST,
-            "LIAISON_MANAGEMENT_URL": hq_node.management_url,
-            "LIAISON_ADMIN_USER": "guest",
-            "LIAISON_ADMIN_PASSWORD": "guest",
-            "LIAISON_AMQP_URL": hq_node.amqp_url(vhost=VHOST),
-            "LIAISON_CREDENTIALS_DIR": str(credentials),
-            "LIAISON_DIRECTORY": str(directory),
-        }
-    )
+    await provision_node(provisioning_env(hq_node, credentials, directory=directory))
     index = load_directory(directory)
-    await provision(settings, index)
     hub = HubProcess(
         {
             "LIAISON_AMQP_URL": f"amqp://liaison-hub@127.0.0.1:{hq_node.ports.amqp}/{VHOST}",

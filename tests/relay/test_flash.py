@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 import pytest
 
+from bench.relay import depth
 from liaison.nodes.node import BrokerNode
 from liaison.relay.faults import LinkEmulator
 from liaison.relay.site import OUTBOUND_QUEUE, ROUTINE_QUEUE
@@ -17,20 +18,6 @@ from tests.relay.conftest import VHOST, Headquarters, linked, needs_root
 pytestmark = [pytest.mark.slow, needs_root]
 
 BACKLOG = 600
-
-
-async def depth(url: str, *queues: str) -> int:
-    """Messages ready in ``queues`` (passive declares)."""
-    connection = await aio_pika.connect(url)
-    try:
-        channel = await connection.channel()
-        total = 0
-        for name in queues:
-            declared = await channel.declare_queue(name, passive=True)
-            total += declared.declaration_result.message_count or 0
-        return total
-    finally:
-        await connection.close()
 
 
 async def until(read: Callable[[], Awaitable[int]], at_least: int, every: float) -> None:

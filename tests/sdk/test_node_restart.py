@@ -22,8 +22,6 @@ import pytest
 from liaison.common.urls import amqp_url_for
 from liaison.directory.credentials import CredentialStore
 from liaison.directory.index import DirectoryIndex, load_directory
-from liaison.directory.provision import provision
-from liaison.directory.settings import load_settings
 from liaison.hub.consumer import HubConsumer
 from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
@@ -34,13 +32,12 @@ from liaison.sdk import Client
 from tests.cluster.conftest import needs_root
 from tests.hub.conftest import hub_settings
 from tests.hub.support import DEMO_KEYS, demo_kid, demo_signing
+from tests.node_provisioning import SAMPLE, VHOST, provision_node, provisioning_env
 from tests.sdk.support import queue_depth, spot_report, wait_for_depth
 from tests.sdk.test_python_example import EXAMPLE, without_credentials
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
 
-SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
-VHOST = "liaison"
 BACKLOG = 300
 #: "handled" count at which the node is killed: mid-backlog, the example's buffer full.
 RESTART_AT = 100
@@ -67,20 +64,8 @@ def node() -> Iterator[BrokerNode]:
 async def provisioned(node: BrokerNode, tmp_path: Path) -> tuple[DirectoryIndex, CredentialStore]:
     """The sample directory provisioned onto the node; guest reads its queues' depths."""
     credentials = tmp_path / "credentials"
-    settings = load_settings(
-        {
-            "LIAISON_VHOST": VHOST,
-            "LIAISON_MANAGEMENT_URL": node.management_url,
-            "LIAISON_ADMIN_USER": "guest",
-            "LIAISON_ADMIN_PASSWORD": "guest",
-            "LIAISON_AMQP_URL": node.amqp_url(vhost=VHOST),
-            "LIAISON_CREDENTIALS_DIR": str(credentials),
-            "LIAISON_DIRECTORY": str(SAMPLE),
-        }
-    )
+    await provision_node(provisioning_env(node, credentials))
     index = load_directory(SAMPLE)
-    result = await provision(settings, index)
-    assert not result.plan.conflicts
     auth = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
     url = f"{node.management_url}/api/permissions/{quote(VHOST, safe='')}/guest"
     rights = {"configure": ".*", "write": ".*", "read": ".*"}

@@ -16,10 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from liaison.directory.index import load_directory
-from liaison.directory.provision import provision
-from liaison.directory.settings import ProvisionSettings, load_settings
+from liaison.directory.settings import ProvisionSettings
 from liaison.nodes.node import LIAISON_PLUGINS, BrokerNode, NodeTls
+from tests.node_provisioning import provision_node, provisioning_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MAKE_DEV_CA = ROOT / "deploy" / "rabbitmq" / "make-dev-ca.sh"
@@ -125,24 +124,27 @@ def start_node(ca: Ca, *, cert_login: bool) -> BrokerNode:
 
 def provision_env(node: BrokerNode, ca: Ca, credentials: Path, url: str) -> dict[str, str]:
     """Provisioning's environment for ``node``: management over https trusting ``ca``."""
-    return {
-        "LIAISON_VHOST": "liaison",
-        "LIAISON_MANAGEMENT_URL": node.management_url,
-        "LIAISON_ADMIN_USER": "guest",
-        "LIAISON_ADMIN_PASSWORD": "guest",
-        "LIAISON_AMQP_URL": url,
-        "LIAISON_CREDENTIALS_DIR": str(credentials),
-        "LIAISON_DIRECTORY": str(DIRECTORY),
-        "LIAISON_TLS_CA_FILE": str(ca.ca),
-    }
+    return {**provisioning_env(node, credentials, amqp_url=url), "LIAISON_TLS_CA_FILE": str(ca.ca)}
 
 
-async def provision_node(env: dict[str, str]) -> ProvisionSettings:
-    """``liaison provision`` of the sample directory onto the node, over https."""
-    settings = load_settings(env)
-    result = await provision(settings, load_directory(DIRECTORY))
-    assert not result.plan.conflicts
-    return settings
+def module_node(ca: Ca, *, cert_login: bool, what: str) -> Iterator[BrokerNode]:
+    """A module's node fixture: ``start_node``, its start-up time printed, stopped at the end."""
+    with start_node(ca, cert_login=cert_login) as started:
+        print(f"{what} node {started.name} started in {started.started_in:.1f}s")
+        yield started
+
+
+@pytest.fixture(scope="module")
+def credentials(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where provisioning stores the module's passwords."""
+    return tmp_path_factory.mktemp("credentials") / "store"
+
+
+@pytest.fixture(scope="module")
+async def provisioned(node: BrokerNode, dev_ca: Ca, credentials: Path) -> ProvisionSettings:
+    """The sample directory's accounts, rights and topology on the module's ``node``, through
+    the management API over https."""
+    return await provision_node(provision_env(node, dev_ca, credentials, node.amqps_url("liaison")))
 
 
 class HubProcess:

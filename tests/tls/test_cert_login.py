@@ -8,7 +8,6 @@ the certificate's subject CN (make-dev-ca.sh issues them).
 import asyncio
 import ipaddress
 import os
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,45 +27,23 @@ from tests.cli.support import liaison, signing
 from tests.cli.test_send_tail import SPOT
 from tests.conftest import MANAGEMENT_URL
 from tests.hub.support import demo_signing
+from tests.hub_process import free_port
 from tests.tls.conftest import (
     HUB,
     OPERATOR,
     Ca,
     HubProcess,
+    module_node,
     needs_root,
-    provision_env,
-    provision_node,
-    start_node,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def node(dev_ca: Ca) -> Iterator[BrokerNode]:
     """An extra node with certificate login only (rabbitmq_auth_mechanism_ssl on it alone)."""
-    with start_node(dev_ca, cert_login=True) as started:
-        print(f"certificate-login node {started.name} started in {started.started_in:.1f}s")
-        yield started
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where provisioning stores this module's passwords (which cannot log in here)."""
-    return tmp_path_factory.mktemp("cert-credentials") / "store"
-
-
-@pytest.fixture(scope="module")
-async def provisioned(node: BrokerNode, dev_ca: Ca, credentials: Path) -> ProvisionSettings:
-    """The sample directory's accounts, rights and topology on the node (over https)."""
-    return await provision_node(provision_env(node, dev_ca, credentials, node.amqps_url("liaison")))
+    yield from module_node(dev_ca, cert_login=True, what="certificate-login")
 
 
 def external(node: BrokerNode, userinfo: str = "") -> str:

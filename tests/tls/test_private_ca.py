@@ -5,9 +5,8 @@ from make-dev-ca.sh. Provisioning goes over https, the hub, the SDK and the CLI 
 """
 
 import os
-import socket
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,46 +21,22 @@ from liaison.schemas.examples import example
 from liaison.sdk import Client, ConnectFailed, tls_context
 from tests.cli.support import liaison
 from tests.hub.support import demo_signing
+from tests.hub_process import free_port
 from tests.tls.conftest import (
     Ca,
     HubProcess,
+    module_node,
     needs_root,
     provision_env,
-    provision_node,
-    start_node,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, needs_root]
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def node(dev_ca: Ca) -> Iterator[BrokerNode]:
     """An extra node with amqps (client certificates optional) and management over https."""
-    with start_node(dev_ca, cert_login=False) as started:
-        print(f"TLS node {started.name} started in {started.started_in:.1f}s")
-        yield started
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where provisioning stores this module's passwords."""
-    return tmp_path_factory.mktemp("tls-credentials") / "store"
-
-
-@pytest.fixture(scope="module")
-async def provisioned(
-    node: BrokerNode, dev_ca: Ca, credentials: Path
-) -> AsyncIterator[ProvisionSettings]:
-    """The sample directory provisioned onto the node through the management API over https."""
-    env = provision_env(node, dev_ca, credentials, node.amqps_url("liaison"))
-    return await provision_node(env)
+    yield from module_node(dev_ca, cert_login=False, what="TLS")
 
 
 def password(credentials: Path, account: str) -> str:
