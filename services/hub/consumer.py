@@ -353,6 +353,8 @@ class HubConsumer:
         once its last confirm is in.
         """
         connection = self._connection
+        if self._tx:
+            return  # a transactional channel is never nacked
         if nacked is not self._outbox or connection is None or self._renewing:
             return
         if time.monotonic() - self._renewed_at < RENEW_EVERY_SECONDS:
@@ -708,7 +710,17 @@ class HubConsumer:
 
     async def _requeue(self, channel: aiormq.Channel, tag: int) -> None:
         try:
-            if not channel.is_closed:
+            outbox = self._outbox
+            if self._tx and isinstance(outbox, TxOutbox):
+                if outbox.channel.is_closed or self._channel is not channel:
+                    return
+                # A transactional reject takes effect with the next commit, which this asks for;
+                # its frame goes before any later ack, so the multiple-ack below skips it.
+                outbox.reject(tag).add_done_callback(_retrieved)
+                last = self._acks.forget(tag)
+                if last is not None:
+                    self._ack(last)
+            elif not channel.is_closed:
                 await channel.basic_reject(tag, requeue=True)
                 last = self._acks.forget(tag)
                 if last is not None:
@@ -756,6 +768,12 @@ async def _retire(outbox: Outbox, within: float) -> None:
         await asyncio.sleep(0.1)
     with contextlib.suppress(Exception):
         await outbox.channel.close(ConnectionError("publishing channel replaced"))
+
+
+def _retrieved(done: "asyncio.Future[object]") -> None:
+    # Nobody awaits this commit: a failure ends the session anyway (the channel is gone).
+    if not done.cancelled():
+        done.exception()
 
 
 async def _settled(confirm: Awaitable[object] | None) -> object:

@@ -159,6 +159,15 @@ class TxOutbox(Outbox):
         self._wanted.set()
         return self._tx.expect_confirm()
 
+    def reject(self, tag: int) -> "asyncio.Future[Any]":
+        """Give ingress delivery ``tag`` back to its queue in the next commit (a reject on a
+        transactional channel takes effect only when committed); that commit's future."""
+        self._frames.append(
+            marshal(spec.Basic.Reject(delivery_tag=tag, requeue=True), self._tx.number)
+        )
+        self._wanted.set()
+        return self._tx.expect_confirm()
+
     async def send(self) -> None:
         """Write and commit batch after batch; a failed or late commit closes the channel."""
         channel = self._tx

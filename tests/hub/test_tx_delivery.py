@@ -1,0 +1,116 @@
+"""Transaction delivery (LIAISON_DELIVERY=transaction): a hub killed under a backlog repeats
+nothing, loses nothing and keeps each sender's order (issue #11: repeats at most one per kill)."""
+
+import asyncio
+import itertools
+import signal
+from pathlib import Path
+
+import aio_pika
+import msgspec
+import pytest
+
+from liaison.common.topology import hub_queue
+from liaison.directory.index import DirectoryIndex
+from liaison.schemas.wire import HEADER_SIGNATURE, INGRESS_EXCHANGE, inbox_queue
+from tests.hub.conftest import purge_all
+from tests.hub.support import Partner, decode, demo_signature, drain, envelope
+from tests.hub.test_processes import queue_depth, wait_for
+from tests.hub.test_shared_memory import shards_empty
+from tests.hub_process import HubProcess
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+SENDERS = ["mag", "ocha"]
+RECIPIENTS = ["unmas", "minusca"]
+#: Messages each sender has queued before the first hub starts: a backlog, so every killed hub
+#: has its whole prefetch (256 on each of the 4 shards) in flight, not a trickle.
+BACKLOG = 2000
+KILLS = 4
+#: Copies each hub delivers before it is killed: enough that it is mid-backlog, not starting.
+PROGRESS = 100
+
+
+async def test_killed_hubs_under_a_backlog_repeat_nothing(
+    admin: aio_pika.abc.AbstractConnection,
+    partners: dict[str, Partner],
+    directory: DirectoryIndex,
+    directory_file: Path,
+    topology: str,
+    tmp_path: Path,
+) -> None:
+    """Four hubs in turn are SIGKILLed mid-backlog, each a fresh process with its own memory
+    (so nothing but the transaction keeps a redelivery from repeating): each recipient gets
+    every message exactly once and in each sender's order. In confirm mode the same run
+    repeats hundreds of copies (what each killed hub had published but not yet acked)."""
+    await purge_all(admin, directory)
+    env = {
+        "LIAISON_AMQP_URL": topology,
+        "LIAISON_DIRECTORY": str(directory_file),
+        "LIAISON_HUB_SHARDS": "all",
+        "LIAISON_DELIVERY": "transaction",
+        "LIAISON_LOG_LEVEL": "warning",
+    }
+    for sender in SENDERS:
+        # Without waiting for each confirm (fast, and in order on one channel); the count in
+        # the shard queues below says when the broker has them all.
+        channel = await partners[sender].connection.channel(publisher_confirms=False)
+        exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
+        for seq in range(BACKLOG):
+            body = msgspec.json.encode(
+                envelope(sender, [f"org:{r}" for r in RECIPIENTS], incident_id=str(seq))
+            )
+            message = aio_pika.Message(
+                body,
+                content_type="application/json",
+                user_id=partners[sender].account,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={HEADER_SIGNATURE: demo_signature(sender, body)},
+            )
+            await exchange.publish(message, routing_key=sender)
+        await channel.close()
+
+    async def queued() -> bool:
+        depths = [await queue_depth(admin, hub_queue(s)) for s in range(4)]
+        return sum(depths) >= BACKLOG * len(SENDERS)
+
+    await wait_for(queued, 60, "the backlog to be queued")
+    hubs: list[HubProcess] = []
+    try:
+        for kill in range(KILLS):
+            hub = HubProcess(env, tmp_path / f"hub{kill}.log")
+            hubs.append(hub)
+            await hub.wait_ready(90)
+            floor = await queue_depth(admin, inbox_queue(RECIPIENTS[0])) + PROGRESS
+
+            async def progressed(floor: int = floor) -> bool:
+                return await queue_depth(admin, inbox_queue(RECIPIENTS[0])) >= floor
+
+            await wait_for(progressed, 60, f"hub {kill} to deliver {PROGRESS} copies")
+            assert await asyncio.to_thread(hub.stop, signal.SIGKILL) == -signal.SIGKILL
+        last = HubProcess(env, tmp_path / "last.log")
+        hubs.append(last)
+        await last.wait_ready(90)
+        await wait_for(lambda: shards_empty(admin), 120, "every shard to drain")
+        expected = BACKLOG * len(SENDERS)
+        repeats = lost = inversions = 0
+        for recipient in RECIPIENTS:
+            got = await drain(admin, inbox_queue(recipient), expect=expected, timeout=60, settle=1)
+            seqs: dict[str, list[int]] = {s: [] for s in SENDERS}
+            for message in got:
+                doc = decode(message)
+                seqs[doc["sender"]].append(int(doc["incident_id"]))
+            for seq_list in seqs.values():
+                repeats += len(seq_list) - len(set(seq_list))
+                lost += BACKLOG - len(set(seq_list))
+                inversions += sum(b < a for a, b in itertools.pairwise(seq_list))
+        print(f"\n{KILLS} kills under a backlog of {expected}: repeats {repeats}, lost {lost}")
+        assert lost == 0
+        assert inversions == 0
+        assert repeats <= KILLS, f"{repeats} copies repeated over {KILLS} kills"
+        assert await asyncio.to_thread(last.stop) == 0
+    finally:
+        for hub in hubs:
+            if hub.process.poll() is None:
+                hub.stop(signal.SIGKILL)
+        await purge_all(admin, directory)
