@@ -5,6 +5,11 @@ One message, top to bottom (``_on_message``):
     receive -> decide (router.py, pure) -> recall (memory.py) -> plan (effects.py, pure)
             -> publish all (outbox.py) -> await confirms -> remember -> ack (acks.py)
 
+or, with LIAISON_DELIVERY=transaction (``_commit``):
+
+            -> publish all + ledger record + ack, into the current batch -> await its
+               tx.commit (TxOutbox) -> remember
+
 This talks to aiormq, the AMQP layer under aio-pika, directly: the hub's cost is Python work per
 message, and aiormq hands over the raw frames without building an aio-pika Message for each.
 Publishes go out without waiting for the socket (so many confirms are in flight) and leave in
