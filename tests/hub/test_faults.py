@@ -40,8 +40,8 @@ RATE = 30
 SECONDS = 28
 #: One invalid input after every this many valid messages.
 INVALID_EVERY = 12
-#: The hubs' prefetch per shard: what an interrupted hub has in flight is at most this for each
-#: of the 4 shards, and each message goes to both recipients.
+#: The hubs' prefetch per shard: what an interrupted hub has in flight (and in confirm mode
+#: could repeat) is at most this for each of the 4 shards.
 PREFETCH = 32
 #: Copies an interrupted hub (killed, paused, force-closed) may repeat. The hubs run in
 #: transaction mode (LIAISON_DELIVERY=transaction): an interrupted hub's uncommitted batch is
@@ -383,8 +383,8 @@ async def test_every_fault_at_once_loses_nothing_and_keeps_order(
     """Four partners at a steady pace to two recipients, invalid inputs mixed in; the active
     hub is killed, paused, force-closed and stopped gracefully in turn (a standby taking over
     each time) and every partner is cut once: nothing lost, no sender's messages out of order
-    at either recipient, every invalid input answered, repeats bounded by what an interrupted
-    hub had in flight, and nothing delivered again when the partners replay after the run."""
+    at either recipient, every invalid input answered, at most one repeat per interrupted hub
+    (transaction mode), and nothing delivered again when the partners replay after the run."""
     await purge_all(admin, directory)
     env = {
         # A short heartbeat, so the broker gives a paused hub's shards to the standby quickly.
