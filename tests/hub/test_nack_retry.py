@@ -64,11 +64,12 @@ async def patient_hub(
     directory_file: Path,
     topology: str,
 ) -> AsyncIterator[HubConsumer]:
-    """A hub that retries nacked publishes for 20 s (the default), on clean queues."""
+    """A hub that retries nacked publishes for 20 s (the default), on clean queues; in confirm
+    mode, the one with nacks (a transactional channel is never told of a refusal)."""
     await purge_all(admin, directory)
     memory = LocalMemory(seconds=600, max_entries=10_000)
     consumer, task, _ = await start_hub(
-        topology, directory, directory_file, memory, nack_retry_seconds=20.0
+        topology, directory, directory_file, memory, nack_retry_seconds=20.0, delivery="confirm"
     )
     yield consumer
     await consumer.stop()

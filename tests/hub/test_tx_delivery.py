@@ -3,7 +3,9 @@ nothing, loses nothing and keeps each sender's order (issue #11: repeats at most
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import msgspec
@@ -11,14 +13,24 @@ import pytest
 
 from liaison.common.topology import hub_queue
 from liaison.directory.index import DirectoryIndex
-from liaison.schemas.wire import HEADER_SIGNATURE, INGRESS_EXCHANGE, inbox_queue
+from liaison.hub.consumer import HubConsumer
+from liaison.hub.decisions import Verdict
+from liaison.hub.memory import LocalMemory
+from liaison.schemas.wire import (
+    DEAD_LETTER_QUEUE,
+    HEADER_ERROR_CODE,
+    HEADER_SIGNATURE,
+    INGRESS_EXCHANGE,
+    inbox_queue,
+)
 from tests.hub.conftest import purge_all
+from tests.hub.memory_support import start_hub
 from tests.hub.support import Partner, decode, demo_signature, drain, envelope
 from tests.hub.test_processes import queue_depth, wait_for
 from tests.hub.test_shared_memory import shards_empty
 from tests.hub_process import HubProcess
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
+pytestmark = [pytest.mark.broker]
 
 SENDERS = ["mag", "ocha"]
 RECIPIENTS = ["unmas", "minusca"]
@@ -30,6 +42,59 @@ KILLS = 4
 PROGRESS = 100
 
 
+@pytest.fixture
+async def tx_hub(
+    admin: aio_pika.abc.AbstractConnection,
+    directory: DirectoryIndex,
+    directory_file: Path,
+    topology: str,
+) -> AsyncIterator[HubConsumer]:
+    """An in-process hub in transaction mode, consuming every shard, on clean queues."""
+    await purge_all(admin, directory)
+    memory = LocalMemory(seconds=600, max_entries=10_000)
+    consumer, task, _ = await start_hub(
+        topology, directory, directory_file, memory, delivery="transaction"
+    )
+    yield consumer
+    await consumer.stop()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_failing_message_is_given_back_within_a_batch_and_the_rest_flows(
+    tx_hub: HubConsumer,
+    partners: dict[str, Partner],
+    admin: aio_pika.abc.AbstractConnection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message whose handling fails every time is rejected in its batch (a transactional
+    reject only counts once committed), comes back until the delivery limit, and is answered
+    503 and dead-lettered; the messages sent around it arrive once each, in order."""
+    real = tx_hub.router.route
+
+    def failing(body: bytes, **kwargs: Any) -> Verdict:
+        if b"POISON-PILL" in body:
+            raise RuntimeError("simulated hub bug")
+        return real(body, **kwargs)
+
+    monkeypatch.setattr(tx_hub.router, "route", failing)
+    before = envelope("mag", ["org:unmas"])
+    poison = envelope("mag", ["org:unmas"], incident_id="POISON-PILL")
+    after = [envelope("mag", ["org:unmas"]) for _ in range(3)]
+    for doc in [before, poison, *after]:
+        await partners["mag"].send(doc)
+    (report,) = await drain(admin, inbox_queue("mag"), expect=1, timeout=20)
+    assert decode(report)["body"]["code"] == 503
+    assert decode(report)["body"]["ref_distribution_id"] == poison["distribution_id"]
+    (dead,) = await drain(admin, DEAD_LETTER_QUEUE, expect=1)
+    assert dead.headers[HEADER_ERROR_CODE] == 503
+    delivered = await drain(admin, inbox_queue("unmas"), expect=4, settle=1.0)
+    assert [decode(m)["distribution_id"] for m in delivered] == [
+        d["distribution_id"] for d in [before, *after]
+    ]
+    assert tx_hub.ready
+
+
+@pytest.mark.slow
 async def test_killed_hubs_under_a_backlog_repeat_nothing(
     admin: aio_pika.abc.AbstractConnection,
     partners: dict[str, Partner],
