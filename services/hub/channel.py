@@ -89,3 +89,64 @@ class AiormqChannel:
     async def close(self, exc: BaseException) -> None:
         """Close the channel, failing everything that waits on it."""
         await self.channel.close(exc, timeout=5)
+
+
+class TxChannel:
+    """``ConfirmChannel`` over the hub's consuming channel in transaction mode (tx.select).
+
+    A transactional channel has no publisher confirms: every publish and ack since the last
+    commit takes effect at the next ``tx.commit``, together, or (the channel or the hub gone
+    before it) not at all. So every publish of one batch shares one future, the batch's, which
+    resolves when the broker answers its commit and fails when the channel closes first.
+    """
+
+    __slots__ = ("_batch", "_loop", "channel", "max_content_size", "number")
+
+    def __init__(self, channel: aiormq.Channel) -> None:
+        self.channel = channel
+        self.number: int = channel.number
+        self.max_content_size: int = channel.max_content_size
+        self._loop = channel.loop
+        self._batch: asyncio.Future[Any] | None = None
+        channel.closing.add_done_callback(self._closed)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the channel can no longer publish."""
+        return bool(self.channel.is_closed)
+
+    def expect_confirm(self) -> "asyncio.Future[Any]":
+        """The future of the batch the next publish (or ack) joins: resolved by its commit."""
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = self._loop.create_future()
+        return batch
+
+    def take_batch(self) -> "asyncio.Future[Any] | None":
+        """The current batch's future, if anything joined it; later publishes start another."""
+        batch, self._batch = self._batch, None
+        return batch
+
+    def oldest_unconfirmed(self) -> int | None:
+        """Nothing waits for a confirm on this channel: commits have their own timeout."""
+        return None
+
+    async def write(self, payload: bytes) -> None:
+        """Hand marshalled frames to the connection's writer (waits while it is full)."""
+        await self.channel.write_queue.put(ChannelFrame(payload=payload, should_close=False))
+
+    async def commit(self) -> None:
+        """Commit everything written since the last commit (waits for the broker's answer)."""
+        await self.channel.tx_commit()
+
+    async def close(self, exc: BaseException) -> None:
+        """Close the channel, failing everything that waits on it."""
+        await self.channel.close(exc, timeout=5)
+
+    def _closed(self, closing: "asyncio.Future[Any]") -> None:
+        # An uncommitted batch is discarded by the broker with the channel: its waiters fail
+        # (their deliveries are redelivered, nothing of them reached anyone).
+        batch, self._batch = self._batch, None
+        if batch is not None and not batch.done():
+            reason = None if closing.cancelled() else closing.exception()
+            batch.set_exception(ConnectionError(f"channel closed before its commit: {reason}"))

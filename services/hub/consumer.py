@@ -5,6 +5,11 @@ One message, top to bottom (``_on_message``):
     receive -> decide (router.py, pure) -> recall (memory.py) -> plan (effects.py, pure)
             -> publish all (outbox.py) -> await confirms -> remember -> ack (acks.py)
 
+or, with LIAISON_DELIVERY=transaction (``_commit``):
+
+            -> publish all + ledger record + ack, into the current batch -> await its
+               tx.commit (TxOutbox) -> remember
+
 This talks to aiormq, the AMQP layer under aio-pika, directly: the hub's cost is Python work per
 message, and aiormq hands over the raw frames without building an aio-pika Message for each.
 Publishes go out without waiting for the socket (so many confirms are in flight) and leave in
@@ -29,14 +34,14 @@ from liaison.common.errors import ConfigError
 from liaison.common.tls import handshake_failure
 from liaison.common.topology import hub_queue
 from liaison.hub.acks import AckTracker
-from liaison.hub.channel import AiormqChannel
+from liaison.hub.channel import AiormqChannel, TxChannel
 from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.hub.effects import Effects, Publisher, memory_key, plan, publish_all, settle
 from liaison.hub.inboxes import InboxCensus
 from liaison.hub.ledger_feed import LedgerFeed
 from liaison.hub.memory import DeliveryMemory
 from liaison.hub.metrics import HubMetrics
-from liaison.hub.outbox import Outbox
+from liaison.hub.outbox import Outbox, TxOutbox
 from liaison.hub.receipts import acknowledged, check_receipt
 from liaison.hub.redis_memory import MemoryUnavailable
 from liaison.hub.retry import Holdback, NackRetry
@@ -81,6 +86,11 @@ class HubConsumer:
         self.inboxes = InboxCensus(check_interval=settings.inbox_check_seconds)
         self.metrics = metrics
         self._clock = clock
+        # LIAISON_DELIVERY=transaction: publishes and acks commit together (TxOutbox).
+        self._tx = settings.delivery == "transaction"
+        # Deliveries begun and not yet settled (in transaction mode a delivery is acked, in its
+        # batch, before its commit and its memory record are done).
+        self._active = 0
         # The memory's size for the dedupe gauge, when it can tell (a shared store may not).
         self._memory_size: Callable[[], int] | None = getattr(memory, "__len__", None)
         # Keys of deliveries being carried out in this process: a second copy of the same
@@ -157,6 +167,7 @@ class HubConsumer:
                 self.connected = self.consuming = False
                 self._channel = None
                 self._acks.reset()
+                self._active = 0
                 self.metrics.in_flight.set(0)
                 self._idle.set()
             if self._stop_requested:
@@ -209,16 +220,27 @@ class HubConsumer:
         try:
             # Consuming and acking on one channel, publishing on another: the publishing one
             # can be replaced (_renew_outbox) without giving back the unacked deliveries.
-            channel = cast(aiormq.Channel, await connection.channel())
+            # (aiormq opens channels in confirm mode unless told not to; tx mode excludes it.)
+            channel = cast(
+                aiormq.Channel, await connection.channel(publisher_confirms=not self._tx)
+            )
             await channel.basic_qos(prefetch_count=self.settings.prefetch)
+            if self._tx:
+                # Acks are channel-scoped: only on the consuming channel can the copies and
+                # the ack of what caused them be one transaction.
+                await channel.tx_select()
             self._channel = channel
             self._connection = connection
-            await self._open_outbox(connection)
             self._ack_upto = self._ack_sent = 0
+            if self._tx:
+                self._open_tx_outbox(channel)
+            else:
+                await self._open_outbox(connection)
             self._turns = Turns()
             self._holdback = Holdback()
             self._acks_flushed.set()
-            ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
+            if not self._tx:
+                ack_sender = asyncio.create_task(self._send_acks(channel), name="hub-acks")
             self.connected = True
             # Consume only while the delivery memory answers (raises MemoryUnavailable).
             self._memory_lost = memory_lost = asyncio.get_running_loop().create_future()
@@ -286,6 +308,46 @@ class HubConsumer:
         self._ledger = LedgerFeed(outbox)
         return outbox
 
+    def _open_tx_outbox(self, channel: aiormq.Channel) -> TxOutbox:
+        """The transaction-mode outbox on the consuming ``channel`` (already in tx mode)."""
+        outbox = TxOutbox(
+            TxChannel(channel), self.settings.confirm_timeout_seconds, committed=self._committed
+        )
+        ledger = LedgerFeed(outbox)
+        # The records of a batch's decisions are published (flushed) into that same batch.
+        outbox.before_commit = ledger.flush
+        sender = asyncio.create_task(outbox.send(), name="hub-commits")
+        self._tasks.append(sender)
+        lost = self._publishing_lost
+
+        def ended(_: object) -> None:
+            # A failed commit ends the session as a lost channel does.
+            if self._outbox is outbox and lost is not None and not lost.done():
+                lost.set_result(None)
+
+        sender.add_done_callback(ended)
+        self._outbox = outbox
+        self._ledger = ledger
+        return outbox
+
+    def _committed(self, tag: int) -> None:
+        # Transaction mode: a commit acked the ingress deliveries up to ``tag``.
+        self._ack_sent = max(self._ack_sent, tag)
+        if self._ack_sent >= self._ack_upto:
+            self._acks_flushed.set()
+
+    def _stage(self, tag: int) -> "asyncio.Future[object]":
+        """Transaction mode: ack ``tag`` (with the finished prefix) in the batch that holds its
+        publishes; the future of that batch's commit."""
+        outbox = self._outbox
+        if not isinstance(outbox, TxOutbox):
+            raise aiormq.exceptions.ChannelInvalidStateError("no session: nothing to commit")
+        last = self._acks.finish(tag)
+        if last is not None and last > self._ack_upto:
+            self._ack_upto = last
+            self._acks_flushed.clear()
+        return outbox.ack(last or 0)
+
     async def _renew_outbox(self, nacked: Publisher) -> None:
         """Publish on a new channel from now on, if ``nacked`` is still the current outbox.
 
@@ -296,6 +358,8 @@ class HubConsumer:
         once its last confirm is in.
         """
         connection = self._connection
+        if self._tx:
+            return  # a transactional channel is never nacked
         if nacked is not self._outbox or connection is None or self._renewing:
             return
         if time.monotonic() - self._renewed_at < RENEW_EVERY_SECONDS:
@@ -326,6 +390,7 @@ class HubConsumer:
         assert tag is not None
         started = time.perf_counter()
         self._acks.begin(tag)
+        self._active += 1
         turns = self._turns
         ticket = turns.ticket()
         self._idle.clear()
@@ -373,6 +438,7 @@ class HubConsumer:
                 routing_key,
                 redelivered=redelivered,
                 turn=(turns, ticket),
+                tag=tag,
             )
         except aiormq.exceptions.DeliveryError as exc:
             # A recipient inbox refused it (full). Tell the sender; keep the original.
@@ -416,10 +482,11 @@ class HubConsumer:
         finally:
             # Failed before its turn, or published nothing: the next message may go.
             turns.done(ticket)
-        # Ack.
-        last = self._acks.finish(tag)
-        if last is not None:
-            self._ack(last)
+        # Ack (in transaction mode the commit that published its copies acked it).
+        if not self._tx:
+            last = self._acks.finish(tag)
+            if last is not None:
+                self._ack(last)
         self._settled()
         self._account(verdict, outcome, time.perf_counter() - started)
 
@@ -433,6 +500,7 @@ class HubConsumer:
         *,
         redelivered: bool,
         turn: tuple[Turns, int] | None = None,
+        tag: int | None = None,
     ) -> str:
         """Recall, plan, publish (on its ``turn``), await the confirms, remember; the outcome
         for the log line."""
@@ -462,7 +530,17 @@ class HubConsumer:
                 now=self._clock(),
                 hub_key=self._hub_key,
             )
+
+            # The ledger's record of this verdict joins the current batch; its confirm, like the
+            # publishes', comes before the ingress ack, so the ledger never misses a decision.
+            def record() -> "asyncio.Future[object]":
+                return self._record(verdict, handled is not None, body, props)
+
             ticket: int | None = None
+            if self._tx and turn is not None and tag is not None:
+                await self._commit(effects, publisher, record, turn, tag)
+                await settle(effects, None, memory)
+                return effects.outcome
             if turn is None:
                 confirms = publish_all(effects, publisher)
             else:
@@ -477,12 +555,6 @@ class HubConsumer:
                     confirms = publish_all(effects, publisher)
                 finally:
                     turns.done(ticket)
-
-            # The ledger's record of this verdict joins the current batch; its confirm, like the
-            # publishes', comes before the ingress ack, so the ledger never misses a decision.
-            def record() -> "asyncio.Future[object]":
-                return self._record(verdict, handled is not None, body, props)
-
             await self._confirmed(effects, confirms, record, publisher, ticket)
             await settle(effects, None, memory)
         finally:
@@ -491,6 +563,32 @@ class HubConsumer:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
         return effects.outcome
+
+    async def _commit(
+        self,
+        effects: Effects,
+        publisher: Publisher,
+        record: Callable[[], "asyncio.Future[object]"],
+        turn: tuple[Turns, int],
+        tag: int,
+    ) -> None:
+        """Transaction mode: on its turn, hand the publishes, the ledger record and the ack to
+        the current batch in one step (nothing can commit between them), then await the commit.
+        A transactional channel has no nacks, so nothing here is retried."""
+        turns, ticket = turn
+        if ticket != turns.serving:
+            await turns.wait(ticket)
+        try:
+            for exchange, routing_key, properties, body in effects.publishes:
+                publisher.publish(
+                    body, exchange=exchange, routing_key=routing_key, properties=properties
+                )
+            recorded = record()
+            committed = self._stage(tag)
+        finally:
+            turns.done(ticket)
+        await committed
+        await recorded
 
     async def _confirmed(
         self,
@@ -617,7 +715,17 @@ class HubConsumer:
 
     async def _requeue(self, channel: aiormq.Channel, tag: int) -> None:
         try:
-            if not channel.is_closed:
+            outbox = self._outbox
+            if self._tx and isinstance(outbox, TxOutbox):
+                if outbox.channel.is_closed or self._channel is not channel:
+                    return
+                # A transactional reject takes effect with the next commit, which this asks for;
+                # its frame goes before any later ack, so the multiple-ack below skips it.
+                outbox.reject(tag).add_done_callback(_retrieved)
+                last = self._acks.forget(tag)
+                if last is not None:
+                    self._ack(last)
+            elif not channel.is_closed:
                 await channel.basic_reject(tag, requeue=True)
                 last = self._acks.forget(tag)
                 if last is not None:
@@ -629,7 +737,11 @@ class HubConsumer:
         if tag > self._ack_upto:
             self._ack_upto = tag
             self._acks_flushed.clear()
-            self._ack_wanted.set()
+            outbox = self._outbox
+            if self._tx and isinstance(outbox, TxOutbox):
+                outbox.ack(tag)
+            else:
+                self._ack_wanted.set()
 
     async def _send_acks(self, channel: aiormq.Channel) -> None:
         # Under load many finishes land between two wake-ups: one frame acks them all.
@@ -645,7 +757,8 @@ class HubConsumer:
 
     def _settled(self) -> None:
         self.metrics.in_flight.dec()
-        if not self._acks:
+        self._active = max(0, self._active - 1)
+        if not self._acks and not self._active:
             self._idle.set()
 
 
@@ -660,6 +773,12 @@ async def _retire(outbox: Outbox, within: float) -> None:
         await asyncio.sleep(0.1)
     with contextlib.suppress(Exception):
         await outbox.channel.close(ConnectionError("publishing channel replaced"))
+
+
+def _retrieved(done: "asyncio.Future[object]") -> None:
+    # Nobody awaits this commit: a failure ends the session anyway (the channel is gone).
+    if not done.cancelled():
+        done.exception()
 
 
 async def _settled(confirm: Awaitable[object] | None) -> object:

@@ -6,7 +6,9 @@ Under ``make bench`` load aiormq's ``basic_publish`` was ~44% of the hub's CPU p
 """
 
 import asyncio
+import contextlib
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -16,7 +18,7 @@ from pamqp.body import ContentBody
 from pamqp.frame import marshal
 from pamqp.header import ContentHeader
 
-from liaison.hub.channel import ConfirmChannel
+from liaison.hub.channel import ConfirmChannel, TxChannel
 from liaison.hub.properties import Properties
 
 log = structlog.get_logger("liaison.hub")
@@ -118,3 +120,95 @@ class Outbox:
                 log.warning("confirm_timeout", delivery_tag=oldest, waited_s=round(waited, 1))
                 await self.channel.close(ConnectionError(f"no publish confirm in {waited:.1f}s"))
                 return
+
+
+class TxOutbox(Outbox):
+    """The outbox of transaction mode (``LIAISON_DELIVERY=transaction``): publishes and the
+    ingress acks go out on the consuming channel, and each batch ends with ``tx.commit``.
+
+    The single sender task takes everything handed over since its last commit (the copies,
+    the ledger records flushed just before, then one multiple-ack of the finished prefix of
+    ingress deliveries), writes it and commits it, and only then takes the next batch: while
+    one commit is in flight the next batch grows, so batches size themselves to the load (at
+    most the prefetch's worth of deliveries). A hub that dies before the commit leaves nothing
+    visible and its deliveries unacked; after it, the copies and the acks took effect together.
+    """
+
+    def __init__(
+        self,
+        channel: TxChannel,
+        commit_timeout: float,
+        *,
+        before_commit: Callable[[], None] | None = None,
+        committed: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(channel, commit_timeout)
+        self._tx = channel
+        #: Called just before a batch is taken (the ledger feed's flush: records of the batch's
+        #: decisions join the batch).
+        self.before_commit = before_commit
+        # Called with the highest ingress tag a commit acked.
+        self._committed = committed
+        self._ack_upto = 0
+        self._acked = 0
+
+    def ack(self, tag: int) -> "asyncio.Future[Any]":
+        """Ack every ingress delivery up to ``tag`` in the next commit; that commit's future."""
+        if tag > self._ack_upto:
+            self._ack_upto = tag
+        self._wanted.set()
+        return self._tx.expect_confirm()
+
+    def reject(self, tag: int) -> "asyncio.Future[Any]":
+        """Give ingress delivery ``tag`` back to its queue in the next commit (a reject on a
+        transactional channel takes effect only when committed); that commit's future."""
+        self._frames.append(
+            marshal(spec.Basic.Reject(delivery_tag=tag, requeue=True), self._tx.number)
+        )
+        self._wanted.set()
+        return self._tx.expect_confirm()
+
+    async def send(self) -> None:
+        """Write and commit batch after batch; a failed or late commit closes the channel."""
+        channel = self._tx
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            if self.before_commit is not None:
+                self.before_commit()
+            batch = channel.take_batch()
+            if batch is None:
+                continue
+            frames = self._frames
+            ack = self._ack_upto
+            if ack > self._acked:
+                frames.append(
+                    marshal(spec.Basic.Ack(delivery_tag=ack, multiple=True), channel.number)
+                )
+            payload = b"".join(frames)
+            frames.clear()
+            try:
+                async with asyncio.timeout(self._confirm_timeout):
+                    if payload:
+                        await channel.write(payload)
+                    await channel.commit()
+            except BaseException as exc:
+                # Waiters see a lost channel, as when it closes: the session ends and the
+                # broker redelivers whatever this commit did not ack.
+                if not batch.done():
+                    batch.set_exception(ConnectionError(f"commit failed: {exc!r}"))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                log.warning("commit_failed", error=f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(Exception):
+                    await channel.close(ConnectionError(f"commit failed: {exc}"))
+                return
+            self._acked = max(self._acked, ack)
+            if not batch.done():
+                batch.set_result(None)
+            if self._committed is not None:
+                self._committed(self._acked)
+
+    async def watch(self) -> None:
+        """Nothing to watch: ``send`` bounds each commit by the confirm timeout itself."""
+        await asyncio.Event().wait()

@@ -8,7 +8,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -70,6 +70,12 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     shutdown_grace_seconds: Seconds = 15.0
     reconnect_max_seconds: Annotated[float, Meta(gt=0)] = 10.0
     confirm_timeout_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    #: How a delivery's publishes and its ingress ack reach the broker. ``confirm``: publisher
+    #: confirms on a publishing channel, the ack once they are in (a hub killed in between has
+    #: its in-flight publishes repeated by the next). ``transaction``: publishes and acks in one
+    #: AMQP transaction per batch on the consuming channel (no repeats after a kill; a copy an
+    #: inbox refuses for being full is dropped without a report: see docs/operations.md).
+    delivery: Literal["confirm", "transaction"] = "confirm"
     #: How long a publish the broker nacked is sent again (a quorum queue whose leader moved,
     #: or a full one: the nack does not say which) before its sender is answered 502.
     nack_retry_seconds: Seconds = 20.0

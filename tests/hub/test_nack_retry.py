@@ -62,8 +62,11 @@ async def patient_hub(
     directory_file: Path,
     topology: str,
 ) -> AsyncIterator[HubConsumer]:
-    """A hub that retries nacked publishes for 20 s (the default), on clean queues."""
-    retrying = local_hub(admin, directory, directory_file, topology, nack_retry_seconds=20.0)
+    """A hub that retries nacked publishes for 20 s (the default), on clean queues; in confirm
+    mode, the one with nacks (a transactional channel is never told of a refusal)."""
+    retrying = local_hub(
+        admin, directory, directory_file, topology, nack_retry_seconds=20.0, delivery="confirm"
+    )
     async with retrying as consumer:
         yield consumer
 
