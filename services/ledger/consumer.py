@@ -160,20 +160,22 @@ class LedgerConsumer:
             stopping.cancel()
 
     async def _fill(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
-        deadline = time.monotonic() + self.settings.batch_wait_seconds
-        while len(batch) < self.settings.batch_size:
+        settings = self.settings
+        deadline = time.monotonic() + settings.batch_wait_seconds
+        size = sum(len(message.body) for message in batch)
+        while len(batch) < settings.batch_size and size < settings.batch_bytes:
             try:
-                batch.append(self._arrived.get_nowait())
-                continue
+                message = self._arrived.get_nowait()
             except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                batch.append(await asyncio.wait_for(self._arrived.get(), remaining))
-            except TimeoutError:
-                return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    message = await asyncio.wait_for(self._arrived.get(), remaining)
+                except TimeoutError:
+                    return
+            batch.append(message)
+            size += len(message.body)
 
     async def _commit(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
         rows, records, letters, requests = self.rows_of(batch)

@@ -92,8 +92,9 @@ class LedgerStore:
         The batch's records are chained in the same transaction, so a record is never stored
         without its link nor linked without being stored.
         """
+        months = rows.months()
         async with self.pool.acquire() as connection, connection.transaction():
-            for month in rows.months() - self._months:
+            for month in months - self._months:
                 await ensure_partitions(connection, month)
             if rows.messages:
                 await connection.executemany(_INSERT_MESSAGES, rows.messages)
@@ -108,7 +109,7 @@ class LedgerStore:
                 await connection.executemany(_MARK_REPLAYED, rows.replays)
             if rows.unreadable:
                 await connection.executemany(_INSERT_UNREADABLE, rows.unreadable)
-        self._months |= rows.months()
+        self._months |= months
 
 
 async def drop_partitions_before(connection: Connection, keep_months: int) -> list[str]:
