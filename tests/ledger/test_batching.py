@@ -3,6 +3,8 @@
 import asyncio
 from typing import Any
 
+import pytest
+
 from liaison.ledger.consumer import LedgerConsumer
 from liaison.ledger.metrics import LedgerMetrics
 from liaison.ledger.settings import LedgerSettings
@@ -47,3 +49,46 @@ async def test_the_message_count_limit_still_applies() -> None:
     """batch_size caps the messages of a transaction whatever their bytes."""
     ledger = consumer(batch_bytes=1 << 20, batch_size=3)
     assert await asyncio.wait_for(fill(ledger, [10] * 5), 5) == [10, 10, 10]
+
+
+class NeverClosed:
+    """A channel that stays open."""
+
+    async def closed(self) -> None:
+        """Wait forever."""
+        await asyncio.Event().wait()
+
+
+async def test_the_next_batch_is_prepared_while_one_is_written_and_writes_stay_in_order(
+    monkeypatch: Any,
+) -> None:
+    """Batch 2 is turned into rows while batch 1 is still being written, batch 2's write starts
+    only after batch 1's ends, and a failed write ends the loop with no new message needed."""
+    ledger = consumer(batch_bytes=10, batch_size=500)
+    log: list[str] = []
+    release = asyncio.Event()
+
+    def rows_of(batch: list[Any]) -> Any:
+        log.append(f"rows {len(batch[0].body)}")
+        return len(batch[0].body)
+
+    async def commit(batch: list[Any], prepared: Any) -> None:
+        log.append(f"write {prepared}")
+        if prepared == 1:
+            await release.wait()
+            log.append("written 1")
+            return
+        raise ConnectionError("database gone and stopping")
+
+    monkeypatch.setattr(ledger, "rows_of", rows_of)
+    monkeypatch.setattr(ledger, "_commit", commit)
+    loop = asyncio.create_task(ledger._batches(NeverClosed()))  # type: ignore[arg-type]
+    ledger._arrived.put_nowait(Arrived(1))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    ledger._arrived.put_nowait(Arrived(2))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert log == ["rows 1", "write 1", "rows 2"]
+    release.set()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(loop, 5)
+    assert log == ["rows 1", "write 1", "rows 2", "written 1", "write 2"]
