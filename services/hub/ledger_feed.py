@@ -61,7 +61,12 @@ class LedgerFeed:
         pending.append(record)
         if len(pending) >= self._max_batch:
             self.flush()
-        elif not self._flush_scheduled and self._in_flight < self._max_in_flight:
+        elif not self._flush_scheduled and (
+            self._in_flight < self._max_in_flight
+            # A replaced outbox (the hub renewed its publishing channel) forwards to the new
+            # channel: its batch in flight may wait for a lost queue leader, these need not.
+            or getattr(self._outbox, "replaced_by", None) is not None
+        ):
             # Let the rest of this turn's records join, then send.
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)

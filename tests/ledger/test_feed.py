@@ -114,3 +114,16 @@ async def test_a_refused_batch_still_lets_the_waiting_records_go() -> None:
     assert len(outbox.published) == 2
     outbox.published[1][2].set_result(True)
     await waiting
+
+
+async def test_a_replaced_outbox_does_not_hold_records_behind_its_batch_in_flight() -> None:
+    """Once the hub renewed its publishing channel, records still handed to the old feed leave
+    at the end of the turn instead of waiting for the old channel's unconfirmed batch."""
+    outbox = FakeOutbox()
+    feed = LedgerFeed(outbox)  # type: ignore[arg-type]
+    feed.record(record(0))
+    await asyncio.sleep(0)
+    outbox.replaced_by = FakeOutbox()  # type: ignore[attr-defined]
+    feed.record(record(1))
+    await asyncio.sleep(0)
+    assert len(outbox.published) == 2
