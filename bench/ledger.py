@@ -48,7 +48,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import report
 from bench.broker import COPY_QUEUE, wait_until
-from bench.processes import ROOT, free_port, settle, stop, wait_ready
+from bench.processes import ROOT, CpuMeter, free_port, process_cpu_seconds, settle, stop, wait_ready
 from bench.publish import preload_ingress
 from bench.vhost import BenchVhost
 from bench.workload import build_messages, write_directory
@@ -103,6 +103,16 @@ async def drop_database(name: str) -> None:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}"', timeout=60)
     finally:
         await connection.close()
+
+
+async def backend_pids(name: str) -> list[int]:
+    """The server processes serving connections to database ``name``."""
+    connection = await asyncpg.connect(SERVER_URL, timeout=10)
+    try:
+        rows = await connection.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+    finally:
+        await connection.close()
+    return [row["pid"] for row in rows]
 
 
 # -- part 1: keeping up with the hub ----------------------------------------------------------
@@ -266,6 +276,13 @@ class KeepUp(BenchVhost):
         done = asyncio.Event()
         sampler: asyncio.Task[Samples] | None = None
         row: dict[str, Any] = {"kind": kind, "messages": n, "settled_before": settled}
+        # CPU per message is steadier than msg/s on a shared machine: the hub's, the broker's
+        # and (on+ledger) the ledger's, from the first shard shrink to the last delivery.
+        meters = {"hub": CpuMeter([hub.pid]), "broker": CpuMeter.broker()}
+        if ledger is not None:
+            meters["ledger"] = CpuMeter([ledger[0].pid])
+            # The ledger's PostgreSQL backends (same machine): what its writes cost the server.
+            meters["postgres"] = CpuMeter(await backend_pids(self.database))
         try:
             if ledger is not None:
                 # Samples start as soon as the hub's HTTP answers (failed ones are retried).
@@ -278,8 +295,17 @@ class KeepUp(BenchVhost):
                 dest_total=n,
                 extra=(self.inboxes, copies),
                 limit_seconds=max(120.0, n / 100),
+                on_start=lambda: [m.mark() for m in meters.values()] and None,
                 alive=lambda: hub.poll() is None,
             )
+            cpu = {name: meter.read() for name, meter in meters.items()}
+            if "postgres" in meters:
+                # Backends the ledger's pool opened after the start ran within the run.
+                for pid in set(await backend_pids(self.database)) - set(meters["postgres"].pids):
+                    with contextlib.suppress(psutil.Error, OSError):
+                        cpu["postgres"] += process_cpu_seconds(psutil.Process(pid))
+            for name, seconds in cpu.items():
+                row[f"{name}_cpu_us_per_message"] = round(seconds / n * 1e6, 1)
             row["seconds"] = round(end - start, 3)
             row["msg_per_s"] = round(n / max(end - start, 1e-6), 1)
             if ledger is not None and sampler is not None:
@@ -380,6 +406,10 @@ async def keep_up(args: argparse.Namespace) -> dict[str, Any]:
         kind: statistics.median(r["msg_per_s"] for r in kind_rows)
         for kind, kind_rows in rows.items()
     }
+    hub_cpu = {
+        kind: statistics.median(r["hub_cpu_us_per_message"] for r in kind_rows)
+        for kind, kind_rows in rows.items()
+    }
     ledger_rows = rows["on+ledger"]
     worst_p99 = max(r["lag_p99_s"] for r in ledger_rows)
     return {
@@ -389,6 +419,9 @@ async def keep_up(args: argparse.Namespace) -> dict[str, Any]:
         "median_msg_per_s": median,
         "ratio_on_over_off": round(median["on"] / median["off"], 3),
         "ratio_on_with_ledger_over_off": round(median["on+ledger"] / median["off"], 3),
+        "median_hub_cpu_us_per_message": hub_cpu,
+        # The throughput ratio the hub's own CPU allows, were it the only bottleneck.
+        "hub_cpu_ratio_off_over_on": round(hub_cpu["off"] / hub_cpu["on"], 3),
         "lag_p99_s_worst_round": worst_p99,
         "drain_after_hub_s_worst_round": max(r["drain_after_hub_s"] for r in ledger_rows),
     }
@@ -738,6 +771,12 @@ def summary(results: dict[str, Any]) -> str:
             f"hub msg/s (median of {len(k['rounds']['off'])}): records off {m['off']:.0f}, "
             f"on {m['on']:.0f} ({k['ratio_on_over_off']:.2f}x), on with the ledger writing "
             f"{m['on+ledger']:.0f} ({k['ratio_on_with_ledger_over_off']:.2f}x)"
+        )
+        c = k["median_hub_cpu_us_per_message"]
+        lines.append(
+            f"hub CPU us/msg (median): records off {c['off']:.0f}, on {c['on']:.0f}, "
+            f"on with the ledger writing {c['on+ledger']:.0f} "
+            f"(off/on {k['hub_cpu_ratio_off_over_on']:.2f})"
         )
         lags = ", ".join(f"{r['lag_p99_s']}" for r in k["rounds"]["on+ledger"])
         drains = ", ".join(f"{r['drain_after_hub_s']}" for r in k["rounds"]["on+ledger"])

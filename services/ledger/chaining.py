@@ -24,6 +24,11 @@ CHAIN_LOCK: Final = 0x11A151
 _INSERT_LINKS = """
 INSERT INTO chain_links (day, seq, record_id, decided_at, record_hash, prev_hash, link_hash)
 VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+# A batch's links in one statement (one array per column), as store.py inserts its rows.
+_INSERT_LINKS_UNNEST = """
+INSERT INTO chain_links (day, seq, record_id, decided_at, record_hash, prev_hash, link_hash)
+SELECT * FROM unnest($1::date[], $2::int8[], $3::text[], $4::timestamptz[], $5::text[],
+                     $6::text[], $7::text[])"""
 
 
 async def append_links(connection: Connection, rows: Rows) -> int:
@@ -58,12 +63,15 @@ async def append_links(connection: Connection, rows: Rows) -> int:
         )
         seq, prev = (tail["seq"], tail["link_hash"]) if tail else (0, GENESIS)
         links = extend(day, seq, prev, list(pending.values()))
-        await connection.executemany(
-            _INSERT_LINKS,
-            [
-                (k.day, k.seq, k.record_id, k.decided_at, k.record_hash, k.prev_hash, k.link_hash)
-                for k in links
-            ],
+        await connection.execute(
+            _INSERT_LINKS_UNNEST,
+            [k.day for k in links],
+            [k.seq for k in links],
+            [k.record_id for k in links],
+            [k.decided_at for k in links],
+            [k.record_hash for k in links],
+            [k.prev_hash for k in links],
+            [k.link_hash for k in links],
         )
         added += len(links)
     return added

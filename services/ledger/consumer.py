@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 import aio_pika.abc
@@ -141,42 +142,73 @@ class LedgerConsumer:
     async def _batches(self, channel: aio_pika.abc.AbstractChannel) -> None:
         closed = asyncio.ensure_future(_closed(channel))
         stopping = asyncio.ensure_future(self._stopping.wait())
+        # The batch being written, committed and acked. The next one is gathered and turned
+        # into rows meanwhile, so this process's work overlaps PostgreSQL's instead of
+        # alternating with it; writes (and so the chain's appends and the acks) stay in order.
+        writing: asyncio.Task[None] | None = None
         try:
             while True:
                 first = asyncio.ensure_future(self._arrived.get())
-                done, _ = await asyncio.wait(
-                    [first, closed, stopping], return_when=asyncio.FIRST_COMPLETED
-                )
+                while True:
+                    watch: set[asyncio.Future[Any]] = {first, closed, stopping}
+                    if writing is not None and not writing.done():
+                        watch.add(writing)
+                    done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+                    if writing is not None and writing.done() and writing.exception():
+                        # A failed write ends the session as it did inline (nothing acked).
+                        first.cancel()
+                        writing.result()
+                    if done - {writing}:
+                        break
                 if first not in done:
                     first.cancel()
                     if closed in done:
                         raise ConnectionError("broker channel closed")
+                    # Stopping: finish the batch in hand first (its ack included).
+                    if writing is not None:
+                        await writing
                     return
                 batch = [first.result()]
                 await self._fill(batch)
-                await self._commit(batch)
+                prepared = self.rows_of(batch)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._commit(batch, prepared))
+        except BaseException:
+            if writing is not None and not writing.done():
+                # Unacked, so the broker hands the batch back; the keys make a repeat a no-op.
+                writing.cancel()
+                with contextlib.suppress(BaseException):
+                    await writing
+            raise
         finally:
             closed.cancel()
             stopping.cancel()
 
     async def _fill(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
-        deadline = time.monotonic() + self.settings.batch_wait_seconds
-        while len(batch) < self.settings.batch_size:
+        settings = self.settings
+        deadline = time.monotonic() + settings.batch_wait_seconds
+        size = sum(len(message.body) for message in batch)
+        while len(batch) < settings.batch_size and size < settings.batch_bytes:
             try:
-                batch.append(self._arrived.get_nowait())
-                continue
+                message = self._arrived.get_nowait()
             except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                batch.append(await asyncio.wait_for(self._arrived.get(), remaining))
-            except TimeoutError:
-                return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    message = await asyncio.wait_for(self._arrived.get(), remaining)
+                except TimeoutError:
+                    return
+            batch.append(message)
+            size += len(message.body)
 
-    async def _commit(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
-        rows, records, letters, requests = self.rows_of(batch)
+    async def _commit(
+        self,
+        batch: list[aio_pika.abc.AbstractIncomingMessage],
+        prepared: tuple[Rows, int, int, list[tuple[DecisionRecord, StatusRequest]]],
+    ) -> None:
+        rows, records, letters, requests = prepared
         backoff = 0.2
         while True:
             try:

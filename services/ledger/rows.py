@@ -43,8 +43,15 @@ class Rows:
 
     def months(self) -> set[datetime]:
         """First instant of each month the partitioned rows fall in."""
-        times = [m[0] for m in self.messages] + [e[0] for e in self.events]
-        return {t.replace(day=1, hour=0, minute=0, second=0, microsecond=0) for t in times}
+        # A batch spans a month or two: one replace() per month, not per row.
+        firsts: dict[tuple[int, int, object], datetime] = {}
+        for table in (self.messages, self.events):
+            for row in table:
+                t = row[0]
+                key = (t.year, t.month, t.tzinfo)
+                if key not in firsts:
+                    firsts[key] = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return set(firsts.values())
 
 
 class _EnvelopeProbe(msgspec.Struct):
@@ -147,13 +154,19 @@ def record_rows(
     )
     # A status.request is addressed to the ledger itself: no recipient copy to follow.
     copies = record.recipients if record.message_type != "status.request" else []
+    # Each address resolved once per record, not once per recipient.
+    resolved = (
+        [(a, resolve(a) or frozenset()) for a in addresses]
+        if resolve is not None and (copies or record.refused_recipients)
+        else []
+    )
     for org in copies:
         rows.recipients.append(
-            (decided_at, rid, org, message_id, _via(org, addresses, resolve), False, None, None)
+            (decided_at, rid, org, message_id, _via(org, resolved), False, None, None)
         )
         rows.events.append((decided_at, f"{rid}:inbox:{org}", message_id, org, "in_inbox", rid, {}))
     for org in record.refused_recipients:
-        via = _via(org, addresses, resolve)
+        via = _via(org, resolved)
         rows.recipients.append(
             (decided_at, rid, org, message_id, via, True, record.code, record.reason)
         )
@@ -179,10 +192,8 @@ def record_rows(
         rows.newest = decided_at
 
 
-def _via(org: str, addresses: list[str], resolve: Resolver | None) -> list[str]:
-    if resolve is None:
-        return []
-    return [a for a in addresses if org in (resolve(a) or ())]
+def _via(org: str, resolved: list[tuple[str, frozenset[str]]]) -> list[str]:
+    return [a for a, orgs in resolved if org in orgs]
 
 
 def dead_letter_rows(

@@ -60,7 +60,13 @@ class LedgerSettings(Settings, frozen=True, kw_only=True):
     prefetch: Annotated[int, Meta(ge=1, le=65535)] = msgspec.field(
         default=2000, name="ledger_prefetch"
     )
+    #: Broker messages per transaction, at most (one message holds up to 256 hub records).
     batch_size: Annotated[int, Meta(ge=1)] = msgspec.field(default=500, name="ledger_batch")
+    #: Bytes of messages per transaction, at most (at least one message): bounds how long one
+    #: commit takes, so a record waits at most about two commits (the lag target is 1 s).
+    batch_bytes: Annotated[int, Meta(ge=1)] = msgspec.field(
+        default=512 * 1024, name="ledger_batch_bytes"
+    )
     batch_wait_seconds: Seconds = msgspec.field(default=0.02, name="ledger_batch_wait_seconds")
     #: Keep message bodies (the default); off stores metadata and lifecycle only.
     keep_body: bool = msgspec.field(default=True, name="ledger_keep_body")

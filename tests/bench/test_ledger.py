@@ -45,12 +45,19 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_the_hub_runs_without_records_with_them_and_with_the_ledger_writing(
     results: dict[str, Any],
 ) -> None:
-    """Each hub kind drained every message, and the ledger committed every record."""
+    """Each hub kind drained every message with its CPU per message metered, and the ledger
+    committed every record."""
     keep_up = results["keep_up"]
     for kind in ("off", "on", "on+ledger"):
         (row,) = keep_up["rounds"][kind]
         assert row["messages"] == MESSAGES
         assert row["msg_per_s"] > 0
+        assert row["hub_cpu_us_per_message"] > 0
+        assert "broker_cpu_us_per_message" in row
+    assert {"ledger_cpu_us_per_message", "postgres_cpu_us_per_message"} <= set(
+        keep_up["rounds"]["on+ledger"][0]
+    )
+    assert keep_up["hub_cpu_ratio_off_over_on"] > 0
     (ledger,) = keep_up["rounds"]["on+ledger"]
     assert ledger["ledger_records"] == MESSAGES
     assert 0 <= ledger["lag_p50_s"] <= ledger["lag_p99_s"] <= ledger["lag_max_s"]

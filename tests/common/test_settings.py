@@ -80,6 +80,7 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_LEDGER_PREFETCH": "100",
         "LIAISON_LEDGER_BATCH": "50",
         "LIAISON_LEDGER_BATCH_WAIT_SECONDS": "0.5",
+        "LIAISON_LEDGER_BATCH_BYTES": "65536",
         "LIAISON_LEDGER_KEEP_BODY": "false",
         "LIAISON_LEDGER_RETENTION_MONTHS": "6",
         "LIAISON_HUB_URL": "http://127.0.0.1:8080",

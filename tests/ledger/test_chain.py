@@ -3,7 +3,7 @@
 import asyncio
 import json
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
@@ -18,6 +18,7 @@ from liaison.ledger.chain import (
     link_bytes,
     record_bytes,
     sha256_hex,
+    timestamp,
 )
 from liaison.ledger.database import migrate_database
 from liaison.ledger.heads import sign_heads
@@ -41,6 +42,21 @@ def test_canonical_bytes_are_sorted_compact_utf8() -> None:
     moment = datetime(2026, 11, 24, 3, 4, 5, 6, tzinfo=UTC)
     data = canonical({"b": "é", "a": 1, "c": None, "t": moment, "l": ["x"]})
     assert data == '{"a":1,"b":"é","c":null,"l":["x"],"t":"2026-11-24T03:04:05.000006Z"}'.encode()
+
+
+def test_canonical_times_are_the_strftime_form_in_every_zone() -> None:
+    """The fast time form equals the strftime form chained before it: offsets made UTC,
+    whole seconds with six zero digits, years before 1000 as strftime writes them."""
+    east = timezone(timedelta(hours=5, minutes=30))
+    moments = [
+        datetime(2026, 11, 24, 3, 4, 5, tzinfo=UTC),
+        datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2027, 1, 1, 2, 0, 0, 123, tzinfo=east),
+        datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=-9))),
+        datetime(999, 5, 6, 7, 8, 9, 10, tzinfo=UTC),
+    ]
+    for moment in moments:
+        assert timestamp(moment) == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_links_chain_each_hash_into_the_next() -> None:

@@ -1,4 +1,5 @@
-"""The hub's LedgerFeed: records of one event-loop turn leave as one publish, confirmed together."""
+"""The hub's LedgerFeed: records leave in batches (one per turn when idle, group commit when
+busy), each waiter confirmed with its batch."""
 
 import asyncio
 from typing import Any
@@ -48,7 +49,7 @@ async def test_one_publish_per_turn_and_every_waiter_confirmed() -> None:
 async def test_full_batches_leave_at_once_and_a_nack_fails_its_waiters() -> None:
     """A batch at max_batch goes out without waiting; a refused publish fails every waiter."""
     outbox = FakeOutbox()
-    feed = LedgerFeed(outbox, max_batch=3)  # type: ignore[arg-type]
+    feed = LedgerFeed(outbox, max_batch=3, max_in_flight=2)  # type: ignore[arg-type]
     first = [feed.record(record(n)) for n in range(3)]
     assert len(outbox.published) == 1
     second = feed.record(record(3))
@@ -60,3 +61,69 @@ async def test_full_batches_leave_at_once_and_a_nack_fails_its_waiters() -> None
             await waiter
     outbox.published[1][2].set_result(True)
     await second
+
+
+async def test_records_wait_for_the_batch_in_flight_then_leave_together() -> None:
+    """While a batch awaits its confirm, later records of many turns wait and then leave as one
+    batch; none is confirmed before its own batch is."""
+    outbox = FakeOutbox()
+    feed = LedgerFeed(outbox, max_batch=256)  # type: ignore[arg-type]
+    first = feed.record(record(0))
+    await asyncio.sleep(0)
+    assert len(outbox.published) == 1
+    later = []
+    for n in range(1, 6):
+        later.append(feed.record(record(n)))
+        await asyncio.sleep(0)
+    assert len(outbox.published) == 1
+    outbox.published[0][2].set_result(True)
+    await first
+    assert not any(w.done() for w in later)
+    await asyncio.sleep(0)
+    assert len(outbox.published) == 2
+    body, _, confirm = outbox.published[1]
+    assert [r.record_id for r in decode_batch(body).records] == [f"r{n}" for n in range(1, 6)]
+    assert not any(w.done() for w in later)
+    confirm.set_result(True)
+    await asyncio.gather(*later)
+
+
+async def test_a_full_batch_leaves_even_while_one_is_in_flight() -> None:
+    """Reaching max_batch sends at once, whatever is in flight, so a batch never outgrows it."""
+    outbox = FakeOutbox()
+    feed = LedgerFeed(outbox, max_batch=2)  # type: ignore[arg-type]
+    feed.record(record(0))
+    await asyncio.sleep(0)
+    feed.record(record(1))
+    feed.record(record(2))
+    assert len(outbox.published) == 2
+    assert len(decode_batch(outbox.published[1][0]).records) == 2
+
+
+async def test_a_refused_batch_still_lets_the_waiting_records_go() -> None:
+    """A nacked batch frees its place: the records that waited behind it are published."""
+    outbox = FakeOutbox()
+    feed = LedgerFeed(outbox)  # type: ignore[arg-type]
+    first = feed.record(record(0))
+    await asyncio.sleep(0)
+    waiting = feed.record(record(1))
+    outbox.published[0][2].set_exception(ConnectionError("nacked"))
+    with pytest.raises(ConnectionError):
+        await first
+    await asyncio.sleep(0)
+    assert len(outbox.published) == 2
+    outbox.published[1][2].set_result(True)
+    await waiting
+
+
+async def test_a_replaced_outbox_does_not_hold_records_behind_its_batch_in_flight() -> None:
+    """Once the hub renewed its publishing channel, records still handed to the old feed leave
+    at the end of the turn instead of waiting for the old channel's unconfirmed batch."""
+    outbox = FakeOutbox()
+    feed = LedgerFeed(outbox)  # type: ignore[arg-type]
+    feed.record(record(0))
+    await asyncio.sleep(0)
+    outbox.replaced_by = FakeOutbox()  # type: ignore[attr-defined]
+    feed.record(record(1))
+    await asyncio.sleep(0)
+    assert len(outbox.published) == 2

@@ -1,5 +1,6 @@
 """Migrations and the retention policy against the real PostgreSQL (this run's database)."""
 
+import json
 from datetime import UTC, datetime
 
 import asyncpg
@@ -56,3 +57,47 @@ async def test_retention_drops_whole_old_months_only(
     assert {"messages_2020_01", "recipients_2020_01", "events_2020_01"} <= set(dropped)
     assert [r["record_id"] for r in await db.fetch("SELECT record_id FROM messages")] == ["new"]
     assert await db.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_a_batch_is_stored_as_given_and_its_duplicates_once(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """The one-statement-per-table write keeps every value (addresses with quotes and
+    backslashes, empty and several, jsonb details, bodies) and stores a record repeated within
+    the batch once, with one link."""
+    body = b'{"recipients": ["org:a\\"b", "group:c\\\\d", "org:e"], "incident_id": "INC-1"}'
+    record = DecisionRecord(
+        record_id="r1",
+        decided_at=datetime.now(UTC).timestamp(),
+        outcome=Outcome.PARTIAL,
+        sender="mag",
+        distribution_id="d-1",
+        recipients=["x", "y", "z"],
+        refused_recipients=["w"],
+        code=403,
+        reason='not "allowed"',
+        body=body,
+    )
+    names = {'org:a"b': {"x"}, "group:c\\d": {"x", "y"}, "org:e": {"w"}}
+
+    def resolve(address: str) -> frozenset[str] | None:
+        return frozenset(names[address]) if address in names else None
+
+    rows = Rows()
+    for _ in range(2):
+        record_rows(rows, record, resolve=resolve, keep_body=True)
+    pool = await open_pool(database_url)
+    try:
+        await LedgerStore(pool).write(rows)
+    finally:
+        await pool.close()
+    stored = await db.fetchrow("SELECT * FROM messages")
+    assert stored["body"] == body
+    assert stored["incident_id"] == "INC-1"
+    assert stored["code"] == 403
+    assert stored["reason"] == 'not "allowed"'
+    via = {r["org"]: r["via"] for r in await db.fetch("SELECT org, via FROM recipients")}
+    assert via == {"x": ['org:a"b', "group:c\\d"], "y": ["group:c\\d"], "z": [], "w": ["org:e"]}
+    refused = await db.fetchrow("SELECT detail FROM events WHERE kind = 'refused'")
+    assert json.loads(refused["detail"]) == {"code": 403, "reason": 'not "allowed"'}
+    assert await db.fetchval("SELECT count(*) FROM chain_links") == 1
