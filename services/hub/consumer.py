@@ -435,9 +435,6 @@ class HubConsumer:
                     verdict = unrouted
                 else:
                     kept.unrouted = unrouted
-            reports = True
-            if self._tx:
-                verdict, reports = await self._guard(verdict)
             # Recall, plan, publish, await the confirms, remember.
             outcome = await self._handle(
                 verdict,
@@ -448,8 +445,25 @@ class HubConsumer:
                 redelivered=redelivered,
                 turn=(turns, ticket),
                 tag=tag,
-                reports=reports,
             )
+        except InboxFull as exc:
+            # Transaction mode: the hub refused the copy itself, before publishing anything.
+            verdict = exc.refusal
+            try:
+                await self._handle(
+                    verdict,
+                    publisher,
+                    body,
+                    props,
+                    routing_key,
+                    redelivered=redelivered,
+                    turn=(turns, ticket),
+                    tag=tag,
+                )
+                outcome = "undeliverable"
+            except Exception:
+                await self._requeue(channel, tag)
+                return
         except aiormq.exceptions.DeliveryError as exc:
             # A recipient inbox refused it (full). Tell the sender; keep the original.
             assert verdict is not None
@@ -511,11 +525,9 @@ class HubConsumer:
         redelivered: bool,
         turn: tuple[Turns, int] | None = None,
         tag: int | None = None,
-        reports: bool = True,
     ) -> str:
         """Recall, plan, publish (on its ``turn``), await the confirms, remember; the outcome
-        for the log line. Without ``reports`` (transaction mode, the sender's inbox full) the
-        plan's error reports are left out."""
+        for the log line. In transaction mode, InboxFull when an inbox would drop the copy."""
         memory = self.memory
         if isinstance(verdict, Delivery):
             # A partner may republish a distribution id: deliveries are always recalled. A
@@ -532,6 +544,13 @@ class HubConsumer:
             key = memory_key(verdict, body)
         try:
             handled = await memory.recall(key) if is_delivery or redelivered else None
+            reports = True
+            if self._tx and handled is None and turn is not None:
+                # After the recall: a repeat of a delivered message is a duplicate, not a 502.
+                guarded, reports = await self._guard(verdict)
+                if guarded is not verdict:
+                    assert isinstance(guarded, Refusal)
+                    raise InboxFull(guarded)
             effects = plan(
                 verdict,
                 handled,
@@ -862,6 +881,14 @@ def _retrieved(done: "asyncio.Future[object]") -> None:
 
 async def _settled(confirm: Awaitable[object] | None) -> object:
     return None if confirm is None else await confirm
+
+
+class InboxFull(Exception):
+    """Transaction mode: the hub refuses a delivery an inbox would drop (``refusal`` says so)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal
 
 
 def _inboxes(what: str, orgs: list[str]) -> str:
