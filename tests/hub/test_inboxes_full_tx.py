@@ -15,7 +15,9 @@ from liaison.common.topology import build_topology
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.directory.management import Permission
 from liaison.directory.topology import apply_topology
+from liaison.hub.consumer import HubConsumer
 from liaison.hub.memory import LocalMemory
+from liaison.hub.metrics import HubMetrics
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, HEADER_ERROR_CODE, inbox_queue
 from tests.conftest import _admin_credentials, admin_client, amqp_url_for
 from tests.hub.memory_support import start_hub
@@ -24,6 +26,8 @@ from tests.hub.support import PASSWORD, Partner, decode, drain, envelope
 pytestmark = pytest.mark.broker
 
 SMALL = "halo-trust"
+#: The sender; its inbox is small too, for the test of a report with nowhere to go.
+SENDER = "mag"
 #: The directory's smallest allowed inbox, so filling it takes a moment.
 LIMIT = 100
 HEADROOM = 10
@@ -34,7 +38,7 @@ SENT = 30
 
 @dataclass
 class SmallInbox:
-    """A vhost whose directory gives ``SMALL`` an inbox of ``LIMIT`` messages."""
+    """A vhost whose directory gives ``SMALL`` and ``SENDER`` inboxes of ``LIMIT`` messages."""
 
     url: str
     directory: DirectoryIndex
@@ -53,7 +57,7 @@ async def small_inbox(
     """A vhost of its own (the run's vhost has the sample's inbox sizes already declared)."""
     raw = tomllib.loads(directory_file.read_text())
     for org in raw["organisations"]:
-        if org["id"] == SMALL:
+        if org["id"] in (SMALL, SENDER):
             org["inbox_max_length"] = LIMIT
     path = tmp_path / "directory.toml"
     path.write_text(tomli_w.dumps(raw))
@@ -82,19 +86,19 @@ async def small_inbox(
             await api.delete_vhost(vhost)
 
 
-async def test_full_inbox_is_answered_as_undeliverable_in_transaction_mode(
-    small_inbox: SmallInbox,
-) -> None:
-    """An inbox filled to within the headroom of its max length gets no more copies: each is
-    answered 502 (retryable) and dead-lettered, as confirm mode answers a nacked copy; none
-    vanishes. Once the inbox is read, copies flow again."""
+async def fill(small_inbox: SmallInbox, org: str, count: int) -> None:
+    """Put ``count`` messages into ``org``'s inbox, as unread mail would be."""
     channel = await small_inbox.admin.channel(publisher_confirms=True)
-    for _ in range(FILL):
+    for _ in range(count):
         await channel.default_exchange.publish(
-            aio_pika.Message(b"filler"), routing_key=inbox_queue(SMALL)
+            aio_pika.Message(b"filler"), routing_key=inbox_queue(org)
         )
     await channel.close()
-    consumer, task, metrics = await start_hub(
+
+
+async def tx_hub(small_inbox: SmallInbox) -> tuple[HubConsumer, "asyncio.Task[None]", HubMetrics]:
+    """A transaction-mode hub on the small-inbox vhost, with headroom ``HEADROOM``."""
+    return await start_hub(
         small_inbox.url,
         small_inbox.directory,
         small_inbox.directory_file,
@@ -102,6 +106,16 @@ async def test_full_inbox_is_answered_as_undeliverable_in_transaction_mode(
         delivery="transaction",
         inbox_headroom=HEADROOM,
     )
+
+
+async def test_full_inbox_is_answered_as_undeliverable_in_transaction_mode(
+    small_inbox: SmallInbox,
+) -> None:
+    """An inbox filled to within the headroom of its max length gets no more copies: each is
+    answered 502 (retryable) and dead-lettered, as confirm mode answers a nacked copy; none
+    vanishes. Once the inbox is read, copies flow again."""
+    await fill(small_inbox, SMALL, FILL)
+    consumer, task, metrics = await tx_hub(small_inbox)
     try:
         docs = [envelope("mag", [f"org:{SMALL}"]) for _ in range(SENT)]
         for doc in docs:
@@ -129,6 +143,34 @@ async def test_full_inbox_is_answered_as_undeliverable_in_transaction_mode(
         await small_inbox.sender.send(again)
         (copy,) = await drain(small_inbox.admin, inbox_queue(SMALL), expect=1, timeout=15)
         assert decode(copy)["distribution_id"] == again["distribution_id"]
+        assert consumer.ready
+    finally:
+        await consumer.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_report_with_no_room_is_left_out_and_the_refusal_still_dead_lettered(
+    small_inbox: SmallInbox,
+) -> None:
+    """The sender's own inbox full too: its 502 report is not published (it would vanish), the
+    refused message is dead-lettered all the same, and neither inbox grows."""
+    full = LIMIT - HEADROOM
+    await fill(small_inbox, SMALL, full)
+    await fill(small_inbox, SENDER, full)
+    consumer, task, metrics = await tx_hub(small_inbox)
+    try:
+        docs = [envelope("mag", [f"org:{SMALL}"]) for _ in range(3)]
+        for doc in docs:
+            await small_inbox.sender.send(doc)
+        dead = await drain(small_inbox.admin, DEAD_LETTER_QUEUE, expect=len(docs), timeout=20)
+        assert sorted(decode(m)["distribution_id"] for m in dead) == sorted(
+            d["distribution_id"] for d in docs
+        )
+        assert all(m.headers[HEADER_ERROR_CODE] == 502 for m in dead)
+        for org in (SMALL, SENDER):
+            inbox = await drain(small_inbox.admin, inbox_queue(org), expect=full, settle=1.0)
+            assert [m.body for m in inbox] == [b"filler"] * full
+        assert metrics.inbox_guard_refusals._value.get() == len(docs)
         assert consumer.ready
     finally:
         await consumer.stop()
