@@ -295,9 +295,14 @@ class InboxCensus:
         """The organisations among ``orgs`` whose inbox (flash or routine) cannot safely take
         one more copy, each with why; ``max_length`` gives an organisation's inbox limit."""
         queue_of = flash_inbox_queue if flash else inbox_queue
+        depths = self.depths
         found: dict[str, Room] = {}
         for org in orgs:
-            state = await self.room(queue_of(org), max_length(org))
+            queue, limit = queue_of(org), max_length(org)
+            # The hot path: a fresh reading needs no coroutine of its own.
+            state = depths.room(queue, limit)
+            if state == "stale":
+                state = await self.room(queue, limit)
             if state != "room":
                 found[org] = state
         return found
