@@ -314,14 +314,19 @@ class InboxCensus:
             self.depths.sent(queue_of(org))
 
     async def _reread(self, connection: aiormq.abc.AbstractConnection, name: str) -> None:
-        async with asyncio.timeout(self._read_timeout):
-            # One channel for every re-read, reopened after a 404 closed it: a watched inbox
-            # is read every watch interval, too often to open a channel each time.
-            channel = self._read_channel
-            if channel is None or channel.is_closed or channel.connection is not connection:
-                channel = self._read_channel = await connection.channel()
-            mark = self.depths.mark(name)
-            depth = await _declared(channel, name)
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                # One channel for every re-read, reopened after a 404 closed it: a watched
+                # inbox is read every watch interval, too often to open a channel each time.
+                channel = self._read_channel
+                if channel is None or channel.is_closed or channel.connection is not connection:
+                    channel = self._read_channel = await connection.channel()
+                mark = self.depths.mark(name)
+                depth = await _declared(channel, name)
+        except TimeoutError:
+            # A declare abandoned mid-way may still be answered: the next read starts afresh.
+            self._read_channel = None
+            raise
         if depth is None:
             self.depths.forget(name)
             raise ConnectionError(f"queue {name} not found")

@@ -117,7 +117,7 @@ class FakeChannel:
     async def queue_declare(self, name: str, passive: bool) -> Any:
         assert passive
         self.connection.declares += 1
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(self.connection.delay)
         if self.connection.fail:
             raise aiormq.exceptions.ChannelClosed(None, "broker gone")
         return SimpleNamespace(message_count=self.connection.depths[name])
@@ -133,8 +133,11 @@ class FakeConnection:
         self.depths = depths
         self.declares = 0
         self.fail = False
+        self.delay = 0.01
+        self.channels = 0
 
     async def channel(self) -> FakeChannel:
+        self.channels += 1
         return FakeChannel(self)
 
 
@@ -167,6 +170,23 @@ async def test_a_failed_re_read_leaves_the_queue_stale_so_nothing_is_published_b
     assert await census.room("inbox.a", 100) == "stale"
     connection.fail = False
     assert await census.room("inbox.a", 100) == "room"
+
+
+async def test_a_re_read_that_hangs_is_stale_and_the_next_one_uses_a_new_channel() -> None:
+    """A declare unanswered within the read timeout refuses the copy and is not waited on again."""
+    clock = FakeClock()
+    census = InboxCensus(
+        check_interval=10.0, headroom=10, watch_seconds=0.5, read_timeout=0.05, clock=clock
+    )
+    connection = FakeConnection({"inbox.a": 0, "inbox.a.flash": 0})
+    await census.survey(cast(aiormq.abc.AbstractConnection, connection), ["a"])
+    clock.now += 31.0
+    connection.delay = 1.0
+    assert await census.room("inbox.a", 100) == "stale"
+    opened = connection.channels
+    connection.delay = 0.01
+    assert await census.room("inbox.a", 100) == "room"
+    assert connection.channels == opened + 1
 
 
 @pytest.mark.parametrize("depth", [0, 89])
