@@ -135,7 +135,7 @@ class InboxCensus:
         *,
         check_interval: float,
         recheck_after: float = 1.0,
-        headroom: int = 2000,
+        headroom: int = 4000,
         watch_seconds: float = 0.5,
         read_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,

@@ -92,7 +92,7 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     #: process's copies since) its max length minus this many. It must cover what every hub
     #: process together can put into one inbox in ``inbox_watch_seconds``, plus the copies
     #: each has in flight (its prefetch per shard) when a reading is taken.
-    inbox_headroom: Annotated[int, Meta(ge=1)] = 2000
+    inbox_headroom: Annotated[int, Meta(ge=1)] = 4000
     #: Transaction mode: how old an inbox's depth reading may be, once the inbox is near its
     #: limit, before the next copy to it waits for a fresh one.
     inbox_watch_seconds: Annotated[float, Meta(gt=0)] = 0.5
