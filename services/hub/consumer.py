@@ -625,7 +625,8 @@ class HubConsumer:
                 unknown = [org for org, why in blocked.items() if why != "full"]
                 log.warning("inbox_guard_refused", full=full, unknown=unknown)
                 self.metrics.inbox_guard_refusals.inc()
-                verdict = Refusal(
+                # Its report is checked when the refusal itself is handled (InboxFull).
+                return Refusal(
                     ErrorCode.DELIVERY_REFUSED,
                     "the broker would refuse delivery: "
                     + "; ".join(
@@ -641,13 +642,12 @@ class HubConsumer:
                     verdict.message_type,
                     verdict.sender,
                     refused_recipients=tuple(blocked),
-                )
-            else:
-                census.sent(verdict.recipients, flash=verdict.flash)
-        if isinstance(verdict, Delivery):
-            reply_to: str | None = verdict.sender if verdict.partial or verdict.unrouted else None
+                ), True
+            census.sent(verdict.recipients, flash=verdict.flash)
+            reports = (verdict.partial is not None) + (verdict.unrouted is not None)
+            reply_to = verdict.sender if reports else None
         else:
-            reply_to = verdict.reply_to
+            reports, reply_to = 1, verdict.reply_to
         if reply_to is None:
             return verdict, True
         blocked = await census.blocked([reply_to], flash=False, max_length=max_length)
@@ -659,7 +659,7 @@ class HubConsumer:
                 distribution_id=verdict.distribution_id,
             )
             return verdict, False
-        census.sent([reply_to], flash=False)
+        census.sent([reply_to] * reports, flash=False)
         return verdict, True
 
     async def _commit(

@@ -128,7 +128,8 @@ class DepthGuard:
 
 
 class InboxCensus:
-    """The inbox queues found missing at the last check, and when each was checked."""
+    """The inbox queues found missing at the last check, and every inbox's depth reading
+    (``depths``, consulted by transaction mode's guard through :meth:`room`)."""
 
     def __init__(
         self,
