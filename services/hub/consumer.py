@@ -83,7 +83,13 @@ class HubConsumer:
         # Set when the memory stops answering: the session ends rather than risk duplicates.
         self._memory_lost: asyncio.Future[None] | None = None
         # Which recipients' inbox queues exist, to report copies no inbox would take.
-        self.inboxes = InboxCensus(check_interval=settings.inbox_check_seconds)
+        # In transaction mode it also reads their depths: a full inbox is refused by the hub,
+        # since a transaction is never told that the broker dropped the copy (_guard).
+        self.inboxes = InboxCensus(
+            check_interval=settings.inbox_check_seconds,
+            headroom=settings.inbox_headroom,
+            watch_seconds=settings.inbox_watch_seconds,
+        )
         self.metrics = metrics
         self._clock = clock
         # LIAISON_DELIVERY=transaction: publishes and acks commit together (TxOutbox).
@@ -440,6 +446,24 @@ class HubConsumer:
                 turn=(turns, ticket),
                 tag=tag,
             )
+        except InboxFull as exc:
+            # Transaction mode: the hub refused the copy itself, before publishing anything.
+            verdict = exc.refusal
+            try:
+                await self._handle(
+                    verdict,
+                    publisher,
+                    body,
+                    props,
+                    routing_key,
+                    redelivered=redelivered,
+                    turn=(turns, ticket),
+                    tag=tag,
+                )
+                outcome = "undeliverable"
+            except Exception:
+                await self._requeue(channel, tag)
+                return
         except aiormq.exceptions.DeliveryError as exc:
             # A recipient inbox refused it (full). Tell the sender; keep the original.
             assert verdict is not None
@@ -503,7 +527,7 @@ class HubConsumer:
         tag: int | None = None,
     ) -> str:
         """Recall, plan, publish (on its ``turn``), await the confirms, remember; the outcome
-        for the log line."""
+        for the log line. In transaction mode, InboxFull when an inbox would drop the copy."""
         memory = self.memory
         if isinstance(verdict, Delivery):
             # A partner may republish a distribution id: deliveries are always recalled. A
@@ -520,6 +544,13 @@ class HubConsumer:
             key = memory_key(verdict, body)
         try:
             handled = await memory.recall(key) if is_delivery or redelivered else None
+            reports = True
+            if self._tx and handled is None and turn is not None:
+                # After the recall: a repeat of a delivered message is a duplicate, not a 502.
+                guarded, reports = await self._guard(verdict)
+                if guarded is not verdict:
+                    assert isinstance(guarded, Refusal)
+                    raise InboxFull(guarded)
             effects = plan(
                 verdict,
                 handled,
@@ -536,6 +567,9 @@ class HubConsumer:
             def record() -> "asyncio.Future[object]":
                 return self._record(verdict, handled is not None, body, props)
 
+            if not reports:
+                # A plan's first publish is the copy or the dead letter; the rest are reports.
+                del effects.publishes[1:]
             ticket: int | None = None
             if self._tx and turn is not None and tag is not None:
                 await self._commit(effects, publisher, record, turn, tag)
@@ -563,6 +597,70 @@ class HubConsumer:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
         return effects.outcome
+
+    async def _guard(self, verdict: Verdict) -> tuple[Verdict, bool]:
+        """Transaction mode: ``verdict``, refused 502 if an inbox it would reach is (nearly) full
+        or of unknown depth, and whether its error reports may go to the sender's inbox.
+
+        A transaction commits even when a quorum queue at its ``x-max-length`` dropped the
+        copy, so the hub checks the census's depth reading first, and answers as confirm mode
+        does when the broker nacks a copy (retry.py, then 502). A report the sender's own
+        inbox has no room for is left out: the refused message is still dead-lettered and
+        recorded in the ledger, where confirm mode, after its retries, ends up too.
+        """
+        census = self.inboxes
+        organisations = self.router.directory.organisations
+
+        def max_length(org: str) -> int:
+            # An organisation no longer in the directory has no inbox to count on.
+            found = organisations.get(org)
+            return 0 if found is None else found.inbox_max_length
+
+        if isinstance(verdict, Delivery):
+            blocked = await census.blocked(
+                verdict.recipients, flash=verdict.flash, max_length=max_length
+            )
+            if blocked:
+                full = [org for org, why in blocked.items() if why == "full"]
+                unknown = [org for org, why in blocked.items() if why != "full"]
+                log.warning("inbox_guard_refused", full=full, unknown=unknown)
+                self.metrics.inbox_guard_refusals.inc()
+                # Its report is checked when the refusal itself is handled (InboxFull).
+                return Refusal(
+                    ErrorCode.DELIVERY_REFUSED,
+                    "the broker would refuse delivery: "
+                    + "; ".join(
+                        part
+                        for part in (
+                            _inboxes("full", full),
+                            _inboxes("of unknown depth (the hub cannot read it)", unknown),
+                        )
+                        if part
+                    ),
+                    None,
+                    verdict.distribution_id,
+                    verdict.message_type,
+                    verdict.sender,
+                    refused_recipients=tuple(blocked),
+                ), True
+            census.sent(verdict.recipients, flash=verdict.flash)
+            reports = (verdict.partial is not None) + (verdict.unrouted is not None)
+            reply_to = verdict.sender if reports else None
+        else:
+            reports, reply_to = 1, verdict.reply_to
+        if reply_to is None:
+            return verdict, True
+        blocked = await census.blocked([reply_to], flash=False, max_length=max_length)
+        if blocked:
+            log.warning(
+                "report_undeliverable",
+                sender=reply_to,
+                inbox=blocked[reply_to],
+                distribution_id=verdict.distribution_id,
+            )
+            return verdict, False
+        census.sent([reply_to] * reports, flash=False)
+        return verdict, True
 
     async def _commit(
         self,
@@ -783,6 +881,20 @@ def _retrieved(done: "asyncio.Future[object]") -> None:
 
 async def _settled(confirm: Awaitable[object] | None) -> object:
     return None if confirm is None else await confirm
+
+
+class InboxFull(Exception):
+    """Transaction mode: the hub refuses a delivery an inbox would drop (``refusal`` says so)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal
+
+
+def _inboxes(what: str, orgs: list[str]) -> str:
+    if not orgs:
+        return ""
+    return "the inbox of " + ", ".join(f"org:{org}" for org in orgs) + " is " + what
 
 
 def _type_label(message_type: str | None) -> str:

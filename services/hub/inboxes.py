@@ -13,13 +13,20 @@ permission and change nothing): when it starts consuming, after every directory 
 it (unless that queue was checked within ``recheck_after`` seconds), so an inbox provisioned
 since is never reported missing. A queue deleted while the hub runs is noticed within
 ``check_interval``; copies routed to it in between are lost silently, as before.
+
+The same declares return each queue's depth (ready messages, which is what ``x-max-length``
+counts). In transaction mode the broker never says that a full inbox refused a publish: the
+commit succeeds and the copy is gone. So there the hub refuses a copy itself when the inbox
+is within a headroom of its max length (:class:`DepthGuard`, pure), re-reading the depth of
+an inbox near its limit whenever its reading is older than ``watch_seconds``.
 """
 
 import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
-from typing import cast
+from dataclasses import dataclass
+from typing import Literal, cast
 
 import aiormq
 import structlog
@@ -30,20 +37,123 @@ from liaison.schemas.wire import flash_inbox_queue, inbox_queue
 
 log = structlog.get_logger("liaison.hub")
 
+#: What the guard says of one more copy to a queue: take it, the queue is (nearly) full, or
+#: the depth reading is too old to tell (read it again first).
+Room = Literal["room", "full", "stale"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A queue's depth as read, when the read was issued, and how many copies this process had
+    let through to the queue by then (:meth:`DepthGuard.mark`)."""
+
+    depth: int
+    at: float
+    mark: int
+
+
+class DepthGuard:
+    """Whether an inbox can take one more copy, from its last depth reading (pure).
+
+    The estimate is the reading plus the copies this process let through since the read was
+    issued. ``headroom`` covers what the estimate cannot see: other hub processes' copies and
+    this process's copies still uncommitted when the read was issued. A queue is *watched*
+    once its estimate is within ``headroom * stale_after / watch_seconds`` of its max length
+    (the distance copies arriving at ``headroom`` per ``watch_seconds`` cover before an
+    unwatched reading goes stale); a watched queue's reading is good for ``watch_seconds``,
+    any other's for ``stale_after``. An older (or missing) reading is ``stale``: read again.
+    """
+
+    def __init__(
+        self,
+        *,
+        headroom: int,
+        watch_seconds: float,
+        stale_after: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.headroom = headroom
+        self.watch_seconds = watch_seconds
+        self.stale_after = stale_after
+        self._watch_margin = headroom * stale_after / watch_seconds
+        self.clock = clock
+        self._readings: dict[str, Reading] = {}
+        #: Copies let through per queue since this guard began (never reset).
+        self._sent: dict[str, int] = {}
+
+    def mark(self, queue: str) -> tuple[float, int]:
+        """Taken when a read of ``queue`` is issued, and handed back to :meth:`read`."""
+        return self.clock(), self._sent.get(queue, 0)
+
+    def read(self, queue: str, depth: int, mark: tuple[float, int]) -> None:
+        """``queue`` held ``depth`` ready messages when the read issued at ``mark`` answered."""
+        at, sent = mark
+        current = self._readings.get(queue)
+        if current is not None and current.at > at:
+            return  # a read issued later has already answered
+        self._readings[queue] = Reading(depth, at, sent)
+
+    def forget(self, queue: str) -> None:
+        """Drop ``queue``'s reading (the queue is gone)."""
+        self._readings.pop(queue, None)
+
+    def estimate(self, queue: str) -> int | None:
+        """The depth of ``queue`` as far as this process knows; None without a reading."""
+        reading = self._readings.get(queue)
+        if reading is None:
+            return None
+        return reading.depth + self._sent.get(queue, 0) - reading.mark
+
+    def watched(self, queue: str, max_length: int) -> bool:
+        """Whether ``queue`` is near enough to ``max_length`` to be read every watch interval."""
+        estimate = self.estimate(queue)
+        return estimate is not None and estimate >= max_length - self._watch_margin
+
+    def room(self, queue: str, max_length: int, *, fresh: bool = False) -> Room:
+        """Whether one more copy may go to ``queue`` (whose limit is ``max_length``); ``fresh``:
+        the reading was just taken, whatever its age."""
+        reading = self._readings.get(queue)
+        if reading is None:
+            return "stale"
+        estimate = reading.depth + self._sent.get(queue, 0) - reading.mark
+        near = estimate >= max_length - self._watch_margin
+        good_for = self.watch_seconds if near else self.stale_after
+        if not fresh and self.clock() - reading.at > good_for:
+            return "stale"
+        return "full" if estimate >= max_length - self.headroom else "room"
+
+    def sent(self, queue: str, copies: int = 1) -> None:
+        """``copies`` more were let through to ``queue``."""
+        self._sent[queue] = self._sent.get(queue, 0) + copies
+
 
 class InboxCensus:
-    """The inbox queues found missing at the last check, and when each was checked."""
+    """The inbox queues found missing at the last check, and every inbox's depth reading
+    (``depths``, consulted by transaction mode's guard through :meth:`room`)."""
 
     def __init__(
         self,
         *,
         check_interval: float,
         recheck_after: float = 1.0,
+        headroom: int = 4000,
+        watch_seconds: float = 0.5,
+        read_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._interval = check_interval
         self._recheck_after = recheck_after
         self._clock = clock
+        # Three intervals: one survey may be late or fail without refusing anything.
+        self.depths = DepthGuard(
+            headroom=headroom,
+            watch_seconds=watch_seconds,
+            stale_after=3 * check_interval,
+            clock=clock,
+        )
+        self._read_timeout = read_timeout
+        self._rereads: dict[str, asyncio.Future[None]] = {}
+        self._read_channel: aiormq.abc.AbstractChannel | None = None
         #: Queue name -> when it was last found missing.
         self._missing: dict[str, float] = {}
         self._rechecks: dict[str, asyncio.Future[bool]] = {}
@@ -74,8 +184,13 @@ class InboxCensus:
             for name in names:
                 if channel is None or channel.is_closed:
                     channel = await connection.channel()
-                if not await _declared(channel, name):
+                mark = self.depths.mark(name)
+                depth = await _declared(channel, name)
+                if depth is None:
                     missing[name] = self._clock()
+                    self.depths.forget(name)
+                else:
+                    self.depths.read(name, depth, mark)
         finally:
             if channel is not None and not channel.is_closed:
                 await channel.close()
@@ -152,14 +267,83 @@ class InboxCensus:
             pending.add_done_callback(lambda _: self._rechecks.pop(name, None))
         return await asyncio.shield(pending)
 
+    async def room(self, queue: str, max_length: int) -> Room:
+        """Whether one more copy may go to ``queue`` (transaction mode's guard).
+
+        A stale reading is read again first (one read per queue at a time); ``stale`` when that
+        read fails or times out, so that nothing is published on a guess.
+        """
+        depths = self.depths
+        state = depths.room(queue, max_length)
+        if state != "stale" or self._connection is None:
+            return state
+        pending = self._rereads.get(queue)
+        if pending is None:
+            pending = asyncio.ensure_future(self._reread(self._connection, queue))
+            self._rereads[queue] = pending
+            pending.add_done_callback(lambda _: self._rereads.pop(queue, None))
+        try:
+            await asyncio.shield(pending)
+        except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+            log.warning("inbox_depth_unknown", queue=queue, error=f"{type(exc).__name__}: {exc}")
+            return "stale"
+        # The reading just taken is as fresh as any can be, however long the read took.
+        return depths.room(queue, max_length, fresh=True)
+
+    async def blocked(
+        self, orgs: Iterable[str], *, flash: bool, max_length: Callable[[str], int]
+    ) -> dict[str, Room]:
+        """The organisations among ``orgs`` whose inbox (flash or routine) cannot safely take
+        one more copy, each with why; ``max_length`` gives an organisation's inbox limit."""
+        queue_of = flash_inbox_queue if flash else inbox_queue
+        depths = self.depths
+        found: dict[str, Room] = {}
+        for org in orgs:
+            queue, limit = queue_of(org), max_length(org)
+            # The hot path: a fresh reading needs no coroutine of its own.
+            state = depths.room(queue, limit)
+            if state == "stale":
+                state = await self.room(queue, limit)
+            if state != "room":
+                found[org] = state
+        return found
+
+    def sent(self, orgs: Iterable[str], *, flash: bool) -> None:
+        """One copy each went to the inboxes of ``orgs`` (counted until their next reading)."""
+        queue_of = flash_inbox_queue if flash else inbox_queue
+        for org in orgs:
+            self.depths.sent(queue_of(org))
+
+    async def _reread(self, connection: aiormq.abc.AbstractConnection, name: str) -> None:
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                # One channel for every re-read, reopened after a 404 closed it: a watched
+                # inbox is read every watch interval, too often to open a channel each time.
+                channel = self._read_channel
+                if channel is None or channel.is_closed or channel.connection is not connection:
+                    channel = self._read_channel = await connection.channel()
+                mark = self.depths.mark(name)
+                depth = await _declared(channel, name)
+        except TimeoutError:
+            # A declare abandoned mid-way may still be answered: the next read starts afresh.
+            self._read_channel = None
+            raise
+        if depth is None:
+            self.depths.forget(name)
+            raise ConnectionError(f"queue {name} not found")
+        self.depths.read(name, depth, mark)
+
     async def _recheck(self, connection: aiormq.abc.AbstractConnection, name: str) -> bool:
         channel = await connection.channel()
         try:
-            exists = await _declared(channel, name)
+            mark = self.depths.mark(name)
+            depth = await _declared(channel, name)
         finally:
             if not channel.is_closed:
                 await channel.close()
-        if exists:
+        exists = depth is not None
+        if depth is not None:
+            self.depths.read(name, depth, mark)
             self._missing.pop(name, None)
             log.info("inbox_found", queue=name)
         else:
@@ -167,10 +351,11 @@ class InboxCensus:
         return exists
 
 
-async def _declared(channel: aiormq.abc.AbstractChannel, name: str) -> bool:
-    # A passive declare of a missing queue closes the channel with 404; the caller reopens it.
+async def _declared(channel: aiormq.abc.AbstractChannel, name: str) -> int | None:
+    # The queue's ready messages, or None when it is missing: a passive declare of a missing
+    # queue closes the channel with 404, and the caller reopens it.
     try:
-        await cast(aiormq.Channel, channel).queue_declare(name, passive=True)
+        declared = await cast(aiormq.Channel, channel).queue_declare(name, passive=True)
     except aiormq.exceptions.ChannelNotFoundEntity:
-        return False
-    return True
+        return None
+    return int(declared.message_count or 0)

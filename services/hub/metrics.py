@@ -41,6 +41,12 @@ class HubMetrics:
             "leader, or full).",
             registry=self.registry,
         )
+        self.inbox_guard_refusals = Counter(
+            "liaison_hub_inbox_guard_refusals",
+            "Messages refused 502 in transaction mode because an inbox they would reach was "
+            "within LIAISON_INBOX_HEADROOM of its max length, or of unknown depth.",
+            registry=self.registry,
+        )
         self.publish_channels = Counter(
             "liaison_hub_publish_channel_renewals",
             "Times the hub moved its publishes to a new channel because the old one kept being "

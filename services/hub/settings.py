@@ -73,8 +73,9 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     #: How a delivery's publishes and its ingress ack reach the broker. ``confirm``: publisher
     #: confirms on a publishing channel, the ack once they are in (a hub killed in between has
     #: its in-flight publishes repeated by the next). ``transaction``: publishes and acks in one
-    #: AMQP transaction per batch on the consuming channel (no repeats after a kill; a copy an
-    #: inbox refuses for being full is dropped without a report: see docs/operations.md).
+    #: AMQP transaction per batch on the consuming channel (no repeats after a kill; the hub
+    #: itself refuses copies to an inbox near its max length, since a transaction is never
+    #: told of a full one: see ``inbox_headroom`` and docs/operations.md).
     delivery: Literal["confirm", "transaction"] = "confirm"
     #: How long a publish the broker nacked is sent again (a quorum queue whose leader moved,
     #: or a full one: the nack does not say which) before its sender is answered 502.
@@ -87,6 +88,14 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     redis_prefix: Annotated[str, Meta(min_length=1, max_length=128)] = "liaison:memory:"
     #: Seconds between checks that every inbox queue exists (a missing one is reported).
     inbox_check_seconds: Annotated[float, Meta(ge=0.1)] = 10.0
+    #: Transaction mode: a copy is refused 502 once its inbox holds (as last read, plus this
+    #: process's copies since) its max length minus this many. It must cover what every hub
+    #: process together can put into one inbox in ``inbox_watch_seconds``, plus the copies
+    #: each has in flight (its prefetch per shard) when a reading is taken.
+    inbox_headroom: Annotated[int, Meta(ge=1)] = 4000
+    #: Transaction mode: how old an inbox's depth reading may be, once the inbox is near its
+    #: limit, before the next copy to it waits for a fresh one.
+    inbox_watch_seconds: Annotated[float, Meta(gt=0)] = 0.5
     #: For amqps://: a CA to trust instead of the system's, and a client certificate and key
     #: (the login itself with certificate login, ``?auth=external``).
     tls_ca_file: Path | None = None

@@ -59,10 +59,13 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_RECONNECT_MAX_SECONDS": "2",
         "LIAISON_CONFIRM_TIMEOUT_SECONDS": "5",
         "LIAISON_NACK_RETRY_SECONDS": "7",
+        "LIAISON_DELIVERY": "transaction",
         "LIAISON_ADMIN_TOKEN": "0123456789abcdef-token",
         "LIAISON_REDIS_URL": "redis://:pw@redis.example.org:6379/2",
         "LIAISON_REDIS_PREFIX": "mission-a:memory:",
         "LIAISON_INBOX_CHECK_SECONDS": "30",
+        "LIAISON_INBOX_HEADROOM": "500",
+        "LIAISON_INBOX_WATCH_SECONDS": "0.25",
         "LIAISON_HUB_SIGNING_KEY": "/etc/liaison/hub-signing.key",
     },
     LedgerSettings: {

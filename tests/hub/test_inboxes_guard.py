@@ -1,0 +1,202 @@
+"""Transaction mode's inbox guard (inboxes.py): headroom, own copies, watch and staleness."""
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any, cast
+
+import aiormq
+import pytest
+
+from liaison.hub.inboxes import DepthGuard, InboxCensus
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def guard(clock: FakeClock) -> DepthGuard:
+    """Headroom 10, watched within 10 * 30 / 0.5 = 600 of the limit."""
+    return DepthGuard(headroom=10, watch_seconds=0.5, stale_after=30.0, clock=clock)
+
+
+def test_room_until_the_reading_plus_own_copies_reach_the_headroom() -> None:
+    """A copy is refused once depth read + copies let through since >= max - headroom."""
+    clock = FakeClock()
+    depths = guard(clock)
+    depths.read("inbox.a", 85, depths.mark("inbox.a"))
+    states = []
+    for _ in range(7):
+        state = depths.room("inbox.a", 100)
+        states.append(state)
+        if state == "room":
+            depths.sent("inbox.a")
+    assert states == ["room"] * 5 + ["full"] * 2
+    assert depths.estimate("inbox.a") == 90
+
+
+def test_copies_sent_after_a_read_was_issued_still_count_once_it_answers() -> None:
+    """A reading replaces the count of copies before its issue, not of those after it."""
+    clock = FakeClock()
+    depths = guard(clock)
+    depths.sent("inbox.a", 3)  # before any read: in the depth the read will see
+    mark = depths.mark("inbox.a")
+    depths.sent("inbox.a", 4)  # in flight while the read is answered
+    depths.read("inbox.a", 50, mark)
+    assert depths.estimate("inbox.a") == 54
+
+
+def test_an_older_read_answering_late_does_not_replace_a_newer_one() -> None:
+    """Reads answer out of order (survey and re-read): the later-issued one stands."""
+    clock = FakeClock()
+    depths = guard(clock)
+    old = depths.mark("inbox.a")
+    clock.now += 1
+    new = depths.mark("inbox.a")
+    depths.read("inbox.a", 20, new)
+    depths.read("inbox.a", 95, old)
+    assert depths.estimate("inbox.a") == 20
+
+
+def test_no_reading_is_stale() -> None:
+    """A queue never read (new, or its reads failing) is never published to on a guess."""
+    assert guard(FakeClock()).room("inbox.new", 100_000) == "stale"
+
+
+def test_a_reading_far_from_the_limit_is_good_for_the_staleness_bound() -> None:
+    """Far below the watch level a reading holds for stale_after, then is stale."""
+    clock = FakeClock()
+    depths = guard(clock)
+    depths.read("inbox.a", 1_000, depths.mark("inbox.a"))
+    assert not depths.watched("inbox.a", 100_000)
+    clock.now += 30.0
+    assert depths.room("inbox.a", 100_000) == "room"
+    clock.now += 0.01
+    assert depths.room("inbox.a", 100_000) == "stale"
+    assert depths.room("inbox.a", 100_000, fresh=True) == "room"
+
+
+def test_a_reading_near_the_limit_is_good_for_the_watch_interval_only() -> None:
+    """Within the watch margin (here 600) a reading goes stale after watch_seconds."""
+    clock = FakeClock()
+    depths = guard(clock)
+    depths.read("inbox.a", 99_400, depths.mark("inbox.a"))
+    assert depths.watched("inbox.a", 100_000)
+    clock.now += 0.5
+    assert depths.room("inbox.a", 100_000) == "room"
+    clock.now += 0.01
+    assert depths.room("inbox.a", 100_000) == "stale"
+    # Own copies can carry a queue into the watch zone between readings.
+    depths.read("inbox.b", 99_399, depths.mark("inbox.b"))
+    clock.now += 1.0
+    assert depths.room("inbox.b", 100_000) == "room"
+    depths.sent("inbox.b")
+    assert depths.room("inbox.b", 100_000) == "stale"
+
+
+def test_an_inbox_smaller_than_the_headroom_is_always_full() -> None:
+    """The guard cannot promise room in an inbox whose limit the headroom swallows."""
+    clock = FakeClock()
+    depths = guard(clock)
+    depths.read("inbox.tiny", 0, depths.mark("inbox.tiny"))
+    assert depths.room("inbox.tiny", 10) == "full"
+
+
+class FakeChannel:
+    """A channel whose passive declares answer ``depths`` (or fail), counting them."""
+
+    def __init__(self, connection: "FakeConnection") -> None:
+        self.connection = connection
+        self.is_closed = False
+
+    async def queue_declare(self, name: str, passive: bool) -> Any:
+        assert passive
+        self.connection.declares += 1
+        await asyncio.sleep(self.connection.delay)
+        if self.connection.fail:
+            raise aiormq.exceptions.ChannelClosed(None, "broker gone")
+        return SimpleNamespace(message_count=self.connection.depths[name])
+
+    async def close(self) -> None:
+        self.is_closed = True
+
+
+class FakeConnection:
+    """Just enough of an aiormq connection for the census's reads."""
+
+    def __init__(self, depths: dict[str, int]) -> None:
+        self.depths = depths
+        self.declares = 0
+        self.fail = False
+        self.delay = 0.01
+        self.channels = 0
+
+    async def channel(self) -> FakeChannel:
+        self.channels += 1
+        return FakeChannel(self)
+
+
+async def test_a_stale_reading_is_read_again_once_for_every_waiting_copy() -> None:
+    """Copies to a queue with a stale reading share one re-read, then are judged on it."""
+    clock = FakeClock()
+    census = InboxCensus(check_interval=10.0, headroom=10, watch_seconds=0.5, clock=clock)
+    connection = FakeConnection({"inbox.a": 40, "inbox.a.flash": 0, "inbox.b": 95})
+    await census.survey(cast(aiormq.abc.AbstractConnection, connection), ["a"])
+    assert connection.declares == 2
+    assert await census.room("inbox.a", 100) == "room"  # fresh: no read
+    assert connection.declares == 2
+    clock.now += 31.0
+    connection.depths["inbox.a"] = 91
+    states = await asyncio.gather(*(census.room("inbox.a", 100) for _ in range(5)))
+    assert states == ["full"] * 5
+    assert connection.declares == 3
+    blocked = await census.blocked(["a", "b"], flash=False, max_length=lambda _: 100)
+    assert blocked == {"a": "full", "b": "full"}
+
+
+async def test_a_failed_re_read_leaves_the_queue_stale_so_nothing_is_published_blindly() -> None:
+    """When the depth cannot be read the guard answers stale (the hub refuses the copy)."""
+    clock = FakeClock()
+    census = InboxCensus(check_interval=10.0, headroom=10, watch_seconds=0.5, clock=clock)
+    connection = FakeConnection({"inbox.a": 0, "inbox.a.flash": 0})
+    await census.survey(cast(aiormq.abc.AbstractConnection, connection), ["a"])
+    clock.now += 31.0
+    connection.fail = True
+    assert await census.room("inbox.a", 100) == "stale"
+    connection.fail = False
+    assert await census.room("inbox.a", 100) == "room"
+
+
+async def test_a_re_read_that_hangs_is_stale_and_the_next_one_uses_a_new_channel() -> None:
+    """A declare unanswered within the read timeout refuses the copy and is not waited on again."""
+    clock = FakeClock()
+    census = InboxCensus(
+        check_interval=10.0, headroom=10, watch_seconds=0.5, read_timeout=0.05, clock=clock
+    )
+    connection = FakeConnection({"inbox.a": 0, "inbox.a.flash": 0})
+    await census.survey(cast(aiormq.abc.AbstractConnection, connection), ["a"])
+    clock.now += 31.0
+    connection.delay = 1.0
+    assert await census.room("inbox.a", 100) == "stale"
+    opened = connection.channels
+    connection.delay = 0.01
+    assert await census.room("inbox.a", 100) == "room"
+    assert connection.channels == opened + 1
+
+
+@pytest.mark.parametrize("depth", [0, 89])
+async def test_the_guard_passes_copies_below_the_headroom(depth: int) -> None:
+    """An inbox below max - headroom takes the copy, and the copy counts from then on."""
+    clock = FakeClock()
+    census = InboxCensus(check_interval=10.0, headroom=10, watch_seconds=0.5, clock=clock)
+    connection = FakeConnection({"inbox.a": depth, "inbox.a.flash": depth})
+    await census.survey(cast(aiormq.abc.AbstractConnection, connection), ["a"])
+    assert await census.blocked(["a"], flash=True, max_length=lambda _: 100) == {}
+    census.sent(["a"], flash=True)
+    assert census.depths.estimate("inbox.a.flash") == depth + 1
+    assert census.depths.estimate("inbox.a") == depth
