@@ -97,7 +97,10 @@ def _count_syscalls(counts: dict[int, dict[str, int]]) -> None:
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Alternate baseline (if any) and current rounds on one bench vhost."""
-    run = Run(parse_args(["--messages", str(args.messages), "--repeats", str(args.repeats)]))
+    argv = ["--messages", str(args.messages), "--repeats", str(args.repeats)]
+    if args.settle_seconds is not None:
+        argv += ["--settle-seconds", str(args.settle_seconds)]
+    run = Run(parse_args(argv))
     prefix = f"liaison-bench-{run.run_id}:"
     kinds = ["baseline", "current"] if args.baseline else ["current"]
     rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=12_000)
     parser.add_argument("--repeats", type=int, default=3, help="rounds of each kind (3)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--settle-seconds", type=float, help="see python -m bench (30)")
     parser.add_argument("--baseline", type=Path, help="source tree of the hub to compare with")
     parser.add_argument("--profile", type=Path, help="write py-spy's stacks of each hub here")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples a second (200)")
