@@ -37,6 +37,7 @@ from liaison.hub.acks import AckTracker
 from liaison.hub.channel import AiormqChannel, TxChannel
 from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.hub.effects import Effects, Publisher, memory_key, plan, publish_all, settle
+from liaison.hub.frames import install as install_frame_reader
 from liaison.hub.inboxes import InboxCensus
 from liaison.hub.ledger_feed import LedgerFeed
 from liaison.hub.memory import DeliveryMemory
@@ -215,6 +216,8 @@ class HubConsumer:
     async def _session(self) -> None:
         # Named, so operators (and tests) can find the hub's connection in the management UI.
         shards = ",".join(map(str, self.settings.shards))
+        # Frames are read and decoded by frames.py, not by aiormq's per-frame reader.
+        install_frame_reader()
         connection = await aiormq.connect(
             self._broker_url,
             context=self.settings.ssl_context(),

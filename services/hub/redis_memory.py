@@ -11,15 +11,23 @@ script call), and likewise every question (one ``MGET``), so the cost per messag
 a round trip and of one command's parsing rather than a round trip each (``bench/memory.py``
 measures it). Records and questions go in two lanes, so a record never waits behind questions.
 
+Both lanes' commands go over one connection (``_Pipe``), written as they come and answered in
+order: redis-py's per-command path (pool, retry, timeouts as tasks, response callbacks) cost
+the hub more than the rest of its memory calls when a round trip carries only a few messages,
+as it does below full load. redis-py still makes the connection (the URL's host or socket, TLS,
+AUTH, SELECT) and everything else (``forget_all``).
+
 Redis out of reach raises ``MemoryUnavailable``: the hub cannot tell a repeat from a first
 delivery then, so it stops consuming until Redis answers again rather than risk delivering twice.
 """
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
+import hiredis
 import redis.asyncio
 import redis.exceptions
 import structlog
@@ -103,6 +111,92 @@ class _Lane(Generic[T, R]):
                     answer.set_result(result)
 
 
+class _Pipe:
+    """One Redis connection, made by redis-py, carrying commands pipelined: each written at
+    once, each answer matched to its call by order. A failure or a timeout closes the
+    connection and fails every call waiting on it; the next call connects again."""
+
+    def __init__(self, pool: "redis.asyncio.ConnectionPool", timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._connection: Any = None
+        self._connecting: asyncio.Lock = asyncio.Lock()
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def call(self, *args: str | int) -> Any:
+        """The answer to one command; raises RedisError (or OSError) when it cannot have one."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                connection = self._connection or await self._connect()
+                answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                self._waiting.append(answer)
+                writer = connection._writer
+                writer.writelines(connection.pack_command(*args))
+                await writer.drain()
+                return await answer
+        except TimeoutError:
+            # Answers to calls after this one would be read as this one's: start afresh.
+            await self._drop(redis.exceptions.TimeoutError("no answer from redis in time"))
+            raise redis.exceptions.TimeoutError(
+                f"no answer from redis in {self._timeout}s"
+            ) from None
+
+    async def _connect(self) -> Any:
+        async with self._connecting:
+            if self._connection is None:
+                connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+                await connection.connect()
+                self._connection = connection
+                self._reader = asyncio.create_task(
+                    self._read(connection), name="hub-memory-answers"
+                )
+            return self._connection
+
+    async def _read(self, connection: Any) -> None:
+        parser = hiredis.Reader(encoding="utf-8")
+        waiting = self._waiting
+        try:
+            while True:
+                data = await connection._reader.read(65536)
+                if not data:
+                    raise redis.exceptions.ConnectionError("redis closed the connection")
+                parser.feed(data)
+                while (reply := parser.gets()) is not False:
+                    answer = waiting.popleft()
+                    if answer.done():
+                        continue
+                    if isinstance(reply, hiredis.ReplyError):
+                        answer.set_exception(redis.exceptions.ResponseError(str(reply)))
+                    else:
+                        answer.set_result(reply)
+        except asyncio.CancelledError:
+            raise
+        except (redis.exceptions.RedisError, OSError, hiredis.ProtocolError, IndexError) as exc:
+            failure = (
+                exc
+                if isinstance(exc, redis.exceptions.RedisError)
+                else redis.exceptions.ConnectionError(f"{type(exc).__name__}: {exc}")
+            )
+            await self._drop(failure, reading=True)
+
+    async def _drop(self, failure: Exception, *, reading: bool = False) -> None:
+        connection, self._connection = self._connection, None
+        reader, self._reader = self._reader, None
+        waiting, self._waiting = self._waiting, deque()
+        for answer in waiting:
+            if not answer.done():
+                answer.set_exception(failure)
+        if reader is not None and not reading:
+            reader.cancel()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.disconnect(nowait=True)
+
+    async def close(self) -> None:
+        await self._drop(redis.exceptions.ConnectionError("closed"))
+
+
 class RedisMemory:
     """``DeliveryMemory`` over one Redis: records in one lane, questions in another, each
     lane's calls of a moment in one round trip."""
@@ -118,6 +212,7 @@ class RedisMemory:
         if window_seconds <= 0:
             raise ValueError(f"the dedupe window must be positive, not {window_seconds}")
         self._client = client
+        self._pipe = _Pipe(client.connection_pool, _timeout_of(client))
         self._prefix = prefix
         self._ttl_ms = max(1, int(window_seconds * 1000))
         # Records never wait behind questions: the time between a delivery's confirm and its
@@ -178,6 +273,7 @@ class RedisMemory:
     async def close(self) -> None:
         await self._writes.drain()
         await self._reads.drain()
+        await self._pipe.close()
         await self._client.aclose()
 
     async def forget_all(self) -> int:
@@ -193,13 +289,19 @@ class RedisMemory:
         # bookkeeping) was most of the memory's cost with one SET per record.
         keys = [key for key, _ in writes]
         values = [value for _, value in writes]
-        await self._client.eval(_SET_ALL, len(keys), *keys, *values, self._ttl_ms)
+        await self._pipe.call("EVAL", _SET_ALL, len(keys), *keys, *values, self._ttl_ms)
         return [None] * len(writes)
 
     async def _ask(self, keys: list[str]) -> list[str | None]:
         self.round_trips += 1
-        # decode_responses=True: the client answers str, never bytes.
-        return cast("list[str | None]", await self._client.mget(keys))
+        # The answers are decoded as UTF-8: str, never bytes.
+        return cast("list[str | None]", await self._pipe.call("MGET", *keys))
+
+
+def _timeout_of(client: "redis.asyncio.Redis") -> float:
+    # The socket timeout from_url was given: how long a call may wait for its answer.
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return float(timeout) if timeout else DEFAULT_TIMEOUT
 
 
 def open_memory(
