@@ -110,12 +110,20 @@ class HubSettings(Settings, frozen=True, kw_only=True):
         return None if self.hub_signing_key is None else load_hub_key(self.hub_signing_key)
 
     def check(self) -> None:
-        """Shards below the shard count (all of them when none are named); usable TLS files."""
+        """Shards below the shard count (all of them when none are named); transaction delivery
+        on one node only; usable TLS files."""
         if not self.shards:
             msgspec.structs.force_setattr(self, "shards", tuple(range(self.shard_count)))
         if any(shard >= self.shard_count for shard in self.shards):
             raise ConfigError(f"LIAISON_HUB_SHARDS must name shards 0..{self.shard_count - 1}")
         broker_urls(self.amqp_url)
+        if self.delivery == "transaction" and len(self.amqp_urls) > 1:
+            # Measured: after the hub's node was killed, transactions to quorum queues whose
+            # leader had moved committed while the copies never reached the inboxes.
+            raise ConfigError(
+                "LIAISON_DELIVERY=transaction is for a single broker node: with several nodes in "
+                "LIAISON_AMQP_URL use confirm (see 'Repeats after a crash' in docs/operations.md)"
+            )
         self._check_tls()
 
     @property

@@ -79,3 +79,17 @@ def test_a_malformed_node_list_is_refused_without_its_passwords(url: str, compla
     assert "LIAISON_AMQP_URL" in str(caught.value)
     assert complaint in str(caught.value)
     assert "secret" not in str(caught.value)
+
+
+def test_transaction_delivery_is_refused_with_several_nodes() -> None:
+    """LIAISON_DELIVERY=transaction with a node list is a ConfigError (copies were lost when a
+    node died); with one node it is accepted."""
+    nodes = "amqp://u:secret@a:5672/liaison,amqp://u:secret@b:5673/liaison"
+    with pytest.raises(ConfigError, match="LIAISON_DELIVERY=transaction") as caught:
+        HubSettings.from_env({"LIAISON_AMQP_URL": nodes, "LIAISON_DELIVERY": "transaction"})
+    assert "secret" not in str(caught.value)
+    one = HubSettings.from_env(
+        {"LIAISON_AMQP_URL": "amqp://u:secret@a/liaison", "LIAISON_DELIVERY": "transaction"}
+    )
+    assert one.delivery == "transaction"
+    assert HubSettings.from_env({"LIAISON_AMQP_URL": nodes}).delivery == "confirm"

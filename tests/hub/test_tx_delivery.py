@@ -113,7 +113,7 @@ async def test_killed_hubs_under_a_backlog_repeat_nothing(
         "LIAISON_DIRECTORY": str(directory_file),
         "LIAISON_HUB_SHARDS": "all",
         "LIAISON_DELIVERY": "transaction",
-        "LIAISON_LOG_LEVEL": "warning",
+        "LIAISON_LOG_LEVEL": "info",
     }
     for sender in SENDERS:
         # Without waiting for each confirm (fast, and in order on one channel); the count in
