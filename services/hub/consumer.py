@@ -33,6 +33,7 @@ from liaison.common.config import redact_url
 from liaison.common.errors import ConfigError
 from liaison.common.tls import handshake_failure
 from liaison.common.topology import hub_queue
+from liaison.directory.index import HUB_SENDER_ID
 from liaison.hub.acks import AckTracker
 from liaison.hub.channel import AiormqChannel, TxChannel
 from liaison.hub.decisions import Delivery, Refusal, Verdict
@@ -269,6 +270,7 @@ class HubConsumer:
                 "consuming",
                 shards=list(self.settings.shards),
                 url=redact_url(self._broker_url),
+                delivery=self.settings.delivery,
             )
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:
@@ -620,9 +622,10 @@ class HubConsumer:
             return 0 if found is None else found.inbox_max_length
 
         if isinstance(verdict, Delivery):
-            blocked = await census.blocked(
-                verdict.recipients, flash=verdict.flash, max_length=max_length
-            )
+            # A status.request's one recipient is the ledger, which reads it from the decision
+            # record: no inbox takes that copy, so there is none to fill.
+            inboxes = [org for org in verdict.recipients if org != HUB_SENDER_ID]
+            blocked = await census.blocked(inboxes, flash=verdict.flash, max_length=max_length)
             if blocked:
                 full = [org for org, why in blocked.items() if why == "full"]
                 unknown = [org for org, why in blocked.items() if why != "full"]
@@ -646,7 +649,7 @@ class HubConsumer:
                     verdict.sender,
                     refused_recipients=tuple(blocked),
                 ), True
-            census.sent(verdict.recipients, flash=verdict.flash)
+            census.sent(inboxes, flash=verdict.flash)
             reports = (verdict.partial is not None) + (verdict.unrouted is not None)
             reply_to = verdict.sender if reports else None
         else:

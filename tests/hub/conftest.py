@@ -151,6 +151,12 @@ def hub_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def hub_delivery() -> str:
+    """The ``hub`` fixture's delivery mode; a test parametrizes it to run in another."""
+    return "confirm"
+
+
+@pytest.fixture
 async def hub(
     admin: aio_pika.abc.AbstractConnection,
     partners: dict[str, Partner],
@@ -158,10 +164,13 @@ async def hub(
     directory_file: Path,
     topology: str,
     hub_key_file: Path,
+    hub_delivery: str,
 ) -> AsyncIterator[RunningHub]:
     """A hub consuming every shard of the test vhost, on clean queues; it signs its reports."""
     await purge_all(admin, directory)
-    settings = hub_settings(topology, directory_file, hub_signing_key=hub_key_file)
+    settings = hub_settings(
+        topology, directory_file, hub_signing_key=hub_key_file, delivery=hub_delivery
+    )
     router = Router(directory, max_message_bytes=settings.max_message_bytes)
     memory = LocalMemory(seconds=600, max_entries=10_000)
     consumer = HubConsumer(settings, router, memory, HubMetrics())
