@@ -95,6 +95,13 @@ async def test_a_failing_message_is_given_back_within_a_batch_and_the_rest_flows
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=False,
+    reason="open defect: in 4 of about 30 runs, all on a loaded machine, the fourth hub "
+    "committed a few hundred messages within 0.1 s of starting and then stopped, with no "
+    "commit_failed or other warning logged in the next 60 s (docs/operations.md, 'Repeats "
+    "after a crash'); not reproduced with SIGUSR1 task dumps ready",
+)
 async def test_killed_hubs_under_a_backlog_repeat_nothing(
     admin: aio_pika.abc.AbstractConnection,
     partners: dict[str, Partner],

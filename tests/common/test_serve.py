@@ -1,0 +1,22 @@
+"""What SIGUSR1 makes a service log: each pending task's name and where it waits."""
+
+import asyncio
+
+from liaison.common.serve import task_stacks
+
+
+async def test_task_stacks_name_each_task_and_where_it_waits() -> None:
+    """A task blocked on an event shows up by name, suspended in the coroutine that awaits it."""
+    stuck = asyncio.Event()
+
+    async def waits_for_commit() -> None:
+        await stuck.wait()
+
+    task = asyncio.create_task(waits_for_commit(), name="hub-commits")
+    await asyncio.sleep(0)
+    try:
+        stacks = task_stacks(asyncio.get_running_loop())
+        (name,) = [n for n in stacks if n.startswith("hub-commits#")]
+        assert "waits_for_commit" in stacks[name]
+    finally:
+        task.cancel()
