@@ -451,9 +451,15 @@ class HubConsumer:
                 turn=(turns, ticket),
                 tag=tag,
             )
-        except InboxFull as exc:
-            # Transaction mode: the hub refused the copy itself, before publishing anything.
-            verdict = exc.refusal
+        except (InboxFull, aiormq.exceptions.DeliveryError) as exc:
+            # An inbox cannot take the copy: tell the sender; keep the original. In transaction
+            # mode the hub refused it itself, before publishing anything, and the answer keeps
+            # the message's turn in the batch; in confirm mode the broker refused it (full).
+            if isinstance(exc, InboxFull):
+                verdict, turn = exc.refusal, (turns, ticket)
+            else:
+                assert verdict is not None
+                verdict, turn = _broker_refusal(verdict, exc), None
             try:
                 await self._handle(
                     verdict,
@@ -462,32 +468,8 @@ class HubConsumer:
                     props,
                     routing_key,
                     redelivered=redelivered,
-                    turn=(turns, ticket),
-                    tag=tag,
-                )
-                outcome = "undeliverable"
-            except Exception:
-                await self._requeue(channel, tag)
-                return
-        except aiormq.exceptions.DeliveryError as exc:
-            # A recipient inbox refused it (full). Tell the sender; keep the original.
-            assert verdict is not None
-            verdict = Refusal(
-                ErrorCode.DELIVERY_REFUSED,
-                f"the broker refused delivery: {exc}",
-                None,
-                verdict.distribution_id,
-                verdict.message_type,
-                verdict.sender if isinstance(verdict, Delivery) else None,
-            )
-            try:
-                await self._handle(
-                    verdict,
-                    publisher,
-                    body,
-                    props,
-                    routing_key,
-                    redelivered=redelivered,
+                    turn=turn,
+                    tag=tag if turn is not None else None,
                 )
                 outcome = "undeliverable"
             except Exception:
@@ -901,6 +883,18 @@ def _inboxes(what: str, orgs: list[str]) -> str:
     if not orgs:
         return ""
     return "the inbox of " + ", ".join(f"org:{org}" for org in orgs) + " is " + what
+
+
+def _broker_refusal(verdict: Verdict, exc: aiormq.exceptions.DeliveryError) -> Refusal:
+    """The 502 answering ``verdict`` once the broker refused (nacked) its copy."""
+    return Refusal(
+        ErrorCode.DELIVERY_REFUSED,
+        f"the broker refused delivery: {exc}",
+        None,
+        verdict.distribution_id,
+        verdict.message_type,
+        verdict.sender if isinstance(verdict, Delivery) else None,
+    )
 
 
 def _type_label(message_type: str | None) -> str:
