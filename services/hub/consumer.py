@@ -260,7 +260,7 @@ class HubConsumer:
             await self.memory.ping()
             # Know which inboxes exist before the first decision, then keep checking.
             await self.inboxes.survey(connection, self.router.directory.organisations)
-            await self.inboxes.read_limits()
+            await self.inboxes.read_limits(strict=True)
             senders.append(
                 asyncio.create_task(
                     self.inboxes.watch(connection, lambda: self.router.directory.organisations),

@@ -31,7 +31,7 @@ from typing import Literal, cast
 import aiormq
 import structlog
 
-from liaison.common.errors import LiaisonError
+from liaison.common.errors import BrokerAccessRefused, ConfigError, LiaisonError
 from liaison.hub.decisions import Delivery, Refusal
 from liaison.hub.limits import UNLIMITED
 from liaison.schemas.codes import ErrorCode
@@ -71,7 +71,7 @@ class DepthGuard:
     process's own copies are never missed, however many are in flight. The headroom (at most a
     tenth of the limit, :func:`headroom_for`) covers what the estimate cannot see: other
     publishers' copies (other hub processes, the ledger's status reports, operators' replays)
-    since the reading. A queue is *watched* once its estimate is within ``headroom *
+    uncommitted at the reading or sent since. A queue is *watched* once its estimate is within ``headroom *
     stale_after / watch_seconds`` of its max length (the distance copies arriving at
     ``headroom`` per ``watch_seconds`` cover before an unwatched reading goes stale); a watched
     queue's reading is good for ``watch_seconds``, any other's for ``stale_after``. An older (or
@@ -172,6 +172,7 @@ class InboxCensus:
         self._read_limits = limits
         self._limits: Mapping[str, int | None] = {}
         self._limits_at: float | None = None
+        self._limits_failing = False
         self._recheck_after = recheck_after
         self._clock = clock
         # Three intervals: one survey may be late or fail without refusing anything.
@@ -237,19 +238,40 @@ class InboxCensus:
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
-    async def read_limits(self) -> None:
+    async def read_limits(self, *, strict: bool = False) -> None:
         """Read every queue's length limit again (with a ``limits`` reader); a failed read is
-        logged and the last reading stands until it is stale (:meth:`limit`)."""
+        logged (once, until a read succeeds) and the last reading stands until it is stale
+        (:meth:`limit`). ``strict`` (a session's first read): a refused login or a missing
+        credential does not heal by retrying, so it raises ConfigError."""
         if self._read_limits is None:
             return
         issued = self._clock()
         try:
             async with asyncio.timeout(self._read_timeout):
                 limits = await self._read_limits()
-        except (LiaisonError, TimeoutError) as exc:
-            log.warning("inbox_limits_unknown", error=f"{type(exc).__name__}: {exc}")
+        except (BrokerAccessRefused, ConfigError) as exc:
+            if strict:
+                raise ConfigError(
+                    f"{exc}; in transaction delivery the hub reads its inboxes' length limits "
+                    "from the management API (LIAISON_MANAGEMENT_URL) with its own account, "
+                    "which needs the management tag ('liaison provision' gives it), or set "
+                    "LIAISON_DELIVERY=confirm"
+                ) from None
+            self._limits_failed(exc)
             return
+        except (LiaisonError, TimeoutError) as exc:
+            self._limits_failed(exc)
+            return
+        if self._limits_failing:
+            log.info("inbox_limits_read", queues=len(limits))
+        self._limits_failing = False
         self._limits, self._limits_at = limits, issued
+
+    def _limits_failed(self, exc: Exception) -> None:
+        # Read every second or so: one line when it starts failing, not one per attempt.
+        if not self._limits_failing:
+            log.warning("inbox_limits_unknown", error=f"{type(exc).__name__}: {exc}")
+        self._limits_failing = True
 
     async def watch_limits(self, interval: float) -> None:
         """Read the limits every ``interval`` seconds (with a ``limits`` reader), until cancelled:

@@ -94,8 +94,8 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     #: Transaction mode: a copy is refused 502 once its inbox holds (as last read, plus this
     #: process's copies not yet committed at that read, plus its copies since) its max length
     #: minus this many, or minus a tenth of the max length when that is less. It must cover
-    #: what other hub processes (and the ledger, and operators' replays) put into one inbox in
-    #: ``inbox_watch_seconds``.
+    #: what other hub processes (and the ledger, and operators' replays) have in flight plus
+    #: what they put into one inbox in ``inbox_watch_seconds``.
     inbox_headroom: Annotated[int, Meta(ge=1)] = 4000
     #: Transaction mode: how old an inbox's depth reading may be, once the inbox is near its
     #: limit, before the next copy to it waits for a fresh one.
