@@ -71,8 +71,8 @@ class DepthGuard:
     process's own copies are never missed, however many are in flight. The headroom (at most a
     tenth of the limit, :func:`headroom_for`) covers what the estimate cannot see: other
     publishers' copies (other hub processes, the ledger's status reports, operators' replays)
-    uncommitted at the reading or sent since. A queue is *watched* once its estimate is within ``headroom *
-    stale_after / watch_seconds`` of its max length (the distance copies arriving at
+    uncommitted at the reading or sent since. A queue is *watched* once its estimate is within
+    ``headroom * stale_after / watch_seconds`` of its max length (the distance copies arriving at
     ``headroom`` per ``watch_seconds`` cover before an unwatched reading goes stale); a watched
     queue's reading is good for ``watch_seconds``, any other's for ``stale_after``. An older (or
     missing) reading is ``stale``: read again.

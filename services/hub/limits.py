@@ -88,13 +88,15 @@ class LimitReader:
 
     The password is the one in the first ``LIAISON_AMQP_URL``, else the account's provisioned
     credential (certificate login has none in the URL; the management API takes the password).
-    A client is opened per read: reads come once per census interval.
+    A client is opened per read: reads come about once a second.
     """
 
     def __init__(self, settings: HubSettings) -> None:
         url = settings.amqp_urls[0]
-        self._account = user_of(url) or "guest"
-        self._password = password_of(url)
+        account = user_of(url)
+        # A URL naming no account logs in as AMQP's default, guest/guest, as the hub itself does.
+        self._account = account or "guest"
+        self._password = password_of(url) if account else "guest"
         self._vhost = vhost_of(url) or "/"
         self._url = settings.management_url
         self._ssl = settings.tls.context() if self._url.startswith("https://") else None
