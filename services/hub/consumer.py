@@ -93,7 +93,11 @@ class HubConsumer:
             check_interval=settings.inbox_check_seconds,
             headroom=settings.inbox_headroom,
             watch_seconds=settings.inbox_watch_seconds,
-            limits=LimitReader(settings) if settings.mode == "transaction" else None,
+            limits=(
+                LimitReader(settings, router.directory.directory.hub_account)
+                if settings.mode == "transaction"
+                else None
+            ),
         )
         self.metrics = metrics
         self._clock = clock

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from liaison.common.settings import Secret
+from liaison.common.tls import certificate_login
 from liaison.common.urls import password_of, user_of, vhost_of
 from liaison.directory.credentials import load_credential
 from liaison.directory.management import ManagementClient, Policy
@@ -86,14 +87,17 @@ async def read_limits(api: ManagementClient, vhost: str) -> dict[str, int | None
 class LimitReader:
     """Reads the limits of the queues on the hub's vhost with the hub's own account.
 
-    The password is the one in the first ``LIAISON_AMQP_URL``, else the account's provisioned
-    credential (certificate login has none in the URL; the management API takes the password).
-    A client is opened per read: reads come about once a second.
+    The account is the first ``LIAISON_AMQP_URL``'s; under certificate login, which names none,
+    ``hub_account`` (the directory's). The password is the URL's, else the account's
+    provisioned credential (the management API takes a password, never the certificate). A
+    client is opened per read: reads come about once a second.
     """
 
-    def __init__(self, settings: HubSettings) -> None:
+    def __init__(self, settings: HubSettings, hub_account: str) -> None:
         url = settings.amqp_urls[0]
         account = user_of(url)
+        if account is None and certificate_login(url):
+            account = hub_account
         # A URL naming no account logs in as AMQP's default, guest/guest, as the hub itself does.
         self._account = account or "guest"
         self._password = password_of(url) if account else "guest"

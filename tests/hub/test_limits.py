@@ -95,7 +95,7 @@ async def test_the_hub_account_reads_policies_and_operator_policies_but_cannot_s
             vhost, "t-limits-op", f"^{capped}$".replace(".", "\\."), {"max-length": 5}
         )
     try:
-        limits = await LimitReader(settings)()
+        limits = await LimitReader(settings, account)()
         async with ManagementClient(MANAGEMENT_URL, account, Secret(password)) as hub_api:
             with pytest.raises(BrokerError):
                 await hub_api.put_policy(vhost, "t-limits-hub", "^inbox", {"max-length": 1})
@@ -107,5 +107,5 @@ async def test_the_hub_account_reads_policies_and_operator_policies_but_cannot_s
     assert limits[capped] == 5
     untouched = inbox_queue("unmas")
     assert 7 < (limits[untouched] or 0) < UNLIMITED
-    restored = (await LimitReader(settings)())[shrunk]
+    restored = (await LimitReader(settings, account)())[shrunk]
     assert (restored or 0) > 7, "a deleted policy no longer counts"

@@ -121,29 +121,35 @@ async def test_hub_reconnects_after_its_connection_is_closed(
 async def test_full_inbox_is_answered_as_undeliverable(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str
 ) -> None:
-    """When a policy shrinks a recipient's inbox and it fills, the broker (confirm mode) or the
-    hub's guard, which reads the policy (transaction mode), refuses: the sender gets 502,
-    nothing is lost."""
+    """When a policy shrinks a recipient's inbox to 10 and it fills, the broker (confirm mode)
+    or the hub's guard, which reads the policy (transaction mode), refuses: the sender gets
+    502, nothing is lost; the guard keeps a headroom of a tenth, so that inbox takes 9."""
+    limit = 10
     policy = f"/policies/{quote(vhost, safe='')}/tiny-inbox"
     await management(
         "PUT",
         policy,
-        {"pattern": "^inbox\\.halo-trust$", "apply-to": "queues", "definition": {"max-length": 2}},
+        {
+            "pattern": "^inbox\\.halo-trust$",
+            "apply-to": "queues",
+            "definition": {"max-length": limit},
+        },
     )
+    guarded = hub.consumer.settings.mode == "transaction"
     try:
         await asyncio.sleep(1.0)  # policies apply to existing queues asynchronously
-        if hub.consumer.settings.mode == "transaction":
+        if guarded:
             census = hub.consumer.inboxes
             for _ in range(50):
-                if census.limit(inbox_queue("halo-trust")) == 2:
+                if census.limit(inbox_queue("halo-trust")) == limit:
                     break
                 await asyncio.sleep(0.1)
-            assert census.limit(inbox_queue("halo-trust")) == 2, "the hub never read the policy"
-        docs = [envelope("mag", ["org:halo-trust"]) for _ in range(6)]
+            assert census.limit(inbox_queue("halo-trust")) == limit, "the policy was not read"
+        docs = [envelope("mag", ["org:halo-trust"]) for _ in range(limit + 3)]
         for doc in docs:
             await partners["mag"].send(doc)
         reports = await drain(admin, inbox_queue("mag"), expect=1, timeout=15, settle=1.0)
-        delivered = await drain(admin, inbox_queue("halo-trust"), expect=2)
+        delivered = await drain(admin, inbox_queue("halo-trust"), expect=limit - 1)
         dead = await drain(admin, DEAD_LETTER_QUEUE, expect=len(reports))
     finally:
         await management("DELETE", policy)
@@ -156,6 +162,9 @@ async def test_full_inbox_is_answered_as_undeliverable(
     assert all(b["code"] == 502 and b["retryable"] for b in bodies)
     assert len(dead) == len(reports)
     assert all(m.headers[HEADER_ERROR_CODE] == 502 for m in dead)
+    if guarded:
+        # The hub counts its own copies exactly: up to the limit less a tenth, not one more.
+        assert delivered_ids == [d["distribution_id"] for d in docs[: limit - 1]]
     assert hub.consumer.ready
 
 
