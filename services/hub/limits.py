@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from liaison.common.errors import BrokerAccessRefused
 from liaison.common.settings import Secret
 from liaison.common.tls import certificate_login
 from liaison.common.urls import password_of, user_of, vhost_of
@@ -115,7 +116,13 @@ class LimitReader:
             Secret(password),
             timeout=5.0,
             ssl_context=self._ssl,
-            settings=("LIAISON_MANAGEMENT_URL", "LIAISON_AMQP_URL"),
         )
-        async with api:
-            return await read_limits(api, self._vhost)
+        try:
+            async with api:
+                return await read_limits(api, self._vhost)
+        except BrokerAccessRefused:
+            raise BrokerAccessRefused(
+                f"the management API at {self._url} refused the hub's account "
+                f"{self._account!r} (its password is LIAISON_AMQP_URL's, else its provisioned "
+                "credential)"
+            ) from None

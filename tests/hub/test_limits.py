@@ -1,21 +1,28 @@
 """Inbox length limits as the broker enforces them (limits.py): arguments, policies, operator
 policies, read by the hub's own account over the management API."""
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from liaison.common.errors import BrokerError
+from liaison.common.errors import BrokerError, ConfigError
 from liaison.common.settings import Secret
 from liaison.directory.credentials import HASHING_ALGORITHM, password_hash
 from liaison.directory.definitions import HUB_TAGS, hub_permission
+from liaison.directory.index import DirectoryIndex
 from liaison.directory.management import ManagementClient, Policy
+from liaison.hub.consumer import HubConsumer
 from liaison.hub.limits import UNLIMITED, LimitReader, effective_limits
+from liaison.hub.memory import LocalMemory
+from liaison.hub.metrics import HubMetrics
+from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
 from liaison.schemas.wire import flash_inbox_queue, inbox_queue
 from tests.conftest import MANAGEMENT_URL, admin_client, amqp_url_for
+from tests.hub.conftest import hub_settings
 
 ARGS = {"x-queue-type": "quorum", "x-max-length": 100, "x-overflow": "reject-publish"}
 
@@ -109,3 +116,28 @@ async def test_the_hub_account_reads_policies_and_operator_policies_but_cannot_s
     assert 7 < (limits[untouched] or 0) < UNLIMITED
     restored = (await LimitReader(settings, account)())[shrunk]
     assert (restored or 0) > 7, "a deleted policy no longer counts"
+
+
+@pytest.mark.broker
+async def test_a_hub_whose_account_cannot_read_the_limits_stops_naming_the_fix(
+    vhost: str, topology: str, directory: DirectoryIndex, directory_file: Path
+) -> None:
+    """Transaction mode without the management tag: the hub stops at once with a ConfigError
+    that says what to do, instead of refusing every copy for an unknown limit."""
+    account, password = f"t-untagged-{secrets.token_hex(3)}", secrets.token_hex(12)
+    async with admin_client() as api:
+        await api.put_user(account, password_hash(password), HASHING_ALGORITHM)
+        await api.put_permission(hub_permission(account, vhost))
+    try:
+        settings = hub_settings(amqp_url_for(vhost, account, password), directory_file)
+        assert settings.mode == "transaction"
+        router = Router(directory, max_message_bytes=settings.max_message_bytes)
+        memory = LocalMemory(seconds=60, max_entries=100)
+        consumer = HubConsumer(settings, router, memory, HubMetrics())
+        with pytest.raises(ConfigError, match="management tag") as caught:
+            await asyncio.wait_for(consumer.run(), 30)
+        assert password not in str(caught.value)
+        assert not consumer.consuming
+    finally:
+        async with admin_client() as api:
+            await api.delete_user(account)
