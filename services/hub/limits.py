@@ -55,7 +55,7 @@ def effective_limits(
             # Erlang's regex dialect accepted it; Python's cannot tell what it matches.
             compiled.append((None, policy))
     for name, args in arguments.items():
-        limit: int | None = _positive(args.get("x-max-length"), UNLIMITED)
+        limit = _limit(args.get("x-max-length"))
         if args.get("x-max-length-bytes") is not None:
             limit = None
         for pattern, policy in compiled:
@@ -66,16 +66,20 @@ def effective_limits(
             if pattern is None or _BYTES in policy.definition:
                 limit = None
             else:
-                limit = min(limit, _positive(policy.definition.get(_LENGTH), UNLIMITED))
+                found = _limit(policy.definition.get(_LENGTH))
+                limit = None if found is None else min(limit, found)
         limits[name] = limit
     return limits
 
 
-def _positive(value: object, default: int) -> int:
-    # The broker refuses a non-integer limit; a negative one is treated by the broker as 0.
-    if isinstance(value, bool) or not isinstance(value, int):
-        return default
-    return max(value, 0)
+def _limit(value: object) -> int | None:
+    # Absent: no limit. The broker accepts only a non-negative integer; anything else read
+    # back cannot be interpreted, so the limit is unknown rather than guessed.
+    if value is None:
+        return UNLIMITED
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 async def read_limits(api: ManagementClient, vhost: str) -> dict[str, int | None]:

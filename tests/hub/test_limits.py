@@ -57,8 +57,9 @@ def test_the_lowest_of_the_argument_and_every_matching_policy_is_the_limit() -> 
 
 
 def test_a_byte_limit_or_an_unreadable_pattern_makes_the_limit_unknown() -> None:
-    """The hub counts messages, not bytes; and it cannot tell what a pattern it cannot compile
-    matches: either way the limit is unknown (the guard then refuses)."""
+    """The hub counts messages, not bytes; it cannot tell what a pattern it cannot compile
+    matches, nor what a limit that is not a count means: the limit is unknown (the guard then
+    refuses)."""
     queues = {"inbox.a": ARGS, "inbox.b": ARGS, "inbox.c": {**ARGS, "x-max-length-bytes": 10}}
     assert effective_limits(queues, [policy("^inbox\\.a$", {"max-length-bytes": 1000})]) == {
         "inbox.a": None,
@@ -67,6 +68,8 @@ def test_a_byte_limit_or_an_unreadable_pattern_makes_the_limit_unknown() -> None
     }
     unreadable = policy("^inbox(?<!x", {"max-length": 50})
     assert effective_limits(queues, [unreadable]) == dict.fromkeys(queues)
+    malformed = policy("^inbox\\.b$", {"max-length": "ten"})
+    assert effective_limits(queues, [malformed])["inbox.b"] is None
 
 
 @pytest.fixture
