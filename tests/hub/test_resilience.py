@@ -117,15 +117,23 @@ async def test_hub_reconnects_after_its_connection_is_closed(
     assert hub.consumer.ready
 
 
-@pytest.mark.parametrize("hub_delivery", ["confirm", "transaction"])
+@pytest.mark.parametrize(
+    ("hub_delivery", "kind"),
+    [
+        ("confirm", "policies"),
+        ("transaction", "policies"),
+        ("transaction", "operator-policies"),
+    ],
+)
 async def test_full_inbox_is_answered_as_undeliverable(
-    hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str
+    hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str, kind: str
 ) -> None:
-    """When a policy shrinks a recipient's inbox to 10 and it fills, the broker (confirm mode)
-    or the hub's guard, which reads the policy (transaction mode), refuses: the sender gets
-    502, nothing is lost; the guard keeps a headroom of a tenth, so that inbox takes 9."""
+    """When a policy (or an operator policy) shrinks a recipient's inbox to 10 and it fills,
+    the broker (confirm mode) or the hub's guard, which reads the policy (transaction mode),
+    refuses: the sender gets 502, nothing is lost; the guard keeps a headroom of a tenth, so
+    that inbox takes 9."""
     limit = 10
-    policy = f"/policies/{quote(vhost, safe='')}/tiny-inbox"
+    policy = f"/{kind}/{quote(vhost, safe='')}/tiny-inbox"
     await management(
         "PUT",
         policy,
