@@ -17,8 +17,10 @@ since is never reported missing. A queue deleted while the hub runs is noticed w
 The same declares return each queue's depth (ready messages, which is what ``x-max-length``
 counts). In transaction mode the broker never says that a full inbox refused a publish: the
 commit succeeds and the copy is gone. So there the hub refuses a copy itself when the inbox
-is within a headroom of its max length (:class:`DepthGuard`, pure), re-reading the depth of
-an inbox near its limit whenever its reading is older than ``watch_seconds``.
+is within a headroom of its length limit (:class:`DepthGuard`, pure), re-reading the depth of
+an inbox near its limit whenever its reading is older than ``watch_seconds``; the limits, as
+the broker enforces them with policies and operator policies, come from a ``limits`` reader
+(limits.py) every ``inbox_limits_seconds``.
 """
 
 import asyncio
