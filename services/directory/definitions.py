@@ -14,7 +14,8 @@ Who may do what (configure / write / read regexes on the vhost):
   queues and ``liaison.inbox-dead-letters`` (to tell senders of expired copies, which it then
   keeps in ``liaison.dead``). It does not read the dead-letter queue: replay is an operator's
   act, done with the operator's account, so a compromised hub cannot consume the evidence of
-  what it refused.
+  what it refused. Its ``management`` tag lets it read, over the management API, the queues
+  and policies of its vhost (transaction mode's guard needs the inboxes' length limits).
 - the ledger: configure nothing; read only ``liaison.ledger`` (decision records and dead
   letters); write only ``liaison.delivery``, and there (topic permission) only with a routing
   key that names one routine inbox: a status report goes to the asker's ``inbox.<org>``, never
@@ -64,6 +65,10 @@ PLACEHOLDER_HASH = ""
 ROUTINE_DELIVERY_KEY = "^[a-z][a-z0-9-]{1,31}$"
 #: Lets the operators' account publish a replay with the original sender's user_id.
 OPERATOR_TAGS: tuple[str, ...] = ("impersonator",)
+#: The hub reads its inboxes' length limits (policies included) from the management API;
+#: ``management`` shows it the queues and policies of its own vhost, and allows nothing its
+#: AMQP rights do not (it has no configure right, and policies need the policymaker tag).
+HUB_TAGS: tuple[str, ...] = ("management",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +231,7 @@ def desired_state(
         exchanges=objects.exchanges,
         queues=objects.queues,
         bindings=objects.bindings,
-        tags={operator: OPERATOR_TAGS},
+        tags={operator: OPERATOR_TAGS, hub: HUB_TAGS},
     )
 
 

@@ -86,6 +86,16 @@ class Queue(msgspec.Struct, frozen=True):
     effective_policy_definition: dict[str, Any] | None = None
 
 
+class Policy(msgspec.Struct, frozen=True, rename={"apply_to": "apply-to"}):
+    """A policy or operator policy: what it sets on the objects whose name matches."""
+
+    name: str
+    pattern: str
+    definition: dict[str, Any] = {}
+    apply_to: str = "all"
+    priority: int = 0
+
+
 class Binding(msgspec.Struct, frozen=True):
     """A binding as the broker reports it."""
 
@@ -114,6 +124,7 @@ _TOPIC_PERMISSIONS = msgspec.json.Decoder(list[TopicPermission])
 _EXCHANGES = msgspec.json.Decoder(list[Exchange])
 _QUEUES = msgspec.json.Decoder(list[Queue])
 _QUEUE = msgspec.json.Decoder(Queue | None)
+_POLICIES = msgspec.json.Decoder(list[Policy])
 _BINDINGS = msgspec.json.Decoder(list[Binding])
 _CONNECTIONS = msgspec.json.Decoder(list[Connection])
 
@@ -325,6 +336,12 @@ class ManagementClient:
         """Queues on ``vhost``."""
         return await self._get(f"/queues/{_q(vhost)}", _QUEUES, [])
 
+    async def queue_arguments(self, vhost: str) -> list[Queue]:
+        """Queues on ``vhost`` with their names and arguments only, read without statistics
+        (current, where statistics lag)."""
+        path = f"/queues/{_q(vhost)}?disable_stats=true&columns=name,arguments"
+        return await self._get(path, _QUEUES, [])
+
     async def queue(self, vhost: str, name: str) -> Queue | None:
         """One queue, or None."""
         return await self._get(f"/queues/{_q(vhost)}/{_q(name)}", _QUEUE, None)
@@ -364,6 +381,25 @@ class ManagementClient:
         """A queue policy (tests use one to shrink a queue's length limit)."""
         body = {"pattern": pattern, "apply-to": "queues", "definition": definition}
         await self._call("PUT", f"/policies/{_q(vhost)}/{_q(name)}", body=body)
+
+    async def policies(self, vhost: str) -> list[Policy]:
+        """The policies of ``vhost``."""
+        return await self._get(f"/policies/{_q(vhost)}", _POLICIES, [])
+
+    async def operator_policies(self, vhost: str) -> list[Policy]:
+        """The operator policies of ``vhost``."""
+        return await self._get(f"/operator-policies/{_q(vhost)}", _POLICIES, [])
+
+    async def put_operator_policy(
+        self, vhost: str, name: str, pattern: str, definition: dict[str, Any]
+    ) -> None:
+        """An operator policy on queues (tests use one to shrink a queue's length limit)."""
+        body = {"pattern": pattern, "apply-to": "queues", "definition": definition}
+        await self._call("PUT", f"/operator-policies/{_q(vhost)}/{_q(name)}", body=body)
+
+    async def delete_operator_policy(self, vhost: str, name: str) -> None:
+        """Remove an operator policy (absent is fine)."""
+        await self._call("DELETE", f"/operator-policies/{_q(vhost)}/{_q(name)}", missing_ok=True)
 
     async def delete_policy(self, vhost: str, name: str) -> None:
         """Remove a policy (absent is fine)."""

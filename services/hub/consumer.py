@@ -41,7 +41,8 @@ from liaison.hub.effects import Effects, Publisher, memory_key, plan, publish_al
 from liaison.hub.frames import install as install_frame_reader
 from liaison.hub.inboxes import InboxCensus
 from liaison.hub.ledger_feed import LedgerFeed
-from liaison.hub.memory import DeliveryMemory
+from liaison.hub.limits import LimitReader
+from liaison.hub.memory import DeliveryMemory, Handled
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.outbox import Outbox, TxOutbox
 from liaison.hub.receipts import acknowledged, check_receipt
@@ -53,7 +54,7 @@ from liaison.hub.turns import Turns
 from liaison.ledger.records import decision_record
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
-from liaison.schemas.wire import HEADER_SIGNATURE
+from liaison.schemas.wire import HEADER_SIGNATURE, flash_inbox_queue, inbox_queue
 
 log = structlog.get_logger("liaison.hub")
 
@@ -87,15 +88,21 @@ class HubConsumer:
         # Which recipients' inbox queues exist, to report copies no inbox would take.
         # In transaction mode it also reads their depths: a full inbox is refused by the hub,
         # since a transaction is never told that the broker dropped the copy (_guard).
+        # Its length limits come from the management API (policies lower them unseen by AMQP).
         self.inboxes = InboxCensus(
             check_interval=settings.inbox_check_seconds,
             headroom=settings.inbox_headroom,
             watch_seconds=settings.inbox_watch_seconds,
+            limits=(
+                LimitReader(settings, router.directory.directory.hub_account)
+                if settings.mode == "transaction"
+                else None
+            ),
         )
         self.metrics = metrics
         self._clock = clock
         # LIAISON_DELIVERY=transaction: publishes and acks commit together (TxOutbox).
-        self._tx = settings.delivery == "transaction"
+        self._tx = settings.mode == "transaction"
         # Deliveries begun and not yet settled (in transaction mode a delivery is acked, in its
         # batch, before its commit and its memory record are done).
         self._active = 0
@@ -257,10 +264,17 @@ class HubConsumer:
             await self.memory.ping()
             # Know which inboxes exist before the first decision, then keep checking.
             await self.inboxes.survey(connection, self.router.directory.organisations)
+            await self.inboxes.read_limits(strict=True)
             senders.append(
                 asyncio.create_task(
                     self.inboxes.watch(connection, lambda: self.router.directory.organisations),
                     name="hub-inbox-census",
+                )
+            )
+            senders.append(
+                asyncio.create_task(
+                    self.inboxes.watch_limits(self.settings.inbox_limits_seconds),
+                    name="hub-inbox-limits",
                 )
             )
             for shard in self.settings.shards:
@@ -270,7 +284,7 @@ class HubConsumer:
                 "consuming",
                 shards=list(self.settings.shards),
                 url=redact_url(self._broker_url),
-                delivery=self.settings.delivery,
+                delivery=self.settings.mode,
             )
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:
@@ -532,123 +546,152 @@ class HubConsumer:
         try:
             handled = await memory.recall(key) if is_delivery or redelivered else None
             reports = True
+            counted: list[str] = []
             if self._tx and handled is None and turn is not None:
                 # After the recall: a repeat of a delivered message is a duplicate, not a 502.
-                guarded, reports = await self._guard(verdict)
+                guarded, reports, counted = await self._guard(verdict)
                 if guarded is not verdict:
                     assert isinstance(guarded, Refusal)
                     raise InboxFull(guarded)
-            effects = plan(
-                verdict,
-                handled,
-                key=key,
-                original=body,
-                properties=props,
-                routing_key=routing_key,
-                now=self._clock(),
-                hub_key=self._hub_key,
-            )
-
-            # The ledger's record of this verdict joins the current batch; its confirm, like the
-            # publishes', comes before the ingress ack, so the ledger never misses a decision.
-            def record() -> "asyncio.Future[object]":
-                return self._record(verdict, handled is not None, body, props)
-
-            if not reports:
-                # A plan's first publish is the copy or the dead letter; the rest are reports.
-                del effects.publishes[1:]
-            ticket: int | None = None
-            if self._tx and turn is not None and tag is not None:
-                await self._commit(effects, publisher, record, turn, tag)
-                await settle(effects, None, memory)
-                return effects.outcome
-            if turn is None:
-                confirms = publish_all(effects, publisher)
-            else:
-                # Publish in the order received, however long the recall took, and behind any
-                # earlier message the broker nacked and the hub is publishing again.
-                turns, ticket = turn
-                if ticket != turns.serving:
-                    await turns.wait(ticket)
-                try:
-                    if self._holdback.held:
-                        await self._holdback.clear(ticket)
-                    confirms = publish_all(effects, publisher)
-                finally:
-                    turns.done(ticket)
-            await self._confirmed(effects, confirms, record, publisher, ticket)
-            await settle(effects, None, memory)
+            try:
+                return await self._carry_out(
+                    verdict, handled, key, publisher, body, props, routing_key, reports, turn, tag
+                )
+            finally:
+                # Committed or discarded: the census's next reading shows them, or never will.
+                self.inboxes.settled(counted)
         finally:
             if is_delivery:
                 waiter = self._claims.pop(key, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
+
+    async def _carry_out(
+        self,
+        verdict: Verdict,
+        handled: Handled | None,
+        key: str,
+        publisher: Publisher,
+        body: bytes,
+        props: spec.Basic.Properties,
+        routing_key: str,
+        reports: bool,
+        turn: tuple[Turns, int] | None,
+        tag: int | None,
+    ) -> str:
+        """Plan, publish (on its ``turn``), await the confirms or the commit, remember."""
+        memory = self.memory
+        effects = plan(
+            verdict,
+            handled,
+            key=key,
+            original=body,
+            properties=props,
+            routing_key=routing_key,
+            now=self._clock(),
+            hub_key=self._hub_key,
+        )
+
+        # The ledger's record of this verdict joins the current batch; its confirm, like the
+        # publishes', comes before the ingress ack, so the ledger never misses a decision.
+        def record() -> "asyncio.Future[object]":
+            return self._record(verdict, handled is not None, body, props)
+
+        if not reports:
+            # A plan's first publish is the copy or the dead letter; the rest are reports.
+            del effects.publishes[1:]
+        ticket: int | None = None
+        if self._tx and turn is not None and tag is not None:
+            await self._commit(effects, publisher, record, turn, tag)
+            await settle(effects, None, memory)
+            return effects.outcome
+        if turn is None:
+            confirms = publish_all(effects, publisher)
+        else:
+            # Publish in the order received, however long the recall took, and behind any
+            # earlier message the broker nacked and the hub is publishing again.
+            turns, ticket = turn
+            if ticket != turns.serving:
+                await turns.wait(ticket)
+            try:
+                if self._holdback.held:
+                    await self._holdback.clear(ticket)
+                confirms = publish_all(effects, publisher)
+            finally:
+                turns.done(ticket)
+        await self._confirmed(effects, confirms, record, publisher, ticket)
+        await settle(effects, None, memory)
         return effects.outcome
 
-    async def _guard(self, verdict: Verdict) -> tuple[Verdict, bool]:
+    async def _guard(self, verdict: Verdict) -> tuple[Verdict, bool, list[str]]:
         """Transaction mode: ``verdict``, refused 502 if an inbox it would reach is (nearly) full
-        or of unknown depth, and whether its error reports may go to the sender's inbox.
+        or of unknown depth or limit; whether its error reports may go to the sender's inbox;
+        and the inbox queues of the copies let through (settled once their batch is done).
 
-        A transaction commits even when a quorum queue at its ``x-max-length`` dropped the
-        copy, so the hub checks the census's depth reading first, and answers as confirm mode
+        A transaction commits even when a quorum queue at its max length dropped the copy, so
+        the hub checks the census's depth reading and limit first, and answers as confirm mode
         does when the broker nacks a copy (retry.py, then 502). A report the sender's own
         inbox has no room for is left out: the refused message is still dead-lettered and
         recorded in the ledger, where confirm mode, after its retries, ends up too.
         """
         census = self.inboxes
-        organisations = self.router.directory.organisations
-
-        def max_length(org: str) -> int:
-            # An organisation no longer in the directory has no inbox to count on.
-            found = organisations.get(org)
-            return 0 if found is None else found.inbox_max_length
-
+        counted: list[str] = []
         if isinstance(verdict, Delivery):
             # A status.request's one recipient is the ledger, which reads it from the decision
             # record: no inbox takes that copy, so there is none to fill.
-            inboxes = [org for org in verdict.recipients if org != HUB_SENDER_ID]
-            blocked = await census.blocked(inboxes, flash=verdict.flash, max_length=max_length)
+            queue_of = flash_inbox_queue if verdict.flash else inbox_queue
+            queues = {queue_of(org): org for org in verdict.recipients if org != HUB_SENDER_ID}
+            blocked = await census.blocked(queues)
             if blocked:
-                full = [org for org, why in blocked.items() if why == "full"]
-                unknown = [org for org, why in blocked.items() if why != "full"]
-                log.warning("inbox_guard_refused", full=full, unknown=unknown)
+                full = [queues[q] for q, why in blocked.items() if why == "full"]
+                depth = [queues[q] for q, why in blocked.items() if why == "stale"]
+                limit = [queues[q] for q, why in blocked.items() if why == "unknown-limit"]
+                log.warning("inbox_guard_refused", full=full, unknown=depth, unknown_limit=limit)
                 self.metrics.inbox_guard_refusals.inc()
                 # Its report is checked when the refusal itself is handled (InboxFull).
-                return Refusal(
-                    ErrorCode.DELIVERY_REFUSED,
-                    "the broker would refuse delivery: "
-                    + "; ".join(
-                        part
-                        for part in (
-                            _inboxes("full", full),
-                            _inboxes("of unknown depth (the hub cannot read it)", unknown),
-                        )
-                        if part
+                return (
+                    Refusal(
+                        ErrorCode.DELIVERY_REFUSED,
+                        "the broker would refuse delivery: "
+                        + "; ".join(
+                            part
+                            for part in (
+                                _inboxes("full", full),
+                                _inboxes("of unknown depth (the hub cannot read it)", depth),
+                                _inboxes("of unknown length limit (the hub cannot read it)", limit),
+                            )
+                            if part
+                        ),
+                        None,
+                        verdict.distribution_id,
+                        verdict.message_type,
+                        verdict.sender,
+                        refused_recipients=tuple(queues[q] for q in blocked),
                     ),
-                    None,
-                    verdict.distribution_id,
-                    verdict.message_type,
-                    verdict.sender,
-                    refused_recipients=tuple(blocked),
-                ), True
-            census.sent(inboxes, flash=verdict.flash)
+                    True,
+                    counted,
+                )
+            counted.extend(queues)
+            census.sent(counted)
             reports = (verdict.partial is not None) + (verdict.unrouted is not None)
             reply_to = verdict.sender if reports else None
         else:
             reports, reply_to = 1, verdict.reply_to
         if reply_to is None:
-            return verdict, True
-        blocked = await census.blocked([reply_to], flash=False, max_length=max_length)
+            return verdict, True, counted
+        sender_inbox = inbox_queue(reply_to)
+        blocked = await census.blocked([sender_inbox])
         if blocked:
             log.warning(
                 "report_undeliverable",
                 sender=reply_to,
-                inbox=blocked[reply_to],
+                inbox=blocked[sender_inbox],
                 distribution_id=verdict.distribution_id,
             )
-            return verdict, False
-        census.sent([reply_to] * reports, flash=False)
-        return verdict, True
+            return verdict, False, counted
+        census.sent([sender_inbox] * reports)
+        counted.extend([sender_inbox] * reports)
+        return verdict, True, counted
 
     async def _commit(
         self,

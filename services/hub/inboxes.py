@@ -17,51 +17,67 @@ since is never reported missing. A queue deleted while the hub runs is noticed w
 The same declares return each queue's depth (ready messages, which is what ``x-max-length``
 counts). In transaction mode the broker never says that a full inbox refused a publish: the
 commit succeeds and the copy is gone. So there the hub refuses a copy itself when the inbox
-is within a headroom of its max length (:class:`DepthGuard`, pure), re-reading the depth of
-an inbox near its limit whenever its reading is older than ``watch_seconds``.
+is within a headroom of its length limit (:class:`DepthGuard`, pure), re-reading the depth of
+an inbox near its limit whenever its reading is older than ``watch_seconds``; the limits, as
+the broker enforces them with policies and operator policies, come from a ``limits`` reader
+(limits.py) every ``inbox_limits_seconds``.
 """
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
 
 import aiormq
 import structlog
 
+from liaison.common.errors import BrokerAccessRefused, ConfigError, LiaisonError
 from liaison.hub.decisions import Delivery, Refusal
+from liaison.hub.limits import UNLIMITED
 from liaison.schemas.codes import ErrorCode
 from liaison.schemas.wire import flash_inbox_queue, inbox_queue
 
 log = structlog.get_logger("liaison.hub")
 
-#: What the guard says of one more copy to a queue: take it, the queue is (nearly) full, or
-#: the depth reading is too old to tell (read it again first).
-Room = Literal["room", "full", "stale"]
+#: What the guard says of one more copy to a queue: take it, the queue is (nearly) full, the
+#: depth reading is too old to tell (read it again first), or its length limit is unknown.
+Room = Literal["room", "full", "stale", "unknown-limit"]
+#: Reads every queue's length limit (limits.read_limits): queue name -> limit, None if unknown.
+LimitReader = Callable[[], Awaitable[Mapping[str, int | None]]]
 
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """A queue's depth as read, when the read was issued, and how many copies this process had
-    let through to the queue by then (:meth:`DepthGuard.mark`)."""
+    """A queue's depth as read, when the read was issued, and how many of this process's copies
+    to the queue had been settled (committed or discarded) by then (:meth:`DepthGuard.mark`)."""
 
     depth: int
     at: float
     mark: int
 
 
+def headroom_for(headroom: int, max_length: int) -> int:
+    """The headroom kept below ``max_length``: ``headroom``, but at most a tenth of the limit
+    (at least one), so that a small inbox still takes copies until it is nearly full."""
+    return min(headroom, max(1, max_length // 10))
+
+
 class DepthGuard:
     """Whether an inbox can take one more copy, from its last depth reading (pure).
 
-    The estimate is the reading plus the copies this process let through since the read was
-    issued. ``headroom`` covers what the estimate cannot see: other hub processes' copies and
-    this process's copies still uncommitted when the read was issued. A queue is *watched*
-    once its estimate is within ``headroom * stale_after / watch_seconds`` of its max length
-    (the distance copies arriving at ``headroom`` per ``watch_seconds`` cover before an
-    unwatched reading goes stale); a watched queue's reading is good for ``watch_seconds``,
-    any other's for ``stale_after``. An older (or missing) reading is ``stale``: read again.
+    The estimate is the reading plus every copy this process let through that was not yet
+    settled (committed or discarded) when the read was issued: a settled copy is in the depth
+    read (or already consumed), an unsettled one may or may not be, so it is counted. So this
+    process's own copies are never missed, however many are in flight. The headroom (at most a
+    tenth of the limit, :func:`headroom_for`) covers what the estimate cannot see: other
+    publishers' copies (other hub processes, the ledger's status reports, operators' replays)
+    uncommitted at the reading or sent since. A queue is *watched* once its estimate is within
+    ``headroom * stale_after / watch_seconds`` of its max length (the distance copies arriving at
+    ``headroom`` per ``watch_seconds`` cover before an unwatched reading goes stale); a watched
+    queue's reading is good for ``watch_seconds``, any other's for ``stale_after``. An older (or
+    missing) reading is ``stale``: read again.
     """
 
     def __init__(
@@ -75,23 +91,24 @@ class DepthGuard:
         self.headroom = headroom
         self.watch_seconds = watch_seconds
         self.stale_after = stale_after
-        self._watch_margin = headroom * stale_after / watch_seconds
         self.clock = clock
         self._readings: dict[str, Reading] = {}
         #: Copies let through per queue since this guard began (never reset).
         self._sent: dict[str, int] = {}
+        #: Of those, the ones whose batch has committed or failed.
+        self._settled: dict[str, int] = {}
 
     def mark(self, queue: str) -> tuple[float, int]:
         """Taken when a read of ``queue`` is issued, and handed back to :meth:`read`."""
-        return self.clock(), self._sent.get(queue, 0)
+        return self.clock(), self._settled.get(queue, 0)
 
     def read(self, queue: str, depth: int, mark: tuple[float, int]) -> None:
         """``queue`` held ``depth`` ready messages when the read issued at ``mark`` answered."""
-        at, sent = mark
+        at, settled = mark
         current = self._readings.get(queue)
         if current is not None and current.at > at:
             return  # a read issued later has already answered
-        self._readings[queue] = Reading(depth, at, sent)
+        self._readings[queue] = Reading(depth, at, settled)
 
     def forget(self, queue: str) -> None:
         """Drop ``queue``'s reading (the queue is gone)."""
@@ -104,32 +121,43 @@ class DepthGuard:
             return None
         return reading.depth + self._sent.get(queue, 0) - reading.mark
 
+    def _margin(self, max_length: int) -> float:
+        return headroom_for(self.headroom, max_length) * self.stale_after / self.watch_seconds
+
     def watched(self, queue: str, max_length: int) -> bool:
         """Whether ``queue`` is near enough to ``max_length`` to be read every watch interval."""
         estimate = self.estimate(queue)
-        return estimate is not None and estimate >= max_length - self._watch_margin
+        return estimate is not None and estimate >= max_length - self._margin(max_length)
 
     def room(self, queue: str, max_length: int, *, fresh: bool = False) -> Room:
         """Whether one more copy may go to ``queue`` (whose limit is ``max_length``); ``fresh``:
         the reading was just taken, whatever its age."""
+        if max_length == UNLIMITED:
+            return "room"
         reading = self._readings.get(queue)
         if reading is None:
             return "stale"
         estimate = reading.depth + self._sent.get(queue, 0) - reading.mark
-        near = estimate >= max_length - self._watch_margin
+        near = estimate >= max_length - self._margin(max_length)
         good_for = self.watch_seconds if near else self.stale_after
         if not fresh and self.clock() - reading.at > good_for:
             return "stale"
-        return "full" if estimate >= max_length - self.headroom else "room"
+        headroom = headroom_for(self.headroom, max_length)
+        return "full" if estimate >= max_length - headroom else "room"
 
     def sent(self, queue: str, copies: int = 1) -> None:
         """``copies`` more were let through to ``queue``."""
         self._sent[queue] = self._sent.get(queue, 0) + copies
 
+    def settled(self, queue: str, copies: int = 1) -> None:
+        """``copies`` let through to ``queue`` were committed, or discarded with their batch."""
+        self._settled[queue] = self._settled.get(queue, 0) + copies
+
 
 class InboxCensus:
-    """The inbox queues found missing at the last check, and every inbox's depth reading
-    (``depths``, consulted by transaction mode's guard through :meth:`room`)."""
+    """The inbox queues found missing at the last check, every inbox's depth reading
+    (``depths``, consulted by transaction mode's guard through :meth:`room`) and, with a
+    ``limits`` reader, every inbox's length limit as the broker enforces it (:meth:`limit`)."""
 
     def __init__(
         self,
@@ -139,9 +167,14 @@ class InboxCensus:
         headroom: int = 4000,
         watch_seconds: float = 0.5,
         read_timeout: float = 5.0,
+        limits: LimitReader | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._interval = check_interval
+        self._read_limits = limits
+        self._limits: Mapping[str, int | None] = {}
+        self._limits_at: float | None = None
+        self._limits_failing = False
         self._recheck_after = recheck_after
         self._clock = clock
         # Three intervals: one survey may be late or fail without refusing anything.
@@ -206,6 +239,57 @@ class InboxCensus:
             missing=len(missing),
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+    async def read_limits(self, *, strict: bool = False) -> None:
+        """Read every queue's length limit again (with a ``limits`` reader); a failed read is
+        logged (once, until a read succeeds) and the last reading stands until it is stale
+        (:meth:`limit`). ``strict`` (a session's first read): a refused login or a missing
+        credential does not heal by retrying, so it raises ConfigError."""
+        if self._read_limits is None:
+            return
+        issued = self._clock()
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                limits = await self._read_limits()
+        except (BrokerAccessRefused, ConfigError) as exc:
+            if strict:
+                raise ConfigError(
+                    f"{exc}; in transaction delivery the hub reads its inboxes' length limits "
+                    "from the management API (LIAISON_MANAGEMENT_URL) with its own account, "
+                    "which needs the management tag ('liaison provision' gives it), or set "
+                    "LIAISON_DELIVERY=confirm"
+                ) from None
+            self._limits_failed(exc)
+            return
+        except (LiaisonError, TimeoutError) as exc:
+            self._limits_failed(exc)
+            return
+        if self._limits_failing:
+            log.info("inbox_limits_read", queues=len(limits))
+        self._limits_failing = False
+        self._limits, self._limits_at = limits, issued
+
+    def _limits_failed(self, exc: Exception) -> None:
+        # Read every second or so: one line when it starts failing, not one per attempt.
+        if not self._limits_failing:
+            log.warning("inbox_limits_unknown", error=f"{type(exc).__name__}: {exc}")
+        self._limits_failing = True
+
+    async def watch_limits(self, interval: float) -> None:
+        """Read the limits every ``interval`` seconds (with a ``limits`` reader), until cancelled:
+        a policy set while the hub runs is seen within about that long."""
+        if self._read_limits is None:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            await self.read_limits()
+
+    def limit(self, queue: str) -> int | None:
+        """``queue``'s length limit as last read; None when unknown: no reading in the last
+        three check intervals, or one that could not tell (limits.py)."""
+        if self._limits_at is None or self._clock() - self._limits_at > self.depths.stale_after:
+            return None
+        return self._limits.get(queue)
 
     async def watch(
         self, connection: aiormq.abc.AbstractConnection, orgs: Callable[[], Iterable[str]]
@@ -290,29 +374,32 @@ class InboxCensus:
         # The reading just taken is as fresh as any can be, however long the read took.
         return depths.room(queue, max_length, fresh=True)
 
-    async def blocked(
-        self, orgs: Iterable[str], *, flash: bool, max_length: Callable[[str], int]
-    ) -> dict[str, Room]:
-        """The organisations among ``orgs`` whose inbox (flash or routine) cannot safely take
-        one more copy, each with why; ``max_length`` gives an organisation's inbox limit."""
-        queue_of = flash_inbox_queue if flash else inbox_queue
+    async def blocked(self, queues: Iterable[str]) -> dict[str, Room]:
+        """The ``queues`` that cannot safely take one more copy each, with why."""
         depths = self.depths
         found: dict[str, Room] = {}
-        for org in orgs:
-            queue, limit = queue_of(org), max_length(org)
+        for queue in queues:
+            limit = self.limit(queue)
+            if limit is None:
+                found[queue] = "unknown-limit"
+                continue
             # The hot path: a fresh reading needs no coroutine of its own.
             state = depths.room(queue, limit)
             if state == "stale":
                 state = await self.room(queue, limit)
             if state != "room":
-                found[org] = state
+                found[queue] = state
         return found
 
-    def sent(self, orgs: Iterable[str], *, flash: bool) -> None:
-        """One copy each went to the inboxes of ``orgs`` (counted until their next reading)."""
-        queue_of = flash_inbox_queue if flash else inbox_queue
-        for org in orgs:
-            self.depths.sent(queue_of(org))
+    def sent(self, queues: Iterable[str]) -> None:
+        """One copy each went to ``queues`` (counted until it is settled and read)."""
+        for queue in queues:
+            self.depths.sent(queue)
+
+    def settled(self, queues: Iterable[str]) -> None:
+        """The copies counted by :meth:`sent` for ``queues`` were committed or discarded."""
+        for queue in queues:
+            self.depths.settled(queue)
 
     async def _reread(self, connection: aiormq.abc.AbstractConnection, name: str) -> None:
         try:

@@ -59,6 +59,12 @@ class HubMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.delivery_mode = Gauge(
+            "liaison_hub_delivery_mode",
+            "1 for the delivery mode in force (LIAISON_DELIVERY, auto resolved).",
+            ["mode"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str], Counter] = {}
 
     def count(self, message_type: str, outcome: str) -> None:

@@ -27,6 +27,7 @@ from liaison.common.urls import (
     with_credentials,
 )
 from liaison.directory.credentials import load_credential
+from liaison.directory.settings import HttpUrl
 from liaison.hub.admin import admin_token_from_env
 from liaison.schemas.wire import MAX_MESSAGE_BYTES
 
@@ -48,6 +49,7 @@ class HubSettings(Settings, frozen=True, kw_only=True):
         "amqp_url": "must be an amqp:// or amqps:// URL",
         "admin_token": f"must be at least {MIN_ADMIN_TOKEN} characters",
         "redis_url": "must be a redis://, rediss:// or unix:// URL",
+        "management_url": "must be an http:// or https:// URL without credentials",
     }
     secret_fields: ClassVar[frozenset[str]] = frozenset({"admin_token"})
 
@@ -75,8 +77,9 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     #: its in-flight publishes repeated by the next). ``transaction``: publishes and acks in one
     #: AMQP transaction per batch on the consuming channel (no repeats after a kill; the hub
     #: itself refuses copies to an inbox near its max length, since a transaction is never
-    #: told of a full one: see ``inbox_headroom`` and docs/operations.md).
-    delivery: Literal["confirm", "transaction"] = "confirm"
+    #: told of a full one: see ``inbox_headroom`` and docs/operations.md). ``auto``:
+    #: transaction on a single node, confirm with several (``mode`` says which).
+    delivery: Literal["auto", "confirm", "transaction"] = "auto"
     #: How long a publish the broker nacked is sent again (a quorum queue whose leader moved,
     #: or a full one: the nack does not say which) before its sender is answered 502.
     nack_retry_seconds: Seconds = 20.0
@@ -89,13 +92,20 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     #: Seconds between checks that every inbox queue exists (a missing one is reported).
     inbox_check_seconds: Annotated[float, Meta(ge=0.1)] = 10.0
     #: Transaction mode: a copy is refused 502 once its inbox holds (as last read, plus this
-    #: process's copies since) its max length minus this many. It must cover what every hub
-    #: process together can put into one inbox in ``inbox_watch_seconds``, plus the copies
-    #: each has in flight (its prefetch per shard) when a reading is taken.
+    #: process's copies not yet committed at that read, plus its copies since) its max length
+    #: minus this many, or minus a tenth of the max length when that is less. It must cover
+    #: what other hub processes (and the ledger, and operators' replays) have in flight plus
+    #: what they put into one inbox in ``inbox_watch_seconds``.
     inbox_headroom: Annotated[int, Meta(ge=1)] = 4000
     #: Transaction mode: how old an inbox's depth reading may be, once the inbox is near its
     #: limit, before the next copy to it waits for a fresh one.
     inbox_watch_seconds: Annotated[float, Meta(gt=0)] = 0.5
+    #: Transaction mode: seconds between reads of the inboxes' length limits (policies and
+    #: operator policies included) from the management API.
+    inbox_limits_seconds: Annotated[float, Meta(ge=0.1)] = 1.0
+    #: Transaction mode: the management API, read with the hub's account (its ``management``
+    #: tag) for the inboxes' length limits, policies and operator policies included.
+    management_url: HttpUrl = "http://127.0.0.1:15672"
     #: For amqps://: a CA to trust instead of the system's, and a client certificate and key
     #: (the login itself with certificate login, ``?auth=external``).
     tls_ca_file: Path | None = None
@@ -125,6 +135,15 @@ class HubSettings(Settings, frozen=True, kw_only=True):
                 "LIAISON_AMQP_URL use confirm (see 'Repeats after a crash' in docs/operations.md)"
             )
         self._check_tls()
+
+    @property
+    def mode(self) -> Literal["confirm", "transaction"]:
+        """The delivery mode in force: ``delivery``, with ``auto`` resolved by the node count."""
+        if self.delivery != "auto":
+            return self.delivery
+        # A transaction is not told of a publish a quorum queue refused after its leader
+        # moved: only a single node is safe for it.
+        return "transaction" if len(self.amqp_urls) == 1 else "confirm"
 
     @property
     def amqp_urls(self) -> tuple[str, ...]:

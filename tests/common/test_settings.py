@@ -66,6 +66,8 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_INBOX_CHECK_SECONDS": "30",
         "LIAISON_INBOX_HEADROOM": "500",
         "LIAISON_INBOX_WATCH_SECONDS": "0.25",
+        "LIAISON_INBOX_LIMITS_SECONDS": "2.5",
+        "LIAISON_MANAGEMENT_URL": "https://broker.example.org:15671",
         "LIAISON_HUB_SIGNING_KEY": "/etc/liaison/hub-signing.key",
     },
     LedgerSettings: {

@@ -7,7 +7,9 @@ from typing import Any, cast
 import aiormq
 import pytest
 
-from liaison.hub.inboxes import DepthGuard, InboxCensus
+from liaison.common.errors import BrokerUnreachable
+from liaison.hub.inboxes import DepthGuard, InboxCensus, LimitReader, headroom_for
+from liaison.hub.limits import UNLIMITED
 
 
 class FakeClock:
@@ -40,15 +42,30 @@ def test_room_until_the_reading_plus_own_copies_reach_the_headroom() -> None:
     assert depths.estimate("inbox.a") == 90
 
 
-def test_copies_sent_after_a_read_was_issued_still_count_once_it_answers() -> None:
-    """A reading replaces the count of copies before its issue, not of those after it."""
+def test_copies_settled_before_a_read_was_issued_are_in_its_depth() -> None:
+    """A reading replaces the count of copies settled before its issue, not of later ones."""
     clock = FakeClock()
     depths = guard(clock)
-    depths.sent("inbox.a", 3)  # before any read: in the depth the read will see
+    depths.sent("inbox.a", 3)
+    depths.settled("inbox.a", 3)  # committed before the read: in the depth it sees
     mark = depths.mark("inbox.a")
-    depths.sent("inbox.a", 4)  # in flight while the read is answered
+    depths.sent("inbox.a", 4)  # let through while the read is answered
     depths.read("inbox.a", 50, mark)
     assert depths.estimate("inbox.a") == 54
+
+
+def test_copies_unsettled_when_a_read_was_issued_still_count() -> None:
+    """This process's copies in flight (uncommitted) at a read may be missing from its depth,
+    so they count until a read issued after they settled."""
+    clock = FakeClock()
+    depths = guard(clock)
+    depths.sent("inbox.a", 7)  # in a batch whose commit is in flight
+    mark = depths.mark("inbox.a")
+    depths.settled("inbox.a", 7)  # committed while the read was on its way
+    depths.read("inbox.a", 50, mark)
+    assert depths.estimate("inbox.a") == 57
+    depths.read("inbox.a", 57, depths.mark("inbox.a"))
+    assert depths.estimate("inbox.a") == 57
 
 
 def test_an_older_read_answering_late_does_not_replace_a_newer_one() -> None:
@@ -99,12 +116,24 @@ def test_a_reading_near_the_limit_is_good_for_the_watch_interval_only() -> None:
     assert depths.room("inbox.b", 100_000) == "stale"
 
 
-def test_an_inbox_smaller_than_the_headroom_is_always_full() -> None:
-    """The guard cannot promise room in an inbox whose limit the headroom swallows."""
+def test_a_small_inbox_takes_copies_until_nearly_full() -> None:
+    """The headroom is at most a tenth of the limit: a 10-message inbox takes 9 copies."""
     clock = FakeClock()
     depths = guard(clock)
     depths.read("inbox.tiny", 0, depths.mark("inbox.tiny"))
-    assert depths.room("inbox.tiny", 10) == "full"
+    states = []
+    for _ in range(11):
+        state = depths.room("inbox.tiny", 10)
+        states.append(state)
+        if state == "room":
+            depths.sent("inbox.tiny")
+    assert states == ["room"] * 9 + ["full"] * 2
+    assert [headroom_for(4000, limit) for limit in (5, 10, 1_000, 100_000)] == [1, 1, 100, 4000]
+
+
+def test_an_unlimited_queue_always_has_room() -> None:
+    """A queue nothing limits needs no reading at all."""
+    assert guard(FakeClock()).room("inbox.free", UNLIMITED) == "room"
 
 
 class FakeChannel:
@@ -141,22 +170,38 @@ class FakeConnection:
         return FakeChannel(self)
 
 
+def limits_of(limits: dict[str, int | None]) -> LimitReader:
+    """A limits reader answering ``limits`` (the management API's part is tested on the broker)."""
+
+    async def read() -> dict[str, int | None]:
+        return limits
+
+    return read
+
+
+LIMIT_100 = limits_of(dict.fromkeys(["inbox.a", "inbox.a.flash", "inbox.b"], 100))
+
+
 async def test_a_stale_reading_is_read_again_once_for_every_waiting_copy() -> None:
     """Copies to a queue with a stale reading share one re-read, then are judged on it."""
     clock = FakeClock()
-    census = InboxCensus(check_interval=10.0, headroom=10, watch_seconds=0.5, clock=clock)
+    census = InboxCensus(
+        check_interval=10.0, headroom=10, watch_seconds=0.5, limits=LIMIT_100, clock=clock
+    )
     connection = FakeConnection({"inbox.a": 40, "inbox.a.flash": 0, "inbox.b": 95})
     await census.survey(cast(aiormq.abc.AbstractConnection, connection), ["a"])
+    await census.read_limits()
     assert connection.declares == 2
     assert await census.room("inbox.a", 100) == "room"  # fresh: no read
     assert connection.declares == 2
     clock.now += 31.0
+    await census.read_limits()  # as the survey every interval would have
     connection.depths["inbox.a"] = 91
     states = await asyncio.gather(*(census.room("inbox.a", 100) for _ in range(5)))
     assert states == ["full"] * 5
     assert connection.declares == 3
-    blocked = await census.blocked(["a", "b"], flash=False, max_length=lambda _: 100)
-    assert blocked == {"a": "full", "b": "full"}
+    blocked = await census.blocked(["inbox.a", "inbox.b"])
+    assert blocked == {"inbox.a": "full", "inbox.b": "full"}
 
 
 async def test_a_failed_re_read_leaves_the_queue_stale_so_nothing_is_published_blindly() -> None:
@@ -193,10 +238,47 @@ async def test_a_re_read_that_hangs_is_stale_and_the_next_one_uses_a_new_channel
 async def test_the_guard_passes_copies_below_the_headroom(depth: int) -> None:
     """An inbox below max - headroom takes the copy, and the copy counts from then on."""
     clock = FakeClock()
-    census = InboxCensus(check_interval=10.0, headroom=10, watch_seconds=0.5, clock=clock)
+    census = InboxCensus(
+        check_interval=10.0, headroom=10, watch_seconds=0.5, limits=LIMIT_100, clock=clock
+    )
     connection = FakeConnection({"inbox.a": depth, "inbox.a.flash": depth})
     await census.survey(cast(aiormq.abc.AbstractConnection, connection), ["a"])
-    assert await census.blocked(["a"], flash=True, max_length=lambda _: 100) == {}
-    census.sent(["a"], flash=True)
+    await census.read_limits()
+    assert await census.blocked(["inbox.a.flash"]) == {}
+    census.sent(["inbox.a.flash"])
     assert census.depths.estimate("inbox.a.flash") == depth + 1
     assert census.depths.estimate("inbox.a") == depth
+
+
+async def test_an_unknown_or_stale_limit_refuses_the_copy() -> None:
+    """No limit read yet, a limit that cannot be told, or a reading three intervals old: the
+    guard refuses rather than guess; a failed read keeps the last one until then."""
+    clock = FakeClock()
+    answers: list[dict[str, int | None] | Exception] = [
+        {"inbox.a": 100, "inbox.a.flash": None},
+        BrokerUnreachable("management API down"),
+    ]
+
+    async def read() -> dict[str, int | None]:
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    census = InboxCensus(
+        check_interval=10.0, headroom=10, watch_seconds=0.5, limits=read, clock=clock
+    )
+    assert await census.blocked(["inbox.a"]) == {"inbox.a": "unknown-limit"}
+    connection = FakeConnection({"inbox.a": 0, "inbox.a.flash": 0})
+    await census.survey(cast(aiormq.abc.AbstractConnection, connection), ["a"])
+    await census.read_limits()
+    assert await census.blocked(["inbox.a", "inbox.a.flash", "inbox.gone"]) == {
+        "inbox.a.flash": "unknown-limit",
+        "inbox.gone": "unknown-limit",
+    }
+    clock.now += 20.0
+    await census.read_limits()  # fails: the last reading stands
+    assert census.limit("inbox.a") == 100
+    clock.now += 10.1
+    assert census.limit("inbox.a") is None
+    assert await census.blocked(["inbox.a"]) == {"inbox.a": "unknown-limit"}

@@ -92,4 +92,30 @@ def test_transaction_delivery_is_refused_with_several_nodes() -> None:
         {"LIAISON_AMQP_URL": "amqp://u:secret@a/liaison", "LIAISON_DELIVERY": "transaction"}
     )
     assert one.delivery == "transaction"
-    assert HubSettings.from_env({"LIAISON_AMQP_URL": nodes}).delivery == "confirm"
+    confirm = HubSettings.from_env({"LIAISON_AMQP_URL": nodes, "LIAISON_DELIVERY": "confirm"})
+    assert confirm.mode == "confirm"
+
+
+@pytest.mark.parametrize(
+    ("env", "mode"),
+    [
+        ({"LIAISON_AMQP_URL": "amqp://u:secret@a/liaison"}, "transaction"),
+        ({"LIAISON_AMQP_URL": "amqp://u:secret@a/liaison,amqp://u:secret@b/liaison"}, "confirm"),
+        (
+            {"LIAISON_AMQP_URL": "amqp://u:secret@a/liaison", "LIAISON_DELIVERY": "confirm"},
+            "confirm",
+        ),
+        (
+            {"LIAISON_AMQP_URL": "amqp://u:secret@a/liaison", "LIAISON_DELIVERY": "transaction"},
+            "transaction",
+        ),
+    ],
+)
+def test_auto_delivery_is_transaction_on_one_node_and_confirm_on_several(
+    env: dict[str, str], mode: str
+) -> None:
+    """The default (auto) picks transaction for a single node and confirm for a cluster's node
+    list; an explicit LIAISON_DELIVERY is kept."""
+    settings = HubSettings.from_env(env)
+    assert settings.delivery == env.get("LIAISON_DELIVERY", "auto")
+    assert settings.mode == mode

@@ -99,6 +99,8 @@ async def hq(
             "LIAISON_AMQP_URL": f"amqp://liaison-hub@127.0.0.1:{hq_node.ports.amqp}/{VHOST}",
             "LIAISON_CREDENTIALS_DIR": str(credentials),
             "LIAISON_DIRECTORY": str(directory),
+            # Its inboxes' length limits (transaction delivery, the default on one node).
+            "LIAISON_MANAGEMENT_URL": hq_node.management_url,
         },
         folder / "hub.log",
     )

@@ -82,7 +82,8 @@ async def hub(
     index, store = provisioned
     account = index.directory.hub_account
     url = amqp_url_for(node.amqp_url(), VHOST, account, password(store, account))
-    settings = hub_settings(url, SAMPLE)
+    # The node's own management API: the hub reads its inboxes' length limits there.
+    settings = hub_settings(url, SAMPLE, management_url=node.management_url)
     router = Router(index, max_message_bytes=settings.max_message_bytes)
     consumer = HubConsumer(
         settings, router, LocalMemory(seconds=600, max_entries=10_000), HubMetrics()

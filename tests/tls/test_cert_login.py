@@ -124,6 +124,7 @@ async def test_hub_sdk_and_cli_with_certificate_login(
     provisioned: ProvisionSettings,
     node: BrokerNode,
     dev_ca: Ca,
+    credentials: Path,
     hubs: list[HubProcess],
     tmp_path: Path,
 ) -> None:
@@ -131,6 +132,10 @@ async def test_hub_sdk_and_cli_with_certificate_login(
     hub = HubProcess(
         {
             "LIAISON_AMQP_URL": external(node),
+            # The management API takes a password, not the certificate: the hub reads its
+            # inboxes' length limits (transaction delivery) with its provisioned one.
+            "LIAISON_MANAGEMENT_URL": node.management_url,
+            "LIAISON_CREDENTIALS_DIR": str(credentials),
             "LIAISON_TLS_CA_FILE": str(dev_ca.ca),
             "LIAISON_TLS_CERT_FILE": str(dev_ca.cert(HUB)),
             "LIAISON_TLS_KEY_FILE": str(dev_ca.key(HUB)),

@@ -89,6 +89,8 @@ async def test_hub_sdk_and_cli_over_amqps_with_a_private_ca(
             "LIAISON_AMQP_URL": f"amqps://liaison-hub@localhost:{node.ports.amqps}/liaison",
             "LIAISON_CREDENTIALS_DIR": str(credentials),
             "LIAISON_TLS_CA_FILE": str(dev_ca.ca),
+            # The inboxes' length limits, over https trusting the same CA.
+            "LIAISON_MANAGEMENT_URL": node.management_url,
         },
         tmp_path / "hub.log",
         free_port(),
