@@ -114,9 +114,8 @@ def create_app(
     app[SETTINGS] = settings
     app[ON_FATAL] = on_fatal or (lambda error: None)
     app[METRICS] = metrics or HubMetrics()
-    mode = settings.mode
-    app[METRICS].delivery_mode.labels(mode).set(1)
-    log.info("delivery_mode", mode=mode, setting=settings.delivery, nodes=len(settings.amqp_urls))
+    app[METRICS].delivery_mode.labels(settings.delivery).set(1)
+    log.info("delivery_mode", mode=settings.delivery, nodes=len(settings.amqp_urls))
     index = load_directory(settings.directory)
     app[ROUTER] = Router(index, max_message_bytes=settings.max_message_bytes)
     # What the hub handled: Redis shared by every hub process when LIAISON_REDIS_URL is set,

@@ -95,14 +95,14 @@ class HubConsumer:
             watch_seconds=settings.inbox_watch_seconds,
             limits=(
                 LimitReader(settings, router.directory.directory.hub_account)
-                if settings.mode == "transaction"
+                if settings.delivery == "transaction"
                 else None
             ),
         )
         self.metrics = metrics
         self._clock = clock
         # LIAISON_DELIVERY=transaction: publishes and acks commit together (TxOutbox).
-        self._tx = settings.mode == "transaction"
+        self._tx = settings.delivery == "transaction"
         # Deliveries begun and not yet settled (in transaction mode a delivery is acked, in its
         # batch, before its commit and its memory record are done).
         self._active = 0
@@ -284,7 +284,7 @@ class HubConsumer:
                 "consuming",
                 shards=list(self.settings.shards),
                 url=redact_url(self._broker_url),
-                delivery=self.settings.mode,
+                delivery=self.settings.delivery,
             )
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:

@@ -77,9 +77,9 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     #: its in-flight publishes repeated by the next). ``transaction``: publishes and acks in one
     #: AMQP transaction per batch on the consuming channel (no repeats after a kill; the hub
     #: itself refuses copies to an inbox near its max length, since a transaction is never
-    #: told of a full one: see ``inbox_headroom`` and docs/operations.md). ``auto``:
-    #: transaction on a single node, confirm with several (``mode`` says which).
-    delivery: Literal["auto", "confirm", "transaction"] = "auto"
+    #: told of a full one: see ``inbox_headroom`` and docs/operations.md; and a kill just after a
+    #: commit can lose copies on RabbitMQ 3.10's quorum queues, so it is not the default).
+    delivery: Literal["confirm", "transaction"] = "confirm"
     #: How long a publish the broker nacked is sent again (a quorum queue whose leader moved,
     #: or a full one: the nack does not say which) before its sender is answered 502.
     nack_retry_seconds: Seconds = 20.0
@@ -135,15 +135,6 @@ class HubSettings(Settings, frozen=True, kw_only=True):
                 "LIAISON_AMQP_URL use confirm (see 'Repeats after a crash' in docs/operations.md)"
             )
         self._check_tls()
-
-    @property
-    def mode(self) -> Literal["confirm", "transaction"]:
-        """The delivery mode in force: ``delivery``, with ``auto`` resolved by the node count."""
-        if self.delivery != "auto":
-            return self.delivery
-        # A transaction is not told of a publish a quorum queue refused after its leader
-        # moved: only a single node is safe for it.
-        return "transaction" if len(self.amqp_urls) == 1 else "confirm"
 
     @property
     def amqp_urls(self) -> tuple[str, ...]:

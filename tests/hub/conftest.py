@@ -152,9 +152,9 @@ def hub_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def hub_delivery() -> str:
-    """The ``hub`` fixture's delivery mode (the default, auto: transaction on this single
-    node); a test that pins confirm-only behaviour parametrizes it."""
-    return "auto"
+    """The ``hub`` fixture's delivery mode (the default, confirm); a test meaningful in both
+    modes parametrizes it."""
+    return "confirm"
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ async def error_reports(admin: Admin, org: str, expect: int = 1) -> list[dict[st
     return [d["body"] for d in docs]  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("hub_delivery", ["confirm", "auto"])
+@pytest.mark.parametrize("hub_delivery", ["confirm", "transaction"])
 async def test_group_message_reaches_each_member_once(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin, directory: DirectoryIndex
 ) -> None:
@@ -68,7 +68,7 @@ async def test_original_bytes_are_delivered_unchanged(
     assert got.body == raw
 
 
-@pytest.mark.parametrize("hub_delivery", ["confirm", "auto"])
+@pytest.mark.parametrize("hub_delivery", ["confirm", "transaction"])
 async def test_malformed_json_gets_error_report_and_is_dead_lettered(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin
 ) -> None:
@@ -244,7 +244,7 @@ async def test_partner_may_not_send_error_reports(
     assert await drain(admin, inbox_queue("unmas"), expect=0) == []
 
 
-@pytest.mark.parametrize("hub_delivery", ["confirm", "auto"])
+@pytest.mark.parametrize("hub_delivery", ["confirm", "transaction"])
 async def test_republished_distribution_id_is_delivered_once(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin
 ) -> None:
@@ -269,7 +269,7 @@ async def test_flash_goes_to_the_flash_inbox(
     assert len(await drain(admin, inbox_queue("mag"), expect=5)) == 5
 
 
-@pytest.mark.parametrize("hub_delivery", ["confirm", "auto"])
+@pytest.mark.parametrize("hub_delivery", ["confirm", "transaction"])
 async def test_ack_travels_back_to_the_original_sender(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin
 ) -> None:
@@ -312,7 +312,7 @@ async def test_ack_to_someone_else_is_inconsistent(
     assert await drain(admin, inbox_queue("nrc"), expect=0) == []
 
 
-@pytest.mark.parametrize("hub_delivery", ["confirm", "auto"])
+@pytest.mark.parametrize("hub_delivery", ["confirm", "transaction"])
 async def test_per_sender_order_is_kept(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin
 ) -> None:
@@ -326,7 +326,7 @@ async def test_per_sender_order_is_kept(
     assert [decode(m)["distribution_id"] for m in got] == ids
 
 
-@pytest.mark.parametrize("hub_delivery", ["confirm", "auto"])
+@pytest.mark.parametrize("hub_delivery", ["confirm", "transaction"])
 async def test_large_message_spanning_frames_arrives_intact(
     hub: RunningHub, partners: dict[str, Partner], admin: Admin
 ) -> None:

@@ -77,8 +77,8 @@ async def test_health_ready_and_metrics(
     assert 'liaison_hub_messages_total{outcome="refused",type="unknown"} 1.0' in text
     assert "liaison_hub_decision_seconds_bucket" in text
     assert "liaison_hub_in_flight 0.0" in text
-    # The default delivery (auto) on this single node is transaction.
-    assert 'liaison_hub_delivery_mode{mode="transaction"} 1.0' in text
+    # The default delivery is confirm (transaction mode can lose copies on a kill).
+    assert 'liaison_hub_delivery_mode{mode="confirm"} 1.0' in text
     # The memory holds the delivery and, since a redelivered refusal must not be answered
     # twice, the refusal too.
     assert "liaison_hub_dedupe_window_entries 2.0" in text
