@@ -49,6 +49,11 @@ HEADER_REFUSED_AT: Final = "x-liaison-refused-at"
 #: ``{"alg":"Ed25519","kid":…,"b64":false,"crit":["b64"]}``. The hub forwards it unchanged
 #: with the body, so every recipient verifies end to end.
 HEADER_SIGNATURE: Final = "x-liaison-signature"
+#: Set (``"true"``) on a copy the hub published for a message the broker redelivered to it with
+#: no record of its delivery: an earlier hub process may have published the same copy before it
+#: stopped (the broker takes a copy before its confirm reaches the hub). The copy has the same
+#: ``message_id`` as any earlier one: a receiver that has seen that id drops it.
+HEADER_POSSIBLE_REPEAT: Final = "x-liaison-possible-repeat"
 
 
 def inbox_queue(org: str) -> str:

@@ -555,7 +555,19 @@ class HubConsumer:
                     raise InboxFull(guarded)
             try:
                 return await self._carry_out(
-                    verdict, handled, key, publisher, body, props, routing_key, reports, turn, tag
+                    verdict,
+                    handled,
+                    key,
+                    publisher,
+                    body,
+                    props,
+                    routing_key,
+                    reports,
+                    turn,
+                    tag,
+                    # A transaction's copies are visible only with its ack: a redelivered
+                    # message was never committed, so nothing of it can repeat.
+                    redelivered=redelivered and not self._tx,
                 )
             finally:
                 # Committed or discarded: the census's next reading shows them, or never will.
@@ -578,6 +590,8 @@ class HubConsumer:
         reports: bool,
         turn: tuple[Turns, int] | None,
         tag: int | None,
+        *,
+        redelivered: bool,
     ) -> str:
         """Plan, publish (on its ``turn``), await the confirms or the commit, remember."""
         memory = self.memory
@@ -590,6 +604,7 @@ class HubConsumer:
             routing_key=routing_key,
             now=self._clock(),
             hub_key=self._hub_key,
+            redelivered=redelivered,
         )
 
         # The ledger's record of this verdict joins the current batch; its confirm, like the

@@ -31,6 +31,7 @@ from liaison.hub.reports import error_report, report_id
 from liaison.schemas.wire import (
     DEAD_LETTER_EXCHANGE,
     DELIVERY_EXCHANGE,
+    HEADER_POSSIBLE_REPEAT,
     HEADER_PRECEDENCE,
     HEADER_SENDER,
     HEADER_SIGNATURE,
@@ -97,36 +98,45 @@ def plan(
     routing_key: str,
     now: float,
     hub_key: HubKey | None = None,
+    redelivered: bool = False,
 ) -> Effects:
     """The effects of ``verdict`` on the message ``original`` (received with ``properties``
     under ``routing_key``), given what the memory recalls of ``key``; ``now`` is POSIX time.
-    Error reports are signed with ``hub_key`` when there is one."""
+    Error reports are signed with ``hub_key`` when there is one. A ``redelivered`` message
+    the memory does not know may have been published by a hub that stopped before its record:
+    every publish then says it is a possible repeat."""
     if handled is not None:
         # Handled before (a republished id, or a redelivery): everything it caused was
         # confirmed then, so only the ack is left.
         return _NOTHING
     if isinstance(verdict, Delivery):
-        publishes = [deliver(verdict, original, now)]
+        publishes = [deliver(verdict, original, now, possible_repeat=redelivered)]
         outcome = "delivered"
         for left_out in (verdict.partial, verdict.unrouted):
             if left_out is not None:
-                publishes.append(answer(left_out, original, now, hub_key=hub_key))
+                publishes.append(
+                    answer(left_out, original, now, hub_key=hub_key, possible_repeat=redelivered)
+                )
                 outcome = "partial"
         return Effects(outcome, publishes, Memo(key, Handled.DELIVERED, verdict.recipients))
     publishes = [
         Publish(
             DEAD_LETTER_EXCHANGE,
             routing_key,
-            dead_letter_properties(properties, verdict, now=now),
+            dead_letter_properties(properties, verdict, now=now, possible_repeat=redelivered),
             original,
         )
     ]
     if verdict.reply_to is not None:
-        publishes.append(answer(verdict, original, now, report=key, hub_key=hub_key))
+        publishes.append(
+            answer(verdict, original, now, report=key, hub_key=hub_key, possible_repeat=redelivered)
+        )
     return Effects("refused", publishes, Memo(key, Handled.REFUSED))
 
 
-def deliver(delivery: Delivery, original: bytes, now: float) -> Publish:
+def deliver(
+    delivery: Delivery, original: bytes, now: float, *, possible_repeat: bool = False
+) -> Publish:
     """The one publish that reaches every recipient's inbox."""
     keys = [delivery_key(org, flash=delivery.flash) for org in delivery.recipients]
     headers: dict[str, str | list[str]] = {
@@ -137,6 +147,8 @@ def deliver(delivery: Delivery, original: bytes, now: float) -> Publish:
     if delivery.signature is not None:
         # Forwarded unchanged with the unchanged body: each recipient verifies end to end.
         headers[HEADER_SIGNATURE] = delivery.signature
+    if possible_repeat:
+        headers[HEADER_POSSIBLE_REPEAT] = "true"
     if len(keys) > 1:
         # Sender-selected distribution: one publish reaches every inbox named here, and the
         # broker strips the header before delivery.
@@ -158,6 +170,7 @@ def answer(
     *,
     report: str | None = None,
     hub_key: HubKey | None = None,
+    possible_repeat: bool = False,
 ) -> Publish:
     """The error report to the refused sender (``refusal.reply_to``), signed by the hub."""
     assert refusal.reply_to is not None
@@ -168,7 +181,7 @@ def answer(
     return Publish(
         DELIVERY_EXCHANGE,
         delivery_key(refusal.reply_to, flash=False),
-        report_properties(report, now=stamp, signature=signature),
+        report_properties(report, now=stamp, signature=signature, possible_repeat=possible_repeat),
         body,
     )
 

@@ -22,6 +22,7 @@ from liaison.schemas.wire import (
     HEADER_ERROR_FIELD,
     HEADER_ERROR_REASON,
     HEADER_ORIGINAL_USER,
+    HEADER_POSSIBLE_REPEAT,
     HEADER_REFUSED_AT,
     HEADER_SENDER,
     HEADER_SIGNATURE,
@@ -97,13 +98,19 @@ def delivery_properties(
 
 
 def report_properties(
-    report_id: str, *, now: datetime, signature: str | None = None
+    report_id: str,
+    *,
+    now: datetime,
+    signature: str | None = None,
+    possible_repeat: bool = False,
 ) -> spec.Basic.Properties:
     """An error report's properties: from the hub, with a message id stable across repeats,
-    signed with the hub's key when it has one."""
+    signed with the hub's key when it has one, marked when it may repeat an earlier one."""
     headers: FieldTable = {HEADER_SENDER: HUB_SENDER, HEADER_TYPE: "error.report"}
     if signature is not None:
         headers[HEADER_SIGNATURE] = signature
+    if possible_repeat:
+        headers[HEADER_POSSIBLE_REPEAT] = "true"
     return spec.Basic.Properties(
         content_type=CONTENT_TYPE,
         delivery_mode=_PERSISTENT,
@@ -116,9 +123,10 @@ def report_properties(
 
 
 def dead_letter_properties(
-    original: spec.Basic.Properties, refusal: Refusal, *, now: float
+    original: spec.Basic.Properties, refusal: Refusal, *, now: float, possible_repeat: bool = False
 ) -> spec.Basic.Properties:
-    """A refused original's properties: its own, plus why, when and whose it was."""
+    """A refused original's properties: its own, plus why, when and whose it was (and whether
+    it may repeat an earlier dead letter)."""
     headers = dict(original.headers or {})
     headers.update(
         {
@@ -130,6 +138,8 @@ def dead_letter_properties(
     )
     if refusal.field_path:
         headers[HEADER_ERROR_FIELD] = refusal.field_path
+    if possible_repeat:
+        headers[HEADER_POSSIBLE_REPEAT] = "true"
     return spec.Basic.Properties(
         content_type=original.content_type,
         delivery_mode=_PERSISTENT,

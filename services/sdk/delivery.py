@@ -13,6 +13,7 @@ from liaison.schemas.catalogue import tag_of
 from liaison.schemas.envelope import Body, Envelope
 from liaison.schemas.messages.system import Ack, AckLevel, ErrorReport
 from liaison.schemas.types import Classification, Precedence
+from liaison.schemas.wire import HEADER_POSSIBLE_REPEAT
 from liaison.sdk.compose import enum_value
 from liaison.sdk.errors import NotAnswerable, SettleFailed
 from liaison.sdk.refusal import Refusal
@@ -108,6 +109,14 @@ class Delivery:
     def sender(self) -> str:
         """The organisation that sent it (``liaison`` for the hub's own error reports)."""
         return self._envelope.sender
+
+    @property
+    def possible_repeat(self) -> bool:
+        """Whether the hub marked it as possibly repeating an earlier copy (a hub stopped after
+        publishing it and before recording that): the inbox already drops a copy whose
+        ``message_id`` it settled in this process; an application that keeps its own record of
+        processed ids across restarts checks this id against it."""
+        return (self._message.headers or {}).get(HEADER_POSSIBLE_REPEAT) == "true"
 
     @property
     def verified(self) -> bool:

@@ -25,6 +25,7 @@ from liaison.schemas.wire import (
     HEADER_ERROR_CODE,
     HEADER_ERROR_FIELD,
     HEADER_ORIGINAL_USER,
+    HEADER_POSSIBLE_REPEAT,
     HEADER_SENDER,
     HUB_SENDER,
 )
@@ -68,7 +69,12 @@ def received(user: str | None = "mag", **headers: Any) -> spec.Basic.Properties:
 
 
 def effects_of(
-    router: Router, raw: bytes, handled: Handled | None = None, user: str | None = "mag"
+    router: Router,
+    raw: bytes,
+    handled: Handled | None = None,
+    user: str | None = "mag",
+    *,
+    redelivered: bool = False,
 ) -> tuple[Verdict, Effects]:
     """Decide ``raw`` as published by ``user`` on routing key ``mag``, and plan its effects."""
     verdict = router.decide(
@@ -86,6 +92,7 @@ def effects_of(
         properties=received(user),
         routing_key="mag",
         now=NOW,
+        redelivered=redelivered,
     )
     return verdict, effects
 
@@ -189,6 +196,24 @@ def test_report_id_is_the_same_for_a_redelivery_and_differs_by_code(router: Rout
     assert isinstance(verdict, Refusal)
     other = Refusal(ErrorCode.POISON, "x", None, verdict.distribution_id, None, "mag")
     assert memory_key(other, raw) != memory_key(verdict, raw)
+
+
+@pytest.mark.parametrize(
+    "recipients", [["org:unmas"], ["role:nobody"]], ids=["delivery", "refusal"]
+)
+@pytest.mark.parametrize("redelivered", [False, True])
+def test_a_redelivery_nothing_recalls_marks_every_publish_as_a_possible_repeat(
+    router: Router, recipients: list[str], redelivered: bool
+) -> None:
+    """A redelivered message the memory does not know is published again with
+    x-liaison-possible-repeat on its copy, report and dead letter; a first delivery is not."""
+    raw = msgspec.json.encode(envelope("mag", recipients))
+    _, effects = effects_of(router, raw, redelivered=redelivered)
+    assert effects.publishes
+    for publish in effects.publishes:
+        headers = header_of(publish).headers or {}
+        assert (headers.get(HEADER_POSSIBLE_REPEAT) == "true") is redelivered
+        assert (HEADER_POSSIBLE_REPEAT in headers) is redelivered
 
 
 @pytest.mark.parametrize("handled", list(Handled))

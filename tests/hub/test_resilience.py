@@ -10,7 +10,12 @@ import msgspec
 import pytest
 
 from liaison.hub.decisions import Verdict
-from liaison.schemas.wire import DEAD_LETTER_QUEUE, HEADER_ERROR_CODE, inbox_queue
+from liaison.schemas.wire import (
+    DEAD_LETTER_QUEUE,
+    HEADER_ERROR_CODE,
+    HEADER_POSSIBLE_REPEAT,
+    inbox_queue,
+)
 from tests.conftest import management
 from tests.hub.conftest import RunningHub
 from tests.hub.support import Partner, decode, drain, envelope
@@ -251,3 +256,32 @@ async def test_a_redelivered_refusal_is_answered_and_kept_once(
     dead = await drain(admin, DEAD_LETTER_QUEUE, expect=len(payloads), settle=1.0)
     assert sorted(m.body for m in dead) == sorted(payloads)
     assert hub.consumer.ready
+
+
+async def test_a_copy_published_again_without_a_record_says_it_may_repeat(
+    hub: RunningHub,
+    partners: dict[str, Partner],
+    admin: Admin,
+    vhost: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Confirm mode's window, opened on purpose: a copy confirmed but neither recorded nor acked
+    (a hub stopped there) is published again on redelivery, with the same message id and
+    x-liaison-possible-repeat, which the first copy does not carry."""
+    unacked: list[int] = []
+
+    async def forget(*_: object) -> None:
+        return None
+
+    monkeypatch.setattr(hub.consumer, "_ack", unacked.append)
+    monkeypatch.setattr(hub.consumer.memory, "remember", forget)
+    await partners["mag"].send(msgspec.json.encode(envelope("mag", ["org:unmas"])))
+    (first,) = await drain(admin, inbox_queue("unmas"), expect=1, settle=0.5)
+    assert unacked, "the delivery was never finished"
+    monkeypatch.undo()
+    await close_hub_connection(vhost)
+    (again,) = await drain(admin, inbox_queue("unmas"), expect=1, timeout=30, settle=0.5)
+    assert again.message_id == first.message_id
+    assert HEADER_POSSIBLE_REPEAT not in (first.headers or {})
+    assert (again.headers or {}).get(HEADER_POSSIBLE_REPEAT) == "true"
+    assert again.body == first.body
