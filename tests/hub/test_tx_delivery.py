@@ -41,7 +41,7 @@ RECIPIENTS = ["unmas", "minusca"]
 #: prefetch (256 on each of the 4 shards) in flight, not a trickle.
 BACKLOG = 4000
 #: Messages the shards hold, at least, when each later hub starts (topped up). A hub works
-#: through 700-1,300 of them before the test sees its progress and kills it, so the backlog
+#: through 250-1,300 of them before the test sees its progress and kills it, so the backlog
 #: alone could run out before the fourth hub, which then finished the rest before its progress
 #: was even measured, and the test waited for copies that could never come (issue #11).
 MIN_BACKLOG = 2000
