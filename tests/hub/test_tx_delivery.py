@@ -107,7 +107,7 @@ async def test_a_failing_message_is_given_back_within_a_batch_and_the_rest_flows
     strict=False,
     reason="open defect: a hub killed just after its tx.commit can lose copies. RabbitMQ 3.10 "
     "applies the transaction's acks at once but queues its publishes to a quorum queue at low "
-    "priority, and drops those still queued when the channel dies; 72 copies lost in 1 of ~40 "
+    "priority, and drops those still queued when the channel dies; copies lost in 4 of 86 "
     "runs (docs/operations.md, 'Repeats after a crash')",
 )
 async def test_killed_hubs_under_a_backlog_repeat_nothing(
