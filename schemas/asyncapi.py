@@ -98,6 +98,16 @@ _MESSAGE_TRAIT: Final = {
             wire.HEADER_SENDER: {"type": "string", "description": "Envelope sender."},
             wire.HEADER_TYPE: {"type": "string", "description": "Body type."},
             wire.HEADER_PRECEDENCE: {"type": "string", "description": "Envelope precedence."},
+            wire.HEADER_POSSIBLE_REPEAT: {
+                "type": "string",
+                "const": "true",
+                "description": (
+                    "Set only on a copy the hub published again after a hub stopped between "
+                    "the broker taking an earlier copy and the hub's record of it: drop it if "
+                    "you already processed its message_id. Unmarked copies never repeat one "
+                    "another."
+                ),
+            },
             wire.HEADER_SIGNATURE: {
                 "type": "string",
                 "pattern": "^[A-Za-z0-9_-]+\\.\\.[A-Za-z0-9_-]+$",
