@@ -104,8 +104,8 @@ _MESSAGE_TRAIT: Final = {
                 "description": (
                     "Set only on a copy the hub published again after a hub stopped between "
                     "the broker taking an earlier copy and the hub's record of it: drop it if "
-                    "you already processed its message_id. Unmarked copies never repeat one "
-                    "another."
+                    "you already processed its message_id. An unmarked copy repeats an earlier "
+                    "one only in rarer cases (docs/partners.md §3)."
                 ),
             },
             wire.HEADER_SIGNATURE: {
