@@ -307,8 +307,8 @@ class Tally:
     lost: int = 0
     inversions: int = 0
     repeats: int = 0
-    #: Repeats without x-liaison-possible-repeat: ones a recipient cannot tell from new mail
-    #: without keeping every message id it saw.
+    #: Repeated copies and reports without x-liaison-possible-repeat: ones a recipient cannot
+    #: tell from new mail without keeping every message id it saw.
     unannounced: int = 0
     unanswered: int = 0
     answered_twice: int = 0
@@ -320,9 +320,9 @@ class Tally:
     def __str__(self) -> str:
         return (
             f"delivered {self.delivered}, answers {self.answers}: lost {self.lost}, "
-            f"order inversions {self.inversions}, repeats {self.repeats} "
-            f"({self.unannounced} without {HEADER_POSSIBLE_REPEAT}), "
-            f"unanswered invalid inputs {self.unanswered}, answered twice {self.answered_twice}"
+            f"order inversions {self.inversions}, repeats {self.repeats}, "
+            f"unanswered invalid inputs {self.unanswered}, answered twice {self.answered_twice} "
+            f"(repeats and answers twice without {HEADER_POSSIBLE_REPEAT}: {self.unannounced})"
         )
 
 
@@ -355,6 +355,10 @@ def count(
     for sender in senders:
         reports = [decode(m)["body"] for m in inboxes[sender.org]]
         tally.answers += len(reports)
+        twice_before = tally.answered_twice
+        marked = sum(
+            (m.headers or {}).get(HEADER_POSSIBLE_REPEAT) == "true" for m in inboxes[sender.org]
+        )
         named: dict[str, int] = {}
         anonymous = 0
         for report in reports:
@@ -380,6 +384,7 @@ def count(
             tally.unanswered += len(anonymous_inputs) - anonymous
             tally.missing.append(f"{len(anonymous_inputs) - anonymous} of {sender.org}'s anon-*")
         tally.answered_twice += max(0, anonymous - anonymous_sent)
+        tally.unannounced += max(0, tally.answered_twice - twice_before - marked)
     return tally
 
 
