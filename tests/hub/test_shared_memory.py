@@ -10,6 +10,7 @@ import aio_pika
 import pytest
 import redis.asyncio
 import redis.exceptions
+from pamqp import commands as spec
 
 from liaison.common.topology import hub_queue
 from liaison.directory.index import DirectoryIndex
@@ -30,17 +31,21 @@ Admin = aio_pika.abc.AbstractConnection
 PREFETCH = 32
 
 
-async def shards_empty(admin: Admin) -> bool:
-    """No ingress message waits or is unacknowledged in any shard."""
+async def shard_states(admin: Admin) -> list[spec.Queue.DeclareOk]:
+    """Each of the 4 shards' message and consumer counts, read by a passive declare."""
     channel = await admin.channel()
     try:
-        for shard in range(4):
-            queue = await channel.declare_queue(hub_queue(shard), passive=True)
-            if queue.declaration_result.message_count:
-                return False
+        return [
+            (await channel.declare_queue(hub_queue(shard), passive=True)).declaration_result
+            for shard in range(4)
+        ]
     finally:
         await channel.close()
-    return True
+
+
+async def shards_empty(admin: Admin) -> bool:
+    """No ingress message waits or is unacknowledged in any shard."""
+    return not any(state.message_count for state in await shard_states(admin))
 
 
 async def test_a_second_hub_does_not_deliver_a_redelivered_message_again(

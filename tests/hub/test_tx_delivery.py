@@ -30,7 +30,7 @@ from tests.hub.conftest import purge_all
 from tests.hub.memory_support import start_hub
 from tests.hub.support import Partner, decode, demo_signature, drain, envelope
 from tests.hub.test_processes import queue_depth, wait_for
-from tests.hub.test_shared_memory import shards_empty
+from tests.hub.test_shared_memory import shard_states, shards_empty
 from tests.hub_process import HubProcess
 
 pytestmark = [pytest.mark.broker]
@@ -290,15 +290,7 @@ async def consume(
 
 async def no_consumers(admin: aio_pika.abc.AbstractConnection) -> bool:
     """No consumer is attached to any shard."""
-    channel = await admin.channel()
-    try:
-        for shard in range(4):
-            queue = await channel.declare_queue(hub_queue(shard), passive=True)
-            if queue.declaration_result.consumer_count:
-                return False
-    finally:
-        await channel.close()
-    return True
+    return not any(state.consumer_count for state in await shard_states(admin))
 
 
 async def loss_report(
