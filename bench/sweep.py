@@ -120,7 +120,7 @@ class Sweep(BenchVhost):
                 limit_seconds=max(120.0, n / 20),
             )
             # The hub, idle now, still connected: stopping it is not the round's work.
-            tail = await broker_tail(settled["broker_cores"])
+            tail = await broker_tail(settled["broker_cores"], limit_seconds=self.args.tail_seconds)
         finally:
             await stop(process)
         dead = await self.counter.count(DEAD_LETTER_QUEUE)
@@ -154,7 +154,7 @@ class Sweep(BenchVhost):
                 alive=watch.alive,
                 limit_seconds=max(120.0, n / 20),
             )
-            tail = await broker_tail(settled["broker_cores"])
+            tail = await broker_tail(settled["broker_cores"], limit_seconds=self.args.tail_seconds)
         finally:
             await watch.stop()
             await delete_shovel(self.mgmt, self.vhost, name)
@@ -451,6 +451,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds of every mover at every point (3)")
     parser.add_argument("--max-messages", type=int, help="most messages per round (1500)")
     parser.add_argument("--settle-seconds", type=float, help="longest idle wait per round (5)")
+    parser.add_argument(
+        "--tail-seconds",
+        type=float,
+        help="longest wait per round for the broker to finish its work after the last copy (20)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument(
         "--points", help="only these points, by label (e.g. 4r-text-1kb,4r-coords-64kb)"
@@ -467,6 +472,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.max_messages = args.max_messages or (300 if args.quick else 1500)
     args.settle_seconds = args.settle_seconds or (1.0 if args.quick else 5.0)
+    args.tail_seconds = args.tail_seconds or (2.0 if args.quick else 20.0)
     return args
 
 
