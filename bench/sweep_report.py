@@ -39,7 +39,8 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(
             f"  {name:<20} a {m['a_us']:.0f}  b {m['b_us_per_recipient']:.2f}/recipient  {kinds}"
-            f"  d {m['d_us_per_recipient_kb']:.3f}/(recipient KB)  rms {m['rms_residual_us']:.0f}"
+            f"  d {m['d_us_per_recipient_kb']:.3f}/(recipient KB)"
+            f"  e {m.get('e_us_per_recipient2', 0):.3f}/recipient^2  rms {m['rms_residual_us']:.0f}"
             f" ({m.get('rms_relative_residual', float('nan')):.0%})"
         )
     example = model.get("sizing_example")
@@ -175,8 +176,8 @@ def sizing_markdown(results: dict[str, Any]) -> str:
     model = results["model"]
     lines = [
         "| CPU µs per message | a (fixed) | b (per recipient) | c text (per KB) "
-        "| c coordinates (per KB) | d (per recipient x KB) | rms residual |",
-        "|---|---|---|---|---|---|---|",
+        "| c coordinates (per KB) | d (per recipient x KB) | e (per recipient²) | rms residual |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     names = {
         "hub": "hub process",
@@ -190,7 +191,8 @@ def sizing_markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {m['a_us']:.0f} | {m['b_us_per_recipient']:.2f} "
             f"| {m.get('c_us_per_kb_text', 0):.2f} | {m.get('c_us_per_kb_coords', 0):.2f} "
-            f"| {m['d_us_per_recipient_kb']:.3f} | {m['rms_residual_us']:.0f} "
+            f"| {m['d_us_per_recipient_kb']:.3f} | {m.get('e_us_per_recipient2', 0):.3f} "
+            f"| {m['rms_residual_us']:.0f} "
             f"({m.get('rms_relative_residual', float('nan')):.0%}) |"
         )
     example = model.get("sizing_example")

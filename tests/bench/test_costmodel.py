@@ -7,22 +7,23 @@ from bench.sweep import judge_check
 
 
 def _samples(
-    a: float, b: float, c: dict[str, float], d: float
+    a: float, b: float, c: dict[str, float], d: float, e: float = 0.0
 ) -> list[tuple[int, float, str, float]]:
     shapes = [(r, 0.8, "text") for r in (1, 4, 16, 32, 47)]
     shapes += [(4, kb, k) for k in ("text", "coords") for kb in (1, 16, 64, 128)]
     shapes += [(16, 64, "text"), (16, 64, "coords")]
-    return [(r, kb, k, a + b * r + c[k] * kb + d * r * kb) for r, kb, k in shapes]
+    return [(r, kb, k, a + b * r + c[k] * kb + d * r * kb + e * r * r) for r, kb, k in shapes]
 
 
 def test_fit_recovers_the_costs_it_was_made_from() -> None:
-    """Noise-free samples give back a, b, c by kind and d exactly, with no residual."""
-    model = costmodel.fit(_samples(120.0, 0.7, {"text": 2.5, "coords": 9.0}, 0.05))
+    """Noise-free samples give back a, b, c by kind, d and e exactly, with no residual."""
+    model = costmodel.fit(_samples(120.0, 0.7, {"text": 2.5, "coords": 9.0}, 0.05, 0.8))
     assert model["a_us"] == pytest.approx(120.0, abs=0.01)
     assert model["b_us_per_recipient"] == pytest.approx(0.7, abs=0.001)
     assert model["c_us_per_kb_text"] == pytest.approx(2.5, abs=0.001)
     assert model["c_us_per_kb_coords"] == pytest.approx(9.0, abs=0.001)
     assert model["d_us_per_recipient_kb"] == pytest.approx(0.05, abs=0.0001)
+    assert model["e_us_per_recipient2"] == pytest.approx(0.8, abs=0.0001)
     assert model["rms_residual_us"] == pytest.approx(0.0, abs=0.01)
     assert model["fitted_over"]["recipients"] == [1, 47]
     assert model["fitted_over"]["kb_coords"] == [1.0, 128.0]
@@ -30,8 +31,8 @@ def test_fit_recovers_the_costs_it_was_made_from() -> None:
 
 def test_predict_and_extrapolated() -> None:
     """A prediction is the model's sum; shapes outside the fitted ranges are flagged."""
-    model = costmodel.fit(_samples(100.0, 1.0, {"text": 3.0, "coords": 8.0}, 0.0))
-    assert costmodel.predict(model, 10, 2.0, "coords") == pytest.approx(100 + 10 + 16, abs=0.1)
+    model = costmodel.fit(_samples(100.0, 1.0, {"text": 3.0, "coords": 8.0}, 0.0, 0.5))
+    assert costmodel.predict(model, 10, 2.0, "coords") == pytest.approx(100 + 10 + 16 + 50, abs=0.1)
     assert not costmodel.extrapolated(model, 10, 64.0, "coords")
     assert costmodel.extrapolated(model, 10, 200.0, "coords")
     assert costmodel.extrapolated(model, 60, 1.0, "text")
