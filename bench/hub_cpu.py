@@ -1,18 +1,20 @@
 """The hub's CPU per message with every feature on, and the same before a change, side by side.
 
 ``python -m bench.hub_cpu [--messages N] [--repeats R] [--redis URL] [--baseline DIR]
-[--profile DIR]``: ``make bench``'s hub round (N messages preloaded into the ingress by the
-partners' accounts, one ``python -m liaison.hub``, timed until every inbox and the bench's copy
-counter hold their copies) with everything a production hub does per message: every message
-signed by its sender's demo key and verified (the sample's ``signatures = "required"``), the
-shared delivery memory in Redis (``LIAISON_REDIS_URL``, a run-unique key prefix deleted
-afterwards), and a decision record for the ledger.
+[--delivery MODE,MODE] [--profile DIR]``: ``make bench``'s hub round (N messages preloaded into
+the ingress by the partners' accounts, one ``python -m liaison.hub``, timed until every inbox
+and the bench's copy counter hold their copies) with everything a production hub does per
+message: every message signed by its sender's demo key and verified (the sample's ``signatures =
+"required"``), the shared delivery memory in Redis (``LIAISON_REDIS_URL``, a run-unique key
+prefix deleted afterwards), and a decision record for the ledger.
 
-``--baseline DIR`` alternates rounds of the hub from another source tree (``git archive`` of
-the commit before a change, run through ``bench.hub_source``) with rounds of this one: the A/B
-of a change in one run, the same broker, workload and machine load. ``--profile DIR`` records
-each hub with ``py-spy`` (collapsed stacks, ``<tag>.txt``; ``--rate`` samples a second).
-Prints a line per round, then rounds and medians as JSON (``bench/results/hub_cpu.json``).
+``--baseline DIR`` alternates rounds of the hub from another source tree (``git archive`` of the
+commit before a change, run through ``bench.hub_source``) with rounds of this one: the A/B of a
+change in one run, the same broker, workload and machine load. ``--delivery
+confirm,transaction`` alternates the hub's delivery modes (``LIAISON_DELIVERY``) the same way.
+``--profile DIR`` records each hub with ``py-spy`` (collapsed stacks, ``<tag>.txt``; ``--rate``
+samples a second). Prints a line per round, then rounds and medians as JSON
+(``bench/results/hub_cpu.json``).
 """
 
 import argparse
@@ -102,7 +104,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         argv += ["--settle-seconds", str(args.settle_seconds)]
     run = Run(parse_args(argv))
     prefix = f"liaison-bench-{run.run_id}:"
-    kinds = ["baseline", "current"] if args.baseline else ["current"]
+    trees = ["baseline", "current"] if args.baseline else ["current"]
+    modes = args.delivery.split(",") if args.delivery else []
+    # A kind is a tree, or a tree in one delivery mode ("current-transaction").
+    kinds = [f"{tree}-{mode}" for tree in trees for mode in modes] if modes else trees
     rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     tags: list[str] = []
     if args.profile:
@@ -112,17 +117,19 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     await run.setup()
     signed_directory = run.scratch / "directory-signed.toml"
     write_directory(run.run_id, signed_directory, signed=True)
-    os.environ["LIAISON_BENCH_HUB_ENV"] = (
-        f"LIAISON_REDIS_URL={args.redis} LIAISON_REDIS_PREFIX={prefix}"
-    )
+    hub_env = f"LIAISON_REDIS_URL={args.redis} LIAISON_REDIS_PREFIX={prefix}"
     try:
         for round_number in range(args.repeats):
             for kind in kinds if round_number % 2 == 0 else kinds[::-1]:
+                tree, _, mode = kind.partition("-")
+                os.environ["LIAISON_BENCH_HUB_ENV"] = hub_env + (
+                    f" LIAISON_DELIVERY={mode}" if mode else ""
+                )
                 tag = f"{kind}{round_number}"
                 tags.append(tag)
                 batch = sign_messages(run.messages(args.messages, tag))
                 module = "liaison.hub"
-                if kind == "baseline":
+                if tree == "baseline":
                     os.environ["LIAISON_BENCH_HUB_SOURCE"] = str(args.baseline)
                     module = "bench.hub_source"
                 syscalls.clear()
@@ -155,6 +162,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "messages": args.messages,
         "features": ["signatures required and verified", "Redis delivery memory", "records"],
+        "delivery": modes or "the hub's default (LIAISON_DELIVERY unset)",
         "rounds": {
             k: [{f: r[f] for f in (*FIELDS, "settled_before")} for r in v] for k, v in rows.items()
         },
@@ -173,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--settle-seconds", type=float, help="see python -m bench (30)")
     parser.add_argument("--baseline", type=Path, help="source tree of the hub to compare with")
+    parser.add_argument(
+        "--delivery",
+        help="LIAISON_DELIVERY of each kind of round, alternating (e.g. confirm,transaction); "
+        "unset: the hub's default",
+    )
     parser.add_argument("--profile", type=Path, help="write py-spy's stacks of each hub here")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples a second (200)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")

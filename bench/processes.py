@@ -18,6 +18,9 @@ import yarl
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_AMQP_PORT = 5672
+#: ``rabbitmqctl`` arguments that reach the bench's broker when it is not the default node
+#: (``--erlang-cookie C -n NAME``, as ``python -m liaison.nodes`` prints them).
+RABBITMQCTL_ARGS_ENV = "LIAISON_BENCH_RABBITMQCTL_ARGS"
 
 
 def free_port() -> int:
@@ -230,11 +233,13 @@ async def roll_over_wal() -> bool:
     a bench run writes several hundred MB, so without this the pause lands in whichever
     measurement happens to cross the limit (seen: a 38 ms p99 in one latency round).
     """
-    if shutil.which("rabbitmqctl") is None or amqp_port() != DEFAULT_AMQP_PORT:
-        # Plain rabbitmqctl talks to the default node: not the one measured on another port.
+    # Plain rabbitmqctl talks to the default node; another node needs its name and cookie.
+    node_args = os.environ.get(RABBITMQCTL_ARGS_ENV, "").split()
+    if shutil.which("rabbitmqctl") is None or (amqp_port() != DEFAULT_AMQP_PORT and not node_args):
         return False
     process = await asyncio.create_subprocess_exec(
         "rabbitmqctl",
+        *node_args,
         "eval",
         "ra_log_wal:force_roll_over(ra_log_wal).",
         stdout=asyncio.subprocess.PIPE,
@@ -274,3 +279,32 @@ async def settle(
                 "quiet": quiet,
                 "wal_rolled_over": rolled,
             }
+
+
+async def broker_tail(
+    background_cores: float, interval: float = 0.25, limit_seconds: float = 20.0
+) -> dict[str, Any]:
+    """What the broker still spends on a round after its last copy landed: roll the WAL over
+    (writing the round's entries to the queues' segment files, which the broker otherwise
+    does whenever 512 MB of WAL fill up: in some later round, or never within one), then
+    wait until, over two ``interval`` in a row, it runs at ``background_cores`` (+0.05) again
+    (two: the segment writer starts a moment after the roll-over returns).
+
+    Returns the CPU seconds and the seconds waited; the caller takes the background out.
+    """
+    broker = CpuMeter.broker()
+    broker.mark()
+    started = time.monotonic()
+    rolled = await roll_over_wal()
+    quiet = 0
+    while quiet < 2 and time.monotonic() - started < limit_seconds:
+        before = broker.read()
+        await asyncio.sleep(interval)
+        busy = (broker.read() - before) / interval
+        quiet = quiet + 1 if busy < background_cores + 0.05 else 0
+    return {
+        "cpu_s": broker.read(),
+        "seconds": round(time.monotonic() - started, 3),
+        "quiet": quiet >= 2,
+        "wal_rolled_over": rolled,
+    }

@@ -39,7 +39,9 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(
             f"  {name:<20} a {m['a_us']:.0f}  b {m['b_us_per_recipient']:.2f}/recipient  {kinds}"
-            f"  d {m['d_us_per_recipient_kb']:.3f}/(recipient KB)  rms {m['rms_residual_us']:.0f}"
+            f"  d {m['d_us_per_recipient_kb']:.3f}/(recipient KB)"
+            f"  e {m.get('e_us_per_recipient2', 0):.3f}/recipient^2  rms {m['rms_residual_us']:.0f}"
+            f" ({m.get('rms_relative_residual', float('nan')):.0%})"
         )
     example = model.get("sizing_example")
     if example is None:
@@ -54,12 +56,27 @@ def table(results: dict[str, Any]) -> str:
     check = results.get("sizing_check")
     if check:
         lines.append(
-            f"  measured on the mixed load: hub {check['measured']['hub_cpu_us_per_message']:.0f} "
-            f"us/msg ({check['hub_ratio_measured_to_predicted']:.2f} x predicted), broker "
-            f"{check['measured']['broker_cpu_us_per_message']:.0f} us/msg "
-            f"({check['broker_ratio_measured_to_predicted']:.2f} x predicted)"
+            f"  measured on the mixed load ({len(check['rounds'])} rounds): {check_line(check)}"
         )
     return "\n".join(lines)
+
+
+def check_line(check: dict[str, Any]) -> str:
+    """The sizing check's verdict for hub and broker: median, each round, within 25 % or not."""
+    parts = []
+    for series in ("hub", "broker"):
+        c = check[series]
+        if c["median_ratio"] is None:
+            parts.append(f"{series}: every round failed")
+            continue
+        rounds = " / ".join(f"{r:.2f}" for r in c["ratios"])
+        verdict = "within" if c["within_tolerance"] else "OUTSIDE"
+        parts.append(
+            f"{series} {c['median_us_per_message']:.0f} us/msg against "
+            f"{c['predicted_us_per_message']} predicted, {c['median_ratio']:.2f} x "
+            f"(rounds {rounds}; {verdict} 25 %)"
+        )
+    return "; ".join(parts)
 
 
 def chart(results: dict[str, Any], out: Path) -> Path:
@@ -159,8 +176,8 @@ def sizing_markdown(results: dict[str, Any]) -> str:
     model = results["model"]
     lines = [
         "| CPU µs per message | a (fixed) | b (per recipient) | c text (per KB) "
-        "| c coordinates (per KB) | d (per recipient x KB) | rms residual |",
-        "|---|---|---|---|---|---|---|",
+        "| c coordinates (per KB) | d (per recipient x KB) | e (per recipient²) | rms residual |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     names = {
         "hub": "hub process",
@@ -174,7 +191,9 @@ def sizing_markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {m['a_us']:.0f} | {m['b_us_per_recipient']:.2f} "
             f"| {m.get('c_us_per_kb_text', 0):.2f} | {m.get('c_us_per_kb_coords', 0):.2f} "
-            f"| {m['d_us_per_recipient_kb']:.3f} | {m['rms_residual_us']:.0f} |"
+            f"| {m['d_us_per_recipient_kb']:.3f} | {m.get('e_us_per_recipient2', 0):.3f} "
+            f"| {m['rms_residual_us']:.0f} "
+            f"({m.get('rms_relative_residual', float('nan')):.0%}) |"
         )
     example = model.get("sizing_example")
     if example:
@@ -194,4 +213,7 @@ def sizing_markdown(results: dict[str, Any]) -> str:
             f"| **all** | {example['messages_per_s']:.0f} | | | "
             f"{example['hub_cpu_us_per_message']} | {example['broker_cpu_us_per_message']} | |"
         )
+    check = results.get("sizing_check")
+    if check:
+        lines += ["", f"Sizing check: {check_line(check)}"]
     return "\n".join(lines)

@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.broker, pytest.mark.redis]
 
 
 def test_hub_cpu_runs_current_and_baseline_rounds(tmp_path: Path) -> None:
-    """200 signed messages through the Redis-backed hub, this tree against a baseline tree."""
+    """200 signed messages through the Redis-backed hub, this tree against a baseline tree,
+    each in both delivery modes."""
     subprocess.run(
         [
             sys.executable,
@@ -32,6 +33,8 @@ def test_hub_cpu_runs_current_and_baseline_rounds(tmp_path: Path) -> None:
             "1",
             "--baseline",
             str(ROOT),
+            "--delivery",
+            "confirm,transaction",
             "--redis",
             os.environ.get("LIAISON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
             "--out",
@@ -44,7 +47,10 @@ def test_hub_cpu_runs_current_and_baseline_rounds(tmp_path: Path) -> None:
     )
     results = json.loads((tmp_path / "hub_cpu.json").read_text())
     assert results["messages"] == 200
-    for kind in ("baseline", "current"):
+    assert set(results["rounds"]) == {
+        f"{tree}-{mode}" for tree in ("baseline", "current") for mode in ("confirm", "transaction")
+    }
+    for kind in results["rounds"]:
         (row,) = results["rounds"][kind]
         assert row["msg_per_s"] > 0
         assert row["mover_cpu_us_per_message"] > 0

@@ -33,7 +33,13 @@ def test_every_point_has_hub_and_shovel_rounds(sweep: dict[str, Any]) -> None:
                 assert row["copies_per_s"] >= row["msg_per_s"]
                 assert row["broker_cpu_raw_us_per_message"] > 0
                 # Less the broker's background rate, which on a busy broker can eat a tiny round.
-                assert 0 <= row["broker_cpu_us_per_message"] <= row["broker_cpu_raw_us_per_message"]
+                window = row["broker_cpu_window_us_per_message"]
+                assert 0 <= window <= row["broker_cpu_raw_us_per_message"]
+                # The work the broker finished after the last copy is the round's too.
+                assert row["broker_tail"]["seconds"] > 0
+                assert row["broker_cpu_us_per_message"] == pytest.approx(
+                    window + row["broker_cpu_tail_us_per_message"], abs=0.2
+                )
         assert point["hub"]["rounds"][0]["hub_cpu_us_per_message"] > 0
 
 
