@@ -72,6 +72,16 @@ def whole_text(body: bytes) -> str | None:
         return None
 
 
+#: Session settings a variant gives the writing connection.
+SESSION: dict[str, dict[str, str]] = {
+    "pending_list_64kB": {"gin_pending_list_limit": "64"},
+    "pending_list_256kB": {"gin_pending_list_limit": "256"},
+    "pending_list_1MB": {"gin_pending_list_limit": "1024"},
+    "pending_list_4MB": {"gin_pending_list_limit": "4096"},
+}
+VARIANTS.update({name: [] for name in SESSION})
+
+
 def records(count: int, prefix: str) -> list[DecisionRecord]:
     """``count`` delivered records of the bench workload's messages."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -124,7 +134,11 @@ async def run(variant: str, batch: list[DecisionRecord], size: int) -> dict[str,
         await store.write(warm)
         rest = batch[size:]
         rows_module.search_text = whole_text if variant == "whole_json_text" else search_text
+        async with pool.acquire() as connection:
+            for name, value in SESSION.get(variant, {}).items():
+                await connection.execute(f"SET {name} = {value}")
         python = backend = 0.0
+        batch_ms: list[float] = []
         began = time.perf_counter()
         for first in range(0, len(rest), size):
             cpu = time.process_time()
@@ -134,7 +148,9 @@ async def run(variant: str, batch: list[DecisionRecord], size: int) -> dict[str,
             python += time.process_time() - cpu
             pg = backend_ns(pid)
             cpu = time.process_time()
+            wrote = time.perf_counter()
             await store.write(rows)
+            batch_ms.append((time.perf_counter() - wrote) * 1000)
             python += time.process_time() - cpu
             backend += (backend_ns(pid) - pg) / 1e9
         wall = time.perf_counter() - began
@@ -154,6 +170,8 @@ async def run(variant: str, batch: list[DecisionRecord], size: int) -> dict[str,
         "postgres_us": backend / n * 1e6,
         "pending_us": pending / n * 1e6,
         "wall_us": wall / n * 1e6,
+        "batch_p50_ms": statistics.median(batch_ms),
+        "batch_max_ms": max(batch_ms),
     }
 
 
@@ -167,12 +185,13 @@ async def main_async(args: argparse.Namespace) -> None:
             print(
                 f"round {r + 1} {variant:<22} python {row['python_us']:6.1f} us  "
                 f"postgres {row['postgres_us']:6.1f} us  pending {row['pending_us']:6.1f} us  "
-                f"wall {row['wall_us']:6.1f} us",
+                f"wall {row['wall_us']:6.1f} us  batch p50 {row['batch_p50_ms']:.0f} ms "
+                f"max {row['batch_max_ms']:.0f} ms",
                 flush=True,
             )
     for variant, rows in figures.items():
         parts = []
-        for key in ("python_us", "postgres_us", "pending_us", "wall_us"):
+        for key in ("python_us", "postgres_us", "pending_us", "batch_p50_ms", "batch_max_ms"):
             values = [row[key] for row in rows]
             parts.append(
                 f"{key} {statistics.median(values):6.1f} ({min(values):.0f}-{max(values):.0f})"

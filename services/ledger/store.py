@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
+import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from liaison.ledger.chain import MESSAGE_COLUMNS
@@ -74,6 +75,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"""
 _MARK_REPLAYED = """
 UPDATE dead_letters SET replayed_at = $2, replayed_by = coalesce(replayed_by, $3)
 WHERE dead_letter_id = $1 AND replayed_at IS NULL"""
+# msgspec writes an event's detail ~5x faster than json.dumps.
+_encode_json = msgspec.json.Encoder().encode
 _INSERT_UNREADABLE = "INSERT INTO unreadable (reason, properties, body) VALUES ($1, $2, $3)"
 
 
@@ -146,7 +149,7 @@ class LedgerStore:
             if rows.events:
                 await connection.execute(
                     _INSERT_EVENTS,
-                    *_columns([(*row[:6], json.dumps(row[6])) for row in rows.events]),
+                    *_columns([(*row[:6], _json_text(row[6])) for row in rows.events]),
                 )
             if rows.replays:
                 await connection.executemany(_MARK_REPLAYED, rows.replays)
@@ -158,6 +161,11 @@ class LedgerStore:
 def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows turned into one list per column, the parameters of an unnest INSERT."""
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _json_text(detail: dict[str, Any]) -> str:
+    """An event's detail as JSON text (most are empty: a copy in an inbox says nothing more)."""
+    return _encode_json(detail).decode() if detail else "{}"
 
 
 def _array_text(items: list[str]) -> str:
