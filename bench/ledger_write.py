@@ -14,6 +14,7 @@ interleave the variants, so a busy machine slows each alike; medians and ranges 
 
 import argparse
 import asyncio
+import gc
 import secrets
 import statistics
 import sys
@@ -30,14 +31,17 @@ from liaison.ledger import rows as rows_module
 from liaison.ledger.database import migrate_database
 from liaison.ledger.records import DecisionRecord, Outcome
 from liaison.ledger.rows import Rows, record_rows
+from liaison.ledger.run import tune_collector
 from liaison.ledger.search_text import search_text
 from liaison.ledger.store import LedgerStore, open_pool
 
 #: Schema changes a variant makes to its throwaway database after migrating it.
 VARIANTS: dict[str, list[str]] = {
     "as_migrated": [],
-    # body_text as it was before migration 0003: the body's whole JSON text.
+    # body_text as it was before: the body's whole JSON text.
     "whole_json_text": [],
+    # The ledger process tunes the garbage collector (liaison.ledger.run); this does not.
+    "default_collector": [],
     "no_text_index": ["DROP INDEX messages_text"],
     # A partitioned index takes no ALTER ... SET: made again, its partitions copy its options.
     "text_fastupdate_off": [
@@ -65,13 +69,14 @@ WHERE a.amname = 'gin' AND c.relkind = 'i'"""
 
 
 def whole_text(body: bytes) -> str | None:
-    """``body_text`` before migration 0003: the whole body as text."""
+    """``body_text`` as it was before: the whole body as text."""
     try:
         return body.decode("utf-8").replace("\x00", "")
     except UnicodeDecodeError:
         return None
 
 
+DEFAULT_THRESHOLDS = gc.get_threshold()
 #: Session settings a variant gives the writing connection.
 SESSION: dict[str, dict[str, str]] = {
     "pending_list_64kB": {"gin_pending_list_limit": "64"},
@@ -134,6 +139,11 @@ async def run(variant: str, batch: list[DecisionRecord], size: int) -> dict[str,
         await store.write(warm)
         rest = batch[size:]
         rows_module.search_text = whole_text if variant == "whole_json_text" else search_text
+        if variant == "default_collector":
+            gc.unfreeze()
+            gc.set_threshold(*DEFAULT_THRESHOLDS)
+        else:
+            tune_collector()
         async with pool.acquire() as connection:
             for name, value in SESSION.get(variant, {}).items():
                 await connection.execute(f"SET {name} = {value}")
