@@ -120,8 +120,8 @@ async def run(variant: str, batch: list[DecisionRecord], size: int) -> dict[str,
     """Write ``batch`` in batches of ``size`` into a fresh database changed by ``variant``."""
     name = f"liaison_bench_write_{secrets.token_hex(4)}"
     url = database_url(name)
-    await migrate_database(url)
     try:
+        await migrate_database(url)
         connection = await asyncpg.connect(url)
         try:
             for statement in VARIANTS[variant]:
