@@ -28,6 +28,7 @@ import asyncpg
 from bench.ledger import database_url, drop_database
 from bench.workload import build_messages, write_directory
 from liaison.ledger import rows as rows_module
+from liaison.ledger import store as store_module
 from liaison.ledger.database import migrate_database
 from liaison.ledger.records import DecisionRecord, Outcome
 from liaison.ledger.rows import Rows, record_rows
@@ -42,6 +43,8 @@ VARIANTS: dict[str, list[str]] = {
     "whole_json_text": [],
     # The ledger process tunes the garbage collector (liaison.ledger.run); this does not.
     "default_collector": [],
+    # Rows written as before: one INSERT ... SELECT FROM unnest(arrays) per table, no COPY.
+    "unnest_insert": [],
     "no_text_index": ["DROP INDEX messages_text"],
     # A partitioned index takes no ALTER ... SET: made again, its partitions copy its options.
     "text_fastupdate_off": [
@@ -77,6 +80,7 @@ def whole_text(body: bytes) -> str | None:
 
 
 DEFAULT_THRESHOLDS = gc.get_threshold()
+APPEND = store_module._append
 #: Session settings a variant gives the writing connection.
 SESSION: dict[str, dict[str, str]] = {
     "pending_list_64kB": {"gin_pending_list_limit": "64"},
@@ -139,6 +143,7 @@ async def run(variant: str, batch: list[DecisionRecord], size: int) -> dict[str,
         await store.write(warm)
         rest = batch[size:]
         rows_module.search_text = whole_text if variant == "whole_json_text" else search_text
+        store_module._append = store_module._insert if variant == "unnest_insert" else APPEND
         if variant == "default_collector":
             gc.unfreeze()
             gc.set_threshold(*DEFAULT_THRESHOLDS)
