@@ -434,7 +434,8 @@ async def keep_up(args: argparse.Namespace) -> dict[str, Any]:
 #: types, precedence flash 2% / immediate 10% / priority 28% / routine 60%, 4% refused, 1%
 #: duplicates, 2% partial, an incident on 30% (5,000 incidents), 1 to 5 recipients, and a
 #: ~400-byte JSON body whose words are: "minusca" in 30%, 12 of 5,000 "wNNNN" words, and a
-#: "rareNNNNN" word shared by 10 rows.
+#: "rareNNNNN" word shared by 10 rows; its ``body_text`` is what the ledger writes
+#: (``search_text``: the body's string values, its type and summary).
 SEED_SQL = """
 WITH s AS (
     SELECT i,
@@ -462,7 +463,7 @@ WITH s AS (
         CASE WHEN outcome = 'refused' THEN 'the directory does not let it send this' END,
         CASE WHEN outcome IN ('refused', 'duplicate') THEN 0 ELSE nrec END,
         CASE WHEN outcome IN ('refused', 'partial') THEN 1 ELSE 0 END,
-        convert_to(body, 'UTF8'), body
+        convert_to(body, 'UTF8'), message_type || ' ' || summary
     FROM (
         SELECT s.*,
             CASE WHEN o < 4 THEN 'refused' WHEN o < 5 THEN 'duplicate'
@@ -472,9 +473,12 @@ WITH s AS (
             '{"distribution_id": "d-' || i || '", "sender": "' || sender
                 || '", "sent_at": "' || decided_at || '", "precedence": "routine", '
                 || '"recipients": ["org:unmas"], "body": {"type": "' || message_type
-                || '", "summary": "' || CASE WHEN inc < 30 THEN 'minusca ' ELSE '' END
-                || words || ' rare' || (i % ($6::bigint / 10 + 1)) || '"}}' AS body
-        FROM s
+                || '", "summary": "' || summary || '"}}' AS body
+        FROM (
+            SELECT s.*, CASE WHEN inc < 30 THEN 'minusca ' ELSE '' END || words
+                || ' rare' || (i % ($6::bigint / 10 + 1)) AS summary
+            FROM s
+        ) s
     ) d
 )
 INSERT INTO recipients (decided_at, record_id, org, message_id, via, refused)

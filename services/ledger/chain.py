@@ -16,8 +16,9 @@ party never re-encodes anything: an evidence bundle holds these exact bytes, and
 of a file is its hash.
 
 A record holds every column of its ``messages`` row except the body (present by its SHA-256,
-``body_sha256``, kept even when bodies are not) and ``body_text`` (the search copy of the body),
-plus the organisations its copies went to and those refused (from ``recipients``), sorted.
+``body_sha256``, kept even when bodies are not) and ``body_text`` (what text search reads of
+the body), plus the organisations its copies went to and those refused (from ``recipients``),
+sorted.
 """
 
 import hashlib

@@ -142,7 +142,7 @@ def copy_states(events: Sequence[TimelineEvent]) -> dict[str, str]:
 async def message_detail(connection: Any, message_id: str) -> MessageDetail | None:
     """Decisions, recipients and timeline of ``sender/distribution_id``; None if unknown."""
     decisions = await connection.fetch(
-        f"SELECT {_SUMMARY_COLUMNS}, body_text FROM messages "  # noqa: S608 - fixed text
+        f"SELECT {_SUMMARY_COLUMNS}, body FROM messages "  # noqa: S608 - fixed text
         "WHERE message_id = $1 ORDER BY decided_at, record_id",
         message_id,
     )
@@ -175,14 +175,24 @@ async def message_detail(connection: Any, message_id: str) -> MessageDetail | No
             for r in recipients
         ],
         timeline=timeline,
-        body=decisions[0]["body_text"] if decisions else None,
+        body=_body_text(decisions[0]["body"]) if decisions else None,
     )
 
 
 def _without_body(row: asyncpg.Record) -> dict[str, Any]:
     values = dict(row)
-    values.pop("body_text", None)
+    values.pop("body", None)
     return values
+
+
+def _body_text(body: bytes | None) -> str | None:
+    """The body as received, as text (``body_text`` holds only what search reads of it)."""
+    if body is None:
+        return None
+    try:
+        return bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 async def traffic(connection: Any, minutes: int) -> Traffic:

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from liaison.ledger.records import DecisionRecord, Outcome
+from liaison.ledger.search_text import search_text
 from liaison.schemas.wire import (
     HEADER_ERROR_CODE,
     HEADER_ERROR_REASON,
@@ -75,7 +76,8 @@ _probe = msgspec.json.Decoder(_EnvelopeProbe)
 def _read_envelope(body: bytes) -> _EnvelopeProbe:
     try:
         return _probe.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nested deeper than msgspec decodes, refused by the hub as malformed.
         return _EnvelopeProbe()
 
 
@@ -91,13 +93,6 @@ def _time(value: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
-
-
-def _text_of(body: bytes) -> str | None:
-    try:
-        return body.decode("utf-8").replace("\x00", "")
-    except UnicodeDecodeError:
-        return None
 
 
 def message_key(sender: str | None, distribution_id: str | None) -> str | None:
@@ -144,7 +139,7 @@ def record_rows(
             record.replay_of,
             record.replayed_by,
             record.body if keep_body else None,
-            _text_of(record.body) if keep_body else None,
+            search_text(record.body) if keep_body else None,
             # Kept even without the body: the chain and an evidence bundle prove it by its hash.
             hashlib.sha256(record.body).hexdigest(),
             record.signature,

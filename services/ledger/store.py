@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
+import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from liaison.ledger.chain import MESSAGE_COLUMNS
@@ -61,6 +62,25 @@ SELECT d, r, o, m, v::text[], f, c, e
 FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
             $7::int4[], $8::text[]) AS t(d, r, o, m, v, f, c, e)
 ON CONFLICT DO NOTHING"""
+_RECIPIENT_COLUMNS: Final = (
+    "decided_at",
+    "record_id",
+    "org",
+    "message_id",
+    "via",
+    "refused",
+    "code",
+    "reason",
+)
+_EVENT_COLUMNS: Final = (
+    "occurred_at",
+    "event_key",
+    "message_id",
+    "org",
+    "kind",
+    "record_id",
+    "detail",
+)
 _INSERT_EVENTS = """
 INSERT INTO events (occurred_at, event_key, message_id, org, kind, record_id, detail)
 SELECT t, k, m, o, n, r, d::jsonb
@@ -74,14 +94,25 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"""
 _MARK_REPLAYED = """
 UPDATE dead_letters SET replayed_at = $2, replayed_by = coalesce(replayed_by, $3)
 WHERE dead_letter_id = $1 AND replayed_at IS NULL"""
+# msgspec writes an event's detail ~5x faster than json.dumps.
+_encode_json = msgspec.json.Encoder().encode
 _INSERT_UNREADABLE = "INSERT INTO unreadable (reason, properties, body) VALUES ($1, $2, $3)"
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
-    # jsonb columns take and give Python values.
+    # jsonb columns take and give Python values, in the binary format binary COPY needs.
     await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        "jsonb", encoder=_jsonb, decoder=_from_jsonb, schema="pg_catalog", format="binary"
     )
+
+
+def _jsonb(value: Any) -> bytes:
+    """jsonb's binary form: format version 1, then the JSON text."""
+    return b"\x01" + _encode_json(value)
+
+
+def _from_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
 
 
 async def open_pool(database_url: str, *, max_size: int = 4) -> asyncpg.Pool:
@@ -131,23 +162,11 @@ class LedgerStore:
         async with self.pool.acquire() as connection, connection.transaction():
             for month in months - self._months:
                 await ensure_partitions(connection, month)
+            await _append(connection, rows)
             if rows.messages:
-                await connection.execute(_INSERT_MESSAGES, *_columns(rows.messages))
                 await append_links(connection, rows)
-            if rows.recipients:
-                await connection.execute(
-                    _INSERT_RECIPIENTS,
-                    *_columns(
-                        [(*row[:4], _array_text(row[4]), *row[5:]) for row in rows.recipients]
-                    ),
-                )
             if rows.dead_letters:
                 await connection.executemany(_INSERT_DEAD_LETTERS, rows.dead_letters)
-            if rows.events:
-                await connection.execute(
-                    _INSERT_EVENTS,
-                    *_columns([(*row[:6], json.dumps(row[6])) for row in rows.events]),
-                )
             if rows.replays:
                 await connection.executemany(_MARK_REPLAYED, rows.replays)
             if rows.unreadable:
@@ -155,9 +174,60 @@ class LedgerStore:
         self._months |= months
 
 
+async def _append(connection: Connection, rows: Rows) -> None:
+    """The batch's messages, recipients and events: by binary COPY, or, when a row is already
+    stored (a redelivered batch, a record twice in one batch), by INSERT … ON CONFLICT DO NOTHING.
+
+    COPY has no ON CONFLICT, so it runs under a savepoint and a duplicate makes the whole
+    batch take the INSERT path: same rows, same idempotency, only slower. In the ledger's
+    process asyncpg spent a third of its CPU encoding the INSERT's arrays (every element
+    checked against collections.abc); COPY encodes row by row.
+    """
+    try:
+        async with connection.transaction():
+            await _copy(connection, rows)
+    except asyncpg.UniqueViolationError:
+        await _insert(connection, rows)
+
+
+async def _copy(connection: Connection, rows: Rows) -> None:
+    if rows.messages:
+        await connection.copy_records_to_table(
+            "messages", records=rows.messages, columns=MESSAGE_COLUMNS
+        )
+    if rows.recipients:
+        await connection.copy_records_to_table(
+            "recipients", records=rows.recipients, columns=_RECIPIENT_COLUMNS
+        )
+    if rows.events:
+        await connection.copy_records_to_table(
+            "events", records=rows.events, columns=_EVENT_COLUMNS
+        )
+
+
+async def _insert(connection: Connection, rows: Rows) -> None:
+    if rows.messages:
+        await connection.execute(_INSERT_MESSAGES, *_columns(rows.messages))
+    if rows.recipients:
+        await connection.execute(
+            _INSERT_RECIPIENTS,
+            *_columns([(*row[:4], _array_text(row[4]), *row[5:]) for row in rows.recipients]),
+        )
+    if rows.events:
+        await connection.execute(
+            _INSERT_EVENTS,
+            *_columns([(*row[:6], _json_text(row[6])) for row in rows.events]),
+        )
+
+
 def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows turned into one list per column, the parameters of an unnest INSERT."""
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _json_text(detail: dict[str, Any]) -> str:
+    """An event's detail as JSON text (most are empty: a copy in an inbox says nothing more)."""
+    return _encode_json(detail).decode() if detail else "{}"
 
 
 def _array_text(items: list[str]) -> str:

@@ -35,7 +35,8 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     status: Status | None = None
     since: datetime | None = None
     until: datetime | None = None
-    #: Words that must all appear in the body (PostgreSQL full-text, 'simple' configuration).
+    #: Words that must all appear in the text values of the message's body (PostgreSQL
+    #: full-text, 'simple' configuration; what is searched: services/ledger/search_text.py).
     text: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     limit: Annotated[int, Meta(ge=1, le=500)] = 50
     #: The ``next`` cursor of the previous page.

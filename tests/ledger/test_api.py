@@ -1,6 +1,7 @@
 """The ledger's HTTP API and CLI against a running ledger, hub, broker and PostgreSQL."""
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -123,15 +124,23 @@ async def test_text_search_and_csv_export(
     partners: dict[str, Partner],
     db: asyncpg.Connection,
 ) -> None:
-    """Words in the body find the message; the CSV holds every match and defuses formulas."""
+    """Words of the body's text find the message, the envelope's do not; its page shows the
+    whole message; the CSV holds every match and defuses formulas."""
     body = sample_body("hazard.alert")
     body["headline"] = "=cmd zebracrossing collapsed"
-    doc = envelope("dpko", ["org:unmas"], body=body, incident_id="INC-CSV")
+    doc = envelope(
+        "dpko", ["org:unmas"], body=body, incident_id="INC-CSV", distribution_id="okapi-7"
+    )
     await partners["dpko"].send(doc)
     message_id = f"dpko/{doc['distribution_id']}"
     await wait_for(db, "SELECT count(*) FROM messages WHERE message_id = $1", message_id, expect=1)
     found = await api.get("/api/messages", params={"text": "zebracrossing"}, headers=AUTH)
     assert [i["message_id"] for i in (await found.json())["items"]] == [message_id]
+    envelope_word = await api.get("/api/messages", params={"text": "okapi"}, headers=AUTH)
+    assert (await envelope_word.json())["items"] == []
+    detail = await (await api.get(f"/api/messages/{message_id}", headers=AUTH)).json()
+    shown = json.loads(detail["body"])
+    assert (shown["distribution_id"], shown["body"]["headline"]) == ("okapi-7", body["headline"])
     exported = await api.get("/api/messages.csv", params={"incident": "INC-CSV"}, headers=AUTH)
     assert exported.status == 200
     lines = (await exported.text()).strip().splitlines()

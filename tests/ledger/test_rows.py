@@ -124,7 +124,8 @@ def test_rows_of_a_record_with_addresses_resolved() -> None:
 
 
 def test_hostile_bodies_are_stored_safely() -> None:
-    """Invalid UTF-8, NUL characters and oversized fields neither crash nor reach text columns."""
+    """Invalid UTF-8, NUL characters, oversized fields and nesting too deep to decode neither
+    crash nor reach text columns."""
     forged = msgspec.json.encode(
         {
             "incident_id": "x" * 5000,
@@ -133,7 +134,9 @@ def test_hostile_bodies_are_stored_safely() -> None:
             "note": "a\u0000b",
         }
     )
-    for body in (b"\xff" * 10, forged):
+    # Deeper than msgspec decodes: the hub refuses it as malformed, and records it.
+    deep = b'{"sender": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    for body in (b"\xff" * 10, forged, deep):
         record = DecisionRecord(
             record_id="r", decided_at=0.0, outcome=Outcome.REFUSED, code=300, body=body
         )

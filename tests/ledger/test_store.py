@@ -59,12 +59,13 @@ async def test_retention_drops_whole_old_months_only(
     assert await db.fetchval("SELECT count(*) FROM events") == 1
 
 
+@pytest.mark.parametrize("copies", [1, 2], ids=["copy", "repeated-insert"])
 async def test_a_batch_is_stored_as_given_and_its_duplicates_once(
-    database_url: str, db: asyncpg.Connection
+    database_url: str, db: asyncpg.Connection, copies: int
 ) -> None:
-    """The one-statement-per-table write keeps every value (addresses with quotes and
-    backslashes, empty and several, jsonb details, bodies) and stores a record repeated within
-    the batch once, with one link."""
+    """Both ways a batch is written keep every value (addresses with quotes and backslashes,
+    empty and several, jsonb details, bodies): COPY for new rows, and INSERT … ON CONFLICT when
+    a record is repeated within the batch, which is stored once, with one link."""
     body = b'{"recipients": ["org:a\\"b", "group:c\\\\d", "org:e"], "incident_id": "INC-1"}'
     record = DecisionRecord(
         record_id="r1",
@@ -84,7 +85,7 @@ async def test_a_batch_is_stored_as_given_and_its_duplicates_once(
         return frozenset(names[address]) if address in names else None
 
     rows = Rows()
-    for _ in range(2):
+    for _ in range(copies):
         record_rows(rows, record, resolve=resolve, keep_body=True)
     pool = await open_pool(database_url)
     try:
@@ -101,3 +102,40 @@ async def test_a_batch_is_stored_as_given_and_its_duplicates_once(
     refused = await db.fetchrow("SELECT detail FROM events WHERE kind = 'refused'")
     assert json.loads(refused["detail"]) == {"code": 403, "reason": 'not "allowed"'}
     assert await db.fetchval("SELECT count(*) FROM chain_links") == 1
+
+
+async def test_a_batch_partly_stored_before_adds_only_the_rest(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """A batch redelivered with new records behind it (COPY refused by a duplicate) stores the
+    new ones once, leaves the old ones as they were, and links each record once."""
+    now = datetime.now(UTC).timestamp()
+    first, second = (
+        DecisionRecord(
+            record_id=f"r{i}",
+            decided_at=now + i,
+            outcome=Outcome.DELIVERED,
+            sender="mag",
+            distribution_id=f"d-{i}",
+            recipients=["unmas", "undp"],
+        )
+        for i in (1, 2)
+    )
+    before, after = Rows(), Rows()
+    record_rows(before, first, resolve=None, keep_body=True)
+    for record in (first, second):
+        record_rows(after, record, resolve=None, keep_body=True)
+    pool = await open_pool(database_url)
+    try:
+        store = LedgerStore(pool)
+        await store.write(before)
+        await store.write(after)
+    finally:
+        await pool.close()
+    assert sorted(r["record_id"] for r in await db.fetch("SELECT record_id FROM messages")) == [
+        "r1",
+        "r2",
+    ]
+    assert await db.fetchval("SELECT count(*) FROM recipients") == 4
+    assert await db.fetchval("SELECT count(*) FROM events") == 4
+    assert await db.fetchval("SELECT count(*) FROM chain_links") == 2
