@@ -7,6 +7,7 @@ the end. Topology is declared over AMQP from the same description provisioning a
 import asyncio
 import tomllib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
-from tests.conftest import admin_client, amqp_url_for
+from tests.conftest import _admin_credentials, admin_client, amqp_url_for
 from tests.hub.support import PASSWORD, Partner
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
@@ -102,6 +103,50 @@ async def partners(
     yield out
     for partner in out.values():
         await partner.connection.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicVhost:
+    """A vhost provisioned with LIAISON_QUEUE_TYPE=classic: its admin URL and connection, and
+    a connected Partner per organisation."""
+
+    vhost: str
+    url: str
+    admin: aio_pika.abc.AbstractConnection
+    partners: dict[str, Partner]
+
+
+@pytest.fixture(scope="session")
+async def classic(
+    run_id: str, directory: DirectoryIndex, partner_accounts: dict[str, str]
+) -> AsyncIterator[ClassicVhost]:
+    """A second vhost whose inboxes, ledger and dead-letter queues are classic (the
+    single-node transaction profile), with the same partner accounts; deleted afterwards."""
+    name = f"liaison-test-{run_id}-classic"
+    user, _ = _admin_credentials()
+    spec = build_topology(
+        {org.id: org.inbox_max_length for org in directory.organisations.values()},
+        queue_type="classic",
+    )
+    async with admin_client() as api:
+        await api.put_vhost(name)
+        for account in (user, *partner_accounts.values()):
+            await api.put_permission(Permission(account, name, ".*", ".*", ".*"))
+        await apply_topology(api, name, spec)
+    url = amqp_url_for(name)
+    admin = await aio_pika.connect(url)
+    partners: dict[str, Partner] = {}
+    try:
+        for org, account in partner_accounts.items():
+            connection = await aio_pika.connect(amqp_url_for(name, account, PASSWORD))
+            partners[org] = Partner(org, account, connection)
+        yield ClassicVhost(name, url, admin, partners)
+    finally:
+        for partner in partners.values():
+            await partner.connection.close()
+        await admin.close()
+        async with admin_client() as api:
+            await api.delete_vhost(name)
 
 
 async def purge_all(admin: aio_pika.abc.AbstractConnection, directory: DirectoryIndex) -> None:
