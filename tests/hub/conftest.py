@@ -149,6 +149,15 @@ async def classic(
             await api.delete_vhost(name)
 
 
+def classic_for(request: pytest.FixtureRequest, delivery: str) -> ClassicVhost | None:
+    """The classic vhost where a hub of ``delivery`` runs: transaction delivery refuses quorum
+    inboxes, ledger and dead-letter queues; None (the session vhost) for confirm."""
+    if delivery != "transaction":
+        return None
+    classic: ClassicVhost = request.getfixturevalue("classic")
+    return classic
+
+
 async def purge_all(admin: aio_pika.abc.AbstractConnection, directory: DirectoryIndex) -> None:
     """Empty every queue of the topology so each test starts clean."""
     spec = build_topology(dict.fromkeys(directory.organisations, 100))
@@ -211,11 +220,18 @@ async def hub(
     topology: str,
     hub_key_file: Path,
     hub_delivery: str,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[RunningHub]:
-    """A hub consuming every shard of the test vhost, on clean queues; it signs its reports."""
-    await purge_all(admin, directory)
+    """A hub consuming every shard of the test vhost (the classic one in transaction mode:
+    a module testing both modes overrides ``admin`` and ``partners`` alike), on clean queues;
+    it signs its reports."""
+    classic = classic_for(request, hub_delivery)
+    await purge_all(admin if classic is None else classic.admin, directory)
     settings = hub_settings(
-        topology, directory_file, hub_signing_key=hub_key_file, delivery=hub_delivery
+        topology if classic is None else classic.url,
+        directory_file,
+        hub_signing_key=hub_key_file,
+        delivery=hub_delivery,
     )
     router = Router(directory, max_message_bytes=settings.max_message_bytes)
     memory = LocalMemory(seconds=600, max_entries=10_000)

@@ -68,8 +68,10 @@ async def small_inbox(
         await api.put_vhost(vhost)
         for account in (admin_user, partner_accounts["mag"]):
             await api.put_permission(Permission(account, vhost, ".*", ".*", ".*"))
+        # Classic, as transaction delivery requires (LIAISON_QUEUE_TYPE=classic).
         spec = build_topology(
-            {org.id: org.inbox_max_length for org in directory.organisations.values()}
+            {org.id: org.inbox_max_length for org in directory.organisations.values()},
+            queue_type="classic",
         )
         await apply_topology(api, vhost, spec)
     url = amqp_url_for(vhost)

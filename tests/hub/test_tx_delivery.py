@@ -52,16 +52,14 @@ PROGRESS = 100
 
 @pytest.fixture
 async def tx_hub(
-    admin: aio_pika.abc.AbstractConnection,
-    directory: DirectoryIndex,
-    directory_file: Path,
-    topology: str,
+    classic: ClassicVhost, directory: DirectoryIndex, directory_file: Path
 ) -> AsyncIterator[HubConsumer]:
-    """An in-process hub in transaction mode, consuming every shard, on clean queues."""
-    await purge_all(admin, directory)
+    """An in-process hub in transaction mode, consuming every shard of the classic vhost, on
+    clean queues."""
+    await purge_all(classic.admin, directory)
     memory = LocalMemory(seconds=600, max_entries=10_000)
     consumer, task, _ = await start_hub(
-        topology, directory, directory_file, memory, delivery="transaction"
+        classic.url, directory, directory_file, memory, delivery="transaction"
     )
     yield consumer
     await consumer.stop()
@@ -69,10 +67,7 @@ async def tx_hub(
 
 
 async def test_a_failing_message_is_given_back_within_a_batch_and_the_rest_flows(
-    tx_hub: HubConsumer,
-    partners: dict[str, Partner],
-    admin: aio_pika.abc.AbstractConnection,
-    monkeypatch: pytest.MonkeyPatch,
+    tx_hub: HubConsumer, classic: ClassicVhost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A message whose handling fails every time is rejected in its batch (a transactional
     reject only counts once committed), comes back until the delivery limit, and is answered
@@ -85,6 +80,7 @@ async def test_a_failing_message_is_given_back_within_a_batch_and_the_rest_flows
         return real(body, **kwargs)
 
     monkeypatch.setattr(tx_hub.router, "route", failing)
+    admin, partners = classic.admin, classic.partners
     before = envelope("mag", ["org:unmas"])
     poison = envelope("mag", ["org:unmas"], incident_id="POISON-PILL")
     after = [envelope("mag", ["org:unmas"]) for _ in range(3)]
