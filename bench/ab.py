@@ -11,14 +11,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench.__main__ import Run, parse_args
+from liaison.common.topology import QueueType
 
 FIELDS = ("msg_per_s", "mover_cpu_us_per_message", "broker_cpu_us_per_message")
 
 
-async def alternate(messages: int, repeats: int, variants: Mapping[str, str]) -> dict[str, Any]:
-    """Run ``repeats`` rounds of every variant (name → extra hub environment), interleaved."""
+async def alternate(
+    messages: int, repeats: int, variants: Mapping[str, str], queue_type: QueueType = "quorum"
+) -> dict[str, Any]:
+    """Run ``repeats`` rounds of every variant (name → extra hub environment), interleaved, on
+    one vhost whose inboxes, ledger and dead-letter queues are of ``queue_type``."""
     args = parse_args(["--messages", str(messages), "--repeats", str(repeats)])
     run = Run(args)
+    run.queue_type = queue_type
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     await run.setup()
     try:

@@ -1,9 +1,10 @@
 """Does a quorum queue keep the publishes of a channel that dies just after sending them?
 
 ``python -m bench.tx_partial_commit [--mode tx|close|relay] [--messages 300] [--rounds 12]
-[--pause-ms 3]``
+[--pause-ms 3] [--queue-type quorum|classic]``
 
-Each round a child process publishes ``--messages`` messages to a fresh quorum queue, then
+Each round a child process publishes ``--messages`` messages to a fresh queue (quorum, or
+classic with ``--queue-type classic``: the single-node transaction profile), then
 either commits them in one transaction (``tx``) or closes its channel at once without
 publisher confirms (``close``), and SIGKILLs itself ``--pause-ms`` later; the parent counts
 what the queue holds. ``relay`` is what a hub killed mid-commit does: the child takes every
@@ -73,14 +74,17 @@ async def relay_and_die(url: str, queue: str, messages: int, pause: float) -> No
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-async def rounds(url: str, messages: int, count: int, mode: str, pause_ms: float) -> int:
-    """Run ``count`` rounds; how many kept only part of what was published."""
+async def rounds(
+    url: str, messages: int, count: int, mode: str, pause_ms: float, queue_type: str = "quorum"
+) -> int:
+    """Run ``count`` rounds on queues of ``queue_type``; how many kept only part of what was
+    published."""
     queue = f"bench-tx-partial-{secrets.token_hex(4)}"
     connection = await aiormq.connect(url)
     channel = await connection.channel()
-    quorum = {"x-queue-type": "quorum"}
-    await channel.queue_declare(queue, durable=True, arguments=quorum)
-    await channel.queue_declare(f"{queue}.in", durable=True, arguments=quorum)
+    arguments = {"x-queue-type": queue_type}
+    await channel.queue_declare(queue, durable=True, arguments=arguments)
+    await channel.queue_declare(f"{queue}.in", durable=True, arguments=arguments)
     partial = 0
     try:
         for number in range(count):
@@ -106,7 +110,9 @@ async def rounds(url: str, messages: int, count: int, mode: str, pause_ms: float
         await channel.queue_delete(queue)
         await channel.queue_delete(f"{queue}.in")
         await connection.close()
-    print(f"{mode}: {partial} of {count} rounds kept only part of what was published")
+    print(
+        f"{mode} ({queue_type}): {partial} of {count} rounds kept only part of what was published"
+    )
     return partial
 
 
@@ -117,6 +123,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--pause-ms", type=float, default=3.0)
+    parser.add_argument("--queue-type", choices=["quorum", "classic"], default="quorum")
     parser.add_argument("--child", metavar="QUEUE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child and args.mode == "relay":
@@ -126,7 +133,9 @@ def main() -> None:
             publish_and_die(args.url, args.child, args.messages, args.mode, args.pause_ms / 1000)
         )
     else:
-        asyncio.run(rounds(args.url, args.messages, args.rounds, args.mode, args.pause_ms))
+        asyncio.run(
+            rounds(args.url, args.messages, args.rounds, args.mode, args.pause_ms, args.queue_type)
+        )
 
 
 if __name__ == "__main__":

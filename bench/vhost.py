@@ -27,7 +27,7 @@ from bench.broker import (
 )
 from bench.processes import CpuMeter
 from liaison.common.errors import LiaisonError
-from liaison.common.topology import build_topology, hub_queue
+from liaison.common.topology import QueueType, build_topology, hub_queue
 from liaison.directory.index import DirectoryIndex
 from liaison.directory.topology import apply_topology
 from liaison.schemas.wire import DELIVERY_EXCHANGE
@@ -54,6 +54,9 @@ class BenchVhost:
         self.index: DirectoryIndex
         self.inboxes: list[str] = []
         self.shards = [hub_queue(n) for n in range(4)]
+        #: Type of the inboxes, ledger and dead-letter queues (LIAISON_QUEUE_TYPE); set before
+        #: setup. Transaction delivery runs only on classic ones.
+        self.queue_type: QueueType = "quorum"
         self._write_directory = write_directory
 
     def log(self, text: str) -> None:
@@ -75,7 +78,9 @@ class BenchVhost:
         for org in self.index.organisations.values():
             await create_partner(self.mgmt, self.vhost, org.broker_account)
         orgs = self.index.organisations
-        spec = build_topology({name: org.inbox_max_length for name, org in orgs.items()})
+        spec = build_topology(
+            {name: org.inbox_max_length for name, org in orgs.items()}, queue_type=self.queue_type
+        )
         await apply_topology(self.mgmt, self.vhost, spec)
         self.inboxes = [q.name for q in spec.queues if q.owner is not None]
         # A vhost just created may refuse connections for a moment on a busy node.

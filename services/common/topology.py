@@ -8,7 +8,7 @@ test fixtures over AMQP. The names partners depend on come from ``liaison.schema
       --> liaison.hub.<n> (quorum, single active consumer): one sender always lands in one
           shard, so its order is kept whichever hub process owns the shard
     hub --(one publish, BCC = other recipients)--> liaison.delivery (topic)
-      --> inbox.<org> / inbox.<org>.flash (quorum)
+      --> inbox.<org> / inbox.<org>.flash (quorum; classic with LIAISON_QUEUE_TYPE=classic)
     refusals and poison --> liaison.dead (fanout) --> liaison.dead-letters
     operator replays of inbox dead letters --> liaison.replay (topic)
       --'inbox.<org>[.flash]'--> that inbox
@@ -21,7 +21,7 @@ test fixtures over AMQP. The names partners depend on come from ``liaison.schema
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from liaison.schemas.wire import (
     DEAD_LETTER_EXCHANGE,
@@ -60,6 +60,11 @@ LEADER_LOCATOR: Final = "balanced"
 PLACEMENT_ARGUMENTS: Final = frozenset({"x-queue-leader-locator"})
 #: A quorum queue with nothing else: no length limit, no dead-lettering.
 QUORUM: Final = {"x-queue-type": "quorum", "x-queue-leader-locator": LEADER_LOCATOR}
+#: The type of the queues the hub's publishes reach (inboxes, ledger, dead letters). ``classic``
+#: is for transaction delivery on one node: RabbitMQ 3.10 can drop a killed transaction's
+#: committed publishes to a quorum queue (docs/operations.md, "Repeats after a crash"). The
+#: hub's shard queues stay quorum whatever this says: poison handling needs their delivery limit.
+QueueType = Literal["quorum", "classic"]
 #: Queues older versions declared and this one no longer wants. ``liaison.audit`` took a copy of
 #: every delivery and replay ('#'), and nothing read it: full, it stopped deliveries. The ledger
 #: is the audit trail now; provisioning unbinds these queues and deletes them once empty.
@@ -109,6 +114,19 @@ def hub_queue(shard: int) -> str:
     return f"{HUB_QUEUE_PREFIX}{shard}"
 
 
+def _classic(*, max_length: int | None) -> dict[str, Any]:
+    # A classic queue has no delivery limit, no leader to place, and dead-letters at most once
+    # (x-dead-letter-strategy is quorum-only).
+    args: dict[str, Any] = {
+        "x-queue-type": "classic",
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-overflow": "reject-publish",
+    }
+    if max_length is not None:
+        args["x-max-length"] = max_length
+    return args
+
+
 def _quorum(
     *, max_length: int | None, delivery_limit: int | None, overflow: str = "reject-publish"
 ) -> dict[str, Any]:
@@ -128,8 +146,12 @@ def _quorum(
     return args
 
 
-def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> Topology:
-    """The topology for organisations ``inboxes`` (org id -> inbox max length)."""
+def build_topology(
+    inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS, queue_type: QueueType = "quorum"
+) -> Topology:
+    """The topology for organisations ``inboxes`` (org id -> inbox max length); the inboxes,
+    the ledger queue and the dead-letter queues are of ``queue_type``."""
+    plain = {"x-queue-type": "classic"} if queue_type == "classic" else QUORUM
     exchanges = (
         ExchangeSpec(INGRESS_EXCHANGE, "topic"),
         ExchangeSpec(SHARD_EXCHANGE, "x-consistent-hash", internal=True),
@@ -140,11 +162,11 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
         ExchangeSpec(INBOX_DEAD_LETTER_EXCHANGE, "fanout"),
     )
     queues: list[QueueSpec] = [
-        QueueSpec(DEAD_LETTER_QUEUE, dict(QUORUM)),
-        QueueSpec(INBOX_DEAD_LETTER_QUEUE, dict(QUORUM)),
+        QueueSpec(DEAD_LETTER_QUEUE, dict(plain)),
+        QueueSpec(INBOX_DEAD_LETTER_QUEUE, dict(plain)),
         # The audit trail: no length limit and no dead-letter exchange (a rejected record must
         # not loop back through liaison.dead into this queue).
-        QueueSpec(LEDGER_QUEUE, dict(QUORUM)),
+        QueueSpec(LEDGER_QUEUE, dict(plain)),
     ]
     bindings: list[BindingSpec] = [
         BindingSpec(INGRESS_EXCHANGE, SHARD_EXCHANGE, "#", destination_type="exchange"),
@@ -162,7 +184,10 @@ def build_topology(inboxes: dict[str, int], *, shards: int = DEFAULT_SHARDS) -> 
     for org, max_length in sorted(inboxes.items()):
         for flash in (False, True):
             name = flash_inbox_queue(org) if flash else inbox_queue(org)
-            args = _quorum(max_length=max_length, delivery_limit=INBOX_DELIVERY_LIMIT)
+            if queue_type == "classic":
+                args = _classic(max_length=max_length)
+            else:
+                args = _quorum(max_length=max_length, delivery_limit=INBOX_DELIVERY_LIMIT)
             args["x-dead-letter-exchange"] = INBOX_DEAD_LETTER_EXCHANGE
             queues.append(QueueSpec(name, args, owner=org))
             bindings.append(BindingSpec(DELIVERY_EXCHANGE, name, delivery_key(org, flash=flash)))

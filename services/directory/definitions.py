@@ -39,6 +39,7 @@ from liaison.common.topology import (
     LEDGER_EXCHANGE,
     LEDGER_QUEUE,
     REPLAY_EXCHANGE,
+    QueueType,
     Topology,
     build_topology,
 )
@@ -193,16 +194,24 @@ def operator_permission(account: str, vhost: str) -> Permission:
     )
 
 
-def topology_for(index: DirectoryIndex, *, shards: int = DEFAULT_SHARDS) -> Topology:
-    """The exchanges, queues and bindings of ``index``'s organisations over ``shards`` shards."""
+def topology_for(
+    index: DirectoryIndex, *, shards: int = DEFAULT_SHARDS, queue_type: QueueType = "quorum"
+) -> Topology:
+    """The exchanges, queues and bindings of ``index``'s organisations over ``shards`` shards,
+    inboxes, ledger and dead-letter queues of ``queue_type``."""
     inboxes = {o.id: o.inbox_max_length for o in index.organisations.values()}
-    return build_topology(inboxes, shards=shards)
+    return build_topology(inboxes, shards=shards, queue_type=queue_type)
 
 
 def desired_state(
-    index: DirectoryIndex, vhost: str, *, shards: int = DEFAULT_SHARDS
+    index: DirectoryIndex,
+    vhost: str,
+    *,
+    shards: int = DEFAULT_SHARDS,
+    queue_type: QueueType = "quorum",
 ) -> DesiredState:
-    """The broker objects and rights for ``index`` on ``vhost`` over ``shards`` shard queues."""
+    """The broker objects and rights for ``index`` on ``vhost`` over ``shards`` shard queues
+    (inboxes, ledger and dead-letter queues of ``queue_type``)."""
     hub = index.directory.hub_account
     operator = index.directory.operator_account
     ledger = index.directory.ledger_account
@@ -222,7 +231,7 @@ def desired_state(
         accounts[account] = None
         permissions[account] = site_permission(account, orgs, vhost)
         topic_permissions[account] = site_topic_permission(account, orgs, vhost)
-    objects = broker_objects(topology_for(index, shards=shards))
+    objects = broker_objects(topology_for(index, shards=shards, queue_type=queue_type))
     return DesiredState(
         vhost=vhost,
         accounts=accounts,

@@ -84,6 +84,8 @@ class Queue(msgspec.Struct, frozen=True):
     consumers: int | None = None
     #: The policy definition in force on the queue, once the broker has applied it.
     effective_policy_definition: dict[str, Any] | None = None
+    #: ``quorum``, ``classic`` or ``stream``, as the broker reports it (never sent on a PUT).
+    type: str | None = None
 
 
 class Policy(msgspec.Struct, frozen=True, rename={"apply_to": "apply-to"}):
@@ -337,9 +339,9 @@ class ManagementClient:
         return await self._get(f"/queues/{_q(vhost)}", _QUEUES, [])
 
     async def queue_arguments(self, vhost: str) -> list[Queue]:
-        """Queues on ``vhost`` with their names and arguments only, read without statistics
-        (current, where statistics lag)."""
-        path = f"/queues/{_q(vhost)}?disable_stats=true&columns=name,arguments"
+        """Queues on ``vhost`` with their names, arguments and types only, read without
+        statistics (current, where statistics lag)."""
+        path = f"/queues/{_q(vhost)}?disable_stats=true&columns=name,arguments,type"
         return await self._get(path, _QUEUES, [])
 
     async def queue(self, vhost: str, name: str) -> Queue | None:

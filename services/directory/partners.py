@@ -156,7 +156,9 @@ async def remove_partner(
         raise DirectoryError(f"cannot remove {org_id!r}: {exc}") from None
     _remove_organisation(path, org_id)
     vhost = vhost or settings.vhost
-    desired = desired_state(shrunk, vhost, shards=settings.shard_count)
+    desired = desired_state(
+        shrunk, vhost, shards=settings.shard_count, queue_type=settings.queue_type
+    )
     store = CredentialStore(settings.credentials_dir)
     async with management_client(settings) as api:
         actual = await read_broker_state(api, vhost, frozenset(desired.accounts))
@@ -184,7 +186,9 @@ async def rotate_credentials(
         (name, name) if name in services else (name, _known(index, name, path).broker_account)
     )
     vhost = vhost or settings.vhost
-    desired = desired_state(index, vhost, shards=settings.shard_count)
+    desired = desired_state(
+        index, vhost, shards=settings.shard_count, queue_type=settings.queue_type
+    )
     store = CredentialStore(settings.credentials_dir)
     async with management_client(settings) as api:
         if await api.user(account) is None:

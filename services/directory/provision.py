@@ -102,7 +102,9 @@ async def provision(
     exact count finds it empty, and keeps it with a line for an operator otherwise.
     """
     vhost = vhost or settings.vhost
-    desired = desired_state(index, vhost, shards=settings.shard_count)
+    desired = desired_state(
+        index, vhost, shards=settings.shard_count, queue_type=settings.queue_type
+    )
     store = CredentialStore(settings.credentials_dir)
     credentials = {a: _secret(store.get(a)) for a in desired.accounts}
     async with management_client(settings) as api:

@@ -15,7 +15,7 @@ from msgspec import Meta
 from liaison.common.hub_key import DEFAULT_HUB_KEY
 from liaison.common.settings import Secret, Settings
 from liaison.common.tls import TlsFiles
-from liaison.common.topology import DEFAULT_SHARDS
+from liaison.common.topology import DEFAULT_SHARDS, QueueType
 
 #: An amqp:// or amqps:// URL with a host.
 AmqpUrl = Annotated[str, Meta(pattern=r"^amqps?://[^/?#\s]+(/\S*)?$")]
@@ -47,6 +47,9 @@ class ProvisionSettings(Settings, frozen=True, kw_only=True):
     directory: Path = Path("deploy/directory.toml")
     #: Shard queues of the hub's ingress (LIAISON_SHARD_COUNT, as the hub reads it).
     shard_count: Annotated[int, Meta(ge=1, le=1024)] = DEFAULT_SHARDS
+    #: Type of the inboxes, the ledger queue and the dead-letter queues; ``classic`` for
+    #: transaction delivery on one node (the hub refuses it on quorum ones).
+    queue_type: QueueType = "quorum"
     #: TLS files: the CA that signed the broker's certificates (management https, amqps),
     #: and a client certificate where the broker asks for one.
     tls_ca_file: Path | None = None

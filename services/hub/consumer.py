@@ -32,7 +32,7 @@ from pamqp import commands as spec
 from liaison.common.config import redact_url
 from liaison.common.errors import ConfigError
 from liaison.common.tls import handshake_failure
-from liaison.common.topology import hub_queue
+from liaison.common.topology import LEDGER_QUEUE, hub_queue
 from liaison.directory.index import HUB_SENDER_ID
 from liaison.hub.acks import AckTracker
 from liaison.hub.channel import AiormqChannel, TxChannel
@@ -54,7 +54,7 @@ from liaison.hub.turns import Turns
 from liaison.ledger.records import decision_record
 from liaison.schemas.catalogue import MESSAGE_TYPES
 from liaison.schemas.codes import ErrorCode
-from liaison.schemas.wire import HEADER_SIGNATURE, flash_inbox_queue, inbox_queue
+from liaison.schemas.wire import DEAD_LETTER_QUEUE, HEADER_SIGNATURE, flash_inbox_queue, inbox_queue
 
 log = structlog.get_logger("liaison.hub")
 
@@ -98,6 +98,8 @@ class HubConsumer:
                 if settings.delivery == "transaction"
                 else None
             ),
+            # A transaction's copies to a quorum queue can vanish when the hub is killed.
+            classic_only=settings.delivery == "transaction",
         )
         self.metrics = metrics
         self._clock = clock
@@ -265,6 +267,9 @@ class HubConsumer:
             # Know which inboxes exist before the first decision, then keep checking.
             await self.inboxes.survey(connection, self.router.directory.organisations)
             await self.inboxes.read_limits(strict=True)
+            if self._tx:
+                # Every refusal and record goes there in the same transactions as the copies.
+                self.inboxes.require_classic((LEDGER_QUEUE, DEAD_LETTER_QUEUE))
             senders.append(
                 asyncio.create_task(
                     self.inboxes.watch(connection, lambda: self.router.directory.organisations),
@@ -661,7 +666,14 @@ class HubConsumer:
                 full = [queues[q] for q, why in blocked.items() if why == "full"]
                 depth = [queues[q] for q, why in blocked.items() if why == "stale"]
                 limit = [queues[q] for q, why in blocked.items() if why == "unknown-limit"]
-                log.warning("inbox_guard_refused", full=full, unknown=depth, unknown_limit=limit)
+                other = [queues[q] for q, why in blocked.items() if why == "not-classic"]
+                log.warning(
+                    "inbox_guard_refused",
+                    full=full,
+                    unknown=depth,
+                    unknown_limit=limit,
+                    not_classic=other,
+                )
                 self.metrics.inbox_guard_refusals.inc()
                 # Its report is checked when the refusal itself is handled (InboxFull).
                 return (
@@ -674,6 +686,7 @@ class HubConsumer:
                                 _inboxes("full", full),
                                 _inboxes("of unknown depth (the hub cannot read it)", depth),
                                 _inboxes("of unknown length limit (the hub cannot read it)", limit),
+                                _inboxes("not classic queues (transaction delivery)", other),
                             )
                             if part
                         ),

@@ -20,7 +20,9 @@ commit succeeds and the copy is gone. So there the hub refuses a copy itself whe
 is within a headroom of its length limit (:class:`DepthGuard`, pure), re-reading the depth of
 an inbox near its limit whenever its reading is older than ``watch_seconds``; the limits, as
 the broker enforces them with policies and operator policies, come from a ``limits`` reader
-(limits.py) every ``inbox_limits_seconds``.
+(limits.py) every ``inbox_limits_seconds``, with each queue's type: with ``classic_only``
+(transaction mode) a copy to an inbox that is not a classic queue is refused too, since RabbitMQ
+3.10 can drop a killed transaction's committed publishes to a quorum queue.
 """
 
 import asyncio
@@ -33,19 +35,20 @@ from typing import Literal, cast
 import aiormq
 import structlog
 
-from liaison.common.errors import BrokerAccessRefused, ConfigError, LiaisonError
+from liaison.common.errors import BrokerAccessRefused, BrokerError, ConfigError, LiaisonError
 from liaison.hub.decisions import Delivery, Refusal
-from liaison.hub.limits import UNLIMITED
+from liaison.hub.limits import UNLIMITED, QueueLimits
 from liaison.schemas.codes import ErrorCode
 from liaison.schemas.wire import flash_inbox_queue, inbox_queue
 
 log = structlog.get_logger("liaison.hub")
 
 #: What the guard says of one more copy to a queue: take it, the queue is (nearly) full, the
-#: depth reading is too old to tell (read it again first), or its length limit is unknown.
-Room = Literal["room", "full", "stale", "unknown-limit"]
-#: Reads every queue's length limit (limits.read_limits): queue name -> limit, None if unknown.
-LimitReader = Callable[[], Awaitable[Mapping[str, int | None]]]
+#: depth reading is too old to tell (read it again first), its length limit is unknown, or it
+#: is not a classic queue where only classic ones are safe (``classic_only``).
+Room = Literal["room", "full", "stale", "unknown-limit", "not-classic"]
+#: Reads every queue's length limit and type (limits.read_limits).
+LimitReader = Callable[[], Awaitable[QueueLimits]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +171,14 @@ class InboxCensus:
         watch_seconds: float = 0.5,
         read_timeout: float = 5.0,
         limits: LimitReader | None = None,
+        classic_only: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._interval = check_interval
         self._read_limits = limits
+        self._classic_only = classic_only
         self._limits: Mapping[str, int | None] = {}
+        self._types: Mapping[str, str | None] = {}
         self._limits_at: float | None = None
         self._limits_failing = False
         self._recheck_after = recheck_after
@@ -250,7 +256,7 @@ class InboxCensus:
         issued = self._clock()
         try:
             async with asyncio.timeout(self._read_timeout):
-                limits = await self._read_limits()
+                reading = await self._read_limits()
         except (BrokerAccessRefused, ConfigError) as exc:
             if strict:
                 raise ConfigError(
@@ -265,9 +271,9 @@ class InboxCensus:
             self._limits_failed(exc)
             return
         if self._limits_failing:
-            log.info("inbox_limits_read", queues=len(limits))
+            log.info("inbox_limits_read", queues=len(reading.limits))
         self._limits_failing = False
-        self._limits, self._limits_at = limits, issued
+        self._limits, self._types, self._limits_at = reading.limits, reading.types, issued
 
     def _limits_failed(self, exc: Exception) -> None:
         # Read every second or so: one line when it starts failing, not one per attempt.
@@ -283,6 +289,21 @@ class InboxCensus:
         while True:
             await asyncio.sleep(interval)
             await self.read_limits()
+
+    def require_classic(self, queues: Iterable[str]) -> None:
+        """Transaction mode's start: ``queues`` (what its transactions publish to besides the
+        inboxes) must be classic as last read; ConfigError naming the fix if one is not,
+        BrokerError (retried) if no reading tells."""
+        if self._limits_at is None:
+            raise BrokerError("the queues' types could not be read from the management API")
+        other = {q: self._types.get(q) for q in queues if self._types.get(q) != "classic"}
+        if other:
+            found = ", ".join(f"{q} is {t or 'missing'}" for q, t in sorted(other.items()))
+            raise ConfigError(
+                f"transaction delivery publishes only to classic queues, but {found}: RabbitMQ "
+                "3.10 can drop a killed hub's committed copies to a quorum queue; provision "
+                "with LIAISON_QUEUE_TYPE=classic (single node), or set LIAISON_DELIVERY=confirm"
+            )
 
     def limit(self, queue: str) -> int | None:
         """``queue``'s length limit as last read; None when unknown: no reading in the last
@@ -382,6 +403,9 @@ class InboxCensus:
             limit = self.limit(queue)
             if limit is None:
                 found[queue] = "unknown-limit"
+                continue
+            if self._classic_only and self._types.get(queue) != "classic":
+                found[queue] = "not-classic"
                 continue
             # The hot path: a fresh reading needs no coroutine of its own.
             state = depths.room(queue, limit)

@@ -19,6 +19,7 @@ broker would have taken by dropping the oldest, which loses nothing.
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from liaison.common.errors import BrokerAccessRefused
@@ -82,11 +83,23 @@ def _limit(value: object) -> int | None:
     return value
 
 
-async def read_limits(api: ManagementClient, vhost: str) -> dict[str, int | None]:
-    """The limit of every queue on ``vhost``, read from the management API now."""
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """One reading of the queues on a vhost: each one's limit (``effective_limits``) and type
+    (``quorum``, ``classic``…; transaction delivery publishes only to classic queues)."""
+
+    limits: Mapping[str, int | None]
+    types: Mapping[str, str | None]
+
+
+async def read_limits(api: ManagementClient, vhost: str) -> QueueLimits:
+    """The limit and type of every queue on ``vhost``, read from the management API now."""
     queues = await api.queue_arguments(vhost)
     policies = await api.policies(vhost) + await api.operator_policies(vhost)
-    return effective_limits({q.name: q.arguments for q in queues}, policies)
+    return QueueLimits(
+        effective_limits({q.name: q.arguments for q in queues}, policies),
+        {q.name: q.type for q in queues},
+    )
 
 
 class LimitReader:
@@ -110,7 +123,7 @@ class LimitReader:
         self._url = settings.management_url
         self._ssl = settings.tls.context() if self._url.startswith("https://") else None
 
-    async def __call__(self) -> dict[str, int | None]:
+    async def __call__(self) -> QueueLimits:
         password = self._password
         if password is None:
             password = load_credential(self._account)

@@ -78,7 +78,8 @@ class HubSettings(Settings, frozen=True, kw_only=True):
     #: AMQP transaction per batch on the consuming channel (no repeats after a kill; the hub
     #: itself refuses copies to an inbox near its max length, since a transaction is never
     #: told of a full one: see ``inbox_headroom`` and docs/operations.md; and a kill just after a
-    #: commit can lose copies on RabbitMQ 3.10's quorum queues, so it is not the default).
+    #: commit can lose copies on RabbitMQ 3.10's quorum queues, so it publishes only to classic
+    #: ones, LIAISON_QUEUE_TYPE=classic, and is not the default).
     delivery: Literal["confirm", "transaction"] = "confirm"
     #: How long a publish the broker nacked is sent again (a quorum queue whose leader moved,
     #: or a full one: the nack does not say which) before its sender is answered 502.

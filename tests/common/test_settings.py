@@ -34,6 +34,7 @@ SAMPLES: dict[type[Settings], dict[str, str]] = {
         "LIAISON_CREDENTIALS_DIR": "/srv/liaison/credentials",
         "LIAISON_DIRECTORY": "/etc/liaison/directory.toml",
         "LIAISON_SHARD_COUNT": "8",
+        "LIAISON_QUEUE_TYPE": "classic",
         "LIAISON_HUB_SIGNING_KEY": "/etc/liaison/hub-signing.key",
     },
     OperatorSettings: {
@@ -198,6 +199,7 @@ def test_every_setting_is_reachable_from_the_environment(
         (ProvisionSettings, "LIAISON_SHARD_COUNT", "0"),
         (ProvisionSettings, "LIAISON_SHARD_COUNT", "eight"),
         (ProvisionSettings, "LIAISON_VHOST", "x" * 300),
+        (ProvisionSettings, "LIAISON_QUEUE_TYPE", "stream"),
         (ProvisionSettings, "LIAISON_MANAGEMENT_URL", "http://admin:hunter2@broker:15672"),
         (OperatorSettings, "LIAISON_LOG_LEVEL", "chatty"),
         (OperatorSettings, "LIAISON_HTTP_PORT", "70000"),

@@ -7,6 +7,7 @@ the end. Topology is declared over AMQP from the same description provisioning a
 import asyncio
 import tomllib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
-from tests.conftest import admin_client, amqp_url_for
+from tests.conftest import _admin_credentials, admin_client, amqp_url_for
 from tests.hub.support import PASSWORD, Partner
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.toml"
@@ -104,6 +105,59 @@ async def partners(
         await partner.connection.close()
 
 
+@dataclass(frozen=True, slots=True)
+class ClassicVhost:
+    """A vhost provisioned with LIAISON_QUEUE_TYPE=classic: its admin URL and connection, and
+    a connected Partner per organisation."""
+
+    vhost: str
+    url: str
+    admin: aio_pika.abc.AbstractConnection
+    partners: dict[str, Partner]
+
+
+@pytest.fixture(scope="session")
+async def classic(
+    run_id: str, directory: DirectoryIndex, partner_accounts: dict[str, str]
+) -> AsyncIterator[ClassicVhost]:
+    """A second vhost whose inboxes, ledger and dead-letter queues are classic (the
+    single-node transaction profile), with the same partner accounts; deleted afterwards."""
+    name = f"liaison-test-{run_id}-classic"
+    user, _ = _admin_credentials()
+    spec = build_topology(
+        {org.id: org.inbox_max_length for org in directory.organisations.values()},
+        queue_type="classic",
+    )
+    async with admin_client() as api:
+        await api.put_vhost(name)
+        for account in (user, *partner_accounts.values()):
+            await api.put_permission(Permission(account, name, ".*", ".*", ".*"))
+        await apply_topology(api, name, spec)
+    url = amqp_url_for(name)
+    admin = await aio_pika.connect(url)
+    partners: dict[str, Partner] = {}
+    try:
+        for org, account in partner_accounts.items():
+            connection = await aio_pika.connect(amqp_url_for(name, account, PASSWORD))
+            partners[org] = Partner(org, account, connection)
+        yield ClassicVhost(name, url, admin, partners)
+    finally:
+        for partner in partners.values():
+            await partner.connection.close()
+        await admin.close()
+        async with admin_client() as api:
+            await api.delete_vhost(name)
+
+
+def classic_for(request: pytest.FixtureRequest, delivery: str) -> ClassicVhost | None:
+    """The classic vhost where a hub of ``delivery`` runs: transaction delivery refuses quorum
+    inboxes, ledger and dead-letter queues; None (the session vhost) for confirm."""
+    if delivery != "transaction":
+        return None
+    classic: ClassicVhost = request.getfixturevalue("classic")
+    return classic
+
+
 async def purge_all(admin: aio_pika.abc.AbstractConnection, directory: DirectoryIndex) -> None:
     """Empty every queue of the topology so each test starts clean."""
     spec = build_topology(dict.fromkeys(directory.organisations, 100))
@@ -166,11 +220,18 @@ async def hub(
     topology: str,
     hub_key_file: Path,
     hub_delivery: str,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[RunningHub]:
-    """A hub consuming every shard of the test vhost, on clean queues; it signs its reports."""
-    await purge_all(admin, directory)
+    """A hub consuming every shard of the test vhost (the classic one in transaction mode:
+    a module testing both modes overrides ``admin`` and ``partners`` alike), on clean queues;
+    it signs its reports."""
+    classic = classic_for(request, hub_delivery)
+    await purge_all(admin if classic is None else classic.admin, directory)
     settings = hub_settings(
-        topology, directory_file, hub_signing_key=hub_key_file, delivery=hub_delivery
+        topology if classic is None else classic.url,
+        directory_file,
+        hub_signing_key=hub_key_file,
+        delivery=hub_delivery,
     )
     router = Router(directory, max_message_bytes=settings.max_message_bytes)
     memory = LocalMemory(seconds=600, max_entries=10_000)

@@ -26,7 +26,7 @@ from liaison.schemas.wire import (
     inbox_queue,
 )
 from tests.conftest import amqp_url_for, management
-from tests.hub.conftest import purge_all
+from tests.hub.conftest import ClassicVhost, classic_for, purge_all
 from tests.hub.memory_support import REDIS_URL, memory_prefix
 from tests.hub.support import PASSWORD, decode, demo_signature, drain, envelope
 from tests.hub.test_processes import queue_depth, wait_for
@@ -388,20 +388,16 @@ def count(
     return tally
 
 
+@pytest.fixture
+def profile(delivery: str, request: pytest.FixtureRequest) -> ClassicVhost | None:
+    """The classic vhost for the transaction run (RabbitMQ 3.10's quorum queues can drop a
+    killed transaction's committed publishes); None: the session vhost."""
+    return classic_for(request, delivery)
+
+
 @pytest.mark.parametrize(
     "delivery",
-    [
-        pytest.param(
-            "transaction",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="open defect: a hub killed during a commit can lose copies on RabbitMQ "
-                "3.10's quorum queues (docs/operations.md, 'Repeats after a crash'; "
-                "tests/hub/test_tx_delivery.py)",
-            ),
-        ),
-        "confirm",
-    ],
+    ["transaction", "confirm"],
 )
 async def test_every_fault_at_once_loses_nothing_and_keeps_order(
     delivery: str,
@@ -413,13 +409,17 @@ async def test_every_fault_at_once_loses_nothing_and_keeps_order(
     partner_accounts: dict[str, str],
     tmp_path: Path,
     memory_prefix: str,
+    profile: ClassicVhost | None,
 ) -> None:
     """Four partners at a steady pace to two recipients, invalid inputs mixed in; the active
     hub is killed, paused, force-closed and stopped gracefully in turn (a standby taking over
     each time) and every partner is cut once: nothing lost, no sender's messages out of order
     at either recipient, every invalid input answered, repeats bounded by the delivery mode (at
-    most one per interrupted hub in transaction mode), and nothing delivered again when the
-    partners replay after the run."""
+    most one per interrupted hub in transaction mode, run on the single-node transaction
+    profile: classic inboxes, ledger and dead-letter queues), and nothing delivered again when
+    the partners replay after the run."""
+    if profile is not None:
+        admin, topology, vhost = profile.admin, profile.url, profile.vhost
     await purge_all(admin, directory)
     env = {
         # A short heartbeat, so the broker gives a paused hub's shards to the standby quickly.

@@ -1,5 +1,6 @@
 """Transaction mode at a full inbox: the hub refuses the copy itself (a transaction is never told
-that a quorum queue at its x-max-length dropped it), so nothing is silently lost."""
+that a queue at its x-max-length dropped it), so nothing is silently lost; and it sends nothing
+to an inbox that is not classic (a killed commit could drop that copy)."""
 
 import asyncio
 import tomllib
@@ -14,7 +15,7 @@ import tomli_w
 from liaison.common.topology import build_topology
 from liaison.directory.index import DirectoryIndex, load_directory
 from liaison.directory.management import Permission
-from liaison.directory.topology import apply_topology
+from liaison.directory.topology import apply_topology, broker_objects
 from liaison.hub.consumer import HubConsumer
 from liaison.hub.memory import LocalMemory
 from liaison.hub.metrics import HubMetrics
@@ -41,6 +42,7 @@ class SmallInbox:
     """A vhost whose directory gives ``SMALL`` and ``SENDER`` inboxes of ``LIMIT`` messages."""
 
     url: str
+    vhost: str
     directory: DirectoryIndex
     directory_file: Path
     admin: aio_pika.abc.AbstractConnection
@@ -68,8 +70,10 @@ async def small_inbox(
         await api.put_vhost(vhost)
         for account in (admin_user, partner_accounts["mag"]):
             await api.put_permission(Permission(account, vhost, ".*", ".*", ".*"))
+        # Classic, as transaction delivery requires (LIAISON_QUEUE_TYPE=classic).
         spec = build_topology(
-            {org.id: org.inbox_max_length for org in directory.organisations.values()}
+            {org.id: org.inbox_max_length for org in directory.organisations.values()},
+            queue_type="classic",
         )
         await apply_topology(api, vhost, spec)
     url = amqp_url_for(vhost)
@@ -77,7 +81,7 @@ async def small_inbox(
     sender = await aio_pika.connect(amqp_url_for(vhost, partner_accounts["mag"], PASSWORD))
     try:
         yield SmallInbox(
-            url, directory, path, admin, Partner("mag", partner_accounts["mag"], sender)
+            url, vhost, directory, path, admin, Partner("mag", partner_accounts["mag"], sender)
         )
     finally:
         await sender.close()
@@ -172,6 +176,46 @@ async def test_a_report_with_no_room_is_left_out_and_the_refusal_still_dead_lett
             assert [m.body for m in inbox] == [b"filler"] * full
         assert metrics.inbox_guard_refusals._value.get() == len(docs)
         assert consumer.ready
+    finally:
+        await consumer.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_copy_to_a_quorum_inbox_is_refused_502_in_transaction_mode(
+    small_inbox: SmallInbox,
+) -> None:
+    """One inbox re-declared quorum on the classic vhost: a copy to it is answered 502 naming
+    it as not classic and dead-lettered (a killed commit could drop it), while a copy to a
+    classic inbox in the same run is delivered."""
+    quorum = broker_objects(
+        build_topology(
+            {org.id: org.inbox_max_length for org in small_inbox.directory.organisations.values()}
+        )
+    )
+    name = inbox_queue(SMALL)
+    async with admin_client() as api:
+        await api.delete_queue(small_inbox.vhost, name)
+        await api.put_queue(small_inbox.vhost, next(q for q in quorum.queues if q.name == name))
+        for binding in quorum.bindings:
+            if binding.destination == name:
+                await api.post_binding(small_inbox.vhost, binding)
+    consumer, task, metrics = await tx_hub(small_inbox)
+    try:
+        refused, delivered = envelope("mag", [f"org:{SMALL}"]), envelope("mag", ["org:unmas"])
+        await small_inbox.sender.send(refused)
+        await small_inbox.sender.send(delivered)
+        (report,) = await drain(small_inbox.admin, inbox_queue(SENDER), expect=1, timeout=20)
+        body = decode(report)["body"]
+        assert body["code"] == 502
+        assert body["ref_distribution_id"] == refused["distribution_id"]
+        assert body["refused_recipients"] == [f"org:{SMALL}"]
+        assert "not classic" in body["reason"]
+        (dead,) = await drain(small_inbox.admin, DEAD_LETTER_QUEUE, expect=1)
+        assert decode(dead)["distribution_id"] == refused["distribution_id"]
+        assert await drain(small_inbox.admin, name, expect=0, settle=0.5) == []
+        (copy,) = await drain(small_inbox.admin, inbox_queue("unmas"), expect=1)
+        assert decode(copy)["distribution_id"] == delivered["distribution_id"]
+        assert metrics.inbox_guard_refusals._value.get() == 1
     finally:
         await consumer.stop()
         await asyncio.wait_for(task, 10)

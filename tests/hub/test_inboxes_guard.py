@@ -7,9 +7,9 @@ from typing import Any, cast
 import aiormq
 import pytest
 
-from liaison.common.errors import BrokerUnreachable
+from liaison.common.errors import BrokerError, BrokerUnreachable, ConfigError
 from liaison.hub.inboxes import DepthGuard, InboxCensus, LimitReader, headroom_for
-from liaison.hub.limits import UNLIMITED
+from liaison.hub.limits import UNLIMITED, QueueLimits
 
 
 class FakeClock:
@@ -170,11 +170,12 @@ class FakeConnection:
         return FakeChannel(self)
 
 
-def limits_of(limits: dict[str, int | None]) -> LimitReader:
-    """A limits reader answering ``limits`` (the management API's part is tested on the broker)."""
+def limits_of(limits: dict[str, int | None], queue_type: str = "classic") -> LimitReader:
+    """A limits reader answering ``limits``, every queue of ``queue_type`` (the management
+    API's part is tested on the broker)."""
 
-    async def read() -> dict[str, int | None]:
-        return limits
+    async def read() -> QueueLimits:
+        return QueueLimits(limits, dict.fromkeys(limits, queue_type))
 
     return read
 
@@ -259,11 +260,11 @@ async def test_an_unknown_or_stale_limit_refuses_the_copy() -> None:
         BrokerUnreachable("management API down"),
     ]
 
-    async def read() -> dict[str, int | None]:
+    async def read() -> QueueLimits:
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return QueueLimits(answer, dict.fromkeys(answer, "classic"))
 
     census = InboxCensus(
         check_interval=10.0, headroom=10, watch_seconds=0.5, limits=read, clock=clock
@@ -282,3 +283,46 @@ async def test_an_unknown_or_stale_limit_refuses_the_copy() -> None:
     clock.now += 10.1
     assert census.limit("inbox.a") is None
     assert await census.blocked(["inbox.a"]) == {"inbox.a": "unknown-limit"}
+
+
+async def test_only_classic_inboxes_take_copies_when_classic_only() -> None:
+    """With classic_only (transaction mode) a copy to a quorum inbox is refused as not
+    classic, whatever its room, while a classic inbox with room takes it."""
+    reading = QueueLimits(
+        {"inbox.a": 100, "inbox.b": 100}, {"inbox.a": "quorum", "inbox.b": "classic"}
+    )
+
+    async def read() -> QueueLimits:
+        return reading
+
+    census = InboxCensus(check_interval=10.0, headroom=10, limits=read, classic_only=True)
+    connection = FakeConnection(
+        dict.fromkeys(["inbox.a", "inbox.a.flash", "inbox.b", "inbox.b.flash"], 0)
+    )
+    await census.survey(cast(aiormq.abc.AbstractConnection, connection), ["a", "b"])
+    await census.read_limits()
+    assert await census.blocked(["inbox.a", "inbox.b"]) == {"inbox.a": "not-classic"}
+    lenient = InboxCensus(check_interval=10.0, headroom=10, limits=read)
+    await lenient.survey(cast(aiormq.abc.AbstractConnection, connection), ["a", "b"])
+    await lenient.read_limits()
+    assert await lenient.blocked(["inbox.a", "inbox.b"]) == {}
+
+
+async def test_require_classic_names_the_setting_or_waits_for_a_reading() -> None:
+    """require_classic passes classic queues, refuses a quorum or missing one with a ConfigError
+    naming LIAISON_QUEUE_TYPE=classic, and, before any reading, raises a (retried) BrokerError."""
+    types = {"liaison.ledger": "classic", "liaison.dead-letters": "quorum"}
+
+    async def read() -> QueueLimits:
+        return QueueLimits(dict.fromkeys(types, 10), types)
+
+    census = InboxCensus(check_interval=10.0, limits=read, classic_only=True)
+    with pytest.raises(BrokerError) as unread:
+        census.require_classic(["liaison.ledger"])
+    assert not isinstance(unread.value, ConfigError)
+    await census.read_limits()
+    census.require_classic(["liaison.ledger"])
+    with pytest.raises(ConfigError, match="LIAISON_QUEUE_TYPE=classic") as caught:
+        census.require_classic(["liaison.ledger", "liaison.dead-letters", "liaison.gone"])
+    assert "liaison.dead-letters is quorum" in str(caught.value)
+    assert "liaison.gone is missing" in str(caught.value)

@@ -105,7 +105,8 @@ async def test_the_hub_account_reads_policies_and_operator_policies_but_cannot_s
             vhost, "t-limits-op", f"^{capped}$".replace(".", "\\."), {"max-length": 5}
         )
     try:
-        limits = await LimitReader(settings, account)()
+        reading = await LimitReader(settings, account)()
+        limits = reading.limits
         async with ManagementClient(MANAGEMENT_URL, account, Secret(password)) as hub_api:
             with pytest.raises(BrokerError):
                 await hub_api.put_policy(vhost, "t-limits-hub", "^inbox", {"max-length": 1})
@@ -117,7 +118,7 @@ async def test_the_hub_account_reads_policies_and_operator_policies_but_cannot_s
     assert limits[capped] == 5
     untouched = inbox_queue("unmas")
     assert 7 < (limits[untouched] or 0) < UNLIMITED
-    restored = (await LimitReader(settings, account)())[shrunk]
+    restored = (await LimitReader(settings, account)()).limits[shrunk]
     assert (restored or 0) > 7, "a deleted policy no longer counts"
 
 
@@ -132,8 +133,9 @@ async def test_a_hub_whose_account_cannot_read_the_limits_stops_naming_the_fix(
         await api.put_user(account, password_hash(password), HASHING_ALGORITHM)
         await api.put_permission(hub_permission(account, vhost))
     try:
-        settings = hub_settings(amqp_url_for(vhost, account, password), directory_file)
-        assert settings.mode == "transaction"
+        settings = hub_settings(
+            amqp_url_for(vhost, account, password), directory_file, delivery="transaction"
+        )
         router = Router(directory, max_message_bytes=settings.max_message_bytes)
         memory = LocalMemory(seconds=60, max_entries=100)
         consumer = HubConsumer(settings, router, memory, HubMetrics())
@@ -144,3 +146,20 @@ async def test_a_hub_whose_account_cannot_read_the_limits_stops_naming_the_fix(
     finally:
         async with admin_client() as api:
             await api.delete_user(account)
+
+
+@pytest.mark.broker
+async def test_a_transaction_hub_on_quorum_queues_stops_naming_the_queue_type(
+    topology: str, directory: DirectoryIndex, directory_file: Path
+) -> None:
+    """Transaction mode on the quorum-provisioned test vhost: the hub stops at once with a
+    ConfigError naming the quorum ledger and dead-letter queues and LIAISON_QUEUE_TYPE=classic,
+    before consuming anything."""
+    settings = hub_settings(topology, directory_file, delivery="transaction")
+    router = Router(directory, max_message_bytes=settings.max_message_bytes)
+    consumer = HubConsumer(settings, router, LocalMemory(seconds=60, max_entries=100), HubMetrics())
+    with pytest.raises(ConfigError, match="LIAISON_QUEUE_TYPE=classic") as caught:
+        await asyncio.wait_for(consumer.run(), 30)
+    assert "liaison.ledger is quorum" in str(caught.value)
+    assert "liaison.dead-letters is quorum" in str(caught.value)
+    assert not consumer.consuming

@@ -17,12 +17,28 @@ from liaison.schemas.wire import (
     inbox_queue,
 )
 from tests.conftest import management
-from tests.hub.conftest import RunningHub
+from tests.hub.conftest import RunningHub, classic_for
 from tests.hub.support import Partner, decode, drain, envelope
 
 pytestmark = pytest.mark.broker
 
 Admin = aio_pika.abc.AbstractConnection
+
+
+@pytest.fixture
+def admin(admin: Admin, hub_delivery: str, request: pytest.FixtureRequest) -> Admin:
+    """The admin connection of the vhost the ``hub`` fixture runs on (classic_for)."""
+    classic = classic_for(request, hub_delivery)
+    return admin if classic is None else classic.admin
+
+
+@pytest.fixture
+def partners(
+    partners: dict[str, Partner], hub_delivery: str, request: pytest.FixtureRequest
+) -> dict[str, Partner]:
+    """The partners' connections to the vhost the ``hub`` fixture runs on (classic_for)."""
+    classic = classic_for(request, hub_delivery)
+    return partners if classic is None else classic.partners
 
 
 def fuzz_payloads(count: int, seed: int) -> list[bytes]:
@@ -131,12 +147,20 @@ async def test_hub_reconnects_after_its_connection_is_closed(
     ],
 )
 async def test_full_inbox_is_answered_as_undeliverable(
-    hub: RunningHub, partners: dict[str, Partner], admin: Admin, vhost: str, kind: str
+    hub: RunningHub,
+    partners: dict[str, Partner],
+    admin: Admin,
+    vhost: str,
+    kind: str,
+    hub_delivery: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """When a policy (or an operator policy) shrinks a recipient's inbox to 10 and it fills,
     the broker (confirm mode) or the hub's guard, which reads the policy (transaction mode),
     refuses: the sender gets 502, nothing is lost; the guard keeps a headroom of a tenth, so
     that inbox takes 9."""
+    if (classic := classic_for(request, hub_delivery)) is not None:
+        vhost = classic.vhost
     limit = 10
     policy = f"/{kind}/{quote(vhost, safe='')}/tiny-inbox"
     await management(
@@ -148,7 +172,7 @@ async def test_full_inbox_is_answered_as_undeliverable(
             "definition": {"max-length": limit},
         },
     )
-    guarded = hub.consumer.settings.mode == "transaction"
+    guarded = hub.consumer.settings.delivery == "transaction"
     try:
         await asyncio.sleep(1.0)  # policies apply to existing queues asynchronously
         if guarded:

@@ -26,7 +26,7 @@ from liaison.schemas.wire import (
     inbox_queue,
 )
 from tests.conftest import admin_client
-from tests.hub.conftest import purge_all
+from tests.hub.conftest import ClassicVhost, purge_all
 from tests.hub.memory_support import start_hub
 from tests.hub.support import Partner, decode, demo_signature, drain, envelope
 from tests.hub.test_processes import queue_depth, wait_for
@@ -52,16 +52,14 @@ PROGRESS = 100
 
 @pytest.fixture
 async def tx_hub(
-    admin: aio_pika.abc.AbstractConnection,
-    directory: DirectoryIndex,
-    directory_file: Path,
-    topology: str,
+    classic: ClassicVhost, directory: DirectoryIndex, directory_file: Path
 ) -> AsyncIterator[HubConsumer]:
-    """An in-process hub in transaction mode, consuming every shard, on clean queues."""
-    await purge_all(admin, directory)
+    """An in-process hub in transaction mode, consuming every shard of the classic vhost, on
+    clean queues."""
+    await purge_all(classic.admin, directory)
     memory = LocalMemory(seconds=600, max_entries=10_000)
     consumer, task, _ = await start_hub(
-        topology, directory, directory_file, memory, delivery="transaction"
+        classic.url, directory, directory_file, memory, delivery="transaction"
     )
     yield consumer
     await consumer.stop()
@@ -69,10 +67,7 @@ async def tx_hub(
 
 
 async def test_a_failing_message_is_given_back_within_a_batch_and_the_rest_flows(
-    tx_hub: HubConsumer,
-    partners: dict[str, Partner],
-    admin: aio_pika.abc.AbstractConnection,
-    monkeypatch: pytest.MonkeyPatch,
+    tx_hub: HubConsumer, classic: ClassicVhost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A message whose handling fails every time is rejected in its batch (a transactional
     reject only counts once committed), comes back until the delivery limit, and is answered
@@ -85,6 +80,7 @@ async def test_a_failing_message_is_given_back_within_a_batch_and_the_rest_flows
         return real(body, **kwargs)
 
     monkeypatch.setattr(tx_hub.router, "route", failing)
+    admin, partners = classic.admin, classic.partners
     before = envelope("mag", ["org:unmas"])
     poison = envelope("mag", ["org:unmas"], incident_id="POISON-PILL")
     after = [envelope("mag", ["org:unmas"]) for _ in range(3)]
@@ -103,26 +99,15 @@ async def test_a_failing_message_is_given_back_within_a_batch_and_the_rest_flows
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: a hub killed just after its tx.commit can lose copies. RabbitMQ 3.10 "
-    "applies the transaction's acks at once but queues its publishes to a quorum queue at low "
-    "priority, and drops those still queued when the channel dies; copies lost in 4 of 86 "
-    "runs (docs/operations.md, 'Repeats after a crash')",
-)
 async def test_killed_hubs_under_a_backlog_repeat_nothing(
-    admin: aio_pika.abc.AbstractConnection,
-    partners: dict[str, Partner],
-    directory: DirectoryIndex,
-    directory_file: Path,
-    topology: str,
-    vhost: str,
-    tmp_path: Path,
+    classic: ClassicVhost, directory: DirectoryIndex, directory_file: Path, tmp_path: Path
 ) -> None:
     """Four hubs in turn are SIGKILLed mid-backlog, each a fresh process with its own memory
-    (so nothing but the transaction keeps a redelivery from repeating): each recipient gets
+    (so nothing but the transaction keeps a redelivery from repeating), on the single-node
+    transaction profile (classic inboxes, ledger and dead-letter queues): each recipient gets
     every message exactly once and in each sender's order. In confirm mode the same run
     repeats hundreds of copies (what each killed hub had published but not yet acked)."""
+    admin, partners, topology, vhost = classic.admin, classic.partners, classic.url, classic.vhost
     await purge_all(admin, directory)
     env = {
         "LIAISON_AMQP_URL": topology,

@@ -23,6 +23,8 @@ from liaison.ledger.settings import LedgerSettings
 from tests.cli.support import directory_with_accounts
 from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
     admin,
+    classic,
+    classic_for,
     directory,
     hub,
     hub_delivery,
@@ -130,10 +132,14 @@ async def ledger(
     db: asyncpg.Connection,
     directory: DirectoryIndex,  # noqa: F811
     hub_key_file: Path,  # noqa: F811
+    hub_delivery: str,  # noqa: F811
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[RunningLedger]:
-    """A ledger consuming the test vhost's ledger queue into this run's database; it signs
-    its status reports with the test hub's key."""
-    running = await start_ledger(topology, database_url, directory, hub_signing_key=hub_key_file)
+    """A ledger consuming the ledger queue of the ``hub`` fixture's vhost into this run's
+    database; it signs its status reports with the test hub's key."""
+    profile = classic_for(request, hub_delivery)
+    url = topology if profile is None else profile.url
+    running = await start_ledger(url, database_url, directory, hub_signing_key=hub_key_file)
     yield running
     await running.stop()
 
