@@ -11,7 +11,8 @@ prefix deleted afterwards), and a decision record for the ledger.
 ``--baseline DIR`` alternates rounds of the hub from another source tree (``git archive`` of the
 commit before a change, run through ``bench.hub_source``) with rounds of this one: the A/B of a
 change in one run, the same broker, workload and machine load. ``--delivery
-confirm,transaction`` alternates the hub's delivery modes (``LIAISON_DELIVERY``) the same way.
+confirm,transaction`` alternates the hub's delivery modes (``LIAISON_DELIVERY``) the same way,
+all on classic inboxes, ledger and dead-letter queues when transaction is among them.
 ``--profile DIR`` records each hub with ``py-spy`` (collapsed stacks, ``<tag>.txt``; ``--rate``
 samples a second). Prints a line per round, then rounds and medians as JSON
 (``bench/results/hub_cpu.json``).
@@ -114,6 +115,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         _profiled(args.profile, args.rate, tags)
     syscalls: dict[int, dict[str, int]] = {}
     _count_syscalls(syscalls)
+    if "transaction" in modes:
+        # Transaction delivery runs only on classic queues; every mode shares them, so the
+        # modes differ in nothing else.
+        run.queue_type = "classic"
     await run.setup()
     signed_directory = run.scratch / "directory-signed.toml"
     write_directory(run.run_id, signed_directory, signed=True)
