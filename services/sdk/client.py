@@ -46,6 +46,7 @@ from liaison.sdk.errors import (
     SigningKeyMissing,
 )
 from liaison.sdk.inbox import Inbox
+from liaison.sdk.settled import SettledFile, SettledIds, SettledInMemory
 from liaison.sdk.signing import (
     Ed25519PrivateKey,
     TrustedKey,
@@ -83,8 +84,8 @@ class _Session:
     exchange: aio_pika.abc.AbstractExchange
     confirm_timeout: float
     prefetch: int
-    dedupe_seconds: float
-    dedupe_max_entries: int
+    #: Ids the inbox settled (in memory, or in ``dedupe_file``): shared by every inbox opened.
+    settled: SettledIds
     signer: "_Signer | None"
     #: Whether a send without a signing key is an error (the default) or goes unsigned.
     sign: bool
@@ -133,6 +134,7 @@ class Client:
         reconnect_interval: float = 1.0,
         dedupe_seconds: float = 3600.0,
         dedupe_max_entries: int = 50_000,
+        dedupe_file: "str | os.PathLike[str] | None" = None,
         ssl_context: ssl.SSLContext | None = None,
         signing_key: "str | os.PathLike[str] | Ed25519PrivateKey | None" = None,
         signing_kid: str | None = None,
@@ -159,6 +161,11 @@ class Client:
         organisation whose signatures are "when_present"). ``trusted_keys`` (the
         ``signing-keys.json`` of your partner bundle, or a mapping kid -> ``TrustedKey``) lets
         the inbox verify who signed each delivery (``delivery.verified``, ``signed_by``).
+
+        The inbox drops a copy of a message it settled in the last ``dedupe_seconds`` (at most
+        ``dedupe_max_entries`` ids), by its ``message_id``. It remembers them in memory, for as
+        long as the process runs; with ``dedupe_file`` (a path) in a SQLite file, so a repeat
+        that comes after a restart, or to another process sharing the file, is dropped too.
         """
         urls = node_urls(url)
         if ssl_context is not None and parse_url(urls[0]).scheme != "amqps":
@@ -197,13 +204,16 @@ class Client:
                 account=login,
                 urls=full_urls,
                 reconnect_interval=reconnect_interval,
+                dedupe={
+                    "seconds": dedupe_seconds,
+                    "max_entries": dedupe_max_entries,
+                    "path": dedupe_file,
+                },
                 # Further aio_pika.connect_robust arguments.
                 connection_options={} if ssl_context is None else {"ssl_context": ssl_context},
                 settings={
                     "confirm_timeout": confirm_timeout,
                     "prefetch": prefetch,
-                    "dedupe_seconds": dedupe_seconds,
-                    "dedupe_max_entries": dedupe_max_entries,
                     "signer": signer,
                     "sign": sign,
                     "trusted_keys": trusted,
@@ -238,8 +248,11 @@ class Client:
         if self._inbox is not None:
             await self._inbox.close()
         connection = self._session.connection
-        if not connection.is_closed:
-            await connection.close()
+        try:
+            if not connection.is_closed:
+                await connection.close()
+        finally:
+            self._session.settled.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -434,8 +447,7 @@ class Client:
                 session.org,
                 reply=self.send,
                 prefetch=session.prefetch,
-                dedupe_seconds=session.dedupe_seconds,
-                dedupe_max_entries=session.dedupe_max_entries,
+                settled=session.settled,
                 trusted_keys=session.trusted_keys,
             )
             await inbox.start()
@@ -462,22 +474,35 @@ async def _open_client(
     account: str,
     urls: list[str],
     reconnect_interval: float,
+    dedupe: dict[str, Any],
     connection_options: dict[str, Any],
     settings: dict[str, Any],
 ) -> Client:
-    """Connect, open the publishing channel, and wrap both in a Client."""
-    connection = await open_connection(
-        urls,
-        org=org,
-        account=account,
-        reconnect_interval=reconnect_interval,
-        options=connection_options,
+    """Open the dedupe store, connect, open the publishing channel, and wrap them in a Client."""
+    path = dedupe["path"]
+    # A bad dedupe_file fails here, before anything goes over the network.
+    settled: SettledIds = (
+        SettledInMemory(seconds=dedupe["seconds"], max_entries=dedupe["max_entries"])
+        if path is None
+        else SettledFile(path, seconds=dedupe["seconds"], max_entries=dedupe["max_entries"])
     )
+    try:
+        connection = await open_connection(
+            urls,
+            org=org,
+            account=account,
+            reconnect_interval=reconnect_interval,
+            options=connection_options,
+        )
+    except BaseException:
+        settled.close()
+        raise
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
     except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
         await connection.close()
+        settled.close()
         raise ConnectFailed(f"cannot open a channel: {frame_text(exc)}") from None
     assert isinstance(channel, aio_pika.abc.AbstractRobustChannel)
     return Client(
@@ -487,6 +512,7 @@ async def _open_client(
             connection=connection,
             channel=channel,
             exchange=exchange,
+            settled=settled,
             **settings,
         )
     )

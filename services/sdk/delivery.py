@@ -114,8 +114,9 @@ class Delivery:
     def possible_repeat(self) -> bool:
         """Whether the hub marked it as possibly repeating an earlier copy (a hub stopped after
         publishing it and before recording that): the inbox already drops a copy whose
-        ``message_id`` it settled in this process; an application that keeps its own record of
-        processed ids across restarts checks this id against it."""
+        ``message_id`` it settled in this process, or in any process sharing its
+        ``dedupe_file``; an application that keeps its own record of processed ids checks this
+        id against it."""
         return (self._message.headers or {}).get(HEADER_POSSIBLE_REPEAT) == "true"
 
     @property

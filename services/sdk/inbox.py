@@ -18,7 +18,8 @@ acknowledged. Each raw message is checked before it is handed out:
 - a copy of a message the caller holds right now (its ack is still to come): held, and settled
   as the caller settles the original.
 So a handler sees each message once however often the connection drops, as long as the
-process lives (the dedupe window is in memory).
+process lives (the dedupe window is in memory), or across restarts with ``dedupe_file``
+(settled.py).
 """
 
 import asyncio
@@ -42,9 +43,9 @@ from liaison.schemas.wire import (
     flash_inbox_queue,
     inbox_queue,
 )
-from liaison.sdk.dedupe import DedupeWindow
 from liaison.sdk.delivery import SETTLE_LOST, Delivery, Replier
 from liaison.sdk.errors import ConnectFailed
+from liaison.sdk.settled import SettledIds
 from liaison.sdk.signing import TrustedKey, check_delivered
 
 log = logging.getLogger("liaison.sdk.inbox")
@@ -76,8 +77,7 @@ class Inbox:
         *,
         reply: Replier,
         prefetch: int,
-        dedupe_seconds: float,
-        dedupe_max_entries: int,
+        settled: SettledIds,
         trusted_keys: Mapping[str, TrustedKey] | None = None,
     ) -> None:
         self._connection = connection
@@ -85,8 +85,7 @@ class Inbox:
         self._org = org
         self._reply = reply
         self._prefetch = prefetch
-        self._acked = DedupeWindow(seconds=dedupe_seconds, max_entries=dedupe_max_entries)
-        self._rejected = DedupeWindow(seconds=dedupe_seconds, max_entries=dedupe_max_entries)
+        self._settled_ids = settled
         self._flash: collections.deque[_Raw] = collections.deque()
         self._regular: collections.deque[_Raw] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -272,10 +271,11 @@ class Inbox:
             self.duplicates += 1
             copies.append(message)
             return None
-        if message_id in self._rejected or message_id in self._acked:
+        rejected = self._settled_ids.outcome(message_id)
+        if rejected is not None:
             self.duplicates += 1
             log.info("skipped a duplicate of %s (redelivered=%s)", message_id, message.redelivered)
-            await self._settle_copy(message, reject=message_id in self._rejected)
+            await self._settle_copy(message, reject=rejected)
             return None
         self._in_hand[message_id] = []
         # Valid when the hub delivered it: a key that expired since still signed it in time.
@@ -299,7 +299,7 @@ class Inbox:
 
     async def _settled(self, message_id: str, reject: bool) -> None:
         # Remembered before the copies are settled, so a copy arriving meanwhile is a duplicate.
-        (self._rejected if reject else self._acked).add(message_id)
+        self._settled_ids.remember(message_id, rejected=reject)
         for copy in self._in_hand.pop(message_id, []):
             await self._settle_copy(copy, reject=reject)
 

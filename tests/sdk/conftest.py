@@ -1,7 +1,8 @@
 """SDK fixtures: the hub fixtures (accounts, topology, an in-process hub), and SDK clients."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
@@ -30,7 +31,10 @@ def directory_file(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Pat
     return directory_with_accounts(tmp_path_factory.mktemp("directory"), f"s-{run_id}-")
 
 
-Connect = Callable[[str], Awaitable[Client]]
+class Connect(Protocol):
+    """Opens an SDK client as ``org``; further ``Client.connect`` options by keyword."""
+
+    async def __call__(self, org: str, **options: Any) -> Client: ...
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +59,7 @@ async def connect(
     """Open an SDK client as an organisation of the test directory; all closed afterwards."""
     opened: list[Client] = []
 
-    async def open_client(org: str) -> Client:
+    async def open_client(org: str, **options: Any) -> Client:
         client = await Client.connect(
             org,
             amqp_url_for(vhost),
@@ -65,6 +69,7 @@ async def connect(
             reconnect_interval=0.5,
             trusted_keys=trusted_keys,
             **demo_signing(org),
+            **options,
         )
         opened.append(client)
         return client
