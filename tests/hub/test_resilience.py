@@ -18,27 +18,12 @@ from liaison.schemas.wire import (
 )
 from tests.conftest import management
 from tests.hub.conftest import RunningHub, classic_for
+from tests.hub.following import admin_following_hub, partners_following_hub  # noqa: F401
 from tests.hub.support import Partner, decode, drain, envelope
 
 pytestmark = pytest.mark.broker
 
 Admin = aio_pika.abc.AbstractConnection
-
-
-@pytest.fixture
-def admin(admin: Admin, hub_delivery: str, request: pytest.FixtureRequest) -> Admin:
-    """The admin connection of the vhost the ``hub`` fixture runs on (classic_for)."""
-    classic = classic_for(request, hub_delivery)
-    return admin if classic is None else classic.admin
-
-
-@pytest.fixture
-def partners(
-    partners: dict[str, Partner], hub_delivery: str, request: pytest.FixtureRequest
-) -> dict[str, Partner]:
-    """The partners' connections to the vhost the ``hub`` fixture runs on (classic_for)."""
-    classic = classic_for(request, hub_delivery)
-    return partners if classic is None else classic.partners
 
 
 def fuzz_payloads(count: int, seed: int) -> list[bytes]:

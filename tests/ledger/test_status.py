@@ -16,28 +16,13 @@ from liaison.schemas.messages.system import StatusRequest
 from liaison.schemas.wire import HEADER_SIGNATURE, inbox_queue
 from liaison.sdk.signing import TrustedKey, verify
 from tests.conftest import amqp_url_for, management
-from tests.hub.conftest import RunningHub, classic_for
+from tests.hub.conftest import RunningHub
+from tests.hub.following import admin_following_hub, partners_following_hub  # noqa: F401
 from tests.hub.support import Partner, decode, drain, envelope, new_id
 from tests.ledger.conftest import RunningLedger, start_ledger, wait_for
 from tests.ledger.test_lifecycle import ack_from
 
 Admin = aio_pika.abc.AbstractConnection
-
-
-@pytest.fixture
-def admin(admin: Admin, hub_delivery: str, request: pytest.FixtureRequest) -> Admin:
-    """The admin connection of the vhost the ``hub`` fixture runs on (classic_for)."""
-    classic = classic_for(request, hub_delivery)
-    return admin if classic is None else classic.admin
-
-
-@pytest.fixture
-def partners(
-    partners: dict[str, Partner], hub_delivery: str, request: pytest.FixtureRequest
-) -> dict[str, Partner]:
-    """The partners' connections to the vhost the ``hub`` fixture runs on (classic_for)."""
-    classic = classic_for(request, hub_delivery)
-    return partners if classic is None else classic.partners
 
 
 def request(
