@@ -5,20 +5,28 @@
 in this process by
 
 - ``contract``: ``decode_envelope``, which builds a float for each number and a tuple for each
-  position;
+  position (the router's decode before ``liaison.hub.geo``);
 - ``router``: ``liaison.hub.geo.decode_for_routing``, coordinates as ``msgspec.Raw`` checked
   by the compiled ``_geo`` (``python`` when it is not importable: then the same as contract);
 - ``raw floor``: msgspec skipping every geometry's coordinates unchecked, what the router's
   decode cannot go below with msgspec reading the rest.
 
+Each as the router calls it (the collector held off from 8 KiB, services/hub/decoding.py).
 In-process: µs per KB, the median of ``--repeats`` runs of ~0.2 s each (runs of the three
 paths alternate, so a busy moment touches them alike). ``--callgrind``: each path again under
 ``valgrind --tool=callgrind`` in a child, instructions per byte of the decode alone
 (``--toggle-collect`` on ``functools.reduce``, which calls it ``--calls`` times), which load
 does not move.
+
+``--hub``: the whole hub, end to end, on the sweep's vhost (``bench.sweep.Sweep.hub``: one
+``python -m liaison.hub`` draining preloaded messages, its CPU metered): rounds alternate
+between the hub with the compiled check and the same hub with ``LIAISON_HUB_DECODER=python``
+(the contract's decoder alone), ``--rounds`` of each at each point of ``--points``; the hub's
+CPU µs per message and per KB of body.
 """
 
 import argparse
+import asyncio
 import functools
 import os
 import re
@@ -34,6 +42,7 @@ import msgspec
 
 from bench.sweep_workload import Shape, build_messages, write_directory
 from liaison.hub import geo
+from liaison.hub.decoding import SMALL_BODY_BYTES, CollectorHeldOff
 from liaison.schemas.envelope import decode_envelope
 
 BODIES = {"1kb": Shape(4, "coords", 1), "233kb": Shape(4, "coords", 250)}
@@ -57,10 +66,23 @@ class _RawEnvelope(msgspec.Struct):
 
 _RAW_FLOOR = msgspec.json.Decoder(_RawEnvelope)
 
+
+def _as_router(decode: Callable[[bytes], object]) -> Callable[[bytes], object]:
+    """``decode`` as the router calls it: the collector held off for large bodies."""
+
+    def decide(body: bytes) -> object:
+        if len(body) < SMALL_BODY_BYTES:
+            return decode(body)
+        with CollectorHeldOff():
+            return decode(body)
+
+    return decide
+
+
 PATHS: dict[str, Callable[[bytes], object]] = {
-    "contract": decode_envelope,
-    "router": geo.decode_for_routing,
-    "raw floor": _RAW_FLOOR.decode,
+    "contract": _as_router(decode_envelope),
+    "router": _as_router(geo.decode_for_routing),
+    "raw floor": _as_router(_RAW_FLOOR.decode),
 }
 
 
@@ -133,13 +155,54 @@ def under_callgrind(label: str, path: str, calls: int) -> float:
         return int(totals.group(1)) / calls / size
 
 
+async def _hub_rounds(points: list[str], rounds: int, max_messages: int) -> None:
+    from bench.sweep import POINTS, Sweep, messages_for, parse_args
+
+    sweep = Sweep(parse_args(["--max-messages", str(max_messages), "--movers", "hub"]))
+    kinds = {"compiled": None, "python": {"LIAISON_HUB_DECODER": "python"}}
+    async with sweep.running():
+        for shape in (s for s in POINTS if s.label in points):
+            n = messages_for(shape, int(shape.recipients), max_messages)
+            per_kb: dict[str, list[float]] = {kind: [] for kind in kinds}
+            for r in range(rounds):
+                messages = build_messages(
+                    sweep.index, shape, n, prefix=f"geo-{shape.label}-{r}-{sweep.run_id}"
+                )
+                kb = sum(len(m.body) for m in messages) / n / 1024
+                # ABBA: neither kind always runs first.
+                order = list(kinds) if r % 2 == 0 else list(reversed(kinds))
+                for kind in order:
+                    tag = f"geo-{shape.label}-{r}-{kind}".replace(".", "_")
+                    row = await sweep.hub(messages, tag, env=kinds[kind])
+                    us = row["hub_cpu_us_per_message"]
+                    per_kb[kind].append(us / kb)
+                    print(
+                        f"{shape.label} round {r + 1}: {kind:8} hub {us:8.1f} µs/msg, "
+                        f"{us / kb:5.2f} µs/KB ({kb:.1f} KB, {n} msgs, "
+                        f"load {os.getloadavg()[0]:.2f})",
+                        flush=True,
+                    )
+            for kind, values in per_kb.items():
+                print(
+                    f"{shape.label} {kind}: hub µs per KB median {statistics.median(values):.2f} "
+                    f"(min {min(values):.2f}, max {max(values):.2f}, {rounds} rounds)"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--hub", action="store_true", help="the hub end to end, A/B rounds")
+    parser.add_argument("--points", default="4r-coords-1kb,4r-coords-250kb")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-messages", type=int, default=600)
     args = parser.parse_args()
+    if args.hub:
+        asyncio.run(_hub_rounds(args.points.split(","), args.rounds, args.max_messages))
+        return
     if args.child:
         label, path, calls = args.child.split(":")
         _callgrind_child(label, path, int(calls))

@@ -23,12 +23,15 @@ equal the number of times ``"coordinates"`` appears in the bytes (``_geo.coordin
 and no ``\\u006x``/``\\u007x`` escape may spell the key another way; otherwise the contract's
 decoder decides. Not thread-safe (the count is per process): the hub decides on one thread.
 
-Without the compiled module (no compiler where Liaison was installed), or when the contract's
-geometry no longer matches what it checks, the router uses the contract's decoder alone:
-``DECODER_PATH`` says which, and the hub logs it and exports it as a metric.
+Without the compiled module (no compiler where Liaison was installed), when the contract's
+geometry no longer matches what it checks, or with ``LIAISON_HUB_DECODER=python`` in the
+environment (to compare the two: ``python -m bench.decode_geo --hub``), the router uses the
+contract's decoder alone: ``DECODER_PATH`` says which, and the hub logs it and exports it as a
+metric.
 """
 
 import importlib
+import os
 import types
 import typing
 from types import ModuleType
@@ -184,6 +187,8 @@ class _Substitute:
 
 
 def _routing_envelope() -> type[msgspec.Struct] | None:
+    if os.environ.get("LIAISON_HUB_DECODER") == "python":
+        return None
     if _geo is None or not _compiled_matches_contract():
         return None
     substitute = _Substitute(
