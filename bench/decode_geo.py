@@ -26,7 +26,6 @@ CPU µs per message and per KB of body.
 """
 
 import argparse
-import asyncio
 import functools
 import os
 import re
@@ -39,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+import uvloop
 
 from bench.sweep_workload import Shape, build_messages, write_directory
 from liaison.hub import geo
@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("--max-messages", type=int, default=600)
     args = parser.parse_args()
     if args.hub:
-        asyncio.run(_hub_rounds(args.points.split(","), args.rounds, args.max_messages))
+        uvloop.run(_hub_rounds(args.points.split(","), args.rounds, args.max_messages))
         return
     if args.child:
         label, path, calls = args.child.split(":")

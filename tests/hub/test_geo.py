@@ -308,11 +308,16 @@ def test_ring_and_polygon_sizes(positions: int, rings: int, accepted: bool) -> N
 def test_a_repeated_coordinates_key_gets_the_contracts_error() -> None:
     """A geometry whose first ``coordinates`` is invalid and last valid: the contract refuses
     it (it checks every value); so does the router's decoder, written plainly or escaped."""
-    for key in (b'"coordinates"', b'"coordinate\\u0073"', b'"\\u0063oordinates"'):
-        data = _in(POINT_DOC, b"[500,0]," + key + b":[1,2]")
-        expected = _outcome(decode_envelope, data)
-        assert expected[0] == "refused"
-        assert _outcome(geo.decode_for_routing, data) == expected
+    body = sample_body("incident.report")
+    body["location"]["coordinates"] = HOLE
+    body["type"] = body.pop("type")  # the union's tag last: still one decode per geometry
+    tag_last = json.dumps(envelope("mag", ["org:unmas"], body=body)).encode()
+    for doc in (POINT_DOC, tag_last):
+        for key in (b'"coordinates"', b'"coordinate\\u0073"', b'"\\u0063oordinates"'):
+            data = _in(doc, b"[500,0]," + key + b":[1,2]")
+            expected = _outcome(decode_envelope, data)
+            assert expected[0] == "refused"
+            assert _outcome(geo.decode_for_routing, data) == expected
 
 
 def test_an_accepted_geometry_decodes_once_per_key() -> None:
