@@ -6,7 +6,8 @@
  * decoder (schemas/types.py: Position, _Ring, Polygon) accepts the value; False means "invalid,
  * or not sure", and the hub then decodes the message with the contract's decoder, which decides
  * and words the error. So everything unusual answers False: exponents, more than 17 significant
- * digits, a number whose integer part equals the bound and whose fraction is not all zeros.
+ * digits or 32 bytes, a number whose integer part equals the bound and whose fraction is not all
+ * zeros.
  *
  * Why the range check is exact without parsing a double: the bounds L (90, 180) are doubles,
  * and rounding a decimal to the nearest double is monotonic, so a decimal d with |d| < L rounds
@@ -26,8 +27,10 @@
 #define RING_MAX 2000
 #define RINGS_MIN 1
 #define RINGS_MAX 16
-/* Significant digits the fast path reads; longer numbers go to the contract's decoder. */
+/* Significant digits and bytes of a number the fast path reads (a double's shortest repr has
+ * at most 17 and 24); longer numbers go to the contract's decoder. */
 #define MAX_SIGNIFICANT 17
+#define MAX_NUMBER_BYTES 32
 
 typedef struct {
     const unsigned char *p;
@@ -38,7 +41,8 @@ typedef struct {
 static inline void skip_ws(Cursor *c) {
     while (c->p < c->end) {
         unsigned char ch = *c->p;
-        if (ch != ' ' && ch != '\n' && ch != '\r' && ch != '\t') {
+        /* Every token byte is above ' ': one comparison for the usual case, no whitespace. */
+        if (ch > ' ' || (ch != ' ' && ch != '\n' && ch != '\r' && ch != '\t')) {
             return;
         }
         c->p++;
@@ -108,7 +112,7 @@ static inline int number_within(Cursor *c, int bound) {
     if (p < end && (*p == 'e' || *p == 'E' || is_digit(*p))) {
         return 0; /* an exponent, or a digit after a leading zero ('01') */
     }
-    if (significant > MAX_SIGNIFICANT) {
+    if (significant > MAX_SIGNIFICANT || p - c->p > MAX_NUMBER_BYTES) {
         return 0;
     }
     c->p = p;

@@ -238,6 +238,7 @@ def test_polygons_decide_as_the_contract(coordinates: bytes) -> None:
         "[ 15.6012 ,\n\t5.9347\r]",
         "[179.99999999999999,89.999999999999999]",
         "[12.345678901234567,0.00012345678901234567]",
+        "[-0.000000000000000000000001,1]",
     ],
 )
 def test_ordinary_and_boundary_positions_take_the_compiled_path(text: str) -> None:
@@ -273,6 +274,7 @@ def test_ordinary_and_boundary_positions_take_the_compiled_path(text: str) -> No
         ("[1,2", False),
         ("[1,2]]", False),
         ("[1" + "0" * 400 + ",0]", False),
+        ("[0." + "0" * 40 + "1,0]", True),  # 44 bytes: long, if valid
     ],
 )
 def test_unusual_positions_are_left_to_the_contract(text: str, contract: bool) -> None:
