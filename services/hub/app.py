@@ -14,6 +14,7 @@ from liaison.directory.index import load_directory
 from liaison.hub.admin import AdminRefusal, check_admin_access
 from liaison.hub.consumer import HubConsumer
 from liaison.hub.expiry import InboxDeadLetters, inbox_dead_letters_ctx
+from liaison.hub.geo import DECODER_PATH
 from liaison.hub.metrics import HubMetrics
 from liaison.hub.redis_memory import open_memory
 from liaison.hub.router import Router
@@ -116,6 +117,8 @@ def create_app(
     app[METRICS] = metrics or HubMetrics()
     app[METRICS].delivery_mode.labels(settings.delivery).set(1)
     log.info("delivery_mode", mode=settings.delivery, nodes=len(settings.amqp_urls))
+    app[METRICS].decoder.labels(DECODER_PATH).set(1)
+    log.info("decoder", path=DECODER_PATH)
     index = load_directory(settings.directory)
     app[ROUTER] = Router(index, max_message_bytes=settings.max_message_bytes)
     # What the hub handled: Redis shared by every hub process when LIAISON_REDIS_URL is set,

@@ -9,7 +9,8 @@ by reference counting: with the collector held off from the decode until then, i
 nothing to do. Measured with callgrind (instructions, the same on a busy machine): see
 bench/README.md, "The hub's own decode cost".
 
-Validation is the contract's, unchanged: the same decoder, the same errors and field paths.
+Validation is the contract's: the same verdicts, errors and field paths (geo.py, whose decoder
+builds no positions for the common case; the collector is still held off for the rest).
 """
 
 import gc

@@ -65,6 +65,13 @@ class HubMetrics:
             ["mode"],
             registry=self.registry,
         )
+        self.decoder = Gauge(
+            "liaison_hub_decoder",
+            "1 for the router's decoder: compiled (GeoJSON coordinates checked on the raw "
+            "bytes) or python (the contract's decoder alone, no compiled module).",
+            ["path"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str], Counter] = {}
 
     def count(self, message_type: str, outcome: str) -> None:

@@ -17,9 +17,9 @@ from liaison.common.topology import HUB_DELIVERY_LIMIT
 from liaison.directory.index import HUB_ONLY_TYPES, HUB_SENDER_ID, DirectoryIndex
 from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.hub.decoding import SMALL_BODY_BYTES, CollectorHeldOff
-from liaison.schemas.catalogue import MESSAGE_TYPES
+from liaison.hub.geo import ROUTING_TAGS, decode_for_routing
 from liaison.schemas.codes import ErrorCode
-from liaison.schemas.envelope import Envelope, decode_envelope, error_message, error_path
+from liaison.schemas.envelope import Envelope, error_message, error_path
 from liaison.schemas.messages.system import Ack, StatusRequest
 from liaison.schemas.probe import probe as probe  # consumer.py imports it from here
 from liaison.schemas.types import Precedence
@@ -34,7 +34,8 @@ from liaison.sdk.errors import (
 )
 from liaison.sdk.signing import verify
 
-_TAGS = {cls: tag for tag, cls in MESSAGE_TYPES.items()}
+#: Body classes by wire type name, the decoder's Raw-geometry subclasses too (geo.py).
+_TAGS = ROUTING_TAGS
 _ACCEPTED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/json; charset=utf-8"})
 #: The delivery count (``x-delivery-count``) of a message's last delivery before the broker
 #: gives up on it: the hub answers and dead-letters it itself instead of routing it again.
@@ -197,7 +198,8 @@ class Router:
         reply_to: str | None,
     ) -> Verdict:
         try:
-            envelope = decode_envelope(body)
+            # The contract's decoder, or its errors, with coordinates checked on the raw bytes.
+            envelope = decode_for_routing(body)
         except msgspec.ValidationError as exc:
             return _refuse_invalid(body, exc, reply_to)
         except msgspec.DecodeError as exc:

@@ -1,0 +1,289 @@
+/* liaison.hub._geo: the contract's GeoJSON coordinates checked on the raw JSON bytes.
+ *
+ * The hub decodes geometry `coordinates` as msgspec.Raw (services/hub/geo.py) and asks these
+ * functions whether the bytes are a value the contract's decoder would accept, without building
+ * a Python float or tuple for each position. The answer is one-sided: True means the contract's
+ * decoder (schemas/types.py: Position, _Ring, Polygon) accepts the value; False means "invalid,
+ * or not sure", and the hub then decodes the message with the contract's decoder, which decides
+ * and words the error. So everything unusual answers False: exponents, more than 17 significant
+ * digits or 32 bytes, a number whose integer part equals the bound and whose fraction is not all
+ * zeros.
+ *
+ * Why the range check is exact without parsing a double: the bounds L (90, 180) are doubles,
+ * and rounding a decimal to the nearest double is monotonic, so a decimal d with |d| < L rounds
+ * to a double of magnitude <= L (accepted by Meta(ge=-L, le=L)), |d| == L rounds to L, and
+ * |d| >= L + 1 rounds beyond L (refused). Only L < |d| < L + 1 needs the exact rounding
+ * (180.00000000000001 rounds to 180.0 and is accepted): that is left to the contract's decoder.
+ */
+#define _GNU_SOURCE /* memmem */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <string.h>
+
+#define LONGITUDE_BOUND 180
+#define LATITUDE_BOUND 90
+#define RING_MIN 4
+#define RING_MAX 2000
+#define RINGS_MIN 1
+#define RINGS_MAX 16
+/* Significant digits and bytes of a number the fast path reads (a double's shortest repr has
+ * at most 17 and 24); longer numbers go to the contract's decoder. */
+#define MAX_SIGNIFICANT 17
+#define MAX_NUMBER_BYTES 32
+
+typedef struct {
+    const unsigned char *p;
+    const unsigned char *end;
+} Cursor;
+
+/* JSON's four whitespace bytes, and no others (msgspec refuses e.g. a form feed). */
+static inline void skip_ws(Cursor *c) {
+    while (c->p < c->end) {
+        unsigned char ch = *c->p;
+        /* Every token byte is above ' ': one comparison for the usual case, no whitespace. */
+        if (ch > ' ' || (ch != ' ' && ch != '\n' && ch != '\r' && ch != '\t')) {
+            return;
+        }
+        c->p++;
+    }
+}
+
+static inline int take(Cursor *c, unsigned char ch) {
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+static inline int is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
+
+/* One JSON number (RFC 8259 grammar without an exponent) in [-bound, bound]: 1, else 0. */
+static inline int number_within(Cursor *c, int bound) {
+    const unsigned char *p = c->p, *end = c->end;
+    if (p < end && *p == '-') {
+        p++;
+    }
+    if (p >= end || !is_digit(*p)) {
+        return 0; /* '+1', '.5', 'NaN', 'Infinity', '-', a string, a nested array... */
+    }
+    const unsigned char *int_start = p;
+    int integer = 0;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && is_digit(*p)) {
+            p++;
+        }
+        /* Four digits are already beyond every bound. */
+        if (p - int_start > 3) {
+            return 0;
+        }
+        for (const unsigned char *q = int_start; q < p; q++) {
+            integer = integer * 10 + (*q - '0');
+        }
+        if (integer > bound) {
+            return 0;
+        }
+    }
+    ptrdiff_t significant = integer ? p - int_start : 0;
+    if (p < end && *p == '.') {
+        const unsigned char *fraction = ++p;
+        while (p < end && is_digit(*p)) {
+            p++;
+        }
+        if (p == fraction) {
+            return 0; /* '1.' */
+        }
+        const unsigned char *first = fraction;
+        if (!integer || integer == bound) {
+            /* Leading zeros of a number below 1 are not significant; for the bound, whether
+             * any digit is not zero is what matters. */
+            while (first < p && *first == '0') {
+                first++;
+            }
+            if (integer == bound && first < p) {
+                return 0; /* between the bound and the next integer: rounding decides */
+            }
+        }
+        significant += p - first;
+    }
+    if (p < end && (*p == 'e' || *p == 'E' || is_digit(*p))) {
+        return 0; /* an exponent, or a digit after a leading zero ('01') */
+    }
+    if (significant > MAX_SIGNIFICANT || p - c->p > MAX_NUMBER_BYTES) {
+        return 0;
+    }
+    c->p = p;
+    return 1;
+}
+
+/* '[' lon ',' lat ']' with JSON whitespace anywhere between tokens. */
+static inline int position(Cursor *c) {
+    if (!take(c, '[')) {
+        return 0;
+    }
+    skip_ws(c);
+    if (!number_within(c, LONGITUDE_BOUND)) {
+        return 0;
+    }
+    skip_ws(c);
+    if (!take(c, ',')) {
+        return 0;
+    }
+    skip_ws(c);
+    if (!number_within(c, LATITUDE_BOUND)) {
+        return 0;
+    }
+    skip_ws(c);
+    return take(c, ']');
+}
+
+/* '[' position (',' position)* ']' with RING_MIN..RING_MAX positions. */
+static int ring(Cursor *c) {
+    if (!take(c, '[')) {
+        return 0;
+    }
+    int count = 0;
+    for (;;) {
+        skip_ws(c);
+        if (!position(c)) {
+            return 0;
+        }
+        if (++count > RING_MAX) {
+            return 0;
+        }
+        skip_ws(c);
+        if (take(c, ']')) {
+            return count >= RING_MIN;
+        }
+        if (!take(c, ',')) {
+            return 0;
+        }
+    }
+}
+
+static int polygon(Cursor *c) {
+    if (!take(c, '[')) {
+        return 0;
+    }
+    int count = 0;
+    for (;;) {
+        skip_ws(c);
+        if (!ring(c)) {
+            return 0;
+        }
+        if (++count > RINGS_MAX) {
+            return 0;
+        }
+        skip_ws(c);
+        if (take(c, ']')) {
+            return count >= RINGS_MIN;
+        }
+        if (!take(c, ',')) {
+            return 0;
+        }
+    }
+}
+
+/* The whole buffer is one value for `parse`, whitespace aside. */
+static PyObject *whole(PyObject *arg, int (*parse)(Cursor *)) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Cursor c = {(const unsigned char *)view.buf, (const unsigned char *)view.buf + view.len};
+    skip_ws(&c);
+    int ok = parse(&c);
+    if (ok) {
+        skip_ws(&c);
+        ok = c.p == c.end;
+    }
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *geo_point(PyObject *module, PyObject *arg) {
+    (void)module;
+    return whole(arg, position);
+}
+
+static PyObject *geo_polygon(PyObject *module, PyObject *arg) {
+    (void)module;
+    return whole(arg, polygon);
+}
+
+/* How often the key "coordinates" is written in a document, or -1 when a \u escape could spell
+ * that key some other way (\u0061..\u007a are the escapes of its letters). */
+static PyObject *geo_coordinates_keys(PyObject *module, PyObject *arg) {
+    (void)module;
+    static const char key[] = "\"coordinates\"";
+    const size_t key_len = sizeof(key) - 1;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *start = (const char *)view.buf, *end = start + view.len, *p = start;
+    Py_ssize_t count = 0;
+    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        if (end - p >= 5 && p[1] == 'u' && p[2] == '0' && p[3] == '0' &&
+            (p[4] == '6' || p[4] == '7')) {
+            count = -1;
+            break;
+        }
+        p += 2; /* an escape is two bytes at least; skipping both keeps "\\u0063" apart */
+        if (p >= end) {
+            break;
+        }
+    }
+    for (p = start; count >= 0 && (p = memmem(p, (size_t)(end - p), key, key_len)) != NULL;) {
+        count++;
+        p += key_len;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(count);
+}
+
+static PyMethodDef geo_methods[] = {
+    {"point", geo_point, METH_O,
+     "True if the bytes are a Point's coordinates the contract accepts; False: invalid or "
+     "not sure."},
+    {"polygon", geo_polygon, METH_O,
+     "True if the bytes are a Polygon's coordinates the contract accepts; False: invalid or "
+     "not sure."},
+    {"coordinates_keys", geo_coordinates_keys, METH_O,
+     "How often the key \"coordinates\" is written in the document; -1 if an escape could "
+     "spell it otherwise."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef geo_module = {
+    PyModuleDef_HEAD_INIT,
+    "liaison.hub._geo",
+    "GeoJSON coordinates checked on raw JSON bytes, without building Python objects.",
+    -1,
+    geo_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__geo(void) {
+    PyObject *module = PyModule_Create(&geo_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    /* What the checks assume of the contract; services/hub/geo.py compares them with it. */
+    if (PyModule_AddIntConstant(module, "LONGITUDE_BOUND", LONGITUDE_BOUND) < 0 ||
+        PyModule_AddIntConstant(module, "LATITUDE_BOUND", LATITUDE_BOUND) < 0 ||
+        PyModule_AddIntConstant(module, "RING_MIN", RING_MIN) < 0 ||
+        PyModule_AddIntConstant(module, "RING_MAX", RING_MAX) < 0 ||
+        PyModule_AddIntConstant(module, "RINGS_MIN", RINGS_MIN) < 0 ||
+        PyModule_AddIntConstant(module, "RINGS_MAX", RINGS_MAX) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
