@@ -763,10 +763,11 @@ class HubConsumer:
         held = False
         try:
             while True:
-                published, logged = await asyncio.gather(
-                    _settled(confirms), _settled(recorded), return_exceptions=True
-                )
-                failures = [r for r in (published, logged) if isinstance(r, BaseException)]
+                # Both are awaited in turn, not gathered (two tasks a message): whichever fails,
+                # the other is still awaited, so a retry knows what the broker took.
+                published = await _outcome(confirms)
+                logged = await _outcome(recorded)
+                failures = [r for r in (published, logged) if r is not None]
                 nacks = [f for f in failures if isinstance(f, aiormq.exceptions.DeliveryError)]
                 if len(nacks) < len(failures):
                     # The channel is gone (or worse): not the broker's answer, the session's end.
@@ -938,8 +939,18 @@ def _retrieved(done: "asyncio.Future[object]") -> None:
         done.exception()
 
 
-async def _settled(confirm: Awaitable[object] | None) -> object:
-    return None if confirm is None else await confirm
+async def _outcome(confirm: Awaitable[object] | None) -> Exception | None:
+    """How ``confirm`` ended: None when it succeeded (or there was none), else its exception.
+
+    A cancellation is raised, not returned: the session is ending, as when gathering them.
+    """
+    if confirm is None:
+        return None
+    try:
+        await confirm
+    except Exception as exc:
+        return exc
+    return None
 
 
 class InboxFull(Exception):
