@@ -7,7 +7,9 @@ aiormq 7 ``Channel`` that are not its public API:
 - ``delivery_tag``: the last publish's sequence number, which the broker's confirms name;
 - ``confirmations``: tag -> future, resolved by aiormq when the broker acks, failed on a nack;
 - ``write_queue``: the connection's frame queue, which ``ChannelFrame`` payloads go through;
-- ``number`` and ``max_content_size``: the channel's id and the largest body frame.
+- ``number`` and ``max_content_size``: the channel's id and the largest body frame;
+
+and it answers the broker's multiple-confirms itself (``_on_confirm_frame``, see there).
 
 Only ``AiormqChannel`` touches them. tests/hub/test_channel.py drives each one on a real broker
 channel (confirm, nack, multi-frame body, tags shared with aiormq's own publishes), so an aiormq
@@ -15,10 +17,14 @@ release that changes any of them fails that test instead of losing messages in p
 """
 
 import asyncio
+import logging
 from typing import Any, Protocol
 
 import aiormq
-from aiormq.abc import ChannelFrame
+from aiormq.abc import ChannelFrame, ConfirmationFrameType
+
+# aiormq's own logger: an unexpected confirm is reported where aiormq reported it.
+log = logging.getLogger("aiormq.channel")
 
 
 class ConfirmChannel(Protocol):
@@ -60,6 +66,8 @@ class AiormqChannel:
         self.max_content_size: int = channel.max_content_size
         self._confirmations = channel.confirmations
         self._loop = channel.loop
+        # An instance attribute, so only this channel's reader uses it.
+        channel._on_confirm_frame = self._on_confirm_frame  # type: ignore[method-assign]
 
     @property
     def is_closed(self) -> bool:
@@ -89,6 +97,32 @@ class AiormqChannel:
     async def close(self, exc: BaseException) -> None:
         """Close the channel, failing everything that waits on it."""
         await self.channel.close(exc, timeout=5)
+
+    async def _on_confirm_frame(self, frame: ConfirmationFrameType) -> None:
+        """aiormq's handler of a broker confirm, settling the tags a multiple-confirm covers
+        without looking at the rest.
+
+        aiormq walks every unconfirmed tag for each multiple-confirm (hundreds with the hub's
+        prefetch) and settles each in a callback of its own. Tags enter ``confirmations`` in
+        increasing order (each publish takes the next), so the covered ones are a prefix.
+        Each is settled by aiormq's own ``_confirm_delivery``, as before.
+        """
+        channel = self.channel
+        confirmations = self._confirmations
+        tag = frame.delivery_tag
+        if tag not in confirmations:
+            log.error("Unexpected confirmation frame %r from broker", frame)
+            return
+        if not getattr(frame, "multiple", False):
+            channel._confirm_delivery(tag, frame)
+            return
+        covered = []
+        for pending in confirmations:
+            if pending > tag:
+                break
+            covered.append(pending)
+        for pending in covered:
+            channel._confirm_delivery(pending, frame)
 
 
 class TxChannel:

@@ -72,6 +72,25 @@ async def test_confirms_resolve_and_tags_are_shared_with_aiormq(channel: aiormq.
         sender.cancel()
 
 
+async def test_a_multiple_confirm_settles_exactly_the_tags_it_covers(
+    channel: aiormq.Channel,
+) -> None:
+    """A multiple-ack settles every tag up to its own and none after; a single nack only its
+    own tag (the hub's handler of confirm frames on aiormq's channel)."""
+    raw = AiormqChannel(channel)
+    confirms = [raw.expect_confirm() for _ in range(6)]
+    await channel._on_confirm_frame(spec.Basic.Ack(delivery_tag=3, multiple=True))
+    await asyncio.sleep(0)
+    assert [c.done() for c in confirms] == [True, True, True, False, False, False]
+    assert all(isinstance(c.result(), spec.Basic.Ack) for c in confirms[:3])
+    await channel._on_confirm_frame(spec.Basic.Nack(delivery_tag=5, multiple=False))
+    assert [c.done() for c in confirms[3:]] == [False, True, False]
+    assert isinstance(confirms[4].exception(), aiormq.exceptions.DeliveryError)
+    await channel._on_confirm_frame(spec.Basic.Ack(delivery_tag=6, multiple=True))
+    assert all(c.done() for c in confirms)
+    assert raw.oldest_unconfirmed() is None
+
+
 async def test_a_nack_fails_the_confirm(channel: aiormq.Channel) -> None:
     """A publish the broker refuses (queue full, reject-publish) raises DeliveryError."""
     queue = await scratch_queue(channel, **{"x-max-length": 0, "x-overflow": "reject-publish"})
