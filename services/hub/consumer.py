@@ -61,6 +61,13 @@ log = structlog.get_logger("liaison.hub")
 #: Seconds of nacks for one message after which the hub publishes on a new channel (a broker
 #: channel can keep addressing a lost node as a queue's leader: see _renew_outbox).
 RENEW_AFTER_SECONDS = 2.0
+#: Frames a channel's reader may have waiting: none is the limit. aiormq's default, 10, made
+#: the connection's reader stop after about three deliveries (three frames each) until the
+#: channel's reader took them, so each event-loop turn dispatched only a few: every later
+#: step (the memory's recalls, the publishes, the acks) went in as many small batches. The
+#: broker bounds what arrives: at most the prefetch of unacked deliveries per shard, and one
+#: confirm per publish.
+FRAME_BUFFER = 0
 #: At most one renewal in this many seconds: a full queue nacks on every channel, and a channel
 #: opened before the new leader's election may need one more renewal.
 RENEW_EVERY_SECONDS = 5.0
@@ -241,7 +248,10 @@ class HubConsumer:
             # can be replaced (_renew_outbox) without giving back the unacked deliveries.
             # (aiormq opens channels in confirm mode unless told not to; tx mode excludes it.)
             channel = cast(
-                aiormq.Channel, await connection.channel(publisher_confirms=not self._tx)
+                aiormq.Channel,
+                await connection.channel(
+                    publisher_confirms=not self._tx, frame_buffer_size=FRAME_BUFFER
+                ),
             )
             await channel.basic_qos(prefetch_count=self.settings.prefetch)
             if self._tx:
@@ -321,7 +331,10 @@ class HubConsumer:
 
     async def _open_outbox(self, connection: aiormq.abc.AbstractConnection) -> Outbox:
         """A new publishing channel and its outbox (and ledger feed), made the current one."""
-        publishing = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
+        publishing = cast(
+            aiormq.Channel,
+            await connection.channel(publisher_confirms=True, frame_buffer_size=FRAME_BUFFER),
+        )
         outbox = Outbox(AiormqChannel(publishing), self.settings.confirm_timeout_seconds)
         self._tasks.append(asyncio.create_task(outbox.send(), name="hub-publishes"))
         self._tasks.append(asyncio.create_task(outbox.watch(), name="hub-confirm-watch"))
