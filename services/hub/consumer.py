@@ -35,7 +35,7 @@ from liaison.common.tls import handshake_failure
 from liaison.common.topology import LEDGER_QUEUE, hub_queue
 from liaison.directory.index import HUB_SENDER_ID
 from liaison.hub.acks import AckTracker
-from liaison.hub.channel import AiormqChannel, TxChannel
+from liaison.hub.channel import AiormqChannel, Deliveries, TxChannel
 from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.hub.effects import Effects, Publisher, memory_key, plan, publish_all, settle
 from liaison.hub.frames import install as install_frame_reader
@@ -253,6 +253,8 @@ class HubConsumer:
                     publisher_confirms=not self._tx, frame_buffer_size=FRAME_BUFFER
                 ),
             )
+            # Each delivery's _on_message runs in a task that the channel's closing cancels.
+            Deliveries(channel)
             await channel.basic_qos(prefetch_count=self.settings.prefetch)
             if self._tx:
                 # Acks are channel-scoped: only on the consuming channel can the copies and
