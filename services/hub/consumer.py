@@ -35,7 +35,7 @@ from liaison.common.tls import handshake_failure
 from liaison.common.topology import LEDGER_QUEUE, hub_queue
 from liaison.directory.index import HUB_SENDER_ID
 from liaison.hub.acks import AckTracker
-from liaison.hub.channel import AiormqChannel, TxChannel
+from liaison.hub.channel import AiormqChannel, Deliveries, TxChannel
 from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.hub.effects import Effects, Publisher, memory_key, plan, publish_all, settle
 from liaison.hub.frames import install as install_frame_reader
@@ -61,6 +61,13 @@ log = structlog.get_logger("liaison.hub")
 #: Seconds of nacks for one message after which the hub publishes on a new channel (a broker
 #: channel can keep addressing a lost node as a queue's leader: see _renew_outbox).
 RENEW_AFTER_SECONDS = 2.0
+#: Frames a channel's reader may have waiting: none is the limit. aiormq's default, 10, made
+#: the connection's reader stop after about three deliveries (three frames each) until the
+#: channel's reader took them, so each event-loop turn dispatched only a few: every later
+#: step (the memory's recalls, the publishes, the acks) went in as many small batches. The
+#: broker bounds what arrives: at most the prefetch of unacked deliveries per shard, and one
+#: confirm per publish.
+FRAME_BUFFER = 0
 #: At most one renewal in this many seconds: a full queue nacks on every channel, and a channel
 #: opened before the new leader's election may need one more renewal.
 RENEW_EVERY_SECONDS = 5.0
@@ -102,6 +109,8 @@ class HubConsumer:
             classic_only=settings.delivery == "transaction",
         )
         self.metrics = metrics
+        # The in-flight gauge reads _active when scraped, instead of two locked updates a message.
+        metrics.in_flight.set_function(lambda: self._active)
         self._clock = clock
         # LIAISON_DELIVERY=transaction: publishes and acks commit together (TxOutbox).
         self._tx = settings.delivery == "transaction"
@@ -185,7 +194,6 @@ class HubConsumer:
                 self._channel = None
                 self._acks.reset()
                 self._active = 0
-                self.metrics.in_flight.set(0)
                 self._idle.set()
             if self._stop_requested:
                 return
@@ -241,8 +249,13 @@ class HubConsumer:
             # can be replaced (_renew_outbox) without giving back the unacked deliveries.
             # (aiormq opens channels in confirm mode unless told not to; tx mode excludes it.)
             channel = cast(
-                aiormq.Channel, await connection.channel(publisher_confirms=not self._tx)
+                aiormq.Channel,
+                await connection.channel(
+                    publisher_confirms=not self._tx, frame_buffer_size=FRAME_BUFFER
+                ),
             )
+            # Each delivery's _on_message runs in a task that the channel's closing cancels.
+            Deliveries(channel)
             await channel.basic_qos(prefetch_count=self.settings.prefetch)
             if self._tx:
                 # Acks are channel-scoped: only on the consuming channel can the copies and
@@ -321,7 +334,10 @@ class HubConsumer:
 
     async def _open_outbox(self, connection: aiormq.abc.AbstractConnection) -> Outbox:
         """A new publishing channel and its outbox (and ledger feed), made the current one."""
-        publishing = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
+        publishing = cast(
+            aiormq.Channel,
+            await connection.channel(publisher_confirms=True, frame_buffer_size=FRAME_BUFFER),
+        )
         outbox = Outbox(AiormqChannel(publishing), self.settings.confirm_timeout_seconds)
         self._tasks.append(asyncio.create_task(outbox.send(), name="hub-publishes"))
         self._tasks.append(asyncio.create_task(outbox.watch(), name="hub-confirm-watch"))
@@ -424,7 +440,6 @@ class HubConsumer:
         turns = self._turns
         ticket = turns.ticket()
         self._idle.clear()
-        self.metrics.in_flight.inc()
         props = message.header.properties
         body = message.body
         routing_key = deliver.routing_key or ""
@@ -763,10 +778,11 @@ class HubConsumer:
         held = False
         try:
             while True:
-                published, logged = await asyncio.gather(
-                    _settled(confirms), _settled(recorded), return_exceptions=True
-                )
-                failures = [r for r in (published, logged) if isinstance(r, BaseException)]
+                # Both are awaited in turn, not gathered (two tasks a message): whichever fails,
+                # the other is still awaited, so a retry knows what the broker took.
+                published = await _outcome(confirms)
+                logged = await _outcome(recorded)
+                failures = [r for r in (published, logged) if r is not None]
                 nacks = [f for f in failures if isinstance(f, aiormq.exceptions.DeliveryError)]
                 if len(nacks) < len(failures):
                     # The channel is gone (or worse): not the broker's answer, the session's end.
@@ -913,7 +929,6 @@ class HubConsumer:
                 self._acks_flushed.set()
 
     def _settled(self) -> None:
-        self.metrics.in_flight.dec()
         self._active = max(0, self._active - 1)
         if not self._acks and not self._active:
             self._idle.set()
@@ -938,8 +953,18 @@ def _retrieved(done: "asyncio.Future[object]") -> None:
         done.exception()
 
 
-async def _settled(confirm: Awaitable[object] | None) -> object:
-    return None if confirm is None else await confirm
+async def _outcome(confirm: Awaitable[object] | None) -> Exception | None:
+    """How ``confirm`` ended: None when it succeeded (or there was none), else its exception.
+
+    A cancellation is raised, not returned: the session is ending, as when gathering them.
+    """
+    if confirm is None:
+        return None
+    try:
+        await confirm
+    except Exception as exc:
+        return exc
+    return None
 
 
 class InboxFull(Exception):

@@ -8,9 +8,10 @@ from typing import cast
 
 import aiormq
 import pytest
+from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 
-from liaison.hub.channel import AiormqChannel
+from liaison.hub.channel import AiormqChannel, Deliveries
 from liaison.hub.outbox import Outbox
 from liaison.hub.properties import delivery_properties
 
@@ -72,6 +73,25 @@ async def test_confirms_resolve_and_tags_are_shared_with_aiormq(channel: aiormq.
         sender.cancel()
 
 
+async def test_a_multiple_confirm_settles_exactly_the_tags_it_covers(
+    channel: aiormq.Channel,
+) -> None:
+    """A multiple-ack settles every tag up to its own and none after; a single nack only its
+    own tag (the hub's handler of confirm frames on aiormq's channel)."""
+    raw = AiormqChannel(channel)
+    confirms = [raw.expect_confirm() for _ in range(6)]
+    await channel._on_confirm_frame(spec.Basic.Ack(delivery_tag=3, multiple=True))
+    await asyncio.sleep(0)
+    assert [c.done() for c in confirms] == [True, True, True, False, False, False]
+    assert all(isinstance(c.result(), spec.Basic.Ack) for c in confirms[:3])
+    await channel._on_confirm_frame(spec.Basic.Nack(delivery_tag=5, multiple=False))
+    assert [c.done() for c in confirms[3:]] == [False, True, False]
+    assert isinstance(confirms[4].exception(), aiormq.exceptions.DeliveryError)
+    await channel._on_confirm_frame(spec.Basic.Ack(delivery_tag=6, multiple=True))
+    assert all(c.done() for c in confirms)
+    assert raw.oldest_unconfirmed() is None
+
+
 async def test_a_nack_fails_the_confirm(channel: aiormq.Channel) -> None:
     """A publish the broker refuses (queue full, reject-publish) raises DeliveryError."""
     queue = await scratch_queue(channel, **{"x-max-length": 0, "x-overflow": "reject-publish"})
@@ -122,3 +142,53 @@ async def test_publishing_on_a_closed_channel_raises(channel: aiormq.Channel) ->
     await channel.close()
     with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
         outbox.publish(b"x", exchange="", routing_key="q", properties=spec.Basic.Properties())
+
+
+async def test_deliveries_reach_the_consumer_whole_and_in_order(channel: aiormq.Channel) -> None:
+    """Deliveries taken over from aiormq (Deliveries) keep empty, one-frame and many-frame
+    bodies and their properties, in the order the queue held them."""
+    queue = await scratch_queue(channel)
+    Deliveries(channel)
+    big = bytes(range(256)) * (2 * channel.max_content_size // 256 + 3)
+    bodies = [b"", b"one frame", big]
+    for n, body in enumerate(bodies):
+        await channel.basic_publish(
+            body, routing_key=queue, properties=spec.Basic.Properties(message_id=f"id-{n}")
+        )
+    got: list[tuple[bytes, str | None]] = []
+    done = asyncio.Event()
+
+    async def consume(message: DeliveredMessage) -> None:
+        got.append((message.body, message.header.properties.message_id))
+        if len(got) == len(bodies):
+            done.set()
+
+    await channel.basic_consume(queue, consume, no_ack=True)
+    await asyncio.wait_for(done.wait(), 10)
+    assert got == [(body, f"id-{n}") for n, body in enumerate(bodies)]
+
+
+async def test_closing_the_channel_cancels_its_running_consumers(channel: aiormq.Channel) -> None:
+    """A consumer still at work when its channel closes is cancelled, as aiormq's own future
+    stores would: no handler outlives its session's channel."""
+    queue = await scratch_queue(channel)
+    deliveries = Deliveries(channel)
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def consume(_: DeliveredMessage) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    await channel.basic_consume(queue, consume, no_ack=False)
+    await channel.basic_publish(b"x", routing_key=queue)
+    await asyncio.wait_for(started.wait(), 10)
+    assert deliveries.running == 1
+    await channel.close()
+    await asyncio.wait_for(cancelled.wait(), 5)
+    await asyncio.sleep(0)
+    assert deliveries.running == 0
