@@ -2,13 +2,17 @@
 
 import asyncio
 import json
+import logging as stdlib_logging
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog
 
+from liaison.common import logging as logging_module
 from tests.hub_process import ROOT, free_port
 
 SECRET = "hunter2-not-for-logs"
@@ -90,3 +94,41 @@ async def test_library_tracebacks_and_warnings_are_json(tmp_path: Path) -> None:
     assert by_event["uncaught_exception"]["level"] == "critical"
     assert SECRET not in (out + err).decode()
     assert process.returncode == 1
+
+
+def test_timestamp_is_isoformat_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cached timestamp is what ``datetime.isoformat`` writes (``Z`` for UTC), a whole
+    second without a fraction, across second boundaries."""
+    instants = [
+        1_700_000_000_000_000_000,
+        1_700_000_000_123_456_789,
+        1_700_000_000_999_999_999,
+        1_700_000_001_000_001_000,
+        1_700_000_000_500_000_000,  # back in time: the cache follows
+    ]
+    for ns in instants:
+        monkeypatch.setattr(logging_module.time, "time_ns", lambda ns=ns: ns)
+        second, micro = divmod(ns // 1000, 1_000_000)
+        expected = datetime.fromtimestamp(second, UTC).replace(microsecond=micro).isoformat()
+        assert logging_module._utc_now_iso() == expected.replace("+00:00", "Z")
+
+
+async def test_lines_in_a_loop_are_flushed_once_per_iteration_in_order(tmp_path: Path) -> None:
+    """Inside an event loop a line waits in the stream's buffer for the end of the loop's
+    iteration (one write for a batch); a stdlib line flushes it first, and nothing reorders."""
+    path = tmp_path / "out.log"
+    with path.open("w") as stream:
+        logging_module.configure_logging(json=True, stream=stream)
+        log = structlog.get_logger("test")
+        log.info("first", n=1)
+        assert path.read_text() == ""
+        stdlib_logging.getLogger("lib").warning("from the standard library")
+        log.info("second", n=2)
+        assert "second" not in path.read_text()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        docs = _json_lines(path.read_text(), "file")
+        assert [d["event"] for d in docs] == ["first", "from the standard library", "second"]
+        assert docs[0]["level"] == "info"
+        assert str(docs[0]["timestamp"]).endswith("Z")
+        logging_module.configure_logging(json=True, stream=sys.stdout)
