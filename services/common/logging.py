@@ -1,10 +1,10 @@
 """structlog, configured once: JSON lines when not on a terminal, readable when on one.
 
 The hub writes one line per message decision, so the JSON path is the fast one: msgspec
-encodes straight to bytes, written without a str round trip, and inside an event loop the
-stream is flushed once per loop iteration rather than once per line (``_LineWriter``): the
-same lines, in the same order, in a write system call per batch of messages instead of one
-each. The timestamp is formatted from a per-second cache (``_utc_now_iso``), the text
+encodes straight to bytes, written without a str round trip, and inside an event loop an
+info line is flushed within 50 ms rather than at once (``_LineWriter``): the same lines, in
+the same order, in a write system call per batch of lines instead of one per message. The
+timestamp is formatted from a per-second cache (``_utc_now_iso``): the text
 ``datetime.isoformat`` gives, at a third of its cost.
 
 Libraries log through the standard library (aiormq, aio-pika, asyncio's "Task exception was
@@ -63,15 +63,21 @@ def _add_timestamp(_: Any, __: str, event_dict: Any) -> Any:
     return event_dict
 
 
+#: How long an info or debug line written inside an event loop may wait in the stream's buffer.
+FLUSH_AFTER_SECONDS = 0.05
+
+
 class _LineWriter:
-    """structlog's ``BytesLogger``, flushing once per event-loop iteration.
+    """structlog's ``BytesLogger``, flushing info and debug lines at most every 50 ms.
 
     Each line is written to the buffered stream at once, in order (a stdlib line written in
-    between goes through the same buffer after it); inside a running loop the flush is left to
-    a callback at the end of the loop's current iteration, so a batch of decisions costs one
-    write system call. Outside a running loop (another thread's line too) each line is flushed
-    at once.
-    A process killed outright (SIGKILL) can lose the lines of its last loop iteration.
+    between goes through the same buffer after it and flushes it). The hub decides messages one
+    loop iteration apart, so flushing each decision line cost a write system call per message;
+    inside a running loop an info or debug line now waits up to ``FLUSH_AFTER_SECONDS`` (or
+    until the buffer fills) for a flush it shares with the lines after it. Warnings and worse,
+    and every line outside a running loop (another thread's too), are flushed at once. A
+    process killed outright (SIGKILL) can lose its last 50 ms of info lines; a clean exit
+    flushes them.
     """
 
     __slots__ = ("_flush", "_lock", "_scheduled", "_write")
@@ -84,7 +90,7 @@ class _LineWriter:
         self._scheduled: asyncio.AbstractEventLoop | None = None
 
     def msg(self, message: bytes) -> None:
-        """Write one rendered line; flush now, or at the end of this loop iteration."""
+        """Write one rendered line; flush it now, or within ``FLUSH_AFTER_SECONDS``."""
         with self._lock:
             self._write(message + b"\n")
         try:
@@ -95,15 +101,21 @@ class _LineWriter:
             return
         if self._scheduled is not loop:
             self._scheduled = loop
-            loop.call_soon(self._flush_scheduled)
+            loop.call_later(FLUSH_AFTER_SECONDS, self._flush_scheduled)
+
+    def msg_now(self, message: bytes) -> None:
+        """Write one rendered line and flush it with whatever waits before it."""
+        with self._lock:
+            self._write(message + b"\n")
+            self._flush()
 
     def _flush_scheduled(self) -> None:
         self._scheduled = None
         with self._lock:
             self._flush()
 
-    log = debug = info = warn = warning = msg
-    fatal = failure = err = error = critical = exception = msg
+    log = debug = info = msg
+    warn = warning = fatal = failure = err = error = critical = exception = msg_now
 
 
 class _LineWriterFactory:

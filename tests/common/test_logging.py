@@ -113,22 +113,30 @@ def test_timestamp_is_isoformat_text(monkeypatch: pytest.MonkeyPatch) -> None:
         assert logging_module._utc_now_iso() == expected.replace("+00:00", "Z")
 
 
-async def test_lines_in_a_loop_are_flushed_once_per_iteration_in_order(tmp_path: Path) -> None:
-    """Inside an event loop a line waits in the stream's buffer for the end of the loop's
-    iteration (one write for a batch); a stdlib line flushes it first, and nothing reorders."""
+async def test_info_lines_in_a_loop_share_a_flush_in_order(tmp_path: Path) -> None:
+    """Inside an event loop an info line waits in the stream's buffer (up to
+    FLUSH_AFTER_SECONDS) for a flush it shares; a stdlib line or a warning flushes it first,
+    and nothing is lost or reordered."""
     path = tmp_path / "out.log"
     with path.open("w") as stream:
         logging_module.configure_logging(json=True, stream=stream)
-        log = structlog.get_logger("test")
-        log.info("first", n=1)
-        assert path.read_text() == ""
-        stdlib_logging.getLogger("lib").warning("from the standard library")
-        log.info("second", n=2)
-        assert "second" not in path.read_text()
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        docs = _json_lines(path.read_text(), "file")
-        assert [d["event"] for d in docs] == ["first", "from the standard library", "second"]
-        assert docs[0]["level"] == "info"
-        assert str(docs[0]["timestamp"]).endswith("Z")
-        logging_module.configure_logging(json=True, stream=sys.stdout)
+        try:
+            log = structlog.get_logger("test")
+            log.info("first", n=1)
+            assert path.read_text() == ""
+            stdlib_logging.getLogger("lib").warning("from the standard library")
+            log.info("second", n=2)
+            assert "second" not in path.read_text()
+            log.warning("third")
+            assert "third" in path.read_text()
+            log.info("fourth")
+            await asyncio.sleep(0.01)
+            assert "fourth" not in path.read_text()
+            await asyncio.sleep(logging_module.FLUSH_AFTER_SECONDS + 0.05)
+            docs = _json_lines(path.read_text(), "file")
+        finally:
+            logging_module.configure_logging(json=True, stream=sys.stdout)
+    events = [d["event"] for d in docs]
+    assert events == ["first", "from the standard library", "second", "third", "fourth"]
+    assert docs[0]["level"] == "info"
+    assert str(docs[0]["timestamp"]).endswith("Z")
