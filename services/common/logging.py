@@ -2,7 +2,7 @@
 
 The hub writes one line per message decision, so the JSON path is the fast one: msgspec
 encodes straight to bytes, written without a str round trip, and inside an event loop an
-info line is flushed within 50 ms rather than at once (``_LineWriter``): the same lines, in
+info line is written within 50 ms rather than at once (``_LineWriter``): the same lines, in
 the same order, in a write system call per batch of lines instead of one per message. The
 timestamp is formatted from a per-second cache (``_utc_now_iso``): the text
 ``datetime.isoformat`` gives, at a third of its cost.
@@ -16,6 +16,7 @@ of the process is logged the same way.
 """
 
 import asyncio
+import atexit
 import logging
 import sys
 import threading
@@ -63,69 +64,104 @@ def _add_timestamp(_: Any, __: str, event_dict: Any) -> Any:
     return event_dict
 
 
-#: How long an info or debug line written inside an event loop may wait in the stream's buffer.
+#: How long an info or debug line written inside an event loop may wait for its write.
 FLUSH_AFTER_SECONDS = 0.05
+#: Lines that may wait at most; one more writes them all at once.
+_MAX_PENDING = 256
 
 
 class _LineWriter:
-    """structlog's ``BytesLogger``, flushing info and debug lines at most every 50 ms.
+    """structlog's ``BytesLogger``, writing info and debug lines at most every 50 ms.
 
-    Each line is written to the buffered stream at once, in order (a stdlib line written in
-    between goes through the same buffer after it and flushes it). The hub decides messages one
-    loop iteration apart, so flushing each decision line cost a write system call per message;
-    inside a running loop an info or debug line now waits up to ``FLUSH_AFTER_SECONDS`` (or
-    until the buffer fills) for a flush it shares with the lines after it. Warnings and worse,
-    and every line outside a running loop (another thread's too), are flushed at once. A
-    process killed outright (SIGKILL) can lose its last 50 ms of info lines; a clean exit
-    flushes them.
+    The hub decides messages one loop iteration apart, and its stdout is often unbuffered
+    (``PYTHONUNBUFFERED``, as in containers): a write system call per decision line. Inside a
+    running loop an info or debug line is kept here and written, with every line kept before
+    it, by a timer ``FLUSH_AFTER_SECONDS`` later (or once ``_MAX_PENDING`` wait). Warnings and
+    worse, every line outside a running loop (another thread's too) and every stdlib line
+    (``_StdlibHandler``) write what waits first, then themselves: the order is kept. A clean
+    exit writes what waits (``atexit``); a process killed outright (SIGKILL) can lose its last
+    50 ms of info lines.
     """
 
-    __slots__ = ("_flush", "_lock", "_scheduled", "_write")
+    __slots__ = ("_file", "_lock", "_pending", "_scheduled")
 
     def __init__(self, file: BinaryIO) -> None:
-        self._write = file.write
-        self._flush = file.flush
+        self._file = file
         self._lock = threading.Lock()
-        #: The loop a flush is scheduled on, if any.
+        self._pending: list[bytes] = []
+        #: The loop a write is scheduled on, if any.
         self._scheduled: asyncio.AbstractEventLoop | None = None
 
     def msg(self, message: bytes) -> None:
-        """Write one rendered line; flush it now, or within ``FLUSH_AFTER_SECONDS``."""
-        with self._lock:
-            self._write(message + b"\n")
+        """Keep one rendered line for the next write, or write it now outside a loop."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            with self._lock:
-                self._flush()
+            self.msg_now(message)
             return
-        if self._scheduled is not loop:
-            self._scheduled = loop
-            loop.call_later(FLUSH_AFTER_SECONDS, self._flush_scheduled)
+        with self._lock:
+            pending = self._pending
+            pending.append(message)
+            if len(pending) < _MAX_PENDING:
+                if self._scheduled is not loop:
+                    self._scheduled = loop
+                    loop.call_later(FLUSH_AFTER_SECONDS, self._flush_scheduled)
+                return
+            self._write_pending()
 
     def msg_now(self, message: bytes) -> None:
-        """Write one rendered line and flush it with whatever waits before it."""
+        """Write what waits and one rendered line."""
         with self._lock:
-            self._write(message + b"\n")
-            self._flush()
+            self._pending.append(message)
+            self._write_pending()
+
+    def flush(self) -> None:
+        """Write every line that waits."""
+        with self._lock:
+            self._write_pending()
 
     def _flush_scheduled(self) -> None:
         self._scheduled = None
-        with self._lock:
-            self._flush()
+        self.flush()
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        pending.append(b"")
+        data = memoryview(b"\n".join(pending))
+        pending.clear()
+        file = self._file
+        while data:
+            # A raw (unbuffered) stream may take part of it.
+            written = file.write(data)
+            data = data[len(data) if written is None else written :]
+        file.flush()
 
     log = debug = info = msg
     warn = warning = fatal = failure = err = error = critical = exception = msg_now
 
 
-class _LineWriterFactory:
-    """One ``_LineWriter`` per binary stream, as structlog's ``logger_factory`` asks."""
+#: Every writer made (one per configuration; loggers bound before a reconfiguration keep
+#: theirs): what waits in them goes out before any stdlib line, and at exit.
+_writers: list[_LineWriter] = []
 
-    def __init__(self, file: BinaryIO) -> None:
-        self._writer = _LineWriter(file)
 
-    def __call__(self, *_: Any) -> _LineWriter:
-        return self._writer
+def _flush_waiting_lines() -> None:
+    for writer in _writers:
+        writer.flush()
+
+
+atexit.register(_flush_waiting_lines)
+
+
+class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root logger's handler: writes the lines the structlog writer holds first."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write what waits, then ``record``."""
+        _flush_waiting_lines()
+        super().emit(record)
 
 
 def configure_logging(
@@ -146,7 +182,9 @@ def configure_logging(
             _tracebacks,
             structlog.processors.JSONRenderer(serializer=_json_bytes),
         ]
-        factory: Any = _LineWriterFactory(out.buffer)
+        writer = _LineWriter(out.buffer)
+        _writers.append(writer)
+        factory: Any = lambda *_: writer  # noqa: E731 - one writer for every logger
         foreign_renderer: Any = structlog.processors.JSONRenderer(serializer=_json_str)
         foreign_tail: list[Any] = [_tracebacks]
     else:
@@ -181,7 +219,7 @@ def _route_stdlib_logging(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(out)
+    handler = _StdlibHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -1,6 +1,7 @@
 """Every line a Liaison process writes is one JSON object, library lines and tracebacks too."""
 
 import asyncio
+import io
 import json
 import logging as stdlib_logging
 import os
@@ -113,12 +114,16 @@ def test_timestamp_is_isoformat_text(monkeypatch: pytest.MonkeyPatch) -> None:
         assert logging_module._utc_now_iso() == expected.replace("+00:00", "Z")
 
 
-async def test_info_lines_in_a_loop_share_a_flush_in_order(tmp_path: Path) -> None:
-    """Inside an event loop an info line waits in the stream's buffer (up to
-    FLUSH_AFTER_SECONDS) for a flush it shares; a stdlib line or a warning flushes it first,
-    and nothing is lost or reordered."""
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+async def test_info_lines_in_a_loop_share_a_write(tmp_path: Path, unbuffered: bool) -> None:
+    """Inside an event loop an info line waits (up to FLUSH_AFTER_SECONDS) for a write it
+    shares, on a buffered stream and an unbuffered one (PYTHONUNBUFFERED); a stdlib line or a
+    warning writes it first, and nothing is lost or reordered."""
     path = tmp_path / "out.log"
-    with path.open("w") as stream:
+    opened = (
+        io.TextIOWrapper(io.FileIO(path, "w"), write_through=True) if unbuffered else path.open("w")
+    )
+    with opened as stream:
         logging_module.configure_logging(json=True, stream=stream)
         try:
             log = structlog.get_logger("test")
