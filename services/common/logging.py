@@ -35,10 +35,6 @@ _tracebacks = structlog.processors.ExceptionRenderer(
 )
 
 
-def _json_bytes(event: Any, **_: Any) -> bytes:
-    return _encoder.encode(event)
-
-
 def _json_str(event: Any, **_: Any) -> str:
     return _encoder.encode(event).decode("utf-8")
 
@@ -62,6 +58,17 @@ def _utc_now_iso() -> str:
 def _add_timestamp(_: Any, __: str, event_dict: Any) -> Any:
     event_dict["timestamp"] = _utc_now_iso()
     return event_dict
+
+
+def _json_line(logger: Any, method_name: str, event_dict: Any) -> bytes:
+    """The JSON path's whole chain in one processor, as the hub runs it per message: the
+    context variables, the level, the timestamp, a traceback when there is one, the encoding."""
+    event_dict = structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
+    event_dict = structlog.processors.add_log_level(logger, method_name, event_dict)
+    event_dict["timestamp"] = _utc_now_iso()
+    if "exc_info" in event_dict:  # ExceptionRenderer changes nothing without it
+        event_dict = _tracebacks(logger, method_name, event_dict)
+    return _encoder.encode(event_dict)
 
 
 #: How long an info or debug line written inside an event loop may wait for its write.
@@ -177,11 +184,8 @@ def configure_logging(
     ]
     level_no = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     if as_json:
-        processors = [
-            *shared,
-            _tracebacks,
-            structlog.processors.JSONRenderer(serializer=_json_bytes),
-        ]
+        # The shared chain, the tracebacks and JSONRenderer(serializer=_json_bytes), fused.
+        processors: list[Any] = [_json_line]
         writer = _LineWriter(out.buffer)
         _writers.append(writer)
         factory: Any = lambda *_: writer  # noqa: E731 - one writer for every logger
