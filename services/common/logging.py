@@ -1,9 +1,10 @@
 """structlog, configured once: JSON lines when not on a terminal, readable when on one.
 
 The hub writes one line per message decision, so the JSON path is the fast one: msgspec
-encodes straight to bytes, written without a str round trip, and inside an event loop an
-info line is written within 50 ms rather than at once (``_LineWriter``): the same lines, in
-the same order, in a write system call per batch of lines instead of one per message. The
+encodes straight to bytes, written without a str round trip; in the hub, an info line
+logged inside the event loop is written within 50 ms rather than at once
+(``_HoldingLineWriter``): the same lines, in the same order, in a write system call per batch
+of lines instead of one per message. The
 timestamp is formatted from a per-second cache (``_utc_now_iso``): the text
 ``datetime.isoformat`` gives, at a third of its cost.
 
@@ -78,7 +79,47 @@ _MAX_PENDING = 256
 
 
 class _LineWriter:
-    """structlog's ``BytesLogger``, writing info and debug lines at most every 50 ms.
+    """structlog's ``BytesLogger``: each line written (and flushed) as it comes."""
+
+    __slots__ = ("_file", "_lock", "_pending")
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._lock = threading.Lock()
+        #: Lines kept for a later write (``_HoldingLineWriter``).
+        self._pending: list[bytes] = []
+
+    def msg_now(self, message: bytes) -> None:
+        """Write what waits and one rendered line."""
+        with self._lock:
+            self._pending.append(message)
+            self._write_pending()
+
+    def flush(self) -> None:
+        """Write every line that waits."""
+        with self._lock:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        pending.append(b"")
+        data = memoryview(b"\n".join(pending))
+        pending.clear()
+        file = self._file
+        while data:
+            # A raw (unbuffered) stream may take part of it.
+            written = file.write(data)
+            data = data[len(data) if written is None else written :]
+        file.flush()
+
+    msg = log = debug = info = msg_now
+    warn = warning = fatal = failure = err = error = critical = exception = msg_now
+
+
+class _HoldingLineWriter(_LineWriter):
+    """A ``_LineWriter`` that writes info and debug lines at most every 50 ms (the hub's).
 
     The hub decides messages one loop iteration apart, and its stdout is often unbuffered
     (``PYTHONUNBUFFERED``, as in containers): a write system call per decision line. Inside a
@@ -90,16 +131,14 @@ class _LineWriter:
     50 ms of info lines.
     """
 
-    __slots__ = ("_file", "_lock", "_pending", "_scheduled")
+    __slots__ = ("_scheduled",)
 
     def __init__(self, file: BinaryIO) -> None:
-        self._file = file
-        self._lock = threading.Lock()
-        self._pending: list[bytes] = []
+        super().__init__(file)
         #: The loop a write is scheduled on, if any.
         self._scheduled: asyncio.AbstractEventLoop | None = None
 
-    def msg(self, message: bytes) -> None:
+    def msg_held(self, message: bytes) -> None:
         """Keep one rendered line for the next write, or write it now outside a loop."""
         try:
             loop = asyncio.get_running_loop()
@@ -116,37 +155,11 @@ class _LineWriter:
                 return
             self._write_pending()
 
-    def msg_now(self, message: bytes) -> None:
-        """Write what waits and one rendered line."""
-        with self._lock:
-            self._pending.append(message)
-            self._write_pending()
-
-    def flush(self) -> None:
-        """Write every line that waits."""
-        with self._lock:
-            self._write_pending()
-
     def _flush_scheduled(self) -> None:
         self._scheduled = None
         self.flush()
 
-    def _write_pending(self) -> None:
-        pending = self._pending
-        if not pending:
-            return
-        pending.append(b"")
-        data = memoryview(b"\n".join(pending))
-        pending.clear()
-        file = self._file
-        while data:
-            # A raw (unbuffered) stream may take part of it.
-            written = file.write(data)
-            data = data[len(data) if written is None else written :]
-        file.flush()
-
-    log = debug = info = msg
-    warn = warning = fatal = failure = err = error = critical = exception = msg_now
+    msg = log = debug = info = msg_held
 
 
 #: Every writer made (one per configuration; loggers bound before a reconfiguration keep
@@ -172,9 +185,18 @@ class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(
-    *, level: str = "info", json: bool | None = None, stream: TextIO | None = None
+    *,
+    level: str = "info",
+    json: bool | None = None,
+    stream: TextIO | None = None,
+    hold_info_lines: bool = False,
 ) -> None:
-    """Set up structlog and stdlib logging for the process; ``json=None`` picks by tty."""
+    """Set up structlog and stdlib logging for the process; ``json=None`` picks by tty.
+
+    ``hold_info_lines``: on the JSON path, info and debug lines logged inside an event loop
+    are written together at most ``FLUSH_AFTER_SECONDS`` later (``_HoldingLineWriter``; the
+    hub's decision lines), not one write each.
+    """
     out = stream or sys.stdout
     as_json = (not out.isatty()) if json is None else json
     shared: list[Any] = [
@@ -186,7 +208,7 @@ def configure_logging(
     if as_json:
         # The shared chain, the tracebacks and JSONRenderer(serializer=_json_bytes), fused.
         processors: list[Any] = [_json_line]
-        writer = _LineWriter(out.buffer)
+        writer = (_HoldingLineWriter if hold_info_lines else _LineWriter)(out.buffer)
         _writers.append(writer)
         factory: Any = lambda *_: writer  # noqa: E731 - one writer for every logger
         foreign_renderer: Any = structlog.processors.JSONRenderer(serializer=_json_str)

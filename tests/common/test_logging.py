@@ -124,7 +124,7 @@ async def test_info_lines_in_a_loop_share_a_write(tmp_path: Path, unbuffered: bo
         io.TextIOWrapper(io.FileIO(path, "w"), write_through=True) if unbuffered else path.open("w")
     )
     with opened as stream:
-        logging_module.configure_logging(json=True, stream=stream)
+        logging_module.configure_logging(json=True, stream=stream, hold_info_lines=True)
         try:
             log = structlog.get_logger("test")
             log.info("first", n=1)
@@ -145,3 +145,16 @@ async def test_info_lines_in_a_loop_share_a_write(tmp_path: Path, unbuffered: bo
     assert events == ["first", "from the standard library", "second", "third", "fourth"]
     assert docs[0]["level"] == "info"
     assert str(docs[0]["timestamp"]).endswith("Z")
+
+
+async def test_without_holding_each_line_is_written_at_once(tmp_path: Path) -> None:
+    """Other processes than the hub (the CLI, the ledger) write each line as it is logged."""
+    path = tmp_path / "out.log"
+    with path.open("w") as stream:
+        logging_module.configure_logging(json=True, stream=stream)
+        try:
+            structlog.get_logger("test").info("at_once", n=1)
+            docs = _json_lines(path.read_text(), "file")
+        finally:
+            logging_module.configure_logging(json=True, stream=sys.stdout)
+    assert [(d["event"], d["n"], d["level"]) for d in docs] == [("at_once", 1, "info")]
