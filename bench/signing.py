@@ -9,13 +9,20 @@
 - ``verify_openssl``: what that step cost before it used libsodium (PyNaCl): the same checks with
   ``cryptography``'s ``Ed25519PublicKey.verify`` (OpenSSL) doing the arithmetic;
 - ``decide``: the hub's whole pure decision (``Router.decide``) with and without the signature
-  step, so the verify's share of the hub's per-message work shows.
+  step, so the verify's share of the hub's per-message work shows;
+- where the verify's time goes: ``crypto_sign_open_us`` (PyNaCl's call alone, as ``verify``
+  makes it), ``verify_detached_us`` (libsodium's ``crypto_sign_verify_detached`` in the same
+  library, through ``ctypes``: what leaving out PyNaCl's buffers and copies would save; bench
+  only, PyNaCl does not export it), ``sha512_us`` (``hashlib``'s SHA-512 of the signing input:
+  the hashing inside the check).
 
 It prints µs per message (median of R rounds, process CPU time) as JSON. Measured on a shared,
 busy machine the figures are indicative only.
 """
 
 import argparse
+import ctypes
+import hashlib
 import json
 import statistics
 import time
@@ -25,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nacl._sodium
+from nacl.bindings import crypto_sign_open
 
 from liaison.directory.index import compile_directory, load_directory
 from liaison.directory.model import SignaturePolicy
@@ -82,6 +91,14 @@ def measure(messages: int, rounds: int) -> dict[str, Any]:
             raise AssertionError(kid)
         key.public_key.verify(signature, protected.encode("ascii") + b"." + body)
 
+    signing_input = protected.encode("ascii") + b"." + body
+    raw = keys[kid].raw
+    # The symbol is exported by PyNaCl's own extension module (libsodium linked in statically).
+    detached = ctypes.CDLL(nacl._sodium.__file__).crypto_sign_verify_detached
+    detached.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p]
+    if detached(signature, signing_input, len(signing_input), raw) != 0:
+        raise AssertionError("libsodium's detached verify refused the example")
+
     signed_router = Router(index, max_message_bytes=1 << 18)
     unsigned_router = Router(unsigned_index, max_message_bytes=1 << 18)
 
@@ -104,6 +121,15 @@ def measure(messages: int, rounds: int) -> dict[str, Any]:
             lambda: verify(body, header, keys, signer="mag", at=at), messages, rounds
         ),
         "verify_openssl_us": _per_message_us(verify_openssl, messages, rounds),
+        "crypto_sign_open_us": _per_message_us(
+            lambda: crypto_sign_open(signature + signing_input, raw), messages, rounds
+        ),
+        "verify_detached_us": _per_message_us(
+            lambda: detached(signature, signing_input, len(signing_input), raw), messages, rounds
+        ),
+        "sha512_us": _per_message_us(
+            lambda: hashlib.sha512(signature[:32] + raw + signing_input).digest(), messages, rounds
+        ),
         "decide_signed_us": _per_message_us(
             lambda: decide(signed_router, header), messages, rounds
         ),

@@ -138,7 +138,9 @@ def deliver(
     delivery: Delivery, original: bytes, now: float, *, possible_repeat: bool = False
 ) -> Publish:
     """The one publish that reaches every recipient's inbox."""
-    keys = [delivery_key(org, flash=delivery.flash) for org in delivery.recipients]
+    recipients = delivery.recipients
+    # A routine copy's routing key is the organisation id itself (delivery_key).
+    keys = [delivery_key(org, flash=True) for org in recipients] if delivery.flash else recipients
     headers: dict[str, str | list[str]] = {
         HEADER_SENDER: delivery.sender,
         HEADER_TYPE: delivery.message_type,

@@ -10,6 +10,7 @@ encoding (tests/hub/test_outbox.py).
 """
 
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pamqp import commands as spec
@@ -58,6 +59,39 @@ def _longstr_value(value: str) -> bytes:
     return b"S" + _LONG.pack(len(raw)) + raw
 
 
+#: Encoded header fields and strings the hub sends again and again (header names, senders,
+#: types, precedences, recipients' routing keys), by what they encode; values longer than
+#: ``_CACHED_LENGTH`` (signatures) are encoded each time. Bounded: cleared when full.
+_CACHED_LENGTH = 64
+_CACHE_ENTRIES = 4096
+_fields: dict[tuple[str, str], bytes] = {}
+_longstrs: dict[str, bytes] = {}
+_shortstrs: dict[str, bytes] = {}
+
+
+def _field(key: str, value: str) -> bytes:
+    """A header table entry: the key's short string, then the value's long string."""
+    encoded = _fields.get((key, value))
+    if encoded is None:
+        encoded = _shortstr(key) + _longstr_value(value)
+        if len(value) <= _CACHED_LENGTH:
+            if len(_fields) >= _CACHE_ENTRIES:
+                _fields.clear()
+            _fields[key, value] = encoded
+    return encoded
+
+
+def _cached(cache: dict[str, bytes], encode: Callable[[str], bytes], value: str) -> bytes:
+    encoded = cache.get(value)
+    if encoded is None:
+        encoded = encode(value)
+        if len(value) <= _CACHED_LENGTH:
+            if len(cache) >= _CACHE_ENTRIES:
+                cache.clear()
+            cache[value] = encoded
+    return encoded
+
+
 def delivery_properties(
     *,
     message_id: str,
@@ -73,11 +107,11 @@ def delivery_properties(
     table: list[bytes] = []
     for key in sorted(headers):
         value = headers[key]
-        table.append(_shortstr(key))
         if isinstance(value, str):
-            table.append(_longstr_value(value))
+            table.append(_field(key, value))
         else:
-            items = b"".join(map(_longstr_value, value))
+            items = b"".join([_cached(_longstrs, _longstr_value, item) for item in value])
+            table.append(_cached(_shortstrs, _shortstr, key))
             table.append(b"A" + _LONG.pack(len(items)) + items)
     encoded_table = b"".join(table)
     flags = _DELIVERY_FLAGS if expiration is None else _DELIVERY_FLAGS | _EXPIRATION_FLAG
@@ -91,7 +125,7 @@ def delivery_properties(
             b"" if expiration is None else _shortstr(expiration),
             _shortstr(message_id),
             _TIMESTAMP.pack(timestamp),
-            _shortstr(message_type),
+            _cached(_shortstrs, _shortstr, message_type),
             _APP_ID,
         )
     )

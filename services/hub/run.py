@@ -17,7 +17,8 @@ def run_hub(settings: HubSettings) -> None:
     A configuration error found on connecting (a CA that does not vouch for the broker, a client
     certificate the broker refuses) shuts the hub down cleanly and is raised from here.
     """
-    configure_logging(level=settings.log_level)
+    # A decision line per message: written in batches rather than a system call each.
+    configure_logging(level=settings.log_level, hold_info_lines=True)
     fatal: list[LiaisonError] = []
 
     def stop_on(error: LiaisonError) -> None:
