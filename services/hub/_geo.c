@@ -140,23 +140,24 @@ static inline int position(Cursor *c) {
     return take(c, ']');
 }
 
-/* '[' position (',' position)* ']' with RING_MIN..RING_MAX positions. */
-static int ring(Cursor *c) {
+/* '[' item (',' item)* ']' with min..max items: a ring of positions, a polygon of rings.
+ * Static inline with a constant `item`, so each caller gets its own loop, the call inlined. */
+static inline int list_of(Cursor *c, int (*item)(Cursor *), int min, int max) {
     if (!take(c, '[')) {
         return 0;
     }
     int count = 0;
     for (;;) {
         skip_ws(c);
-        if (!position(c)) {
+        if (!item(c)) {
             return 0;
         }
-        if (++count > RING_MAX) {
+        if (++count > max) {
             return 0;
         }
         skip_ws(c);
         if (take(c, ']')) {
-            return count >= RING_MIN;
+            return count >= min;
         }
         if (!take(c, ',')) {
             return 0;
@@ -164,28 +165,9 @@ static int ring(Cursor *c) {
     }
 }
 
-static int polygon(Cursor *c) {
-    if (!take(c, '[')) {
-        return 0;
-    }
-    int count = 0;
-    for (;;) {
-        skip_ws(c);
-        if (!ring(c)) {
-            return 0;
-        }
-        if (++count > RINGS_MAX) {
-            return 0;
-        }
-        skip_ws(c);
-        if (take(c, ']')) {
-            return count >= RINGS_MIN;
-        }
-        if (!take(c, ',')) {
-            return 0;
-        }
-    }
-}
+static int ring(Cursor *c) { return list_of(c, position, RING_MIN, RING_MAX); }
+
+static int polygon(Cursor *c) { return list_of(c, ring, RINGS_MIN, RINGS_MAX); }
 
 /* The whole buffer is one value for `parse`, whitespace aside. */
 static PyObject *whole(PyObject *arg, int (*parse)(Cursor *)) {
