@@ -6,10 +6,12 @@ in this process by
 
 - ``contract``: ``decode_envelope``, which builds a float for each number and a tuple for each
   position (the router's decode before ``liaison.hub.geo``);
-- ``router``: ``liaison.hub.geo.decode_for_routing``, coordinates as ``msgspec.Raw`` checked
-  by the compiled ``_geo`` (``python`` when it is not importable: then the same as contract);
-- ``raw floor``: msgspec skipping every geometry's coordinates unchecked, what the router's
-  decode cannot go below with msgspec reading the rest.
+- ``router``: ``liaison.hub.geo.decode_for_routing``: coordinates checked by the compiled
+  ``_geo`` on the raw bytes and replaced by a mark in a copy, which msgspec decodes (the
+  contract's decoder alone when ``_geo`` is not importable);
+- ``raw floor``: msgspec stepping over every geometry's coordinates unchecked (as
+  ``msgspec.Raw``), the floor of the router's decode while msgspec still read the coordinates
+  (before ``_geo.blank``: the router is now below it).
 
 Each as the router calls it (the collector held off from 8 KiB, services/hub/decoding.py).
 In-process: µs per KB, the median of ``--repeats`` runs of ~0.2 s each (runs of the three

@@ -196,35 +196,133 @@ static PyObject *geo_polygon(PyObject *module, PyObject *arg) {
     return whole(arg, polygon);
 }
 
-/* How often the key "coordinates" is written in a document, or -1 when a \u escape could spell
- * that key some other way (\u0061..\u007a are the escapes of its letters). */
-static PyObject *geo_coordinates_keys(PyObject *module, PyObject *arg) {
-    (void)module;
-    static const char key[] = "\"coordinates\"";
-    const size_t key_len = sizeof(key) - 1;
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    const char *start = (const char *)view.buf, *end = start + view.len, *p = start;
-    Py_ssize_t count = 0;
+/* Whether a \u escape could spell the key "coordinates" another way (\u0061..\u007a are the
+ * escapes of its letters). */
+static int key_may_be_escaped(const char *p, const char *end) {
     while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
         if (end - p >= 5 && p[1] == 'u' && p[2] == '0' && p[3] == '0' &&
             (p[4] == '6' || p[4] == '7')) {
-            count = -1;
-            break;
+            return 1;
         }
         p += 2; /* an escape is two bytes at least; skipping both keeps "\\u0063" apart */
         if (p >= end) {
             break;
         }
     }
-    for (p = start; count >= 0 && (p = memmem(p, (size_t)(end - p), key, key_len)) != NULL;) {
+    return 0;
+}
+
+static const char KEY[] = "\"coordinates\"";
+#define KEY_LEN (sizeof(KEY) - 1)
+
+/* How often the key "coordinates" is written in a document, or -1 when a \u escape could spell
+ * that key some other way. */
+static PyObject *geo_coordinates_keys(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *start = (const char *)view.buf, *end = start + view.len, *p = start;
+    Py_ssize_t count = key_may_be_escaped(start, end) ? -1 : 0;
+    for (p = start; count >= 0 && (p = memmem(p, (size_t)(end - p), KEY, KEY_LEN)) != NULL;) {
         count++;
-        p += key_len;
+        p += KEY_LEN;
     }
     PyBuffer_Release(&view);
     return PyLong_FromSsize_t(count);
+}
+
+/* What stands in for checked coordinates in blank()'s copy: a string, which no value the
+ * contract accepts as coordinates can be. */
+static const char POINT_MARK[] = "\"point\"";
+static const char POLYGON_MARK[] = "\"polygon\"";
+
+typedef struct {
+    Py_ssize_t from, to; /* the value's bytes, [from, to) */
+    int polygon;
+} Span;
+
+/* The document with every "coordinates" key's value replaced by a mark of its kind, once each
+ * value is checked: (copy, number of keys); None when any key's value is not accepted here
+ * (invalid, not sure, not an array, or the string "coordinates" not used as a key) or an
+ * escape could spell the key otherwise. Decoding the copy skips no coordinates: the contract's
+ * decoder would otherwise parse every number once more only to step over it. */
+static PyObject *geo_blank(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *start = (const char *)view.buf, *end = start + view.len, *p = start;
+    PyObject *result = NULL;
+    Span *spans = NULL;
+    Py_ssize_t count = 0, capacity = 0, kept = view.len;
+    if (key_may_be_escaped(start, end)) {
+        goto refused;
+    }
+    while ((p = memmem(p, (size_t)(end - p), KEY, KEY_LEN)) != NULL) {
+        Cursor c = {(const unsigned char *)p + KEY_LEN, (const unsigned char *)end};
+        skip_ws(&c);
+        if (!take(&c, ':')) {
+            goto refused;
+        }
+        skip_ws(&c);
+        const unsigned char *value = c.p;
+        if (!take(&c, '[')) {
+            goto refused;
+        }
+        skip_ws(&c);
+        int is_polygon = c.p < c.end && *c.p == '[';
+        c.p = value;
+        if (!(is_polygon ? polygon(&c) : position(&c))) {
+            goto refused;
+        }
+        if (count == capacity) {
+            capacity = capacity ? capacity * 2 : 8;
+            Span *grown = PyMem_Realloc(spans, (size_t)capacity * sizeof(Span));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            spans = grown;
+        }
+        spans[count].from = (const char *)value - start;
+        spans[count].to = (const char *)c.p - start;
+        spans[count].polygon = is_polygon;
+        kept -= spans[count].to - spans[count].from;
+        kept += (Py_ssize_t)(is_polygon ? sizeof(POLYGON_MARK) : sizeof(POINT_MARK)) - 1;
+        count++;
+        p = (const char *)c.p;
+    }
+    if (count == 0) {
+        result = Py_BuildValue("(On)", arg, count);
+        goto done;
+    }
+    PyObject *copy = PyBytes_FromStringAndSize(NULL, kept);
+    if (copy == NULL) {
+        goto done;
+    }
+    char *out = PyBytes_AS_STRING(copy);
+    Py_ssize_t from = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        memcpy(out, start + from, (size_t)(spans[i].from - from));
+        out += spans[i].from - from;
+        const char *mark = spans[i].polygon ? POLYGON_MARK : POINT_MARK;
+        size_t mark_len = spans[i].polygon ? sizeof(POLYGON_MARK) - 1 : sizeof(POINT_MARK) - 1;
+        memcpy(out, mark, mark_len);
+        out += mark_len;
+        from = spans[i].to;
+    }
+    memcpy(out, start + from, (size_t)(view.len - from));
+    result = Py_BuildValue("(Nn)", copy, count);
+    goto done;
+refused:
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(spans);
+    PyBuffer_Release(&view);
+    return result;
 }
 
 static PyMethodDef geo_methods[] = {
@@ -237,6 +335,9 @@ static PyMethodDef geo_methods[] = {
     {"coordinates_keys", geo_coordinates_keys, METH_O,
      "How often the key \"coordinates\" is written in the document; -1 if an escape could "
      "spell it otherwise."},
+    {"blank", geo_blank, METH_O,
+     "(copy, keys): the document with each \"coordinates\" value, once checked, replaced by "
+     "the string \"point\" or \"polygon\"; None if any is not accepted here."},
     {NULL, NULL, 0, NULL},
 };
 

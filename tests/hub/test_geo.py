@@ -331,6 +331,68 @@ def test_an_accepted_geometry_decodes_once_per_key() -> None:
     assert _geo.coordinates_keys(data) == 1
 
 
+def test_checked_coordinates_are_marked_and_decoded_without_a_second_pass() -> None:
+    """``_geo.blank`` replaces each checked value with its geometry's mark, keeps every other
+    byte, and the router's decode of the copy holds the marks: the compiled path was taken."""
+    polygon = b"[[[1,2],[1,2],[1,2],[1,2]],[[3,4],[3,4],[3,4],[3,4]]]"
+    for doc, coordinates, mark, field in (
+        (POINT_DOC, b"[ 15.6012 ,\n5.9347]", b'"point"', "location"),
+        (POLYGON_DOC, polygon, b'"polygon"', "polygon"),
+    ):
+        data = _in(doc, coordinates)
+        blanked = _geo.blank(data)
+        assert blanked is not None
+        light, keys = blanked
+        assert keys == 1
+        assert light == _in(doc, mark)
+        decoded = geo.decode_for_routing(data)
+        assert bytes(getattr(decoded.body, field).coordinates) == mark
+        assert _outcome(geo.decode_for_routing, data) == _outcome(decode_envelope, data)
+
+
+def test_a_document_without_coordinates_is_decoded_as_it_is() -> None:
+    """No key, nothing to copy: ``blank`` hands back the same object."""
+    data = json.dumps(envelope("mag", ["org:unmas"], body=sample_body("sitrep"))).encode()
+    blanked = _geo.blank(data)
+    assert blanked is not None
+    assert blanked[0] is data
+    assert blanked[1] == 0
+
+
+def _leading(doc: bytes, member: bytes) -> bytes:
+    """``doc`` with ``member`` as the envelope's first member."""
+    return b"{" + member + b"," + doc[1:]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # The key where the contract skips it (unknown fields are skipped, not refused).
+        lambda d: _leading(d, b'"coordinates":[1,2]'),
+        lambda d: _leading(d, b'"coordinates":[[[1,2],[1,2],[1,2],[1,2]]]'),
+        # The word as a value, and as text inside a string.
+        lambda d: _leading(d, b'"note":"coordinates"'),
+        lambda d: _leading(d, b'"note":"\\"coordinates\\": [1,2]"'),
+        lambda d: _leading(d, b'"note":"\\"coordinates":[1,2]'),
+        # A polygon where a point must be, a point where a polygon must be.
+        lambda d: _in(POINT_DOC, b"[[[1,2],[1,2],[1,2],[1,2]]]"),
+        lambda d: _in(POLYGON_DOC, b"[1,2]"),
+        # Whitespace JSON allows and forbids between the key and its value.
+        lambda d: d.replace(b'"coordinates":', b'"coordinates" \n\t:\r ', 1),
+        lambda d: d.replace(b'"coordinates":', b'"coordinates"\f:', 1),
+        # Not an array at all, or cut short.
+        lambda d: _in(POINT_DOC, b"null"),
+        lambda d: _in(POINT_DOC, b"[1,2"),
+    ],
+)
+def test_coordinates_keys_anywhere_get_the_contracts_verdict(edit: Any) -> None:
+    """However the key, its value or the word ``coordinates`` is placed, the router's decoder
+    says what the contract's says, error for error."""
+    data = edit(_in(POINT_DOC, b"[15.6012,5.9347]"))
+    assert b"coordinates" in data
+    assert _outcome(geo.decode_for_routing, data) == _outcome(decode_envelope, data)
+
+
 # --- the compiled path is the one in use -----------------------------------------------------
 
 

@@ -127,3 +127,29 @@ async def test_a_replaced_outbox_does_not_hold_records_behind_its_batch_in_fligh
     feed.record(record(1))
     await asyncio.sleep(0)
     assert len(outbox.published) == 2
+
+
+async def test_a_batch_leaves_once_its_bodies_reach_max_batch_bytes() -> None:
+    """Large bodies bound a batch by bytes, not by count: the record that reaches
+    max_batch_bytes sends the batch at once, and the count starts again after it."""
+    outbox = FakeOutbox()
+    feed = LedgerFeed(outbox, max_batch=256, max_batch_bytes=1000)  # type: ignore[arg-type]
+
+    def sized(n: int) -> DecisionRecord:
+        return DecisionRecord(
+            record_id=f"r{n}", decided_at=float(n), outcome=Outcome.DELIVERED, body=b"x" * 400
+        )
+
+    feed.record(sized(0))
+    feed.record(sized(1))
+    assert outbox.published == []
+    feed.record(sized(2))
+    assert len(outbox.published) == 1
+    assert [r.record_id for r in decode_batch(outbox.published[0][0]).records] == [
+        "r0",
+        "r1",
+        "r2",
+    ]
+    feed.record(sized(3))
+    feed.record(sized(4))
+    assert len(outbox.published) == 1
