@@ -9,6 +9,8 @@ from typing import cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import commands as spec
+from pamqp.body import ContentBody
+from pamqp.frame import marshal
 from pamqp.header import ContentHeader
 
 from liaison.hub.channel import ConfirmChannel
@@ -103,3 +105,45 @@ async def test_watchdog_leaves_a_channel_whose_confirms_keep_coming() -> None:
     watch.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watch
+
+
+class _WritingChannel:
+    """What Outbox.publish and send use of a ConfirmChannel, keeping what is written."""
+
+    def __init__(self, max_content_size: int) -> None:
+        self.number = 3
+        self.max_content_size = max_content_size
+        self.is_closed = False
+        self.written: list[bytes] = []
+
+    def expect_confirm(self) -> "asyncio.Future[None]":
+        return asyncio.get_running_loop().create_future()
+
+    async def write(self, payload: bytes) -> None:
+        self.written.append(payload)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(
+        st.sampled_from([0, 1, 7, 8, 9, 16, 17, 50]) | st.integers(0, 64), min_size=1, max_size=4
+    )
+)
+async def test_published_frames_are_pamqps_for_any_body_size(sizes: list[int]) -> None:
+    """Bodies split into body frames by the channel's frame size (none for an empty body),
+    several publishes in one write: the bytes equal pamqp's marshalling of the same frames."""
+    channel = _WritingChannel(max_content_size=8)
+    outbox = Outbox(cast(ConfirmChannel, channel), confirm_timeout=5)
+    properties = spec.Basic.Properties(delivery_mode=2)
+    expected = []
+    for n, size in enumerate(sizes):
+        body = bytes(range(n, n + size))
+        outbox.publish(body, exchange="x", routing_key=f"k{n}", properties=properties)
+        expected.append(marshal(spec.Basic.Publish(exchange="x", routing_key=f"k{n}"), 3))
+        expected.append(marshal(ContentHeader(properties=properties, body_size=size), 3))
+        expected += [marshal(ContentBody(body[i : i + 8]), 3) for i in range(0, size, 8)]
+    sender = asyncio.create_task(outbox.send())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    sender.cancel()
+    assert b"".join(channel.written) == b"".join(expected)
