@@ -3,8 +3,10 @@ wire, and the watchdog that gives up on a channel whose broker stopped confirmin
 
 import asyncio
 import contextlib
+import itertools
 from datetime import UTC, datetime
 from typing import cast
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -126,24 +128,32 @@ class _WritingChannel:
 @settings(max_examples=60, deadline=None)
 @given(
     sizes=st.lists(
-        st.sampled_from([0, 1, 7, 8, 9, 16, 17, 50]) | st.integers(0, 64), min_size=1, max_size=4
+        st.sampled_from([0, 1, 7, 8, 9, 16, 17, 50]) | st.integers(0, 64), min_size=1, max_size=6
     )
 )
 async def test_published_frames_are_pamqps_for_any_body_size(sizes: list[int]) -> None:
-    """Bodies split into body frames by the channel's frame size (none for an empty body),
-    several publishes in one write: the bytes equal pamqp's marshalling of the same frames."""
+    """Bodies split into body frames by the channel's frame size (none for an empty body), and
+    large bodies closing a write of their own: the bytes equal pamqp's marshalling of the same
+    frames, and every write ends where a publish ends (a message's frames stay together)."""
     channel = _WritingChannel(max_content_size=8)
     outbox = Outbox(cast(ConfirmChannel, channel), confirm_timeout=5)
     properties = spec.Basic.Properties(delivery_mode=2)
-    expected = []
-    for n, size in enumerate(sizes):
-        body = bytes(range(n, n + size))
-        outbox.publish(body, exchange="x", routing_key=f"k{n}", properties=properties)
-        expected.append(marshal(spec.Basic.Publish(exchange="x", routing_key=f"k{n}"), 3))
-        expected.append(marshal(ContentHeader(properties=properties, body_size=size), 3))
-        expected += [marshal(ContentBody(body[i : i + 8]), 3) for i in range(0, size, 8)]
+    expected: list[bytes] = []
+    with patch("liaison.hub.outbox._LARGE_BODY", 17):
+        for n, size in enumerate(sizes):
+            body = bytes(range(n, n + size))
+            outbox.publish(body, exchange="x", routing_key=f"k{n}", properties=properties)
+            frames = [
+                marshal(spec.Basic.Publish(exchange="x", routing_key=f"k{n}"), 3),
+                marshal(ContentHeader(properties=properties, body_size=size), 3),
+                *(marshal(ContentBody(body[i : i + 8]), 3) for i in range(0, size, 8)),
+            ]
+            expected.append(b"".join(frames))
     sender = asyncio.create_task(outbox.send())
     for _ in range(3):
         await asyncio.sleep(0)
     sender.cancel()
     assert b"".join(channel.written) == b"".join(expected)
+    ends = set(itertools.accumulate(len(e) for e in expected))
+    assert set(itertools.accumulate(len(w) for w in channel.written)) <= ends
+    assert len(channel.written) == 1 + sum(size >= 17 for size in sizes[:-1])
