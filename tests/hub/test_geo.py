@@ -285,6 +285,21 @@ def test_unusual_positions_are_left_to_the_contract(text: str, contract: bool) -
     _agree(text.encode())
 
 
+@pytest.mark.parametrize("digits", range(1, 20))
+def test_fraction_digit_runs_of_every_length_and_end(digits: int) -> None:
+    """Fractions of 1..19 digits (the compiled check reads them eight bytes at a time), each
+    followed by every byte near the digits and by what JSON allows there: the check accepts
+    only what the contract accepts, and the router's verdict is the contract's."""
+    fraction = "".join(str((i * 7 + 3) % 10) for i in range(digits))
+    for end in ["", " ", "/", ":", "e", "E", "0", ".", "\x00", "\x7f", "a", "\u00e9"]:
+        text = f"[1.{fraction}{end},2.{fraction}]".encode()
+        if _geo.point(text):
+            assert _contract_accepts(POINT, text), text
+        if not end and digits < 17:  # at most 17 significant digits: taken by the check
+            assert _geo.point(text)
+        _agree(text)
+
+
 @pytest.mark.parametrize(
     ("positions", "rings", "accepted"),
     [
