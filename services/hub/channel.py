@@ -221,7 +221,8 @@ class Deliveries:
         if not isinstance(header, ContentHeader):
             raise ValueError(f"Unexpected frame {header!r} instead of ContentHeader", header)
         size = header.body_size or 0
-        parts: list[bytes] = []
+        # Bytes, or views of the bytes read for large frames (frames.VIEW_FROM).
+        parts: list[bytes | memoryview] = []
         received = 0
         while received < size:
             content = await channel._get_frame()
@@ -232,6 +233,8 @@ class Deliveries:
             parts.append(content.value)
             received += len(content.value)
         body = parts[0] if len(parts) == 1 else b"".join(parts)
+        if not isinstance(body, bytes):
+            body = bytes(body)
         consumer = channel.consumers.get(frame.consumer_tag or "")
         if consumer is None:
             return

@@ -11,7 +11,8 @@ goes").
 ``FrameReader`` takes aiormq's ``FrameReceiver``'s place (``install``): it keeps what one read
 returns and cuts every complete frame out of it, and decodes ``Basic.Deliver``, ``Basic.Ack``,
 ``Basic.Nack``, content headers and content bodies directly into the very pamqp objects pamqp
-would build. Anything else, and anything these fast paths do not recognise as well formed (an
+would build (a large body frame's value is a ``memoryview`` of the bytes read: ``VIEW_FROM``).
+Anything else, and anything these fast paths do not recognise as well formed (an
 unusual field type in the header table, a length that overruns), goes to ``pamqp.frame.unmarshal``
 whole, so every other frame, and every error, is pamqp's own. A property test holds the fast
 paths equal to pamqp's decoding (tests/hub/test_frames.py).
@@ -19,7 +20,7 @@ paths equal to pamqp's decoding (tests/hub/test_frames.py).
 
 import asyncio
 import struct
-from typing import Any
+from typing import Any, cast
 
 import aiormq.connection
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
@@ -53,6 +54,9 @@ _FIXED = {
     ord("I"): (struct.Struct(">l"), False),
     ord("i"): (struct.Struct(">L"), False),
 }
+#: A body frame from this size on decodes to a view of the bytes read, not a copy: the
+#: consumer joins a large body's frames into the body, its one copy (channel.py, Deliveries).
+VIEW_FROM = 64 * 1024
 #: How much one read may take from the socket.
 READ_SIZE = 256 * 1024
 
@@ -202,6 +206,11 @@ def decode_frame(data: bytes, offset: int = 0) -> tuple[int, int, Any]:
             raise _Unusual
         start = offset + _HEAD_SIZE
         if kind == _BODY:
+            if size >= VIEW_FROM:
+                view = memoryview(data)[start:end]
+                # pamqp types the value bytes; every reader of it takes any bytes-like object
+                # (Deliveries' join, aiormq's BytesIO).
+                return size + 8, channel, ContentBody(cast(bytes, view))
             return size + 8, channel, ContentBody(data[start:end])
         if kind == _HEADER:
             return size + 8, channel, _content_header(data, start, end)

@@ -235,3 +235,23 @@ def test_a_hub_delivery_never_falls_back_to_pamqp(monkeypatch: pytest.MonkeyPatc
     for value in stream:
         data = pamqp_frame.marshal(value, 1)
         assert _fields(decode_frame(data)[2]) == _pamqp(data)[2]
+
+
+def test_a_large_body_frame_is_a_view_of_the_bytes_read() -> None:
+    """From VIEW_FROM on, a body frame's value is a view (no copy) holding pamqp's bytes,
+    however the frame arrived; below it, bytes as pamqp gives them."""
+    from liaison.hub.frames import VIEW_FROM
+
+    for size, kind in (
+        (VIEW_FROM - 1, bytes),
+        (VIEW_FROM, memoryview),
+        (VIEW_FROM + 9, memoryview),
+    ):
+        body = bytes(i % 251 for i in range(size))
+        data = pamqp_frame.marshal(ContentBody(body), 5)
+        used, channel, frame = decode_frame(data)
+        assert (used, channel, type(frame.value)) == (len(data), 5, kind)
+        assert bytes(frame.value) == body
+        chunks = [data[start : start + 10_000] for start in range(0, len(data), 10_000)]
+        ((_, _, (_, read_kind, value)),) = asyncio.run(_read_all(chunks))
+        assert (read_kind, bytes(value)) == (kind, body)
