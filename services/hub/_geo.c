@@ -239,24 +239,6 @@ static int key_may_be_escaped(const char *p, const char *end) {
 static const char KEY[] = "\"coordinates\"";
 #define KEY_LEN (sizeof(KEY) - 1)
 
-/* How often the key "coordinates" is written in a document, or -1 when a \u escape could spell
- * that key some other way. */
-static PyObject *geo_coordinates_keys(PyObject *module, PyObject *arg) {
-    (void)module;
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    const char *start = (const char *)view.buf, *end = start + view.len, *p = start;
-    Py_ssize_t count = key_may_be_escaped(start, end) ? -1 : 0;
-    for (p = start; count >= 0 && (p = memmem(p, (size_t)(end - p), KEY, KEY_LEN)) != NULL;) {
-        count++;
-        p += KEY_LEN;
-    }
-    PyBuffer_Release(&view);
-    return PyLong_FromSsize_t(count);
-}
-
 /* What stands in for checked coordinates in blank()'s copy: a string, which no value the
  * contract accepts as coordinates can be. */
 static const char POINT_MARK[] = "\"point\"";
@@ -356,9 +338,6 @@ static PyMethodDef geo_methods[] = {
     {"polygon", geo_polygon, METH_O,
      "True if the bytes are a Polygon's coordinates the contract accepts; False: invalid or "
      "not sure."},
-    {"coordinates_keys", geo_coordinates_keys, METH_O,
-     "How often the key \"coordinates\" is written in the document; -1 if an escape could "
-     "spell it otherwise."},
     {"blank", geo_blank, METH_O,
      "(copy, keys): the document with each \"coordinates\" value, once checked, replaced by "
      "the string \"point\" or \"polygon\"; None if any is not accepted here."},
