@@ -21,11 +21,12 @@ the rest with the contract's own types:
    contract's decoder decides.
 
 Why the copy decodes as the original would: it differs from the original only inside values
-``_geo`` checked, each a complete JSON array replaced by a complete JSON string. A mark the
-copy's decode takes as a geometry's coordinates is preceded by exactly the original's bytes, so
-the original's decode stood at the same place (a geometry's coordinates value), where it reads
-the same complete array that ``_geo`` accepted; after it both read the same bytes in the same
-state. A replaced value the decode reads anywhere else leaves the count short (step 3). Before
+``_geo`` checked, each a complete JSON array replaced by a complete JSON string. Taking the
+marks in order: before the first, the copy's bytes are the original's, so where the copy's
+decode takes it as a geometry's coordinates, the original's decode stood at the same place and
+reads there the complete array ``_geo`` accepted; after it both are in the same state, and the
+same holds for the next mark. A mark the decode reads anywhere else (inside a string, an
+unknown field) is not counted, and the count comes up short (step 3). Before
 this, msgspec stepped over each Raw value itself, parsing every number once more: twice the
 compiled check's time.
 
