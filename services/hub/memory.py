@@ -19,8 +19,6 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Protocol
 
-from liaison.common.dedupe import DedupeWindow
-
 
 class Handled(StrEnum):
     """What became of a message the hub already handled."""
@@ -54,37 +52,52 @@ class DeliveryMemory(Protocol):
 
 
 class LocalMemory:
-    """One process's memory: bounded in time and entries, gone when the process ends."""
+    """One process's memory: bounded in time and entries, gone when the process ends.
+
+    One table holds, per key, when it was handled, how, and who received it, oldest first (a
+    dict keeps insertion order), and each ``remember`` evicts what fell out of the window. It
+    was three tables (a ``DedupeWindow`` of keys, how each was handled, a frozenset of its
+    recipients) pruned only at twice the window: 86 MB for 200,000 messages, 100 MB for
+    250,000 (``tracemalloc``), growing after the window was full.
+    """
 
     def __init__(
         self, *, seconds: float, max_entries: int, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._window = DedupeWindow(seconds=seconds, max_entries=max_entries, clock=clock)
-        self._handled: dict[str, Handled] = {}
-        self._recipients: dict[str, frozenset[str]] = {}
+        self._seconds = seconds
+        self._max = max_entries
+        self._clock = clock
+        #: key -> (handled at, how, recipients); the first entry is always the oldest.
+        self._entries: dict[str, tuple[float, Handled, tuple[str, ...]]] = {}
 
     def __len__(self) -> int:
-        return len(self._window)
+        return len(self._entries)
+
+    def _live(self, key: str) -> tuple[float, Handled, tuple[str, ...]] | None:
+        entry = self._entries.get(key)
+        if entry is None or self._clock() - entry[0] >= self._seconds:
+            return None
+        return entry
 
     async def recall(self, key: str) -> Handled | None:
-        if key not in self._window:
-            self._handled.pop(key, None)
-            self._recipients.pop(key, None)
-            return None
-        return self._handled.get(key)
+        entry = self._live(key)
+        return None if entry is None else entry[1]
 
     async def remember(self, key: str, handled: Handled, recipients: Sequence[str] = ()) -> None:
-        self._window.add(key)
-        self._handled[key] = handled
-        if recipients:
-            self._recipients[key] = frozenset(recipients)
-        # The window evicts its oldest keys; drop what it no longer holds.
-        if len(self._handled) > 2 * max(len(self._window), 1):
-            self._handled = {k: v for k, v in self._handled.items() if k in self._window}
-            self._recipients = {k: v for k, v in self._recipients.items() if k in self._window}
+        now = self._clock()
+        entries = self._entries
+        entries.pop(key, None)  # re-remembered: now the newest
+        entries[key] = (now, handled, tuple(recipients))
+        horizon = now - self._seconds
+        while entries:
+            oldest = next(iter(entries))
+            if len(entries) <= self._max and entries[oldest][0] >= horizon:
+                break
+            del entries[oldest]
 
     async def received(self, recipient: str, key: str) -> bool:
-        return key in self._window and recipient in self._recipients.get(key, frozenset())
+        entry = self._live(key)
+        return entry is not None and recipient in entry[2]
 
     async def ping(self) -> None:
         return None
