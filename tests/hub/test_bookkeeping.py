@@ -1,7 +1,8 @@
-"""The hub's bookkeeping: the dedupe window's bounds and the in-order multiple-ack tracker."""
+"""Bookkeeping: the dedupe window's bounds (the SDK's settled ids use it) and the hub's in-order
+multiple-ack tracker."""
 
-from liaison.common.dedupe import DedupeWindow
 from liaison.hub.acks import AckTracker
+from liaison.sdk.dedupe import DedupeWindow
 
 
 class FakeClock:

@@ -399,6 +399,9 @@ def _leading(doc: bytes, member: bytes) -> bytes:
         lambda d: d.replace(b'"coordinates":', b'"coordinates"\f:', 1),
         # Not an array at all, or cut short.
         lambda d: _in(POINT_DOC, b"null"),
+        # The marks themselves, sent as coordinates.
+        lambda d: _in(POINT_DOC, b'"point"'),
+        lambda d: _in(POLYGON_DOC, b'"polygon"'),
         lambda d: _in(POINT_DOC, b"[1,2"),
     ],
 )
@@ -408,6 +411,16 @@ def test_coordinates_keys_anywhere_get_the_contracts_verdict(edit: Any) -> None:
     data = edit(_in(POINT_DOC, b"[15.6012,5.9347]"))
     assert b"coordinates" in data
     assert _outcome(geo.decode_for_routing, data) == _outcome(decode_envelope, data)
+
+
+def test_a_forged_mark_behind_an_escaped_key_gets_the_contracts_error() -> None:
+    """The mark sent as a Point's coordinates under a key spelt with an escape: no copy is made,
+    and the contract's decoder refuses it with its own error."""
+    data = _in(POINT_DOC, b'"point"').replace(b'"coordinates"', b'"coordinate\\u0073"')
+    assert _geo.blank(data) is None
+    expected = _outcome(decode_envelope, data)
+    assert expected[0] == "refused"
+    assert _outcome(geo.decode_for_routing, data) == expected
 
 
 # --- the compiled path is the one in use -----------------------------------------------------
