@@ -50,8 +50,9 @@ class ConfirmChannel(Protocol):
         """The lowest delivery tag still waiting for the broker's confirm, if any."""
         ...
 
-    async def write(self, payload: bytes) -> None:
-        """Hand marshalled frames to the connection's writer (waits while it is full)."""
+    async def write(self, payload: bytes | list[bytes | memoryview]) -> None:
+        """Hand marshalled frames to the connection's writer (waits while it is full): bytes,
+        or buffers to write in order (transport.py's ``FrameWriter`` takes a list)."""
         ...
 
     async def close(self, exc: BaseException) -> None:
@@ -94,9 +95,12 @@ class AiormqChannel:
         """The lowest delivery tag still waiting for the broker's confirm, if any."""
         return next(iter(self._confirmations), None)
 
-    async def write(self, payload: bytes) -> None:
-        """Hand marshalled frames to the connection's writer (waits while it is full)."""
-        await self.channel.write_queue.put(ChannelFrame(payload=payload, should_close=False))
+    async def write(self, payload: bytes | list[bytes | memoryview]) -> None:
+        """Hand marshalled frames to the connection's writer (waits while it is full): bytes,
+        or buffers to write in order (transport.py's ``FrameWriter`` takes a list)."""
+        # aiormq types the payload bytes; the hub's connection writes it with FrameWriter.
+        frame = ChannelFrame(payload=payload, should_close=False)  # type: ignore[arg-type]
+        await self.channel.write_queue.put(frame)
 
     async def close(self, exc: BaseException) -> None:
         """Close the channel, failing everything that waits on it."""
@@ -169,9 +173,12 @@ class TxChannel:
         """Nothing waits for a confirm on this channel: commits have their own timeout."""
         return None
 
-    async def write(self, payload: bytes) -> None:
-        """Hand marshalled frames to the connection's writer (waits while it is full)."""
-        await self.channel.write_queue.put(ChannelFrame(payload=payload, should_close=False))
+    async def write(self, payload: bytes | list[bytes | memoryview]) -> None:
+        """Hand marshalled frames to the connection's writer (waits while it is full): bytes,
+        or buffers to write in order (transport.py's ``FrameWriter`` takes a list)."""
+        # aiormq types the payload bytes; the hub's connection writes it with FrameWriter.
+        frame = ChannelFrame(payload=payload, should_close=False)  # type: ignore[arg-type]
+        await self.channel.write_queue.put(frame)
 
     async def commit(self) -> None:
         """Commit everything written since the last commit (waits for the broker's answer)."""

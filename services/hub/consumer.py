@@ -38,7 +38,6 @@ from liaison.hub.acks import AckTracker
 from liaison.hub.channel import AiormqChannel, Deliveries, TxChannel
 from liaison.hub.decisions import Delivery, Refusal, Verdict
 from liaison.hub.effects import Effects, Publisher, memory_key, plan, publish_all, settle
-from liaison.hub.frames import install as install_frame_reader
 from liaison.hub.inboxes import InboxCensus
 from liaison.hub.ledger_feed import LedgerFeed
 from liaison.hub.limits import LimitReader
@@ -50,6 +49,8 @@ from liaison.hub.redis_memory import MemoryUnavailable
 from liaison.hub.retry import Holdback, NackRetry
 from liaison.hub.router import Router
 from liaison.hub.settings import HubSettings
+from liaison.hub.transport import HubTransport
+from liaison.hub.transport import install as install_frame_stream
 from liaison.hub.turns import Turns
 from liaison.ledger.records import decision_record
 from liaison.schemas.catalogue import MESSAGE_TYPES
@@ -234,10 +235,12 @@ class HubConsumer:
     async def _session(self) -> None:
         # Named, so operators (and tests) can find the hub's connection in the management UI.
         shards = ",".join(map(str, self.settings.shards))
-        # Frames are read and decoded by frames.py, not by aiormq's per-frame reader.
-        install_frame_reader()
+        # The socket is read into the hub's own buffers and frames decoded by frames.py, not by
+        # aiormq's StreamReader and per-frame reader (transport.py).
+        install_frame_stream()
         connection = await aiormq.connect(
             self._broker_url,
+            transport_factory=HubTransport(),
             context=self.settings.ssl_context(),
             client_properties={"connection_name": f"liaison-hub shards={shards}"},
         )

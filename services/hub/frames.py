@@ -8,32 +8,27 @@ their header table, body) and each publish brings a confirm frame back. Under ``
 that was the largest part of the hub's consume side (bench/README.md, "Where a message's hub CPU
 goes").
 
-``FrameReader`` takes aiormq's ``FrameReceiver``'s place (``install``): it keeps what one read
-returns and cuts every complete frame out of it, and decodes ``Basic.Deliver``, ``Basic.Ack``,
-``Basic.Nack``, content headers and content bodies directly into the very pamqp objects pamqp
-would build (a large body frame's value is a ``memoryview`` of the bytes read: ``VIEW_FROM``).
+The hub's connection cuts frames out of what it receives (transport.py, ``FrameStream``) and
+``decode_frame`` decodes ``Basic.Deliver``, ``Basic.Ack``, ``Basic.Nack``, content headers and
+content bodies directly into the very pamqp objects pamqp would build (a large body frame's
+value is a ``memoryview``: ``VIEW_FROM``).
 Anything else, and anything these fast paths do not recognise as well formed (an
 unusual field type in the header table, a length that overruns), goes to ``pamqp.frame.unmarshal``
 whole, so every other frame, and every error, is pamqp's own. A property test holds the fast
 paths equal to pamqp's decoding (tests/hub/test_frames.py).
 """
 
-import asyncio
 import struct
 from typing import Any, cast
 
-import aiormq.connection
-from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
 from pamqp import commands as spec
 from pamqp import decode
 from pamqp.body import ContentBody
-from pamqp.exceptions import PAMQPException
 from pamqp.frame import unmarshal
 from pamqp.header import ContentHeader
 
-#: Frame header: type, channel, payload size; a frame ends with 0xCE after its payload.
-_HEAD = struct.Struct(">BHI")
-_HEAD_SIZE = 7
+#: A frame's head: type, channel, payload size; a frame ends with 0xCE after its payload.
+FRAME_HEAD = struct.Struct(">BHI")
 _FRAME_END = 0xCE
 _METHOD, _HEADER, _BODY = 1, 2, 3
 _DELIVER = (60 << 16) | 60
@@ -57,8 +52,6 @@ _FIXED = {
 #: A body frame from this size on decodes to a view of the bytes read, not a copy: the
 #: consumer joins a large body's frames into the body, its one copy (channel.py, Deliveries).
 VIEW_FROM = 64 * 1024
-#: How much one read may take from the socket.
-READ_SIZE = 256 * 1024
 
 # Basic.Properties in pamqp's order, with their flag bits and AMQP types.
 _PROPERTIES = tuple(
@@ -200,11 +193,11 @@ def decode_frame(data: bytes, offset: int = 0) -> tuple[int, int, Any]:
     ``pamqp.frame.unmarshal`` returns them; raises what it raises."""
     size = -1
     try:
-        kind, channel, size = _HEAD.unpack_from(data, offset)
-        end = offset + _HEAD_SIZE + size
+        kind, channel, size = FRAME_HEAD.unpack_from(data, offset)
+        end = offset + FRAME_HEAD.size + size
         if end >= len(data) or data[end] != _FRAME_END:
             raise _Unusual
-        start = offset + _HEAD_SIZE
+        start = offset + FRAME_HEAD.size
         if kind == _BODY:
             if size >= VIEW_FROM:
                 view = memoryview(data)[start:end]
@@ -219,69 +212,3 @@ def decode_frame(data: bytes, offset: int = 0) -> tuple[int, int, Any]:
     except (_Unusual, struct.error, ValueError, IndexError):
         pass
     return unmarshal(data[offset:] if size < 0 else data[offset : offset + size + 8])
-
-
-class FrameReader:
-    """aiormq's ``FrameReceiver`` (``get_frame`` and async iteration over frames), reading the
-    socket in bulk and decoding with ``decode_frame``; its errors are the ones aiormq raises."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
-        self.started = False
-        self._data = b""
-        self._offset = 0
-
-    def __aiter__(self) -> "FrameReader":
-        return self
-
-    async def get_frame(self) -> tuple[int, int, Any]:
-        """The next frame as (bytes used, channel, frame)."""
-        data, offset = self._data, self._offset
-        if offset == len(data) and self.reader.at_eof():
-            raise StopAsyncIteration
-        while True:
-            available = len(data) - offset
-            if available >= _HEAD_SIZE:
-                if not self.started:
-                    if data.startswith(b"AMQP", offset):
-                        raise ProtocolSyntaxError("Unexpected AMQP protocol header")
-                    self.started = True
-                needed = _HEAD.unpack_from(data, offset)[2] + _HEAD_SIZE + 1
-                if available >= needed:
-                    break
-            else:
-                needed = _HEAD_SIZE
-            data = data[offset:] + await self._read(available, needed)
-            offset = 0
-            self._data, self._offset = data, 0
-        self._offset = offset + needed
-        try:
-            return decode_frame(data, offset)
-        except PAMQPException as exc:
-            raise InvalidFrameError(str(exc)) from exc
-
-    # Iterating is reading frames: one coroutine a frame, not two.
-    __anext__ = get_frame
-
-    async def _read(self, have: int, needed: int) -> bytes:
-        try:
-            chunk = await self.reader.read(READ_SIZE)
-        except ConnectionRefusedError as exc:
-            raise AMQPConnectionError(f"Server connection refused: {exc!r}") from exc
-        except ConnectionResetError as exc:
-            raise AMQPConnectionError(f"Server connection reset: {exc!r}") from exc
-        except ConnectionError as exc:
-            raise AMQPConnectionError(f"Server connection error: {exc!r}") from exc
-        except OSError as exc:
-            raise AMQPConnectionError(f"Server communication error: {exc!r}") from exc
-        if not chunk:
-            raise AMQPConnectionError(
-                "Server connection unexpectedly closed. "
-                f"Read {have} bytes but {needed} bytes expected"
-            )
-        return chunk
-
-
-def install() -> None:
-    """Make every aiormq connection opened from now on read its frames with ``FrameReader``."""
-    aiormq.connection.FrameReceiver = FrameReader  # type: ignore[misc,assignment]

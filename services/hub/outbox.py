@@ -29,8 +29,32 @@ _HEADER_FRAME = struct.Struct(">BHIHHQ")
 # A content body frame's header: type 3, channel, payload size (the payload, then 0xCE, follow).
 _BODY_FRAME = struct.Struct(">BHI")
 _FRAME_END = b"\xce"
-#: A body from this size on is joined with what waits before it as soon as it is published.
+#: A body from this size on closes the write it is in as soon as it is published.
 _LARGE_BODY = 64 * 1024
+#: In such a write, pieces from this size on go to the transport as they are, not joined.
+_APART = 16 * 1024
+
+#: What one write to the connection holds: bytes, or buffers written in order with no join
+#: between them (transport.py, ``FrameWriter``).
+Payload = bytes | list[bytes | memoryview]
+
+
+def _pieces(frames: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """``frames`` with each run of small pieces joined and every large one (a body, or a
+    view of it) kept as it is."""
+    pieces: list[bytes | memoryview] = []
+    run: list[bytes | memoryview] = []
+    for frame in frames:
+        if len(frame) >= _APART:
+            if run:
+                pieces.append(b"".join(run))
+                run = []
+            pieces.append(frame)
+        else:
+            run.append(frame)
+    if run:
+        pieces.append(b"".join(run))
+    return pieces
 
 
 class Outbox:
@@ -42,10 +66,11 @@ class Outbox:
     with py-spy). Here a publish is marshalled and numbered at once (so delivery tags follow
     the order frames reach the wire), its confirm is the future aiormq resolves or rejects, and
     one task moves everything published since its last wake-up to the connection in one frame.
-    A large body closes the frame it ends instead (``_LARGE_BODY``): one buffer of several MB
-    for several bodies of hundreds of KB was fresh memory, past the CPU's cache, every time,
-    and cost more than a few writes more. A publish's frames always stay in one frame of the
-    write queue, as AMQP wants a message's frames contiguous on its channel.
+    A large body closes the write it ends instead (``_LARGE_BODY``), and that write hands its
+    body to the transport as the views it is, beside the joined frame heads: no copy of the
+    body on the hub's side (one buffer of several MB for several bodies of hundreds of KB was
+    fresh memory, past the CPU's cache, every time). A publish's frames always stay in one
+    frame of the write queue, as AMQP wants a message's frames contiguous on its channel.
     Every publish of the channel goes through here, so nothing else takes a delivery tag out of
     order. The channel internals this needs are behind ``ConfirmChannel`` (channel.py).
     """
@@ -55,7 +80,7 @@ class Outbox:
         self._confirm_timeout = confirm_timeout
         self._frames: list[bytes | memoryview] = []
         #: Frames already joined (up to a large body), to be written before ``_frames``.
-        self._payloads: list[bytes] = []
+        self._payloads: list[Payload] = []
         self._wanted = asyncio.Event()
         # The Basic.Publish frame depends only on exchange and routing key: marshal it once.
         self._methods: dict[tuple[str, str], bytes] = {}
@@ -106,7 +131,7 @@ class Outbox:
                 chunk = view[start : start + step]
                 frames += (_BODY_FRAME.pack(3, number, len(chunk)), chunk, _FRAME_END)
         if size >= _LARGE_BODY:
-            self._payloads.append(b"".join(frames))
+            self._payloads.append(_pieces(frames))
             frames.clear()
         self._wanted.set()
         return confirmation
@@ -120,7 +145,7 @@ class Outbox:
                 # Blocks while the connection's write queue is full: the broker's backpressure.
                 await self.channel.write(payload)
 
-    def _taken(self) -> list[bytes]:
+    def _taken(self) -> list[Payload]:
         """Everything published so far as payloads to write in order, taken from the outbox."""
         payloads, frames = self._payloads, self._frames
         if frames:

@@ -14,14 +14,17 @@ from pamqp import commands as spec
 from liaison.hub.channel import AiormqChannel, Deliveries
 from liaison.hub.outbox import Outbox
 from liaison.hub.properties import delivery_properties
+from liaison.hub.transport import HubTransport, install
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
 async def channel(admin_url: str) -> AsyncIterator[aiormq.Channel]:
-    """A confirm-mode channel on the test vhost."""
-    connection = await aiormq.connect(admin_url)
+    """A confirm-mode channel on the test vhost, on a connection opened as the hub opens its
+    own (transport.py)."""
+    install()
+    connection = await aiormq.connect(admin_url, transport_factory=HubTransport())
     channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
     yield channel
     await connection.close()
@@ -134,6 +137,50 @@ async def test_encoded_properties_and_a_multi_frame_body_arrive_intact(
         "60000",
     )
     assert props.headers == {"x-liaison-sender": "mag", "x-list": ["a", "b"]}
+
+
+async def test_large_and_small_bodies_beside_another_channels_publishes_arrive_intact(
+    channel: aiormq.Channel,
+) -> None:
+    """Large bodies written as views (scatter writes), small ones joined, and aiormq's own
+    publishes on a second channel of the connection at the same time: the broker takes every
+    frame (no other channel's frame lands inside a body) and each body arrives whole."""
+    queue = await scratch_queue(channel)
+    other = cast(aiormq.Channel, await channel.connection.channel(publisher_confirms=True))
+    outbox, sender = await run_outbox(channel)
+    bodies = [
+        bytes([n % 251]) * size
+        for n, size in enumerate([70_000, 5, 300_000, 1_000, 131_072, 20_000, 250_000] * 3)
+    ]
+    try:
+        confirms = [
+            outbox.publish(
+                body,
+                exchange="",
+                routing_key=queue,
+                properties=spec.Basic.Properties(message_id=f"o-{n}"),
+            )
+            for n, body in enumerate(bodies)
+        ]
+        aside = [
+            other.basic_publish(
+                bytes([n]) * 90_000,
+                routing_key=queue,
+                properties=spec.Basic.Properties(message_id=f"a-{n}"),
+            )
+            for n in range(10)
+        ]
+        await asyncio.wait_for(asyncio.gather(*confirms, *aside), 20)
+        got = {}
+        for _ in range(len(bodies) + 10):
+            message = await channel.basic_get(queue, no_ack=True)
+            got[message.header.properties.message_id] = message.body
+    finally:
+        sender.cancel()
+    assert got == {
+        **{f"o-{n}": body for n, body in enumerate(bodies)},
+        **{f"a-{n}": bytes([n]) * 90_000 for n in range(10)},
+    }
 
 
 async def test_publishing_on_a_closed_channel_raises(channel: aiormq.Channel) -> None:

@@ -16,7 +16,8 @@ from pamqp.exceptions import PAMQPException
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
-from liaison.hub.frames import FrameReader, decode_frame
+from liaison.hub.frames import decode_frame
+from liaison.hub.transport import FrameStream
 
 _shortstr = st.text(max_size=40).filter(lambda s: len(s.encode()) <= 255)
 _int64 = st.integers(-(2**63), 2**63 - 1)
@@ -176,13 +177,13 @@ def test_damaged_frames_fail_or_decode_as_in_pamqp(data: bytes, draw: st.DataObj
 
 
 async def _read_all(chunks: list[bytes], *, eof: bool = True) -> list[Any]:
-    reader = asyncio.StreamReader()
+    stream = FrameStream()
     for chunk in chunks:
-        reader.feed_data(chunk)
+        stream.feed(chunk)
     if eof:
-        reader.feed_eof()
+        stream.eof_received()
     frames = []
-    async for used, channel, frame in FrameReader(reader):
+    async for used, channel, frame in stream:
         frames.append((used, channel, _fields(frame)))
     return frames
 

@@ -1,0 +1,172 @@
+"""The hub's broker connection (transport.py): frames received into the hub's own buffers,
+large ones into buffers of their own, reading paused while aiormq's reader falls behind, and
+aiormq's errors for a cut connection or a broken frame, after every frame received before it."""
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiormq.exceptions import AMQPConnectionError, InvalidFrameError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pamqp import commands as spec
+from pamqp import frame as pamqp_frame
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
+
+from liaison.hub.frames import VIEW_FROM
+from liaison.hub.transport import _PAUSE_AT, _RESUME_AT, READ_SIZE, FrameStream
+
+
+class _Transport:
+    """What FrameStream calls on its transport, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume")
+
+
+def _delivery(body: bytes, channel: int = 1, frame_max: int = 131_072) -> list[bytes]:
+    """A delivery's frames as the broker sends them: deliver, header, body frames."""
+    step = frame_max - 8
+    return [
+        pamqp_frame.marshal(spec.Basic.Deliver("ctag", 1, False, "liaison.ingress", "k"), channel),
+        pamqp_frame.marshal(ContentHeader(0, len(body), spec.Basic.Properties()), channel),
+        *(
+            pamqp_frame.marshal(ContentBody(body[i : i + step]), channel)
+            for i in range(0, len(body), step)
+        ),
+    ]
+
+
+async def _drain(stream: FrameStream) -> list[Any]:
+    out = []
+    async for used, channel, frame in stream:
+        out.append((used, channel, frame))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(
+        st.sampled_from([0, 1, 900, VIEW_FROM - 1, VIEW_FROM, 131_064, 131_065, 300_000]),
+        min_size=1,
+        max_size=5,
+    ),
+    cuts=st.lists(st.integers(1, 200_000), max_size=12),
+)
+async def test_bodies_of_any_size_arrive_whole_however_the_reads_fall(
+    sizes: list[int], cuts: list[int]
+) -> None:
+    """Deliveries with small, threshold and multi-frame bodies, received in reads cut anywhere
+    (one byte, a frame head, across frames): every frame comes out in order, with pamqp's
+    values; body frames of VIEW_FROM or more are views of a buffer of their own."""
+    bodies = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
+    wire = b"".join(b"".join(_delivery(body)) for body in bodies)
+    stream = FrameStream()
+    at = 0
+    for cut in cuts:
+        stream.feed(wire[at : at + cut])
+        at += cut
+        if at >= len(wire):
+            break
+    stream.feed(wire[at:])
+    stream.eof_received()
+    frames = await _drain(stream)
+    got: list[bytes] = []
+    for _, channel, frame in frames:
+        assert channel == 1
+        if isinstance(frame, ContentHeader):
+            got.append(b"")
+        elif isinstance(frame, ContentBody):
+            value = frame.value
+            assert isinstance(value, memoryview if len(value) >= VIEW_FROM else bytes)
+            got[-1] += bytes(value)
+    assert got == bodies
+    assert sum(used for used, _, _ in frames) == len(wire)
+
+
+async def test_reading_pauses_while_frames_wait_and_resumes_when_taken() -> None:
+    """More than _PAUSE_AT bytes of frames not taken pause the transport's reading; taking
+    them down to _RESUME_AT resumes it, once each way."""
+    stream = FrameStream()
+    transport = _Transport()
+    stream.connection_made(transport)  # type: ignore[arg-type]
+    frame = pamqp_frame.marshal(ContentBody(b"x" * 100_000), 1)
+    count = _PAUSE_AT // len(frame) + 2
+    for _ in range(count):
+        stream.feed(frame)
+    assert transport.calls == ["pause"]
+    taken = 0
+    while stream._waiting_bytes > _RESUME_AT:
+        await stream.get_frame()
+        taken += 1
+    assert transport.calls == ["pause", "resume"]
+    for _ in range(count - taken):
+        await stream.get_frame()
+    assert transport.calls == ["pause", "resume"]
+
+
+async def test_a_connection_cut_inside_a_large_frame_fails_after_the_frames_before_it() -> None:
+    """The frames received whole come out first; then aiormq's 'unexpectedly closed' error,
+    naming how much of the large frame had arrived."""
+    frames = _delivery(b"y" * 200_000)
+    stream = FrameStream()
+    stream.feed(b"".join(frames[:2]) + frames[2][:70_000])
+    stream.eof_received()
+    first = await stream.get_frame()
+    second = await stream.get_frame()
+    assert isinstance(first[2], spec.Basic.Deliver)
+    assert isinstance(second[2], ContentHeader)
+    with pytest.raises(AMQPConnectionError, match="Read 70000 bytes but 131072 bytes expected"):
+        await stream.get_frame()
+
+
+async def test_a_reset_connection_is_aiormqs_error_after_the_frames_before_it() -> None:
+    """A connection lost with an OS error ends the frames with aiormq's error for it, and a
+    waiting reader is woken with it."""
+    stream = FrameStream()
+    ack = pamqp_frame.marshal(spec.Basic.Ack(delivery_tag=3), 1)
+    stream.feed(ack)
+    assert isinstance((await stream.get_frame())[2], spec.Basic.Ack)
+    waiting = asyncio.ensure_future(stream.get_frame())
+    await asyncio.sleep(0)
+    stream.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+    with pytest.raises(AMQPConnectionError, match="Server connection reset"):
+        await waiting
+
+
+async def test_a_broken_frame_ends_the_stream_after_the_good_ones_and_stops_reading() -> None:
+    """A large frame without its end byte: the frames before it come out, then aiormq's
+    InvalidFrameError; reading is paused and later bytes are ignored."""
+    stream = FrameStream()
+    transport = _Transport()
+    stream.connection_made(transport)  # type: ignore[arg-type]
+    good = pamqp_frame.marshal(spec.Basic.Ack(delivery_tag=1), 1)
+    bad = bytearray(pamqp_frame.marshal(ContentBody(b"z" * (VIEW_FROM + 5)), 1))
+    bad[-1] = 0
+    stream.feed(good + bytes(bad) + good)
+    assert isinstance((await stream.get_frame())[2], spec.Basic.Ack)
+    with pytest.raises(InvalidFrameError):
+        await stream.get_frame()
+    assert transport.calls == ["pause"]
+    with pytest.raises(InvalidFrameError):
+        await stream.get_frame()
+
+
+async def test_small_frames_never_outgrow_the_buffer() -> None:
+    """Frames just under VIEW_FROM arriving a byte short of whole, again and again: the unread
+    bytes move to the front and the buffer never grows (it cannot: views of it are lent)."""
+    stream = FrameStream()
+    frame = pamqp_frame.marshal(ContentBody(b"s" * (VIEW_FROM - 1)), 2)
+    wire = frame * 20
+    for start in range(0, len(wire), len(frame) - 1):
+        stream.feed(wire[start : start + len(frame) - 1])
+    assert len(stream._buffer) == READ_SIZE
+    frames = [await stream.get_frame() for _ in range(20)]
+    assert all(bytes(f[2].value) == b"s" * (VIEW_FROM - 1) for f in frames)
