@@ -1,6 +1,8 @@
 """``python -m bench.sweep``: what a message costs by recipients, body size and body kind.
 
     python -m bench.sweep [--rounds R] [--quick] [--out bench/results]
+    python -m bench.sweep --points 4r-coords-250kb --movers hub --baseline DIR --rounds 8 \
+        --round-bytes 1e9 --check-rounds 0 --out /tmp/ab     # A/B of a change
 
 Every point of the sweep (recipients 1, 4, 16, 32 and the whole mission with small text
 bodies; text and coordinate bodies up to the size limit at 4 recipients) is moved by the hub
@@ -8,6 +10,11 @@ and by RabbitMQ's shovel in turn, in the same run, R rounds each: msg/s, inbox c
 CPU microseconds per message of the hub process and of the broker node. A cost model is
 fitted to the hub's and the broker's CPU (``bench/costmodel.py``) and written with every point
 and every round to ``sweep.json``; ``sweep.png`` draws it.
+
+``--baseline DIR`` adds a round of another source tree's hub (``bench/hub_source.py``; e.g.
+``git archive <commit> | tar -x -C DIR``) before each round of this tree's: the before and after
+of a change at the points chosen, on the same broker, messages and machine load; the log ends
+with each point's two medians. Write such a run elsewhere (``--out``), not over the sweep.
 """
 
 import argparse
@@ -84,10 +91,12 @@ BYTES_PER_ROUND = 200e6
 CHECK_TOLERANCE = 0.25
 
 
-def messages_for(shape: Shape, recipients: int, limit: int) -> int:
+def messages_for(
+    shape: Shape, recipients: int, limit: int, round_bytes: float = BYTES_PER_ROUND
+) -> int:
     """Enough messages for a steady rate, within what the broker writes per round."""
     copies = recipients + 1
-    by_bytes = BYTES_PER_ROUND / (shape.kb * 1024 * copies)
+    by_bytes = round_bytes / (shape.kb * 1024 * copies)
     return max(40, min(limit, int(by_bytes), int(60_000 / copies)))
 
 
@@ -103,16 +112,21 @@ class Sweep(BenchVhost):
             await self.counter.purge(queue)
 
     async def hub(
-        self, messages: list[Message], tag: str, env: dict[str, str] | None = None
+        self,
+        messages: list[Message],
+        tag: str,
+        env: dict[str, str] | None = None,
+        module: str = "liaison.hub",
     ) -> dict[str, Any]:
-        """One hub process drains the preloaded ingress; ``env`` adds settings (a feature on)."""
+        """One hub process drains the preloaded ingress; ``env`` adds settings (a feature on),
+        ``module`` runs another tree's hub (``bench.hub_source``)."""
         await self.purge()
         await preload_ingress(self.vhost, messages)
         n = len(messages)
         copies = sum(len(m.inboxes) for m in messages)
         settled = await settle(self.args.settle_seconds)
         log = self.scratch / f"hub-{tag}.log"
-        process, _ = start_hub(self.url, self.directory_file, log, env=env)
+        process, _ = start_hub(self.url, self.directory_file, log, env=env, module=module)
         meters = [CpuMeter.broker(), CpuMeter([process.pid])]
         try:
             start, end, cpu = await self.drained(
@@ -176,11 +190,22 @@ class Sweep(BenchVhost):
             await self.counter.delete(src)
         await self.purge()
 
+    async def move(self, mover: str, messages: list[Message], tag: str) -> dict[str, Any]:
+        """One round of ``mover``: this tree's hub, the baseline tree's, or the shovel."""
+        if mover == "hub":
+            return await self.hub(messages, tag)
+        if mover == "baseline":
+            source = {"LIAISON_BENCH_HUB_SOURCE": str(self.args.baseline)}
+            return await self.hub(messages, f"{tag}-baseline", source, "bench.hub_source")
+        return await self.shovel(messages, tag)
+
     async def point(self, shape: Shape, rounds: int) -> dict[str, Any]:
         """Every mover in turn, ``rounds`` times: a slow spell of the machine hits all of them."""
         recipients = 47 if shape.recipients == MISSION_WIDE else int(shape.recipients)
-        n = messages_for(shape, recipients, self.args.max_messages)
+        n = messages_for(shape, recipients, self.args.max_messages, self.args.round_bytes)
         movers = self.args.movers.split(",")
+        if self.args.baseline:
+            movers.insert(0, "baseline")
         per_mover: dict[str, list[dict[str, Any]]] = {m: [] for m in movers}
         body_bytes = 0
         for r in range(rounds):
@@ -193,8 +218,7 @@ class Sweep(BenchVhost):
                 try:
                     # Bounded as a whole: a broker call that never answers fails the round.
                     row = await asyncio.wait_for(
-                        self.hub(messages, tag) if mover == "hub" else self.shovel(messages, tag),
-                        ROUND_LIMIT_SECONDS,
+                        self.move(mover, messages, tag), ROUND_LIMIT_SECONDS
                     )
                 except (TimeoutError, RuntimeError) as exc:
                     # A stall of the shared broker fails one round, not the sweep: it is kept,
@@ -209,7 +233,7 @@ class Sweep(BenchVhost):
                     f"broker {row['broker_cpu_us_per_message']:.0f} us/msg"
                     + (
                         f", hub {row['hub_cpu_us_per_message']:.0f} us/msg"
-                        if mover == "hub"
+                        if mover in ("hub", "baseline")
                         else ""
                     )
                 )
@@ -400,6 +424,37 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def compiled_check(tree: Path) -> None:
+    """Give the baseline tree this tree's compiled coordinates check when their C source is
+    the same (a ``git archive`` holds no build products, and without it the baseline hub would
+    decode coordinates with the contract's decoder alone); refuse when they differ and the
+    tree has none of its own."""
+    here = Path(__file__).resolve().parent.parent / "services" / "hub"
+    there = tree / "services" / "hub"
+    if list(there.glob("_geo*.so")):
+        return
+    if (there / "_geo.c").read_bytes() != (here / "_geo.c").read_bytes():
+        sys.exit(f"{there}: no compiled _geo, and its _geo.c differs: build it (make install)")
+    for built in here.glob("_geo*.so"):
+        (there / built.name).write_bytes(built.read_bytes())
+
+
+def ab_line(point: dict[str, Any]) -> str:
+    """A point's baseline and current hub, median µs per message and per KB of body."""
+    kb = point["body_bytes"] / 1024
+    parts = [point["label"]]
+    for mover in ("baseline", "hub"):
+        us = point.get(mover, {}).get("hub_cpu_us_per_message")
+        if us is not None:
+            rounds = [
+                round(r["hub_cpu_us_per_message"] / kb, 2)
+                for r in point[mover]["rounds"]
+                if "failed" not in r
+            ]
+            parts.append(f"{mover} {us:.0f} us/msg, {us / kb:.2f} us/KB (rounds {rounds})")
+    return ": ".join(parts[:1]) + ": " + "; ".join(parts[1:])
+
+
 def _dump_tasks() -> None:
     # kill -USR1 <pid>: where every task waits, for a sweep that seems stuck.
     for task in asyncio.all_tasks():
@@ -408,6 +463,8 @@ def _dump_tasks() -> None:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    if args.baseline:
+        compiled_check(args.baseline)
     sweep = Sweep(args)
     points = QUICK_POINTS if args.quick else POINTS
     if args.points:
@@ -436,6 +493,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results["machine"]["rabbitmq"] = overview.get("rabbitmq_version")
         sweep.log(f"vhost {sweep.vhost}; {len(points)} points x {args.rounds} rounds x 2 movers")
         results["points"] = [await sweep.point(shape, args.rounds) for shape in points]
+        if args.baseline:
+            results["baseline"] = str(args.baseline)
+            for p in results["points"]:
+                sweep.log(ab_line(p))
         results["model"] = costmodel.fit_all(results["points"])
         if not args.quick and args.check_rounds > 0:
             sweep.log("sizing check: the example load through the hub")
@@ -472,6 +533,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--check-messages", type=int, default=200, help="messages per sizing-check round (200)"
     )
     parser.add_argument("--refit", type=Path, help="recompute the model of this sweep.json")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another source tree's hub, a round before each of this tree's (A/B of a change)",
+    )
+    parser.add_argument(
+        "--round-bytes",
+        type=float,
+        default=BYTES_PER_ROUND,
+        help=f"bytes the broker writes per point and round, about ({BYTES_PER_ROUND:.0e})",
+    )
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.max_messages = args.max_messages or (300 if args.quick else 1500)

@@ -15,7 +15,7 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from liaison.hub.frames import VIEW_FROM
-from liaison.hub.transport import _PAUSE_AT, _RESUME_AT, READ_SIZE, FrameStream
+from liaison.hub.transport import _PAUSE_AT, _RESUME_AT, READ_SIZE, FrameStream, FrameWriter
 
 
 class _Transport:
@@ -170,3 +170,55 @@ async def test_small_frames_never_outgrow_the_buffer() -> None:
     assert len(stream._buffer) == READ_SIZE
     frames = [await stream.get_frame() for _ in range(20)]
     assert all(bytes(f[2].value) == b"s" * (VIEW_FROM - 1) for f in frames)
+
+
+class _WriteTransport(_Transport):
+    """A transport for the writer's side: what FrameWriter and StreamWriter.drain call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def writelines(self, pieces: list[bytes | memoryview]) -> None:
+        self.written.append(b"".join(pieces))
+
+
+async def test_the_writer_writes_lists_whole_and_drain_waits_while_the_transport_is_full() -> None:
+    """A list of buffers is one write, in order; drain returns at once, waits from
+    pause_writing to resume_writing, and fails once the connection is lost."""
+    loop = asyncio.get_running_loop()
+    stream = FrameStream(loop)
+    transport = _WriteTransport()
+    stream.connection_made(transport)  # type: ignore[arg-type]
+    writer = FrameWriter(transport, stream, None, loop)  # type: ignore[arg-type]
+    body = b"b" * 70_000
+    writer.write([b"head", memoryview(body)[:10], b"tail"])
+    writer.write(b"plain")
+    assert transport.written == [b"head" + body[:10] + b"tail", b"plain"]
+    await asyncio.wait_for(writer.drain(), 1)
+    stream.pause_writing()
+    draining = asyncio.ensure_future(writer.drain())
+    await asyncio.sleep(0.01)
+    assert not draining.done()
+    stream.resume_writing()
+    await asyncio.wait_for(draining, 1)
+    stream.pause_writing()
+    draining = asyncio.ensure_future(writer.drain())
+    await asyncio.sleep(0)
+    stream.connection_lost(ConnectionResetError(104, "reset"))
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(draining, 1)
+    with pytest.raises(ConnectionResetError):
+        await writer.drain()
+    writer.close()
+    await asyncio.wait_for(writer.wait_closed(), 1)
