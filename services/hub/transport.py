@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import aiormq.connection
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
+from pamqp import commands as spec
 from pamqp.body import ContentBody
 from pamqp.exceptions import PAMQPException
 from yarl import URL
@@ -40,6 +41,9 @@ _PAUSE_AT = 4 * 1024 * 1024
 _RESUME_AT = 1024 * 1024
 _FRAME_END = 0xCE
 _BODY = 3
+#: The largest frame taken before the broker's Connection.Tune names its own: RabbitMQ's
+#: default, far above what the handshake's frames need.
+_FRAME_MAX_BEFORE_TUNE = 131_072
 
 
 class FrameStream(asyncio.BufferedProtocol):
@@ -72,6 +76,10 @@ class FrameStream(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._closed = self._stream_loop.create_future()
         self.started = False
+        #: The largest frame the broker may send: its Connection.Tune's frame_max. A frame that
+        #: claims more is refused before anything is allocated for it (a peer that is not an
+        #: AMQP broker, an HTTP server say, reads as a frame of about a gigabyte).
+        self.frame_max = _FRAME_MAX_BEFORE_TUNE
 
     # The transport's side.
 
@@ -160,6 +168,20 @@ class FrameStream(asyncio.BufferedProtocol):
         complete = start
         while end - complete >= FRAME_HEAD.size:
             needed = FRAME_HEAD.unpack_from(view, complete)[2] + FRAME_HEAD.size + 1
+            if needed > self.frame_max:
+                # The frames before it first: a Connection.Tune among them sets the bound.
+                self._decode(bytes(view[start:complete]))
+                start = complete
+                if self._ended:
+                    return
+                if needed > self.frame_max:
+                    self._fail(
+                        InvalidFrameError(
+                            f"a frame of {needed} bytes, more than the broker's frame_max "
+                            f"{self.frame_max}"
+                        )
+                    )
+                    return
             if end - complete < needed:
                 if needed >= VIEW_FROM + 8:
                     self._decode(bytes(view[start:complete]))
@@ -186,6 +208,9 @@ class FrameStream(asyncio.BufferedProtocol):
         try:
             while offset < len(data):
                 frame = decode_frame(data, offset)
+                if frame[1] == 0 and isinstance(frame[2], spec.Connection.Tune):
+                    # 0: no limit but the protocol's own (a 32-bit size).
+                    self.frame_max = frame[2].frame_max or 2**32
                 frames.append(frame)
                 self._waiting_bytes += frame[0]
                 offset += frame[0]

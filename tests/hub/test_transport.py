@@ -222,3 +222,27 @@ async def test_the_writer_writes_lists_whole_and_drain_waits_while_the_transport
         await writer.drain()
     writer.close()
     await asyncio.wait_for(writer.wait_closed(), 1)
+
+
+async def test_a_frame_beyond_frame_max_is_refused_before_anything_is_allocated() -> None:
+    """An HTTP server's answer reads as a frame of about a gigabyte: InvalidFrameError at
+    once, nothing allocated for it. After the broker's Connection.Tune its frame_max is the
+    bound: a frame of frame_max bytes passes, one byte more is refused after the frames
+    before it."""
+    stream = FrameStream()
+    stream.feed(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(InvalidFrameError, match="more than the broker's frame_max 131072"):
+        await stream.get_frame()
+    assert stream._large is None
+
+    stream = FrameStream()
+    tune = pamqp_frame.marshal(spec.Connection.Tune(channel_max=2047, frame_max=200_000), 0)
+    fits = pamqp_frame.marshal(ContentBody(b"f" * (200_000 - 8)), 1)
+    beyond = pamqp_frame.marshal(ContentBody(b"g" * (200_000 - 7)), 1)
+    stream.feed(tune + fits)
+    assert isinstance((await stream.get_frame())[2], spec.Connection.Tune)
+    assert stream.frame_max == 200_000
+    assert bytes((await stream.get_frame())[2].value) == b"f" * (200_000 - 8)
+    stream.feed(beyond[:100])
+    with pytest.raises(InvalidFrameError, match="a frame of 200001 bytes"):
+        await stream.get_frame()
