@@ -428,10 +428,10 @@ def compiled_check(tree: Path) -> None:
     """Give the baseline tree this tree's compiled coordinates check when their C source is
     the same (a ``git archive`` holds no build products, and without it the baseline hub would
     decode coordinates with the contract's decoder alone); refuse when they differ and the
-    tree has none of its own."""
+    tree has none of its own. A tree from before the compiled check has no ``_geo.c``."""
     here = Path(__file__).resolve().parent.parent / "services" / "hub"
     there = tree / "services" / "hub"
-    if list(there.glob("_geo*.so")):
+    if list(there.glob("_geo*.so")) or not (there / "_geo.c").exists():
         return
     if (there / "_geo.c").read_bytes() != (here / "_geo.c").read_bytes():
         sys.exit(f"{there}: no compiled _geo, and its _geo.c differs: build it (make install)")
@@ -442,7 +442,7 @@ def compiled_check(tree: Path) -> None:
 def ab_line(point: dict[str, Any]) -> str:
     """A point's baseline and current hub, median µs per message and per KB of body."""
     kb = point["body_bytes"] / 1024
-    parts = [point["label"]]
+    parts = []
     for mover in ("baseline", "hub"):
         us = point.get(mover, {}).get("hub_cpu_us_per_message")
         if us is not None:
@@ -452,7 +452,7 @@ def ab_line(point: dict[str, Any]) -> str:
                 if "failed" not in r
             ]
             parts.append(f"{mover} {us:.0f} us/msg, {us / kb:.2f} us/KB (rounds {rounds})")
-    return ": ".join(parts[:1]) + ": " + "; ".join(parts[1:])
+    return f"{point['label']}: " + "; ".join(parts)
 
 
 def _dump_tasks() -> None:
