@@ -27,9 +27,10 @@ pytestmark = pytest.mark.broker
 
 @dataclass
 class CuttingProxy:
-    """Forwards TCP to the broker; the first connection is cut, both ways at once, after
-    ``cut_after`` bytes from the broker (the rest of that read is dropped)."""
+    """Forwards TCP to the broker at ``upstream``; the first connection is cut, both ways at
+    once, after ``cut_after`` bytes from the broker (the rest of that read is dropped)."""
 
+    upstream: URL
     cut_after: int
     connections: int = 0
     cut: bool = False
@@ -50,7 +51,9 @@ class CuttingProxy:
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         first = self.connections == 1
-        broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", 5672)
+        broker_reader, broker_writer = await asyncio.open_connection(
+            self.upstream.host, self.upstream.port
+        )
         upstream = asyncio.create_task(self._pipe(reader, broker_writer, None))
         downstream = asyncio.create_task(
             self._pipe(broker_reader, writer, self.cut_after if first else None)
@@ -80,9 +83,10 @@ class CuttingProxy:
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[CuttingProxy]:
-    """A proxy that cuts its first connection 300,000 bytes into what the broker sends."""
-    cutting = CuttingProxy(cut_after=300_000)
+async def proxy(topology: str) -> AsyncIterator[CuttingProxy]:
+    """A proxy to the test broker that cuts its first connection 300,000 bytes into what the
+    broker sends."""
+    cutting = CuttingProxy(URL(topology), cut_after=300_000)
     yield cutting
     await cutting.close()
 
