@@ -10,12 +10,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def quick_run(
-    module: str, out: Path, written: str, timeout: float, chart: str | None = None
+    module: str,
+    out: Path,
+    written: str,
+    timeout: float,
+    chart: str | None = None,
+    args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The JSON ``module`` wrote as ``out/written``, once it also drew ``chart`` there if
-    named; a failed run fails with its output's end."""
+    """The JSON ``module`` wrote as ``out/written`` (run with ``args`` too), once it also drew
+    ``chart`` there if named; a failed run fails with its output's end."""
     run = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--out", str(out)],
+        [sys.executable, "-m", module, "--quick", *args, "--out", str(out)],
         cwd=ROOT,
         timeout=timeout,
         capture_output=True,

@@ -1,9 +1,7 @@
 """A two-point ``python -m bench.sweep --quick`` against the real broker: every point has both
 movers with their rounds, and the model is fitted and written. No timing is asserted."""
 
-import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,40 +60,19 @@ def test_the_model_and_sizing_example_are_written(sweep: dict[str, Any]) -> None
 
 def test_a_baseline_tree_runs_beside_this_one(tmp_path: Path) -> None:
     """``--baseline DIR``: a ``git archive`` of this commit gets this tree's compiled
-    coordinates check, and each round of this tree's hub has a baseline round before it, both
-    in the JSON and in the log's closing line."""
+    coordinates check, and each round of this tree's hub has a baseline round beside it in
+    the JSON, which names the baseline tree."""
     tree = tmp_path / "baseline"
     tree.mkdir()
     archive = subprocess.run(
         ["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    out = tmp_path / "out"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.sweep",
-            "--quick",
-            "--points",
-            "1r-text-1kb",
-            "--movers",
-            "hub",
-            "--baseline",
-            str(tree),
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        timeout=300,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    args = ("--points", "1r-text-1kb", "--movers", "hub", "--baseline", str(tree))
+    data = quick_run("bench.sweep", tmp_path / "out", "sweep.json", timeout=300, args=args)
     assert list((tree / "services" / "hub").glob("_geo*.so"))
-    (point,) = json.loads((out / "sweep.json").read_text())["points"]
+    (point,) = data["points"]
     for mover in ("baseline", "hub"):
         (round_,) = point[mover]["rounds"]
         assert round_["hub_cpu_us_per_message"] > 0
-    assert "1r-text-1kb: baseline " in run.stdout + run.stderr
+    assert data["baseline"] == str(tree)
