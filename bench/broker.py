@@ -7,6 +7,8 @@ queue and shovel in it) and the partner users, which are global to the broker.
 import asyncio
 import contextlib
 import os
+import re
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -60,11 +62,49 @@ def management_client() -> ManagementClient:
     return ManagementClient(MANAGEMENT_URL, user, Secret(password), timeout=120)
 
 
+#: A bench run's vhost description: which host and process the run is, so that a later run
+#: can tell the vhost of a run killed outright (it never tore down) from one still in use.
+_RUN_DESCRIPTION = re.compile(r"liaison bench run: host=(\S+) pid=(\d+)")
+
+
 async def create_vhost(api: ManagementClient, vhost: str) -> None:
-    """The run's vhost, with every right for the admin."""
+    """The run's vhost, described as this process's, with every right for the admin."""
     user, _ = admin_credentials()
-    await api.put_vhost(vhost)
+    description = f"liaison bench run: host={socket.gethostname()} pid={os.getpid()}"
+    await api.request("PUT", f"/vhosts/{quote(vhost, safe='')}", {"description": description})
     await api.put_permission(Permission(user, vhost, ".*", ".*", ".*"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def remove_stale_runs(api: ManagementClient) -> list[str]:
+    """Delete the vhosts, and their partner users (``bench-<run id>-…``), of bench runs on
+    this host whose process is gone; the names deleted. A run killed outright (a test's
+    timeout, a CI run stopped) never tears down, and on 2026-11-24 a handful of such vhosts
+    used up the node's file handles: every new connection then hung in its handshake."""
+    host = socket.gethostname()
+    stale = []
+    for vhost in await api.request("GET", "/vhosts") or []:
+        found = _RUN_DESCRIPTION.fullmatch(vhost.get("description") or "")
+        if found and found[1] == host and not _alive(int(found[2])):
+            stale.append(vhost["name"])
+    if stale:
+        users = [user.name for user in await api.users()]
+        for name in stale:
+            prefix = f"bench-{name.rsplit('-', 1)[-1]}-"
+            for user in users:
+                if user.startswith(prefix):
+                    await api.delete_user(user)
+            await api.delete_vhost(name)
+    return stale
 
 
 async def create_partner(api: ManagementClient, vhost: str, account: str) -> None:

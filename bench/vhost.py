@@ -23,6 +23,7 @@ from bench.broker import (
     create_partner,
     create_vhost,
     management_client,
+    remove_stale_runs,
     wait_until,
 )
 from bench.processes import CpuMeter
@@ -74,6 +75,8 @@ class BenchVhost:
     async def _setup(self) -> None:
         self.index = self._write_directory(self.run_id, self.directory_file)
         await self.mgmt.open()
+        for stale in await remove_stale_runs(self.mgmt):
+            self.log(f"deleted {stale}, left by a bench run on this host that is gone")
         await create_vhost(self.mgmt, self.vhost)
         for org in self.index.organisations.values():
             await create_partner(self.mgmt, self.vhost, org.broker_account)

@@ -8,6 +8,7 @@ for a shovel that had gone.
 import asyncio
 import contextlib
 import secrets
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -19,9 +20,11 @@ from bench.broker import (
     Counter,
     ShovelWatch,
     amqp_url,
+    create_partner,
     create_vhost,
     delete_shovel,
     management_client,
+    remove_stale_runs,
     shovel_state,
     start_shovel,
     wait_until,
@@ -133,3 +136,38 @@ async def test_a_round_fails_at_once_when_its_shovel_is_gone(
         await watch.stop()
     finally:
         await counter.close()
+
+
+async def test_a_killed_runs_vhost_and_users_go_and_a_running_ones_stay() -> None:
+    """A bench run killed outright leaves its vhost and partner users: the next run's
+    ``remove_stale_runs`` deletes those of a run on this host whose process is gone, and
+    keeps a running one's and any vhost not described as a bench run."""
+    api = management_client()
+    await api.open()
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    dead, live = secrets.token_hex(4), secrets.token_hex(4)
+    vhosts = {run: f"liaison-bench-{run}" for run in (dead, live)}
+    other = f"liaison-test-other-{secrets.token_hex(4)}"
+    try:
+        for run, vhost in vhosts.items():
+            await create_vhost(api, vhost)
+            await create_partner(api, vhost, f"bench-{run}-dpko")
+        description = f"liaison bench run: host={socket.gethostname()} pid={gone.pid}"
+        await api.request("PUT", f"/vhosts/{vhosts[dead]}", {"description": description})
+        await api.put_vhost(other)
+        assert vhosts[dead] in await remove_stale_runs(api)
+        assert not await api.vhost_exists(vhosts[dead])
+        assert await api.user(f"bench-{dead}-dpko") is None
+        assert await api.vhost_exists(vhosts[live])
+        assert await api.user(f"bench-{live}-dpko") is not None
+        assert await api.vhost_exists(other)
+    finally:
+        for run, vhost in vhosts.items():
+            with contextlib.suppress(Exception):
+                await api.delete_user(f"bench-{run}-dpko")
+            with contextlib.suppress(Exception):
+                await api.delete_vhost(vhost)
+        with contextlib.suppress(Exception):
+            await api.delete_vhost(other)
+        await api.close()
