@@ -299,18 +299,6 @@ class FrameStream(asyncio.BufferedProtocol):
     # Iterating is reading frames: one coroutine a frame, not two.
     __anext__ = get_frame
 
-    def feed(self, data: bytes) -> None:
-        """Take ``data`` as if read from the socket, in reads as large as the buffer offers
-        (what the transport does; tests feed chunks this way)."""
-        data_view = memoryview(data)
-        while data_view and not self._ended:
-            buffer = self.get_buffer(-1)
-            n = min(len(buffer), len(data_view))
-            buffer[:n] = data_view[:n]
-            del buffer
-            data_view = data_view[n:]
-            self.buffer_updated(n)
-
 
 class FrameWriter(asyncio.StreamWriter):
     """The connection's writer: ``write`` also takes a list of buffers, which the transport

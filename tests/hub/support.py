@@ -11,6 +11,7 @@ from typing import Any
 import aio_pika
 import msgspec
 
+from liaison.hub.transport import FrameStream
 from liaison.schemas.examples import example
 from liaison.schemas.wire import HEADER_SIGNATURE, INGRESS_EXCHANGE
 from liaison.sdk.signing import Ed25519PrivateKey, load_private_key, sign
@@ -162,3 +163,16 @@ def decode(message: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
     doc = msgspec.json.decode(message.body)
     assert isinstance(doc, dict)
     return doc
+
+
+def feed(stream: FrameStream, data: bytes) -> None:
+    """Hand ``data`` to ``stream`` as its transport would: into the buffer it offers, as much
+    as that holds a read, then ``buffer_updated``."""
+    rest = memoryview(data)
+    while rest and not stream._ended:
+        buffer = stream.get_buffer(-1)
+        n = min(len(buffer), len(rest))
+        buffer[:n] = rest[:n]
+        del buffer
+        rest = rest[n:]
+        stream.buffer_updated(n)

@@ -18,6 +18,7 @@ from pamqp.heartbeat import Heartbeat
 
 from liaison.hub.frames import decode_frame
 from liaison.hub.transport import FrameStream
+from tests.hub.support import feed
 
 _shortstr = st.text(max_size=40).filter(lambda s: len(s.encode()) <= 255)
 _int64 = st.integers(-(2**63), 2**63 - 1)
@@ -179,7 +180,7 @@ def test_damaged_frames_fail_or_decode_as_in_pamqp(data: bytes, draw: st.DataObj
 async def _read_all(chunks: list[bytes], *, eof: bool = True) -> list[Any]:
     stream = FrameStream()
     for chunk in chunks:
-        stream.feed(chunk)
+        feed(stream, chunk)
     if eof:
         stream.eof_received()
     frames = []

@@ -16,6 +16,7 @@ from pamqp.header import ContentHeader
 
 from liaison.hub.frames import VIEW_FROM
 from liaison.hub.transport import _PAUSE_AT, _RESUME_AT, READ_SIZE, FrameStream, FrameWriter
+from tests.hub.support import feed
 
 
 class _Transport:
@@ -71,11 +72,11 @@ async def test_bodies_of_any_size_arrive_whole_however_the_reads_fall(
     stream = FrameStream()
     at = 0
     for cut in cuts:
-        stream.feed(wire[at : at + cut])
+        feed(stream, wire[at : at + cut])
         at += cut
         if at >= len(wire):
             break
-    stream.feed(wire[at:])
+    feed(stream, wire[at:])
     stream.eof_received()
     frames = await _drain(stream)
     got: list[bytes] = []
@@ -100,7 +101,7 @@ async def test_reading_pauses_while_frames_wait_and_resumes_when_taken() -> None
     frame = pamqp_frame.marshal(ContentBody(b"x" * 100_000), 1)
     count = _PAUSE_AT // len(frame) + 2
     for _ in range(count):
-        stream.feed(frame)
+        feed(stream, frame)
     assert transport.calls == ["pause"]
     taken = 0
     while stream._waiting_bytes > _RESUME_AT:
@@ -117,7 +118,7 @@ async def test_a_connection_cut_inside_a_large_frame_fails_after_the_frames_befo
     naming how much of the large frame had arrived."""
     frames = _delivery(b"y" * 200_000)
     stream = FrameStream()
-    stream.feed(b"".join(frames[:2]) + frames[2][:70_000])
+    feed(stream, b"".join(frames[:2]) + frames[2][:70_000])
     stream.eof_received()
     first = await stream.get_frame()
     second = await stream.get_frame()
@@ -132,7 +133,7 @@ async def test_a_reset_connection_is_aiormqs_error_after_the_frames_before_it() 
     waiting reader is woken with it."""
     stream = FrameStream()
     ack = pamqp_frame.marshal(spec.Basic.Ack(delivery_tag=3), 1)
-    stream.feed(ack)
+    feed(stream, ack)
     assert isinstance((await stream.get_frame())[2], spec.Basic.Ack)
     waiting = asyncio.ensure_future(stream.get_frame())
     await asyncio.sleep(0)
@@ -150,7 +151,7 @@ async def test_a_broken_frame_ends_the_stream_after_the_good_ones_and_stops_read
     good = pamqp_frame.marshal(spec.Basic.Ack(delivery_tag=1), 1)
     bad = bytearray(pamqp_frame.marshal(ContentBody(b"z" * (VIEW_FROM + 5)), 1))
     bad[-1] = 0
-    stream.feed(good + bytes(bad) + good)
+    feed(stream, good + bytes(bad) + good)
     assert isinstance((await stream.get_frame())[2], spec.Basic.Ack)
     with pytest.raises(InvalidFrameError):
         await stream.get_frame()
@@ -166,7 +167,7 @@ async def test_small_frames_never_outgrow_the_buffer() -> None:
     frame = pamqp_frame.marshal(ContentBody(b"s" * (VIEW_FROM - 1)), 2)
     wire = frame * 20
     for start in range(0, len(wire), len(frame) - 1):
-        stream.feed(wire[start : start + len(frame) - 1])
+        feed(stream, wire[start : start + len(frame) - 1])
     assert len(stream._buffer) == READ_SIZE
     frames = [await stream.get_frame() for _ in range(20)]
     assert all(bytes(f[2].value) == b"s" * (VIEW_FROM - 1) for f in frames)
@@ -230,7 +231,7 @@ async def test_a_frame_beyond_frame_max_is_refused_before_anything_is_allocated(
     bound: a frame of frame_max bytes passes, one byte more is refused after the frames
     before it."""
     stream = FrameStream()
-    stream.feed(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    feed(stream, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
     with pytest.raises(InvalidFrameError, match="more than the broker's frame_max 131072"):
         await stream.get_frame()
     assert stream._large is None
@@ -239,10 +240,10 @@ async def test_a_frame_beyond_frame_max_is_refused_before_anything_is_allocated(
     tune = pamqp_frame.marshal(spec.Connection.Tune(channel_max=2047, frame_max=200_000), 0)
     fits = pamqp_frame.marshal(ContentBody(b"f" * (200_000 - 8)), 1)
     beyond = pamqp_frame.marshal(ContentBody(b"g" * (200_000 - 7)), 1)
-    stream.feed(tune + fits)
+    feed(stream, tune + fits)
     assert isinstance((await stream.get_frame())[2], spec.Connection.Tune)
     assert stream.frame_max == 200_000
     assert bytes((await stream.get_frame())[2].value) == b"f" * (200_000 - 8)
-    stream.feed(beyond[:100])
+    feed(stream, beyond[:100])
     with pytest.raises(InvalidFrameError, match="a frame of 200001 bytes"):
         await stream.get_frame()
