@@ -5,6 +5,7 @@ from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
     directory,
     directory_file,
     hub,
+    hub_broker_url,
     hub_delivery,
     hub_key_file,
     partner_accounts,

@@ -27,6 +27,7 @@ from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
     classic_for,
     directory,
     hub,
+    hub_broker_url,
     hub_delivery,
     hub_key_file,
     partner_accounts,

@@ -16,6 +16,7 @@ from tests.hub.conftest import (  # noqa: F401  (fixtures, used by name)
     admin,
     directory,
     hub,
+    hub_broker_url,
     hub_delivery,
     hub_key_file,
     partner_accounts,
