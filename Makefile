@@ -12,12 +12,12 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # setup.py and the C source too: an editable install does not rebuild the extension on import.
-$(STAMP): pyproject.toml setup.py services/hub/_geo.c
+$(STAMP): pyproject.toml setup.py services/hub/_geo.c services/hub/_buffers.c
 	@command -v $(PYTHON) >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq python3-venv; \
 	  else echo "python3-venv is missing: run 'sudo apt-get install python3-venv'"; exit 1; fi; }
-	@# The hub's coordinates check is C (services/hub/_geo.c): gcc and Python's headers.
+	@# The hub's coordinates check and body buffers are C (services/hub/_geo.c, _buffers.c): gcc and Python's headers.
 	@command -v gcc >/dev/null && $(PYTHON) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq build-essential python3-dev; \
 	  else echo "gcc or Python's headers are missing: run 'sudo apt-get install build-essential python3-dev'"; exit 1; fi; }

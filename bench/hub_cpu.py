@@ -32,6 +32,7 @@ from typing import Any
 
 import bench.__main__ as bench_main
 from bench.__main__ import Run, parse_args
+from bench.ab import compiled_check
 from bench.workload import sign_messages, write_directory
 from liaison.hub.redis_memory import RedisMemory
 
@@ -106,6 +107,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     run = Run(parse_args(argv))
     prefix = f"liaison-bench-{run.run_id}:"
     trees = ["baseline", "current"] if args.baseline else ["current"]
+    if args.baseline:
+        compiled_check(args.baseline)
     modes = args.delivery.split(",") if args.delivery else []
     # A kind is a tree, or a tree in one delivery mode ("current-transaction").
     kinds = [f"{tree}-{mode}" for tree in trees for mode in modes] if modes else trees

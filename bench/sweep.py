@@ -34,6 +34,7 @@ import aiormq
 import uvloop
 
 from bench import costmodel, report, sweep_report
+from bench.ab import compiled_check
 from bench.broker import (
     COPY_QUEUE,
     ShovelWatch,
@@ -422,21 +423,6 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         del out["hub_cpu_us_per_message"]
     out["rounds"] = rows
     return out
-
-
-def compiled_check(tree: Path) -> None:
-    """Give the baseline tree this tree's compiled coordinates check when their C source is
-    the same (a ``git archive`` holds no build products, and without it the baseline hub would
-    decode coordinates with the contract's decoder alone); refuse when they differ and the
-    tree has none of its own. A tree from before the compiled check has no ``_geo.c``."""
-    here = Path(__file__).resolve().parent.parent / "services" / "hub"
-    there = tree / "services" / "hub"
-    if list(there.glob("_geo*.so")) or not (there / "_geo.c").exists():
-        return
-    if (there / "_geo.c").read_bytes() != (here / "_geo.c").read_bytes():
-        sys.exit(f"{there}: no compiled _geo, and its _geo.c differs: build it (make install)")
-    for built in here.glob("_geo*.so"):
-        (there / built.name).write_bytes(built.read_bytes())
 
 
 def ab_line(point: dict[str, Any]) -> str:

@@ -197,6 +197,22 @@ class TxChannel:
             batch.set_exception(ConnectionError(f"channel closed before its commit: {reason}"))
 
 
+def _whole(parts: list[bytes | memoryview], size: int) -> bytes | None:
+    """The body, uncopied, when ``parts`` are the whole of one bytes object: one frame's value,
+    or views of a body the transport received into its own bytes (transport.py, ``_Body``),
+    all of it, in order, since the frames of one channel's body come in order."""
+    first = parts[0] if parts else None
+    if isinstance(first, bytes):
+        return first if len(parts) == 1 else None
+    whole = first.obj if first is not None else None
+    if not isinstance(whole, bytes) or len(whole) != size:
+        return None
+    for part in parts:
+        if not isinstance(part, memoryview) or part.obj is not whole:
+            return None
+    return whole
+
+
 class Deliveries:
     """An aiormq ``Channel``'s deliveries, each handed to its consumer in a task of its own, as
     aiormq does, with less work per delivery.
@@ -239,9 +255,7 @@ class Deliveries:
                 break  # aiormq stops at an empty body frame too
             parts.append(content.value)
             received += len(content.value)
-        body = parts[0] if len(parts) == 1 else b"".join(parts)
-        if not isinstance(body, bytes):
-            body = bytes(body)
+        body = _whole(parts, received) or b"".join(parts)
         consumer = channel.consumers.get(frame.consumer_tag or "")
         if consumer is None:
             return

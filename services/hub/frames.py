@@ -49,8 +49,8 @@ _FIXED = {
     ord("I"): (struct.Struct(">l"), False),
     ord("i"): (struct.Struct(">L"), False),
 }
-#: A body frame from this size on decodes to a view of the bytes read, not a copy: the
-#: consumer joins a large body's frames into the body, its one copy (channel.py, Deliveries).
+#: A body frame from this size on decodes to a view of the bytes read, not a copy; the
+#: transport receives a body of this size or more into its own bytes (transport.py).
 VIEW_FROM = 64 * 1024
 
 # Basic.Properties in pamqp's order, with their flag bits and AMQP types.

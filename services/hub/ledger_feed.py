@@ -34,7 +34,7 @@ from liaison.ledger.records import (
     RECORD_BATCH_TYPE,
     RECORD_CONTENT_TYPE,
     DecisionRecord,
-    encode_batch,
+    encode_batch_pieces,
 )
 from liaison.schemas.wire import HUB_SENDER
 
@@ -102,7 +102,7 @@ class LedgerFeed:
         self._confirmed, self._pending, self._pending_bytes = None, [], 0
         try:
             publish = self._outbox.publish(
-                encode_batch(records),
+                encode_batch_pieces(records),
                 exchange=LEDGER_EXCHANGE,
                 routing_key="",
                 properties=_PROPERTIES,

@@ -57,6 +57,30 @@ def _pieces(frames: list[bytes | memoryview]) -> list[bytes | memoryview]:
     return pieces
 
 
+def _chunks(pieces: list[bytes], step: int) -> list[list[bytes | memoryview]]:
+    """The body that is ``pieces`` joined, as the pieces of each body frame of at most
+    ``step`` bytes: views where a frame starts or ends inside a piece, no copy."""
+    chunks: list[list[bytes | memoryview]] = []
+    chunk: list[bytes | memoryview] = []
+    room = step
+    for piece in pieces:
+        view: bytes | memoryview = piece
+        while view:
+            if not room:
+                chunks.append(chunk)
+                chunk, room = [], step
+            if len(view) <= room:
+                chunk.append(view)
+                room -= len(view)
+                break
+            whole = view if isinstance(view, memoryview) else memoryview(view)
+            chunk.append(whole[:room])
+            view, room = whole[room:], 0
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
 class Outbox:
     """A channel's publishes, handed to the connection in order by a single sender task.
 
@@ -89,9 +113,15 @@ class Outbox:
         self.replaced_by: Outbox | None = None
 
     def publish(
-        self, body: bytes, *, exchange: str, routing_key: str, properties: Properties
+        self,
+        body: bytes | list[bytes],
+        *,
+        exchange: str,
+        routing_key: str,
+        properties: Properties,
     ) -> "asyncio.Future[Any]":
-        """Queue one publish; the future resolves on the broker's ack, raises on its nack."""
+        """Queue one publish; the future resolves on the broker's ack, raises on its nack.
+        ``body`` may be pieces to send as one body (the ledger's batches: ledger_feed.py)."""
         if self.replaced_by is not None:
             return self.replaced_by.publish(
                 body, exchange=exchange, routing_key=routing_key, properties=properties
@@ -109,19 +139,22 @@ class Outbox:
             method = marshal(spec.Basic.Publish(exchange=exchange, routing_key=routing_key), number)
             self._methods[exchange, routing_key] = method
         frames.append(method)
+        size = sum(map(len, body)) if isinstance(body, list) else len(body)
         if isinstance(properties, bytes):
             frames.append(
-                _HEADER_FRAME.pack(2, number, 12 + len(properties), 60, 0, len(body))
+                _HEADER_FRAME.pack(2, number, 12 + len(properties), 60, 0, size)
                 + properties
                 + b"\xce"
             )
         else:
-            frames.append(
-                marshal(ContentHeader(properties=properties, body_size=len(body)), number)
-            )
+            frames.append(marshal(ContentHeader(properties=properties, body_size=size), number))
         step = channel.max_content_size
-        size = len(body)
-        if 0 < size <= step:
+        if isinstance(body, list):
+            for chunk_pieces in _chunks(body, step):
+                frames.append(_BODY_FRAME.pack(3, number, sum(map(len, chunk_pieces))))
+                frames += chunk_pieces
+                frames.append(_FRAME_END)
+        elif 0 < size <= step:
             frames += (_BODY_FRAME.pack(3, number, size), body, _FRAME_END)
         elif size:  # an empty body has no body frame
             # Slices of a view, not of the bytes: the body is copied once, by send's join, and

@@ -9,9 +9,13 @@ the largest single cost left per KB (bench/README.md, "The hub per KB, second pa
 ``FrameStream`` is an ``asyncio.BufferedProtocol``: the kernel copies into the protocol's
 buffer, frames are decoded as soon as they are complete (frames.py's ``decode_frame``), and
 aiormq's reader task takes them in order (it is aiormq's ``FrameReceiver``: ``__aiter__``,
-``get_frame``). A frame of ``VIEW_FROM`` bytes or more is received straight into a buffer of
-its own, so a large body frame's value is a view of the bytes the kernel wrote: no copy at all
-until the consumer joins the body. ``HubTransport`` is the aiormq transport factory that opens
+``get_frame``). A body of ``VIEW_FROM`` bytes or more gets its bytes object as soon as its
+content header is in (``_buffers.fresh``, compiled), and its body frames' payloads are received
+into it, from the socket straight or from what the small buffer already holds; each frame's
+value is a view of it, and the consumer takes the object itself (channel.py, ``_whole``): the
+body is written once, by the kernel or by one copy. Without the compiled buffers a frame of
+``VIEW_FROM`` or more is received into a buffer of its own, its value a view of it, and the
+consumer joins the body (one copy more). ``HubTransport`` is the aiormq transport factory that opens
 connections this way (TCP and TLS alike); ``install`` lets aiormq's connection take the stream
 as its frame receiver. The errors are aiormq's own, as its reader would raise them.
 """
@@ -19,6 +23,9 @@ as its frame receiver. The errors are aiormq's own, as its reader would raise th
 import asyncio
 import collections
 import ssl
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import aiormq.connection
@@ -30,6 +37,17 @@ from yarl import URL
 
 from liaison.hub.frames import FRAME_HEAD, VIEW_FROM, decode_frame
 
+
+def _compiled_fresh() -> Callable[[int], tuple[bytes, memoryview]] | None:
+    try:
+        from liaison.hub._buffers import fresh
+    except ImportError:  # an install without a C compiler: large frames get buffers of their own
+        return None
+    return fresh
+
+
+fresh = _compiled_fresh()
+
 #: The buffer small frames are received into; any frame below ``VIEW_FROM`` fits with room.
 READ_SIZE = 256 * 1024
 #: Room kept after the received bytes: less, and the unread bytes move to the front first.
@@ -40,10 +58,27 @@ _MIN_ROOM = 2 * VIEW_FROM
 _PAUSE_AT = 4 * 1024 * 1024
 _RESUME_AT = 1024 * 1024
 _FRAME_END = 0xCE
-_BODY = 3
+_HEADER, _BODY = 2, 3
+#: A content header's body size: after the frame head, class and weight (two shorts).
+_BODY_SIZE = struct.Struct(">Q")
+_BODY_SIZE_AT = FRAME_HEAD.size + 4
+#: The largest body received straight into its bytes; a larger one (no hub message is: their
+#: limit is 256 KiB) goes the way of other frames, so a wrong size allocates nothing large.
+_BODY_INTO_MAX = 16 * 1024 * 1024
 #: The largest frame taken before the broker's Connection.Tune names its own: RabbitMQ's
 #: default, far above what the handshake's frames need.
 _FRAME_MAX_BEFORE_TUNE = 131_072
+
+
+@dataclass(slots=True)
+class _Body:
+    """A large message body being received on a channel straight into its bytes object."""
+
+    body: bytes
+    #: Writable view of ``body``'s storage (``_buffers.fresh``); dropped once it is full.
+    into: memoryview
+    #: Bytes of ``body`` received so far.
+    filled: int = 0
 
 
 class FrameStream(asyncio.BufferedProtocol):
@@ -66,6 +101,14 @@ class FrameStream(asyncio.BufferedProtocol):
         #: A frame of ``VIEW_FROM`` bytes or more, received into a buffer of its own.
         self._large: bytearray | None = None
         self._filled = 0
+        #: Large bodies being received, by channel: from its content header on, each body
+        #: frame's payload goes into the body's own bytes, and the frame's value is a view of
+        #: them (``_buffers.fresh``), so the body the consumer takes is that object, uncopied.
+        self._bodies: dict[int, _Body] = {}
+        #: The body frame whose payload the kernel is writing into its body, as
+        #: (body, channel, offset of the payload in the body, payload size); its frame end
+        #: byte comes after, into the small buffer.
+        self._receiving: tuple[_Body, int, int, int] | None = None
         self._frames: collections.deque[tuple[int, int, Any]] = collections.deque()
         self._waiting_bytes = 0
         #: What ends the stream once the frames before it are taken: an error, or None at EOF.
@@ -88,6 +131,10 @@ class FrameStream(asyncio.BufferedProtocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        receiving = self._receiving
+        if receiving is not None and receiving[0].filled < receiving[2] + receiving[3]:
+            target, _, offset, size = receiving
+            return target.into[target.filled : offset + size]
         if self._large is not None:
             return memoryview(self._large)[self._filled :]
         if len(self._buffer) - self._end < _MIN_ROOM:
@@ -99,6 +146,11 @@ class FrameStream(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._ended:
+            return
+        receiving = self._receiving
+        if receiving is not None and receiving[0].filled < receiving[2] + receiving[3]:
+            # Into the body (get_buffer); the frame end byte comes into the small buffer after.
+            receiving[0].filled += nbytes
             return
         if self._large is not None:
             self._filled += nbytes
@@ -160,6 +212,13 @@ class FrameStream(asyncio.BufferedProtocol):
         buffer when its head has arrived."""
         start, end = self._start, self._end
         view = self._view
+        if self._receiving is not None:
+            if start == end:
+                return
+            self._body_frame_ended(view[start])
+            start += 1
+            if self._ended:
+                return
         if not self.started and end - start >= FRAME_HEAD.size:
             if self._buffer.startswith(b"AMQP", start):
                 self._fail(ProtocolSyntaxError("Unexpected AMQP protocol header"))
@@ -167,7 +226,8 @@ class FrameStream(asyncio.BufferedProtocol):
             self.started = True
         complete = start
         while end - complete >= FRAME_HEAD.size:
-            needed = FRAME_HEAD.unpack_from(view, complete)[2] + FRAME_HEAD.size + 1
+            kind, channel, size = FRAME_HEAD.unpack_from(view, complete)
+            needed = size + FRAME_HEAD.size + 1
             if needed > self.frame_max:
                 # The frames before it first: a Connection.Tune among them sets the bound.
                 self._decode(bytes(view[start:complete]))
@@ -182,6 +242,23 @@ class FrameStream(asyncio.BufferedProtocol):
                         )
                     )
                     return
+            if kind == _BODY and channel in self._bodies:
+                target = self._bodies[channel]
+                if target.filled + size <= len(target.body):
+                    # The frames before it first, in order.
+                    if complete > start:
+                        self._decode(bytes(view[start:complete]))
+                        if self._ended:
+                            return
+                    if self._into_body(target, channel, complete, end):
+                        complete += needed
+                        start = complete
+                        if self._ended:
+                            return
+                        continue
+                    self._start = self._end = 0
+                    return
+                del self._bodies[channel]  # more than its header said: pamqp's to judge
             if end - complete < needed:
                 if needed >= VIEW_FROM + 8:
                     self._decode(bytes(view[start:complete]))
@@ -194,6 +271,8 @@ class FrameStream(asyncio.BufferedProtocol):
                     self._start = self._end = 0
                     return
                 break
+            if kind == _HEADER:
+                self._header(channel, complete, needed)
             complete += needed
         if complete > start:
             # The complete frames as bytes: one copy, and every decoded field is a slice of it.
@@ -201,6 +280,53 @@ class FrameStream(asyncio.BufferedProtocol):
         if complete == end:
             complete = end = 0
         self._start, self._end = complete, end
+
+    def _header(self, channel: int, at: int, needed: int) -> None:
+        """A complete content header frame at ``at``: a large body it announces gets its bytes
+        now, and its body frames go into them (``_into_body``)."""
+        self._bodies.pop(channel, None)
+        if fresh is None or needed < _BODY_SIZE_AT + _BODY_SIZE.size + 1:
+            return  # no compiled buffers, or not a header pamqp would take: its decode says
+        (size,) = _BODY_SIZE.unpack_from(self._view, at + _BODY_SIZE_AT)
+        if VIEW_FROM <= size <= _BODY_INTO_MAX:
+            body, into = fresh(size)
+            self._bodies[channel] = _Body(body, into)
+
+    def _into_body(self, target: _Body, channel: int, at: int, end: int) -> bool:
+        """The body frame at ``at`` into ``target``: True when it was whole in the buffer (its
+        frame is decoded), False when the rest of its payload is to be received into the body
+        straight from the socket (``_receiving``)."""
+        view = self._view
+        size = FRAME_HEAD.unpack_from(view, at)[2]
+        payload = at + FRAME_HEAD.size
+        have = min(end - payload, size)
+        offset = target.filled
+        target.into[offset : offset + have] = view[payload : payload + have]
+        target.filled += have
+        self._receiving = (target, channel, offset, size)
+        if have == size and end > payload + size:
+            self._body_frame_ended(view[payload + size])
+            return True
+        return False
+
+    def _body_frame_ended(self, frame_end: int) -> None:
+        """The end byte of the body frame received into its body: the frame is decoded, a
+        view of the body."""
+        receiving = self._receiving
+        assert receiving is not None
+        self._receiving = None
+        target, channel, offset, size = receiving
+        if frame_end != _FRAME_END:
+            self._fail(InvalidFrameError(f"a body frame ends with {frame_end:#04x}, not 0xce"))
+            return
+        # pamqp types the value bytes; its readers take any bytes-like object (frames.py).
+        value = cast(bytes, memoryview(target.body)[offset : offset + size])
+        self._frames.append((size + 8, channel, ContentBody(value)))
+        self._waiting_bytes += size + 8
+        if target.filled == len(target.body):
+            target.into.release()
+            if self._bodies.get(channel) is target:
+                del self._bodies[channel]
 
     def _decode(self, data: bytes) -> None:
         offset = 0
@@ -242,7 +368,14 @@ class FrameStream(asyncio.BufferedProtocol):
         if self._ended:
             return
         self._ended = True
-        if exc is None and (self._large is not None or self._end > self._start):
+        if exc is None and self._receiving is not None:
+            target, _, offset, size = self._receiving
+            exc = AMQPConnectionError(
+                "Server connection unexpectedly closed. "
+                f"Read {target.filled - offset + FRAME_HEAD.size} bytes but {size + 8} bytes "
+                "expected"
+            )
+        elif exc is None and (self._large is not None or self._end > self._start):
             have = self._filled if self._large is not None else self._end - self._start
             needed = len(self._large) if self._large is not None else FRAME_HEAD.size
             if self._large is None and have >= FRAME_HEAD.size:

@@ -60,8 +60,8 @@ def test_the_model_and_sizing_example_are_written(sweep: dict[str, Any]) -> None
 
 def test_a_baseline_tree_runs_beside_this_one(tmp_path: Path) -> None:
     """``--baseline DIR``: a ``git archive`` of this commit gets this tree's compiled
-    coordinates check, and each round of this tree's hub has a baseline round beside it in
-    the JSON, which names the baseline tree."""
+    extensions (coordinates check, body buffers), and each round of this tree's hub has a
+    baseline round beside it in the JSON, which names the baseline tree."""
     tree = tmp_path / "baseline"
     tree.mkdir()
     archive = subprocess.run(
@@ -70,7 +70,8 @@ def test_a_baseline_tree_runs_beside_this_one(tmp_path: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     args = ("--points", "1r-text-1kb", "--movers", "hub", "--baseline", str(tree))
     data = quick_run("bench.sweep", tmp_path / "out", "sweep.json", timeout=300, args=args)
-    assert list((tree / "services" / "hub").glob("_geo*.so"))
+    for name in ("_geo", "_buffers"):
+        assert list((tree / "services" / "hub").glob(f"{name}*.so"))
     (point,) = data["points"]
     for mover in ("baseline", "hub"):
         (round_,) = point[mover]["rounds"]

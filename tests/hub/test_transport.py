@@ -4,6 +4,7 @@ aiormq's errors for a cut connection or a broken frame, after every frame receiv
 
 import asyncio
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError
@@ -14,6 +15,8 @@ from pamqp import frame as pamqp_frame
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
+from liaison.hub import transport as hub_transport
+from liaison.hub.channel import _whole
 from liaison.hub.frames import VIEW_FROM
 from liaison.hub.transport import _PAUSE_AT, _RESUME_AT, READ_SIZE, FrameStream, FrameWriter
 from tests.hub.support import feed
@@ -52,6 +55,7 @@ async def _drain(stream: FrameStream) -> list[Any]:
     return out
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["into-bodies", "no-compiled-buffers"])
 @settings(max_examples=40, deadline=None)
 @given(
     sizes=st.lists(
@@ -62,33 +66,43 @@ async def _drain(stream: FrameStream) -> list[Any]:
     cuts=st.lists(st.integers(1, 200_000), max_size=12),
 )
 async def test_bodies_of_any_size_arrive_whole_however_the_reads_fall(
-    sizes: list[int], cuts: list[int]
+    compiled: bool, sizes: list[int], cuts: list[int]
 ) -> None:
     """Deliveries with small, threshold and multi-frame bodies, received in reads cut anywhere
     (one byte, a frame head, across frames): every frame comes out in order, with pamqp's
-    values; body frames of VIEW_FROM or more are views of a buffer of their own."""
+    values. A body of VIEW_FROM or more is received into a bytes object of its own, each of
+    its frames a view of it (without the compiled buffers: each frame of VIEW_FROM or more a
+    view of a buffer of its own)."""
     bodies = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
     wire = b"".join(b"".join(_delivery(body)) for body in bodies)
-    stream = FrameStream()
-    at = 0
-    for cut in cuts:
-        feed(stream, wire[at : at + cut])
-        at += cut
-        if at >= len(wire):
-            break
-    feed(stream, wire[at:])
-    stream.eof_received()
+    with patch("liaison.hub.transport.fresh", hub_transport.fresh if compiled else None):
+        stream = FrameStream()
+        at = 0
+        for cut in cuts:
+            feed(stream, wire[at : at + cut])
+            at += cut
+            if at >= len(wire):
+                break
+        feed(stream, wire[at:])
+        stream.eof_received()
     frames = await _drain(stream)
-    got: list[bytes] = []
+    got: list[list[bytes | memoryview]] = []
     for _, channel, frame in frames:
         assert channel == 1
         if isinstance(frame, ContentHeader):
-            got.append(b"")
+            got.append([])
         elif isinstance(frame, ContentBody):
-            value = frame.value
-            assert isinstance(value, memoryview if len(value) >= VIEW_FROM else bytes)
-            got[-1] += bytes(value)
-    assert got == bodies
+            got[-1].append(frame.value)
+    assert [b"".join(parts) for parts in got] == bodies
+    for body, parts in zip(bodies, got, strict=True):
+        if compiled and len(body) >= VIEW_FROM:
+            whole = parts[0].obj  # type: ignore[union-attr]
+            assert isinstance(whole, bytes)
+            assert whole == body
+            assert all(isinstance(p, memoryview) and p.obj is whole for p in parts)
+        else:
+            for value in parts:
+                assert isinstance(value, memoryview if len(value) >= VIEW_FROM else bytes)
     assert sum(used for used, _, _ in frames) == len(wire)
 
 
@@ -247,3 +261,103 @@ async def test_a_frame_beyond_frame_max_is_refused_before_anything_is_allocated(
     feed(stream, beyond[:100])
     with pytest.raises(InvalidFrameError, match="a frame of 200001 bytes"):
         await stream.get_frame()
+
+
+@pytest.mark.parametrize("cut", [None, 80_000], ids=["whole-in-buffer", "into-body"])
+async def test_a_broken_end_of_a_body_frame_received_into_its_body_ends_the_stream(
+    cut: int | None,
+) -> None:
+    """A large body's frame without its end byte, whether it arrived whole with the frames
+    before it or was received into the body from the socket: the frames before it come out,
+    then aiormq's InvalidFrameError, and reading stops."""
+    stream = FrameStream()
+    transport = _Transport()
+    stream.connection_made(transport)  # type: ignore[arg-type]
+    frames = _delivery(b"q" * 200_000)
+    bad = bytearray(frames[2])
+    bad[-1] = 0
+    wire = b"".join(frames[:2]) + bytes(bad)
+    if cut is None:
+        feed(stream, wire)
+    else:
+        feed(stream, wire[:cut])
+        feed(stream, wire[cut:])
+    assert isinstance((await stream.get_frame())[2], spec.Basic.Deliver)
+    assert isinstance((await stream.get_frame())[2], ContentHeader)
+    with pytest.raises(InvalidFrameError, match="ends with 0x00"):
+        await stream.get_frame()
+    assert transport.calls == ["pause"]
+
+
+async def test_large_bodies_of_two_channels_interleaved_frame_by_frame_arrive_whole() -> None:
+    """AMQP lets frames of different channels interleave: each channel's large body is
+    received into its own bytes, whole."""
+    one, two = _delivery(b"1" * 300_000, channel=1), _delivery(b"2" * 200_000, channel=2)
+    wire = b"".join(a + b for a, b in zip(one, two, strict=False)) + one[-1]
+    stream = FrameStream()
+    feed(stream, wire)
+    stream.eof_received()
+    parts: dict[int, list[Any]] = {1: [], 2: []}
+    for _, channel, frame in await _drain(stream):
+        if isinstance(frame, ContentBody):
+            parts[channel].append(frame.value)
+    assert _whole(parts[1], 300_000) == b"1" * 300_000
+    assert _whole(parts[2], 200_000) == b"2" * 200_000
+
+
+async def test_a_body_frame_beyond_its_headers_size_is_left_to_pamqp() -> None:
+    """A body frame that carries more than the content header announced is not written into
+    the body's bytes (nothing is written beyond them): it comes out as pamqp decodes it."""
+    deliver, header, _ = _delivery(b"s" * VIEW_FROM)
+    longer = pamqp_frame.marshal(ContentBody(b"t" * (VIEW_FROM + 10)), 1)
+    stream = FrameStream()
+    feed(stream, deliver + header + longer)
+    stream.eof_received()
+    (value,) = [f.value for _, _, f in await _drain(stream) if isinstance(f, ContentBody)]
+    assert bytes(value) == b"t" * (VIEW_FROM + 10)
+    assert not stream._bodies
+
+
+def test_a_body_is_the_transports_bytes_only_when_its_parts_cover_them() -> None:
+    """The consumer's body is the object the transport received into when the frames' views
+    cover it whole; any other mixture is joined (a copy)."""
+    whole = b"abcdef" * 20_000
+    view = memoryview(whole)
+    assert _whole([view[:50_000], view[50_000:]], len(whole)) is whole
+    assert _whole([b"abc"], 3) == b"abc"
+    assert _whole([view[:50_000]], 50_000) is None
+    assert _whole([view[:50_000], b"x" * 70_000], len(whole)) is None
+    assert _whole([memoryview(bytearray(10))], 10) is None
+    assert _whole([], 0) is None
+
+
+def test_the_compiled_buffers_are_built_and_give_a_bytes_object_to_fill() -> None:
+    """This repository's install has liaison.hub._buffers (make install builds it): fresh(n)
+    gives bytes of n and a writable view of their storage; a negative size is refused."""
+    fresh = hub_transport.fresh
+    assert fresh is not None
+    body, into = fresh(5)
+    assert len(body) == len(into) == 5
+    assert not into.readonly
+    into[:] = b"abcde"
+    into.release()
+    assert body == b"abcde"
+    with pytest.raises(ValueError, match="0 or more"):
+        fresh(-1)
+
+
+async def test_a_header_announcing_more_than_the_bound_allocates_no_body() -> None:
+    """A content header claiming a body beyond _BODY_INTO_MAX (a broken or hostile peer: no
+    hub message comes near it) gets no bytes object: its body frames take the ordinary path."""
+    deliver = pamqp_frame.marshal(spec.Basic.Deliver("ctag", 1, False, "x", "k"), 1)
+    header = pamqp_frame.marshal(
+        ContentHeader(0, hub_transport._BODY_INTO_MAX + 1, spec.Basic.Properties()), 1
+    )
+    body = pamqp_frame.marshal(ContentBody(b"u" * VIEW_FROM), 1)
+    stream = FrameStream()
+    feed(stream, deliver + header + body)
+    assert not stream._bodies
+    stream.eof_received()
+    (value,) = [f.value for _, _, f in await _drain(stream) if isinstance(f, ContentBody)]
+    assert bytes(value) == b"u" * VIEW_FROM
+    assert not isinstance(value.obj, bytes) or len(value.obj) != VIEW_FROM

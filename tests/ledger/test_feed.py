@@ -8,7 +8,7 @@ import pytest
 
 from liaison.common.topology import LEDGER_EXCHANGE
 from liaison.hub.ledger_feed import LedgerFeed
-from liaison.ledger.records import DecisionRecord, Outcome, decode_batch
+from liaison.ledger.records import PIECE_FROM, DecisionRecord, Outcome, decode_batch
 
 
 class FakeOutbox:
@@ -16,13 +16,18 @@ class FakeOutbox:
 
     def __init__(self) -> None:
         self.published: list[tuple[bytes, str, asyncio.Future[Any]]] = []
+        #: Each publish's body as handed over.
+        self.given: list[bytes | list[bytes]] = []
 
     def publish(
-        self, body: bytes, *, exchange: str, routing_key: str, properties: object
+        self, body: bytes | list[bytes], *, exchange: str, routing_key: str, properties: object
     ) -> "asyncio.Future[Any]":
-        """Record the publish; the test settles its confirm."""
+        """Record the publish (a body given as pieces, joined); the test settles its confirm."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.published.append((body, exchange, future))
+        self.published.append(
+            (body if isinstance(body, bytes) else b"".join(body), exchange, future)
+        )
+        self.given.append(body)
         return future
 
 
@@ -153,3 +158,21 @@ async def test_a_batch_leaves_once_its_bodies_reach_max_batch_bytes() -> None:
     feed.record(sized(3))
     feed.record(sized(4))
     assert len(outbox.published) == 1
+
+
+async def test_a_batch_with_large_bodies_is_published_as_pieces_holding_them() -> None:
+    """A batch whose records carry bodies of PIECE_FROM or more goes to the outbox as pieces
+    with each such body itself among them (never copied into the batch), and reads back as
+    the records."""
+    outbox = FakeOutbox()
+    feed = LedgerFeed(outbox)  # type: ignore[arg-type]
+    bodies = [b"a" * PIECE_FROM, b"b" * 10, b"c" * 200_000]
+    for n, body in enumerate(bodies):
+        feed.record(
+            DecisionRecord(record_id=f"r{n}", decided_at=0.0, outcome=Outcome.DELIVERED, body=body)
+        )
+    feed.flush()
+    (given,) = outbox.given
+    assert isinstance(given, list)
+    assert [p for p in given if p is bodies[0] or p is bodies[2]] == [bodies[0], bodies[2]]
+    assert [r.body for r in decode_batch(outbox.published[0][0]).records] == bodies

@@ -1,0 +1,3 @@
+"""Types of the compiled body buffers (services/hub/_buffers.c)."""
+
+def fresh(size: int, /) -> tuple[bytes, memoryview]: ...
