@@ -203,6 +203,7 @@ class linked:
         await self.relay.link.close()
         await self.relay.hq.stop()
         await remove_shovels(self.relay.site)
+        await purge_inboxes(self._hq.node, self._site_node)
 
 
 async def remove_shovels(site: SiteRelay) -> None:
@@ -220,6 +221,16 @@ async def remove_shovel_parameters(node: BrokerNode) -> None:
 async def _remove(api: ManagementClient) -> None:
     for entry in await api.request("GET", f"/parameters/shovel/{VHOST}") or []:
         await api.request("DELETE", f"/parameters/shovel/{VHOST}/{entry['name']}")
+
+
+async def purge_inboxes(*nodes: BrokerNode) -> None:
+    """Empty every inbox on ``nodes``: a copy a test left (a late raw duplicate over a bad
+    link) would otherwise be the next test's first delivery."""
+    for node in nodes:
+        async with ManagementClient(node.management_url, "guest", Secret("guest")) as api:
+            for queue in await api.request("GET", f"/queues/{VHOST}?columns=name") or []:
+                if queue["name"].startswith("inbox."):
+                    await api.request("DELETE", f"/queues/{VHOST}/{queue['name']}/contents")
 
 
 async def drain(

@@ -26,7 +26,13 @@ from liaison.schemas.messages.coordination import InformationRequest, Informatio
 from liaison.sdk import Client
 from tests.hub.support import demo_signing
 from tests.hub_process import free_port
-from tests.relay.conftest import VHOST, Headquarters, needs_root, remove_shovel_parameters
+from tests.relay.conftest import (
+    VHOST,
+    Headquarters,
+    needs_root,
+    purge_inboxes,
+    remove_shovel_parameters,
+)
 
 pytestmark = [pytest.mark.slow, needs_root]
 
@@ -74,6 +80,7 @@ async def link(
     tmp_path: Path, hq: Headquarters, site_node: BrokerNode
 ) -> AsyncIterator[tuple[LinkEmulator, dict[str, str]]]:
     """Both ends running as the section says; yields the link and the site end's settings."""
+    await purge_inboxes(hq.node, site_node)
     hq_env = {
         "LIAISON_RELAY_LINK": f"127.0.0.1:{free_port()}",
         "LIAISON_RELAY_BROKER": f"127.0.0.1:{hq.node.ports.amqp}",
