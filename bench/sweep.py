@@ -52,6 +52,7 @@ from bench.sweep_workload import (
 )
 from bench.vhost import BenchVhost
 from bench.workload import Message
+from liaison.common.topology import LEDGER_QUEUE
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
 
 #: The points: the recipients sweep with ~1 KB text bodies, then the size sweep at 4 recipients.
@@ -109,7 +110,9 @@ class Sweep(BenchVhost):
         self.args = args
 
     async def purge(self) -> None:
-        for queue in [*self.inboxes, COPY_QUEUE, DEAD_LETTER_QUEUE]:
+        # The ledger's queue too: no ledger reads it here, and a quorum queue growing by every
+        # hub round's records would make the broker's work differ from round to round.
+        for queue in [*self.inboxes, COPY_QUEUE, DEAD_LETTER_QUEUE, LEDGER_QUEUE]:
             await self.counter.purge(queue)
 
     async def hub(
