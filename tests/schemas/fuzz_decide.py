@@ -9,8 +9,10 @@ the router. A failure leaves the crashing input under ``-artifact_prefix`` and e
     python tests/schemas/fuzz_decide.py [-max_total_time=S] [-runs=N] [libFuzzer flags] [CORPUS]
 """
 
+import gc
 import json
 import sys
+import types
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -130,6 +132,17 @@ def dictionary() -> list[str]:
     return [json.dumps(t) for t in tokens]
 
 
+def _liaison_functions() -> list[types.FunctionType]:
+    """Every Python function loaded from Liaison's modules or this harness."""
+    return [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, types.FunctionType)
+        and obj.__module__ is not None
+        and (obj.__module__ == __name__ or obj.__module__.partition(".")[0] == "liaison")
+    ]
+
+
 def main(argv: list[str]) -> None:
     """Run atheris over a corpus directory (the first non-flag argument) seeded with seeds()."""
     import atheris  # only `make fuzz` installs it; the suite imports the rest of this module
@@ -143,7 +156,13 @@ def main(argv: list[str]) -> None:
     words = corpus.parent / "contract.dict"
     words.write_text("\n".join(dictionary()) + "\n")
     router = make_router()
-    atheris.instrument_all()
+    # Coverage of Liaison's own code guides the fuzzer: instrumenting every function loaded
+    # (atheris.instrument_all, the standard library's and every dependency's) took 42 s of a
+    # 50 s smoke run before the first input.
+    functions = _liaison_functions()
+    for function in functions:
+        atheris.instrument_func(function)
+    print(f"INFO: Instrumenting {len(functions)} functions of Liaison", file=sys.stderr)
     atheris.Setup(
         [argv[0], f"-dict={words}", "-max_len=8192", *flags, str(corpus)], partial(check, router)
     )
