@@ -43,7 +43,6 @@ from bench.processes import (
 from bench.publish import preload_ingress, preload_queue
 from bench.vhost import BenchVhost
 from bench.workload import Message, build_messages, write_directory
-from liaison.common.topology import LEDGER_QUEUE
 from liaison.hub.settings import HubSettings
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
 
@@ -163,12 +162,6 @@ class Run(BenchVhost):
         return row
 
     # -- the hub ----------------------------------------------------------------------------
-
-    async def purge(self) -> None:
-        # The ledger's queue too: no ledger reads it here, and a quorum queue growing by every
-        # hub round's records would make the broker's work differ from round to round.
-        for queue in [*self.inboxes, COPY_QUEUE, DEAD_LETTER_QUEUE, LEDGER_QUEUE]:
-            await self.counter.purge(queue)
 
     async def hub(
         self,

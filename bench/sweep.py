@@ -36,7 +36,6 @@ import uvloop
 from bench import costmodel, report, sweep_report
 from bench.ab import compiled_check
 from bench.broker import (
-    COPY_QUEUE,
     ShovelWatch,
     delete_shovel,
     start_shovel,
@@ -52,7 +51,6 @@ from bench.sweep_workload import (
 )
 from bench.vhost import BenchVhost
 from bench.workload import Message
-from liaison.common.topology import LEDGER_QUEUE
 from liaison.schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
 
 #: The points: the recipients sweep with ~1 KB text bodies, then the size sweep at 4 recipients.
@@ -108,12 +106,6 @@ class Sweep(BenchVhost):
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__("liaison-sweep", write_directory)
         self.args = args
-
-    async def purge(self) -> None:
-        # The ledger's queue too: no ledger reads it here, and a quorum queue growing by every
-        # hub round's records would make the broker's work differ from round to round.
-        for queue in [*self.inboxes, COPY_QUEUE, DEAD_LETTER_QUEUE, LEDGER_QUEUE]:
-            await self.counter.purge(queue)
 
     async def hub(
         self,

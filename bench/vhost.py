@@ -28,10 +28,10 @@ from bench.broker import (
 )
 from bench.processes import CpuMeter
 from liaison.common.errors import LiaisonError
-from liaison.common.topology import QueueType, build_topology, hub_queue
+from liaison.common.topology import LEDGER_QUEUE, QueueType, build_topology, hub_queue
 from liaison.directory.index import DirectoryIndex
 from liaison.directory.topology import apply_topology
-from liaison.schemas.wire import DELIVERY_EXCHANGE
+from liaison.schemas.wire import DEAD_LETTER_QUEUE, DELIVERY_EXCHANGE
 
 #: How a bench writes its directory file for a run id; each bench has its own organisations.
 WriteDirectory = Callable[[str, Path], DirectoryIndex]
@@ -62,6 +62,13 @@ class BenchVhost:
 
     def log(self, text: str) -> None:
         log(text)
+
+    async def purge(self) -> None:
+        """Empty the queues a round fills. The ledger's too: no ledger reads it in these benches,
+        and a quorum queue growing by every hub round's records would make the broker's work
+        differ from round to round."""
+        for queue in [*self.inboxes, COPY_QUEUE, DEAD_LETTER_QUEUE, LEDGER_QUEUE]:
+            await self.counter.purge(queue)
 
     async def setup(self) -> None:
         """Create everything; on failure, delete what was made."""
